@@ -1,0 +1,178 @@
+"""Audio loading, saving and resampling.
+
+Conventions: a waveform is a NumPy ``float32`` array of shape ``(n,)`` (mono) with nominal
+range [-1, 1]; sample rates are integers in Hz. Reading goes through libsndfile
+(``soundfile``), which handles WAV (8-bit unsigned to 32-bit float), FLAC, Ogg/Vorbis, Opus,
+MP3 and AIFF. Resampling uses soxr at very high quality.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from perceptual_audio.errors import AudioFormatError, ParameterError
+from perceptual_audio.files import TMP_MARKER, atomic_path
+
+logger = logging.getLogger(__name__)
+
+#: File extensions (lower case) that stage 1 picks up as audio.
+AUDIO_EXTENSIONS = frozenset({".wav", ".wave", ".flac", ".ogg", ".oga", ".opus", ".mp3",
+                              ".aiff", ".aif", ".aifc"})
+
+#: soxr quality used everywhere in the pipeline ("VHQ": very high quality, linear phase).
+SOXR_QUALITY = "VHQ"
+
+
+def find_audio_files(root: str | os.PathLike) -> list[Path]:
+    """All audio files below ``root`` (recursive), sorted, skipping hidden and temporary files.
+
+    Raises
+    ------
+    ParameterError
+        If ``root`` does not exist or is not a folder.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise ParameterError(f"input folder {str(root)!r} does not exist or is not a folder")
+    found = []
+    for p in root.rglob("*"):
+        rel_parts = p.relative_to(root).parts
+        if any(part.startswith(".") for part in rel_parts) or TMP_MARKER in p.name:
+            continue
+        if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS:
+            found.append(p)
+    return sorted(found)
+
+
+def audio_info(path: str | os.PathLike) -> sf._SoundFileInfo:
+    """libsndfile's header information, with the same error handling as :func:`load_audio`."""
+    _check_readable(Path(path))
+    try:
+        return sf.info(str(path))
+    except (sf.LibsndfileError, RuntimeError) as e:
+        raise AudioFormatError(_describe_read_error(Path(path), e)) from None
+
+
+def load_audio(
+    path: str | os.PathLike, *, sample_rate: int | None = None, mono: bool = True
+) -> tuple[np.ndarray, int]:
+    """Read an audio file as float32.
+
+    Parameters
+    ----------
+    path : path-like
+        Any format libsndfile reads.
+    sample_rate : int or None
+        Resample to this rate in Hz (soxr VHQ); None keeps the file's rate.
+    mono : bool
+        Mix channels down by their mean; when False the result is (n, channels).
+
+    Returns
+    -------
+    y : np.ndarray [shape=(n,) or (n, channels), dtype=float32]
+    sr : int
+        Sample rate of ``y`` in Hz.
+
+    Raises
+    ------
+    AudioFormatError
+        Naming the file and the problem (empty, not audio, truncated, unreadable).
+    """
+    path = Path(path)
+    _check_readable(path)
+    try:
+        y, sr = sf.read(str(path), dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError) as e:
+        raise AudioFormatError(_describe_read_error(path, e)) from None
+    if y.shape[0] == 0:
+        raise AudioFormatError(f"{path}: the file holds no audio samples (0 frames)")
+    if not np.all(np.isfinite(y)):
+        raise AudioFormatError(f"{path}: the file holds NaN or infinite samples")
+    if mono:
+        y = to_mono(y)
+    if sample_rate is not None and sample_rate != sr:
+        y = resample(y, sr, sample_rate)
+        sr = sample_rate
+    return np.ascontiguousarray(y, dtype=np.float32), int(sr)
+
+
+def to_mono(y: np.ndarray) -> np.ndarray:
+    """Mean over channels of an (n, channels) array; a 1-D array is returned as is."""
+    if y.ndim == 1:
+        return y.astype(np.float32, copy=False)
+    return y.mean(axis=1, dtype=np.float64).astype(np.float32)
+
+
+def resampled_length(n_samples: int, sr_in: int, sr_out: int) -> int:
+    """``round(n * sr_out / sr_in)``: the length a resampled signal must have."""
+    return int(round(n_samples * sr_out / sr_in))
+
+
+def resample(y: np.ndarray, sr_in: int, sr_out: int, *, quality: str = SOXR_QUALITY) -> np.ndarray:
+    """Resample with soxr along axis 0; the output has exactly :func:`resampled_length` samples.
+
+    Parameters
+    ----------
+    y : np.ndarray [shape=(n,) or (n, channels)]
+    sr_in, sr_out : int
+        Input and output rates in Hz.
+    quality : str
+        soxr quality recipe (``"VHQ"``, ``"HQ"``, ...).
+    """
+    import soxr
+
+    if sr_in <= 0 or sr_out <= 0:
+        raise ParameterError(f"sample rates must be positive, got sr_in={sr_in}, sr_out={sr_out}")
+    if sr_in == sr_out:
+        return np.asarray(y, dtype=np.float32)
+    out = soxr.resample(np.asarray(y, dtype=np.float32), sr_in, sr_out, quality=quality)
+    target = resampled_length(len(y), sr_in, sr_out)
+    if len(out) > target:
+        out = out[:target]
+    elif len(out) < target:
+        pad = [(0, target - len(out))] + [(0, 0)] * (out.ndim - 1)
+        out = np.pad(out, pad)
+    return np.ascontiguousarray(out, dtype=np.float32)
+
+
+def save_wav(path: str | os.PathLike, y: np.ndarray, sample_rate: int) -> None:
+    """Write a mono float32 WAV atomically (temporary file + rename).
+
+    32-bit float keeps peaks above full scale (no silent clipping). Written by SciPy rather
+    than libsndfile so that the bytes are deterministic (libsndfile adds a PEAK chunk with a
+    timestamp to float WAVs): the same samples always give the same file and sha256.
+    """
+    from scipy.io import wavfile
+
+    y = np.asarray(y, dtype=np.float32)
+    if y.ndim != 1:
+        raise ParameterError(f"save_wav({path}): expected a mono (n,) array, got shape {y.shape}")
+    with atomic_path(path) as tmp:
+        wavfile.write(tmp, int(sample_rate), y)
+
+
+def _check_readable(path: Path) -> None:
+    if not path.exists():
+        raise AudioFormatError(f"{path}: no such file")
+    if not path.is_file():
+        raise AudioFormatError(f"{path}: not a regular file")
+    if not os.access(path, os.R_OK):
+        raise AudioFormatError(f"{path}: permission denied (the file is not readable)")
+    if path.stat().st_size == 0:
+        raise AudioFormatError(f"{path}: the file is empty (0 bytes)")
+
+
+def _describe_read_error(path: Path, err: Exception) -> str:
+    msg = str(err)
+    low = msg.lower()
+    if "format not recognised" in low or "unknown format" in low or "not recognised" in low:
+        return (f"{path}: not a recognised audio file (libsndfile: {msg.split(': ')[-1]}); "
+                "is it really a {ext} file?".format(ext=path.suffix.lstrip(".").upper() or "audio"))
+    if "permission" in low:
+        return f"{path}: permission denied ({msg})"
+    return f"{path}: cannot decode the audio, the file may be truncated or corrupt (libsndfile: {msg})"
