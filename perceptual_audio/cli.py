@@ -1,0 +1,221 @@
+"""Shared command-line pieces: argparse types and options, logging, progress, parallel map,
+``run.json`` and exit codes. Only the stage entry points use this module's logging and
+progress setup; library code just logs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures as cf
+import datetime as dt
+import importlib.metadata
+import logging
+import multiprocessing
+import os
+import platform
+import sys
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from perceptual_audio.errors import PerceptualAudioError
+from perceptual_audio.files import atomic_write_json
+
+EXIT_OK = 0
+#: At least one input failed; the others were processed.
+EXIT_FAILED = 1
+#: Bad command line (argparse's own convention).
+EXIT_USAGE = 2
+#: Some models were unavailable (no weights); the others ran. A warning, not a failure.
+EXIT_MODELS_UNAVAILABLE = 3
+
+#: Packages whose versions every run.json records.
+RECORDED_PACKAGES = ("perceptual-audio", "numpy", "scipy", "torch", "soundfile", "soxr",
+                     "librosa", "resampy", "pedalboard", "pesq", "pystoi", "pandas",
+                     "matplotlib", "cdpam", "h5py")
+
+
+# -- argparse types ---------------------------------------------------------------------------
+def positive_int(text: str) -> int:
+    """argparse type: an integer > 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a finite float > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not (value > 0 and value != float("inf")):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {value}")
+    return value
+
+
+def nonnegative_float(text: str) -> float:
+    """argparse type: a finite float >= 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
+    if not (value >= 0 and value != float("inf")):
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {value}")
+    return value
+
+
+def default_workers() -> int:
+    """Number of usable cores (the default of ``--workers``)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def add_common_arguments(parser: argparse.ArgumentParser, *, workers: bool = True) -> None:
+    """Add ``--force``, ``--quiet``/``--verbose`` and (optionally) ``--workers``."""
+    parser.add_argument("--force", action="store_true",
+                        help="redo every output, even those whose inputs and parameters are unchanged")
+    loud = parser.add_mutually_exclusive_group()
+    loud.add_argument("-q", "--quiet", action="store_true",
+                      help="print only warnings, errors and the final summary; no progress bar")
+    loud.add_argument("-v", "--verbose", action="store_true", help="print debug messages")
+    if workers:
+        n = default_workers()
+        parser.add_argument("--workers", type=positive_int, default=n, metavar="N",
+                            help=f"parallel worker processes (default: {n}, the usable cores)")
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Shows defaults and keeps the description's and epilog's line breaks."""
+
+
+# -- logging and progress ---------------------------------------------------------------------
+def setup_logging(args: argparse.Namespace | None = None) -> None:
+    """Configure the root logger for a stage script (``--quiet``/``--verbose``)."""
+    level = logging.INFO
+    if args is not None and getattr(args, "quiet", False):
+        level = logging.WARNING
+    elif args is not None and getattr(args, "verbose", False):
+        level = logging.DEBUG
+    logging.basicConfig(level=level, format="%(levelname)s: %(message)s", force=True)
+    # Third-party chatter (numba, matplotlib font cache) stays quiet unless debugging.
+    for noisy in ("numba", "matplotlib", "PIL", "h5py"):
+        logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
+
+
+def progress(iterable: Iterable, *, total: int | None = None, desc: str = "",
+             args: argparse.Namespace | None = None) -> Iterable:
+    """Wrap ``iterable`` in a tqdm bar when stderr is a terminal and not ``--quiet``."""
+    from tqdm import tqdm
+
+    quiet = args is not None and getattr(args, "quiet", False)
+    return tqdm(iterable, total=total, desc=desc, unit="file", leave=False,
+                disable=quiet or not sys.stderr.isatty())
+
+
+# -- parallel map -----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Outcome:
+    """Result of one work item: ``value`` on success, else ``error`` (one line)."""
+
+    item: Any
+    value: Any = None
+    error: str | None = None
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+def _run_one(func: Callable[[Any], Any], item: Any) -> Outcome:
+    t0 = time.perf_counter()
+    try:
+        value = func(item)
+    except PerceptualAudioError as e:
+        return Outcome(item, error=str(e), seconds=time.perf_counter() - t0)
+    except Exception as e:  # one bad item never stops the others
+        return Outcome(item, error=f"{type(e).__name__}: {e}", seconds=time.perf_counter() - t0)
+    return Outcome(item, value=value, seconds=time.perf_counter() - t0)
+
+
+def _init_worker(threads: int) -> None:
+    # Each process gets its share of the cores: no oversubscription with BLAS/torch threads.
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    try:
+        import torch
+
+        torch.set_num_threads(threads)
+    except ImportError:
+        pass
+
+
+def parallel_map(func: Callable[[Any], Any], items: Sequence[Any], *, workers: int = 1,
+                 desc: str = "", args: argparse.Namespace | None = None) -> list[Outcome]:
+    """Apply ``func`` to every item, in ``workers`` processes, keeping the order of ``items``.
+
+    ``func`` must be a module-level function (it is pickled). An exception on an item becomes
+    that item's :class:`Outcome` ``error``; the other items go on. With ``workers == 1`` the
+    work runs in this process (no pickling; easier debugging).
+    """
+    items = list(items)
+    if workers <= 1 or len(items) <= 1:
+        return [_run_one(func, it) for it in progress(items, total=len(items), desc=desc, args=args)]
+    workers = min(workers, len(items))
+    threads = max(1, default_workers() // workers)
+    ctx = multiprocessing.get_context("spawn")
+    results: list[Outcome | None] = [None] * len(items)
+    with cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker,
+                                initargs=(threads,)) as pool:
+        futures = {pool.submit(_run_one, func, it): i for i, it in enumerate(items)}
+        for fut in progress(cf.as_completed(futures), total=len(futures), desc=desc, args=args):
+            i = futures[fut]
+            try:
+                results[i] = fut.result()
+            except Exception as e:  # the worker process itself died
+                results[i] = Outcome(items[i], error=f"worker crashed: {type(e).__name__}: {e}")
+    return [r for r in results if r is not None]
+
+
+# -- run.json ---------------------------------------------------------------------------------
+def package_versions(names: Iterable[str] = RECORDED_PACKAGES) -> dict[str, str | None]:
+    """Installed versions of ``names`` (None where a package is absent)."""
+    out: dict[str, str | None] = {}
+    for name in names:
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def write_run_json(folder: str | os.PathLike, *, stage: str, args: argparse.Namespace | None,
+                   params: dict[str, Any] | None = None, seed: int | None = None,
+                   timings: dict[str, float] | None = None,
+                   extra: dict[str, Any] | None = None, name: str = "run.json") -> Path:
+    """Record how a folder was made: command line, parameters, seed, versions, timings."""
+    record: dict[str, Any] = {
+        "stage": stage,
+        "command": [Path(sys.argv[0]).name, *sys.argv[1:]] if sys.argv else [],
+        "arguments": {k: v for k, v in vars(args).items()} if args is not None else {},
+        "parameters": params or {},
+        "seed": seed,
+        "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "packages": package_versions(),
+        "timings_seconds": timings or {},
+    }
+    if extra:
+        record.update(extra)
+    path = Path(folder) / name
+    atomic_write_json(path, record)
+    return path
