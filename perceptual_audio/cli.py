@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from perceptual_audio import __version__
 from perceptual_audio.errors import PerceptualAudioError
 from perceptual_audio.files import atomic_write_json
 
@@ -32,7 +33,7 @@ EXIT_USAGE = 2
 EXIT_MODELS_UNAVAILABLE = 3
 
 #: Packages whose versions every run.json records.
-RECORDED_PACKAGES = ("perceptual-audio", "numpy", "scipy", "torch", "soundfile", "soxr",
+RECORDED_PACKAGES = ("numpy", "scipy", "torch", "soundfile", "soxr",
                      "librosa", "resampy", "pedalboard", "pesq", "pystoi", "pandas",
                      "matplotlib", "cdpam", "h5py")
 
@@ -211,6 +212,7 @@ def write_run_json(folder: str | os.PathLike, *, stage: str, args: argparse.Name
         "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "python": platform.python_version(),
         "platform": platform.platform(),
+        "perceptual_audio_version": __version__,
         "packages": package_versions(),
         "timings_seconds": timings or {},
     }

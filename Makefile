@@ -1,0 +1,44 @@
+# Quick start:  make run   (set up + all stages on original_audio/)
+#               make test  (set up + test suite)
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.requirements-installed
+
+.PHONY: venv run test bench lint audio clean-outputs
+
+venv: $(STAMP)
+
+# Reinstall whenever requirements.txt changes. torch==2.13.0 comes from the machine's local
+# CPU wheel; never loosen that pin (see requirements.txt).
+$(STAMP): requirements.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	touch $@
+
+# Every stage on the bundled audio. Stage 2 exits 3 when a model's weights are unavailable
+# (OpenL3/VGGish offline): a warning here, not a failure.
+run: venv
+	$(PY) audio_conversion.py --input original_audio --output test_audio --sr 16000
+	$(PY) extract_embeddings.py --input-dir test_audio --openl3-dir openl3_embeddings --vggish-dir vggish_embeddings; \
+	  rc=$$?; if [ $$rc -eq 3 ]; then echo "make run: some models were unavailable (see above); continuing"; elif [ $$rc -ne 0 ]; then exit $$rc; fi
+	$(PY) calculate_metrics.py --audio-dir test_audio --openl3-dir openl3_embeddings --vggish-dir vggish_embeddings --results-dir results
+	$(PY) visualize_results.py --results-dir results --output-dir results/visualizations
+	@echo "Report: $(CURDIR)/results/visualizations/report.html"
+
+# pytest exits 5 when it collected no test: that is a failure, not a pass.
+test: venv
+	$(PY) -m pytest; rc=$$?; if [ $$rc -eq 5 ]; then echo "make test: no tests were collected" >&2; exit 1; fi; exit $$rc
+
+bench: venv
+	for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+lint: venv
+	$(PY) -m ruff check . && $(PY) -m ruff format --check .
+
+# Regenerate the bundled clips (needs Debian's espeak-ng); the WAVs are committed.
+audio: venv
+	$(PY) scripts/make_default_audio.py --output original_audio
+
+clean-outputs:
+	rm -rf test_audio openl3_embeddings vggish_embeddings cdpam_embeddings results

@@ -1,0 +1,9 @@
+#!/usr/bin/env python3
+"""Stage 1: convert any audio to 16 kHz mono WAV. See ``--help`` and README.md."""
+
+import sys
+
+from perceptual_audio.conversion import main
+
+if __name__ == "__main__":
+    sys.exit(main())

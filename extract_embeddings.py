@@ -1,0 +1,9 @@
+#!/usr/bin/env python3
+"""Stage 2: degradations + OpenL3 / VGGish / CDPAM embeddings. See ``--help`` and README.md."""
+
+import sys
+
+from perceptual_audio.extract_stage import main
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,225 @@
+"""Stage 1: any input audio -> mono float32 WAV at one sample rate (default 16 kHz).
+
+``audio_conversion.py --input original_audio --output test_audio --sr 16000`` walks the input
+tree, writes ``OUTPUT/clean/<mirrored path>.wav`` for every audio file, and records one
+``clean`` row per file in ``OUTPUT/manifest.csv`` plus ``OUTPUT/run.json``.
+
+Reruns convert only inputs whose bytes or conversion settings changed; outputs of inputs that
+disappeared (or now fail) are removed from the folder and the manifest.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from perceptual_audio import cli
+from perceptual_audio.audio_io import (
+    AUDIO_EXTENSIONS,
+    SOXR_QUALITY,
+    audio_info,
+    find_audio_files,
+    load_audio,
+    save_wav,
+)
+from perceptual_audio.errors import OutputConflictError, PerceptualAudioError
+from perceptual_audio.files import (
+    mirror_path,
+    params_digest,
+    remove_stale_temporaries,
+    sha256_file,
+)
+from perceptual_audio.manifest import ManifestRow, read_manifest, replace_kind
+
+logger = logging.getLogger(__name__)
+
+STAGE = "audio_conversion"
+CLEAN_DIR = "clean"
+#: Inputs shorter than this (seconds) are converted but flagged ``short``.
+SHORT_SECONDS = 0.5
+#: Inputs whose peak stays below this level (dBFS) are converted but flagged ``silent``.
+SILENCE_DBFS = -80.0
+
+
+@dataclass(frozen=True)
+class ConvertJob:
+    """One input file to convert (picklable, for the worker processes)."""
+
+    input_path: str
+    source: str        # input path relative to the input root (POSIX)
+    output_path: str
+    rel_output: str    # output path relative to the output root (POSIX)
+    sample_rate: int
+    source_sha256: str
+
+
+def conversion_settings(sample_rate: int) -> dict:
+    """The parameters that decide a conversion's output (a change redoes every file)."""
+    return {"target_sample_rate": int(sample_rate), "downmix": "mean of channels",
+            "resampler": "soxr", "soxr_quality": SOXR_QUALITY, "output_format": "WAV float32"}
+
+
+def convert_file(job: ConvertJob) -> ManifestRow:
+    """Convert one file and return its manifest row (raises on bad input, writes atomically)."""
+    info = audio_info(job.input_path)
+    y, sr = load_audio(job.input_path, sample_rate=job.sample_rate, mono=True)
+    peak = float(np.max(np.abs(y))) if len(y) else 0.0
+    flags = []
+    duration = len(y) / sr
+    if duration < SHORT_SECONDS:
+        flags.append("short")
+    if peak <= 10 ** (SILENCE_DBFS / 20):
+        flags.append("silent")
+    if peak > 1.0:
+        flags.append("clipped_peak")
+        logger.warning("%s: peak %.3f (%.2f dBFS) is above full scale after resampling; kept "
+                       "unclipped in the float WAV", job.input_path, peak, 20 * np.log10(peak))
+    save_wav(job.output_path, y, sr)
+    settings = conversion_settings(job.sample_rate)
+    params = {**settings, "settings_digest": params_digest(settings),
+              "input_sample_rate": int(info.samplerate), "input_channels": int(info.channels),
+              "input_format": info.format, "input_subtype": info.subtype,
+              "input_frames": int(info.frames), "peak": round(peak, 6)}
+    return ManifestRow.make(
+        job.rel_output, kind="clean", source=job.source, parameters=params, sample_rate=sr,
+        duration=duration, sha256=sha256_file(job.output_path), source_sha256=job.source_sha256,
+        flags=flags,
+    )
+
+
+def _is_up_to_date(row: ManifestRow | None, job: ConvertJob, output_root: Path) -> bool:
+    if row is None or row.source != job.source or row.source_sha256 != job.source_sha256:
+        return False
+    if row.params.get("settings_digest") != params_digest(conversion_settings(job.sample_rate)):
+        return False
+    out = output_root / row.path
+    return out.is_file() and sha256_file(out) == row.sha256
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="audio_conversion.py", formatter_class=cli.HelpFormatter,
+        description="Stage 1: convert every audio file below --input to mono float32 WAV at "
+                    "--sr Hz under OUTPUT/clean/, mirroring the folder tree, and record each "
+                    "file in OUTPUT/manifest.csv.",
+        epilog=f"Reads: {', '.join(sorted(AUDIO_EXTENSIONS))} (any rate, channels, bit depth).\n"
+               "Exit status: 0 all converted or up to date; 1 some inputs failed (the others "
+               "were converted); 2 bad command line.",
+    )
+    parser.add_argument("--input", type=Path, default=Path("original_audio"), metavar="DIR",
+                        help="folder of input audio (searched recursively)")
+    parser.add_argument("--output", type=Path, default=Path("test_audio"), metavar="DIR",
+                        help="output folder: clean/, manifest.csv and run.json go here")
+    parser.add_argument("--sr", type=cli.positive_int, default=16000, metavar="HZ",
+                        help="output sample rate in Hz")
+    cli.add_common_arguments(parser)
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run stage 1 with parsed arguments; returns the exit status."""
+    t0 = time.perf_counter()
+    input_root: Path = args.input
+    output_root: Path = args.output
+    clean_root = output_root / CLEAN_DIR
+    try:
+        inputs = find_audio_files(input_root)
+    except PerceptualAudioError as e:
+        logger.error("%s", e)
+        return cli.EXIT_FAILED
+    if output_root.resolve() == input_root.resolve() or input_root.resolve() in output_root.resolve().parents:
+        logger.error("--output %s must not be inside --input %s", output_root, input_root)
+        return cli.EXIT_USAGE
+    output_root.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(output_root)
+
+    old_rows = {r.path: r for r in read_manifest(output_root) if r.kind == "clean"}
+
+    # Map inputs to outputs; inputs that collide on one output path all fail.
+    by_output: dict[Path, list[Path]] = defaultdict(list)
+    for p in inputs:
+        by_output[mirror_path(p, input_root, clean_root, suffix=".wav")].append(p)
+    failures: list[tuple[str, str]] = []
+    jobs: list[ConvertJob] = []
+    for out, srcs in sorted(by_output.items()):
+        if len(srcs) > 1:
+            names = ", ".join(str(s) for s in srcs)
+            msg = str(OutputConflictError(
+                f"{names}: these inputs would all be written to {out}; rename all but one"))
+            failures.extend((str(s), msg) for s in srcs)
+            continue
+        src = srcs[0]
+        try:
+            digest = sha256_file(src)
+        except OSError as e:
+            failures.append((str(src), f"{src}: cannot read the file ({e.strerror})"))
+            continue
+        jobs.append(ConvertJob(
+            input_path=str(src), source=src.relative_to(input_root).as_posix(),
+            output_path=str(out), rel_output=out.relative_to(output_root).as_posix(),
+            sample_rate=args.sr, source_sha256=digest))
+
+    todo, rows = [], []
+    for job in jobs:
+        old = old_rows.get(job.rel_output)
+        if not args.force and _is_up_to_date(old, job, output_root):
+            rows.append(old)
+        else:
+            todo.append(job)
+    skipped = len(rows)
+
+    outcomes = cli.parallel_map(convert_file, todo, workers=args.workers, desc="converting",
+                                args=args)
+    for oc in outcomes:
+        if oc.ok:
+            rows.append(oc.value)
+        else:
+            failures.append((oc.item.input_path, oc.error))
+
+    # Outputs that no longer correspond to a convertible input are removed.
+    current = {r.path for r in rows}
+    removed = 0
+    for path in sorted(set(old_rows) - current):
+        stale = output_root / path
+        if stale.exists():
+            stale.unlink()
+            removed += 1
+            logger.info("removed %s (its input disappeared, changed or now fails)", stale)
+    _prune_empty_dirs(clean_root)
+
+    replace_kind(output_root, "clean", rows)
+    for src, msg in failures:
+        logger.error("%s", msg if src in msg else f"{src}: {msg}")
+    cli.write_run_json(
+        output_root, stage=STAGE, args=args, params=conversion_settings(args.sr),
+        timings={"total": round(time.perf_counter() - t0, 3)},
+        extra={"counts": {"inputs": len(inputs), "converted": len(outcomes) - sum(not o.ok for o in outcomes),
+                          "skipped": skipped, "failed": len(failures), "removed": removed},
+               "failures": [{"file": s, "error": m} for s, m in failures]})
+    converted = sum(o.ok for o in outcomes)
+    print(f"audio_conversion: converted {converted}, skipped {skipped} (up to date), "
+          f"failed {len(failures)}, removed {removed} stale -> {output_root / 'manifest.csv'}",
+          file=sys.stderr)
+    return cli.EXIT_FAILED if failures else cli.EXIT_OK
+
+
+def _prune_empty_dirs(root: Path) -> None:
+    if not root.is_dir():
+        return
+    for d in sorted((p for p in root.rglob("*") if p.is_dir()), key=lambda p: len(p.parts),
+                    reverse=True):
+        if not any(d.iterdir()):
+            d.rmdir()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    cli.setup_logging(args)
+    return run(args)

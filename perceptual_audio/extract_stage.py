@@ -1,0 +1,46 @@
+"""Stage 2 entry point: degradations first, then embeddings.
+
+``extract_embeddings.py`` = :mod:`perceptual_audio.degrade_stage` (writes
+``test_audio/degraded/...``) followed by :mod:`perceptual_audio.embed_stage` (writes
+``<model>_embeddings/...``). ``--models none`` runs only the degradation half.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from perceptual_audio import cli, degrade_stage, embed_stage
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="extract_embeddings.py", formatter_class=cli.HelpFormatter,
+        description="Stage 2: degrade every clean file of stage 1 in controlled ways, then "
+                    "extract OpenL3, VGGish and CDPAM embeddings of clean and degraded audio.",
+        epilog=degrade_stage.describe_families() + "\n\nExit status: 0 ok; 1 some files "
+               "failed; 2 bad command line; 3 some models unavailable (the others ran).",
+    )
+    degrade_stage.add_degradation_arguments(parser)
+    embed_stage.add_embedding_arguments(parser)
+    return parser
+
+
+def combine_exit_codes(*codes: int) -> int:
+    """Failures (1, 2) outrank 'models unavailable' (3), which outranks success (0)."""
+    for code in (cli.EXIT_USAGE, cli.EXIT_FAILED, cli.EXIT_MODELS_UNAVAILABLE):
+        if code in codes:
+            return code
+    return cli.EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    cli.setup_logging(args)
+    rc_degrade = degrade_stage.run_degradations(args)
+    rc_embed = embed_stage.run_embeddings(args)
+    return combine_exit_codes(rc_degrade, rc_embed)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
