@@ -106,7 +106,15 @@ def setup_logging(args: argparse.Namespace | None = None) -> None:
         level = logging.WARNING
     elif args is not None and getattr(args, "verbose", False):
         level = logging.DEBUG
-    logging.basicConfig(level=level, format="%(levelname)s: %(message)s", force=True)
+    root = logging.getLogger()
+    root.setLevel(level)
+    # Replace only the handler this function installed before (keeps pytest's capture handler).
+    for h in [h for h in root.handlers if getattr(h, "_perceptual_audio", False)]:
+        root.removeHandler(h)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+    handler._perceptual_audio = True  # type: ignore[attr-defined]
+    root.addHandler(handler)
     # Third-party chatter (numba, matplotlib font cache) stays quiet unless debugging.
     for noisy in ("numba", "matplotlib", "PIL", "h5py"):
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))

@@ -195,8 +195,8 @@ def run(args: argparse.Namespace) -> int:
     _prune_empty_dirs(clean_root)
 
     replace_kind(output_root, "clean", rows)
-    for src, msg in failures:
-        logger.error("%s", msg if src in msg else f"{src}: {msg}")
+    for msg in dict.fromkeys(m if s in m else f"{s}: {m}" for s, m in failures):
+        logger.error("%s", msg)  # a collision is one message for all its inputs
     cli.write_run_json(
         output_root, stage=STAGE, args=args, params=conversion_settings(args.sr),
         timings={"total": round(time.perf_counter() - t0, 3)},

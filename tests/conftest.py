@@ -1,0 +1,40 @@
+"""Shared fixtures: a seeded RNG, the optional ../shared/data folder, audio writers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    """A seeded generator: tests are deterministic."""
+    return np.random.default_rng(12345)
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """``../shared/data`` (reference recordings and outputs); skips when absent."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"reference data folder {SHARED_DATA} is absent (only in the project's "
+                    "development checkout, not in a user's clone)")
+    return SHARED_DATA
+
+
+def sine(freq_hz: float, seconds: float, sample_rate: int, *, amplitude: float = 0.5) -> np.ndarray:
+    """A float32 sine wave of ``seconds`` at ``sample_rate``."""
+    t = np.arange(int(round(seconds * sample_rate))) / sample_rate
+    return (amplitude * np.sin(2 * np.pi * freq_hz * t)).astype(np.float32)
+
+
+def write_audio(path: Path, y: np.ndarray, sample_rate: int, **kwargs) -> Path:
+    """Write ``y`` ((n,) or (n, channels)) with soundfile, creating folders."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(str(path), y, sample_rate, **kwargs)
+    return path
