@@ -1,0 +1,451 @@
+"""Per-pair metrics: classic (PESQ, STOI, ESTOI, SI-SDR) and embedding similarities.
+
+Every metric compares a clean *reference* with a *degraded* version of it. A metric that
+cannot be computed on a pair (digital silence, too short, a missing embedding) raises
+:class:`MetricError`; :func:`measure` turns that into ``NaN`` plus a one-line status, so a
+failed measurement is never replaced by a stand-in number.
+
+Exactness: :func:`pesq_score` and :func:`stoi_score` call the ``pesq`` and ``pystoi``
+libraries on the very arrays they are given (float32 as read by
+:func:`perceptual_audio.audio_io.load_audio`), so their values equal a direct call. The only
+processing added is resampling when the file's rate is not the one the measure needs
+(soxr VHQ, :func:`perceptual_audio.audio_io.resample`).
+
+Conventions: waveforms are (n,) float arrays in [-1, 1]; embeddings are (T, D) arrays whose
+frame ``t`` of the reference and of the degraded file cover the same time span (same model,
+same hop, timestamps = frame index x hop).
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.metadata
+import logging
+import math
+import warnings
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from perceptual_audio.errors import ParameterError, PerceptualAudioError
+
+logger = logging.getLogger(__name__)
+
+#: Status text of a successful measurement.
+STATUS_OK = "ok"
+
+#: Sample rate (Hz) of wide-band PESQ (ITU-T P.862.2); other rates are resampled to it.
+PESQ_WB_SAMPLE_RATE = 16000
+#: Default rate (Hz) of narrow-band PESQ (P.862): the audio is resampled to 8 kHz, the
+#: telephone-band rate. 16000 is also accepted (P.862 at 16 kHz, no resampling).
+PESQ_NB_SAMPLE_RATE = 8000
+PESQ_NB_SAMPLE_RATES = (8000, 16000)
+#: pystoi's stand-in score when fewer than 30 STFT frames remain after silent-frame removal.
+PYSTOI_TOO_SHORT_VALUE = 1e-5
+#: Frames (of 256 samples at 10 kHz, hop 128) pystoi needs for one intermediate score.
+PYSTOI_MIN_FRAMES = 30
+
+#: Classic metrics, in the column order of ``pair_metrics.csv``.
+CLASSIC_METRICS = ("pesq_wb", "pesq_nb", "stoi", "estoi", "si_sdr")
+#: Embedding metrics per model: ``<model>_<suffix>``.
+EMBEDDING_METRIC_SUFFIXES = ("cosine", "cosine_pooled", "l2")
+#: CDPAM's learned distance.
+CDPAM_DISTANCE = "cdpam_distance"
+
+
+class MetricError(PerceptualAudioError):
+    """A metric cannot be computed on this pair; the message is the status text."""
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """One metric on one pair: ``value`` (NaN on failure) and ``status`` (``"ok"`` or why)."""
+
+    value: float
+    status: str = STATUS_OK
+
+    @property
+    def ok(self) -> bool:
+        return self.status == STATUS_OK
+
+
+@dataclass(frozen=True)
+class ClassicSettings:
+    """Settings of the classic metrics; their digest keys the cache of computed cells.
+
+    Attributes
+    ----------
+    pesq_nb_sample_rate : int
+        Hz; 8000 (resample to the narrow-band rate, default) or 16000 (P.862 at 16 kHz).
+    resample_quality : str
+        soxr recipe used when a signal must be resampled for a metric.
+    """
+
+    pesq_nb_sample_rate: int = PESQ_NB_SAMPLE_RATE
+    resample_quality: str = "VHQ"
+
+    def __post_init__(self) -> None:
+        if self.pesq_nb_sample_rate not in PESQ_NB_SAMPLE_RATES:
+            raise ParameterError(
+                f"pesq_nb_sample_rate must be one of {PESQ_NB_SAMPLE_RATES} Hz, "
+                f"got {self.pesq_nb_sample_rate}"
+            )
+
+    def as_dict(self) -> dict[str, Any]:
+        """Settings plus the versions of the libraries that compute them."""
+        d = asdict(self)
+        d["pesq_version"] = _version("pesq")
+        d["pystoi_version"] = _version("pystoi")
+        return d
+
+
+def _version(package: str) -> str | None:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+# -- wrappers -------------------------------------------------------------------------------
+def measure(func: Callable[..., float], *args: Any, **kwargs: Any) -> Measurement:
+    """Call a metric function; a failure becomes ``Measurement(nan, reason)``.
+
+    :class:`MetricError` carries its own reason; any other exception (raised inside a
+    metric library) is reported as ``"<ExceptionType>: <message>"`` and logged.
+    """
+    try:
+        value = float(func(*args, **kwargs))
+    except MetricError as e:
+        return Measurement(math.nan, _one_line(str(e)))
+    except Exception as e:  # a library error on one pair never stops the others
+        logger.debug("metric %s failed", getattr(func, "__name__", func), exc_info=True)
+        return Measurement(math.nan, _one_line(f"{type(e).__name__}: {e}"))
+    if math.isnan(value):
+        return Measurement(math.nan, "the metric returned NaN")
+    return Measurement(value)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split()) or "unknown error"
+
+
+def _as_signal(x: np.ndarray, name: str) -> np.ndarray:
+    x = np.asarray(x)
+    if x.ndim != 1:
+        raise ParameterError(f"{name} must be a mono (n,) array, got shape {x.shape}")
+    if x.size == 0:
+        raise MetricError(f"the {name} signal is empty")
+    if not np.all(np.isfinite(x)):
+        raise MetricError(f"the {name} signal holds NaN or infinite samples")
+    return x
+
+
+def _check_not_silent(x: np.ndarray, name: str) -> None:
+    if not np.any(x):
+        raise MetricError(f"the {name} signal is digital silence (all samples are 0)")
+
+
+def common_length(reference: np.ndarray, degraded: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Both signals cut to the shorter length (STOI and SI-SDR compare sample by sample)."""
+    n = min(len(reference), len(degraded))
+    if len(reference) != len(degraded):
+        logger.debug("signals differ in length (%d vs %d samples): comparing the first %d",
+                     len(reference), len(degraded), n)
+    return reference[:n], degraded[:n]
+
+
+# -- classic metrics ------------------------------------------------------------------------
+def pesq_score(reference: np.ndarray, degraded: np.ndarray, sample_rate: int, *,
+               mode: str = "wb", pesq_sample_rate: int | None = None,
+               resample_quality: str = "VHQ") -> float:
+    """PESQ MOS-LQO (ITU-T P.862 narrow-band or P.862.2 wide-band) from the ``pesq`` package.
+
+    Parameters
+    ----------
+    reference, degraded : np.ndarray [shape=(n,)]
+        Clean and degraded signals at ``sample_rate`` Hz (lengths may differ: PESQ aligns them).
+    sample_rate : int
+        Hz.
+    mode : {"wb", "nb"}
+        Wide band (needs 16 kHz) or narrow band (8 or 16 kHz).
+    pesq_sample_rate : int or None
+        Rate in Hz PESQ runs at; None: 16000 for ``wb``, 8000 for ``nb``. Signals at another
+        rate are resampled to it with soxr (``resample_quality``).
+
+    Returns
+    -------
+    float
+        MOS-LQO, about 1.0 (bad) to 4.64 (wb) / 4.55 (nb) (excellent).
+
+    Raises
+    ------
+    MetricError
+        Silence, too short (< 0.25 s), or no utterance detected by PESQ.
+    """
+    from pesq import PesqError, pesq
+
+    if mode not in ("wb", "nb"):
+        raise ParameterError(f"PESQ mode must be 'wb' or 'nb', got {mode!r}")
+    if pesq_sample_rate is None:
+        pesq_sample_rate = PESQ_WB_SAMPLE_RATE if mode == "wb" else PESQ_NB_SAMPLE_RATE
+    if mode == "wb" and pesq_sample_rate != PESQ_WB_SAMPLE_RATE:
+        raise ParameterError(f"wide-band PESQ runs at 16000 Hz only, got {pesq_sample_rate}")
+    if pesq_sample_rate not in PESQ_NB_SAMPLE_RATES:
+        raise ParameterError(f"PESQ runs at 8000 or 16000 Hz, got {pesq_sample_rate}")
+    reference = _as_signal(reference, "reference")
+    degraded = _as_signal(degraded, "degraded")
+    _check_not_silent(reference, "reference")
+    _check_not_silent(degraded, "degraded")
+    if sample_rate != pesq_sample_rate:
+        from perceptual_audio.audio_io import resample
+
+        reference = resample(reference, sample_rate, pesq_sample_rate, quality=resample_quality)
+        degraded = resample(degraded, sample_rate, pesq_sample_rate, quality=resample_quality)
+    try:
+        return float(pesq(pesq_sample_rate, reference, degraded, mode))
+    except PesqError as e:
+        # cypesq messages are bytes reprs (b'No utterances detected'): keep the text only.
+        text = str(e).strip("b'\"")
+        raise MetricError(f"PESQ ({mode}) failed: {type(e).__name__}: {text}") from None
+
+
+def stoi_score(reference: np.ndarray, degraded: np.ndarray, sample_rate: int, *,
+               extended: bool = False) -> float:
+    """STOI (Taal et al. 2011) or extended STOI (Jensen & Taal 2016) from ``pystoi``.
+
+    Parameters
+    ----------
+    reference, degraded : np.ndarray [shape=(n,)]
+        At ``sample_rate`` Hz; cut to the shorter length (pystoi compares sample by sample).
+    sample_rate : int
+        Hz (pystoi resamples to 10 kHz internally).
+    extended : bool
+        ESTOI instead of STOI.
+
+    Returns
+    -------
+    float
+        Intelligibility index, at most 1 (identical signals).
+
+    Raises
+    ------
+    MetricError
+        Silence, or fewer than 30 frames (about 0.4 s of non-silent audio) remain after
+        pystoi drops silent frames; pystoi itself would then return 1e-5 with only a warning.
+    """
+    from pystoi import stoi
+
+    name = "ESTOI" if extended else "STOI"
+    reference = _as_signal(reference, "reference")
+    degraded = _as_signal(degraded, "degraded")
+    _check_not_silent(reference, "reference")
+    reference, degraded = common_length(reference, degraded)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        value = float(stoi(reference, degraded, sample_rate, extended=extended))
+    too_short = any("Not enough STFT frames" in str(w.message) for w in caught)
+    if too_short:
+        raise MetricError(
+            f"{name} needs at least {PYSTOI_MIN_FRAMES} non-silent frames (about 0.4 s of "
+            f"speech); this pair has fewer (pystoi would return {PYSTOI_TOO_SHORT_VALUE:g})"
+        )
+    return value
+
+
+def si_sdr(reference: np.ndarray, degraded: np.ndarray) -> float:
+    """Scale-invariant signal-to-distortion ratio in dB (Le Roux et al., ICASSP 2019).
+
+    Both signals are made zero-mean; with ``alpha = <d, r> / ||r||^2`` (eq. 6 of the paper),
+    ``SI-SDR = 10 log10(||alpha r||^2 / ||alpha r - d||^2)``.
+
+    Parameters
+    ----------
+    reference, degraded : np.ndarray [shape=(n,)]
+        Cut to the shorter length; computed in float64.
+
+    Returns
+    -------
+    float
+        dB; ``+inf`` when the degraded signal is an exact scaled copy of the reference.
+
+    Raises
+    ------
+    MetricError
+        If either signal is constant (zero energy after removing its mean).
+    """
+    reference = _as_signal(reference, "reference")
+    degraded = _as_signal(degraded, "degraded")
+    reference, degraded = common_length(reference, degraded)
+    r = reference.astype(np.float64) - np.mean(reference, dtype=np.float64)
+    d = degraded.astype(np.float64) - np.mean(degraded, dtype=np.float64)
+    r_energy = float(np.dot(r, r))
+    if r_energy == 0.0:
+        raise MetricError("SI-SDR is undefined: the reference signal is constant (zero energy)")
+    if not np.any(d):
+        raise MetricError("SI-SDR is undefined: the degraded signal is constant (zero energy)")
+    alpha = float(np.dot(d, r)) / r_energy
+    target = alpha * r
+    noise = d - target
+    noise_energy = float(np.dot(noise, noise))
+    target_energy = float(np.dot(target, target))
+    if noise_energy == 0.0:
+        return math.inf
+    if target_energy == 0.0:
+        return -math.inf
+    return 10.0 * math.log10(target_energy / noise_energy)
+
+
+def classic_metrics(reference: np.ndarray, degraded: np.ndarray, sample_rate: int,
+                    settings: ClassicSettings | None = None) -> dict[str, Measurement]:
+    """PESQ-WB, PESQ-NB, STOI, ESTOI and SI-SDR of one pair.
+
+    Parameters
+    ----------
+    reference, degraded : np.ndarray [shape=(n,)]
+        At ``sample_rate`` Hz.
+    sample_rate : int
+        Hz.
+    settings : ClassicSettings or None
+        Defaults when None.
+
+    Returns
+    -------
+    dict
+        :data:`CLASSIC_METRICS` name -> :class:`Measurement`.
+    """
+    s = settings or ClassicSettings()
+    return {
+        "pesq_wb": measure(pesq_score, reference, degraded, sample_rate, mode="wb",
+                           resample_quality=s.resample_quality),
+        "pesq_nb": measure(pesq_score, reference, degraded, sample_rate, mode="nb",
+                           pesq_sample_rate=s.pesq_nb_sample_rate,
+                           resample_quality=s.resample_quality),
+        "stoi": measure(stoi_score, reference, degraded, sample_rate),
+        "estoi": measure(stoi_score, reference, degraded, sample_rate, extended=True),
+        "si_sdr": measure(si_sdr, reference, degraded),
+    }
+
+
+# -- embedding metrics ----------------------------------------------------------------------
+def _as_embedding(e: np.ndarray, name: str) -> np.ndarray:
+    e = np.asarray(e)
+    if e.ndim != 2:
+        raise MetricError(f"the {name} embedding must be (T, D), got shape {e.shape}")
+    if e.shape[0] == 0:
+        raise MetricError(f"the {name} embedding has no frames (shape {e.shape})")
+    if not np.all(np.isfinite(e)):
+        raise MetricError(f"the {name} embedding holds NaN or infinite values")
+    return e.astype(np.float64)
+
+
+def _aligned(e_ref: np.ndarray, e_deg: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    a = _as_embedding(e_ref, "reference")
+    b = _as_embedding(e_deg, "degraded")
+    if a.shape[1] != b.shape[1]:
+        raise MetricError(
+            f"embedding sizes differ: reference D={a.shape[1]}, degraded D={b.shape[1]}"
+        )
+    n = min(len(a), len(b))
+    return a[:n], b[:n]
+
+
+def _cosine_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    na = np.linalg.norm(a, axis=-1)
+    nb = np.linalg.norm(b, axis=-1)
+    if np.any(na == 0) or np.any(nb == 0):
+        raise MetricError("cosine similarity is undefined: an embedding frame is all zeros")
+    return np.sum(a * b, axis=-1) / (na * nb)
+
+
+def frame_cosine(e_ref: np.ndarray, e_deg: np.ndarray) -> float:
+    """Mean over aligned frames of the cosine similarity.
+
+    Parameters
+    ----------
+    e_ref, e_deg : np.ndarray [shape=(T_ref, D), (T_deg, D)]
+        Frame ``t`` of both covers the same time; the first ``min(T_ref, T_deg)`` frames
+        are compared.
+
+    Returns
+    -------
+    float
+        In [-1, 1]; 1 for identical embeddings.
+    """
+    a, b = _aligned(e_ref, e_deg)
+    return float(np.mean(_cosine_rows(a, b)))
+
+
+def pooled_cosine(e_ref: np.ndarray, e_deg: np.ndarray) -> float:
+    """Cosine similarity of the mean embeddings (each over all of its own frames).
+
+    Parameters
+    ----------
+    e_ref, e_deg : np.ndarray [shape=(T_ref, D), (T_deg, D)]
+    """
+    a = _as_embedding(e_ref, "reference").mean(axis=0)
+    b = _as_embedding(e_deg, "degraded").mean(axis=0)
+    if a.shape != b.shape:
+        raise MetricError(f"embedding sizes differ: reference D={a.size}, degraded D={b.size}")
+    return float(_cosine_rows(a[None], b[None])[0])
+
+
+def frame_l2(e_ref: np.ndarray, e_deg: np.ndarray) -> float:
+    """Mean over aligned frames of the Euclidean distance (embedding units).
+
+    Parameters
+    ----------
+    e_ref, e_deg : np.ndarray [shape=(T_ref, D), (T_deg, D)]
+        The first ``min(T_ref, T_deg)`` frames are compared.
+    """
+    a, b = _aligned(e_ref, e_deg)
+    return float(np.mean(np.linalg.norm(a - b, axis=-1)))
+
+
+def embedding_metrics(model: str, e_ref: np.ndarray, e_deg: np.ndarray) -> dict[str, Measurement]:
+    """``<model>_cosine``, ``<model>_cosine_pooled`` and ``<model>_l2`` of one pair."""
+    return {
+        f"{model}_cosine": measure(frame_cosine, e_ref, e_deg),
+        f"{model}_cosine_pooled": measure(pooled_cosine, e_ref, e_deg),
+        f"{model}_l2": measure(frame_l2, e_ref, e_deg),
+    }
+
+
+def embedding_metric_names(model: str) -> tuple[str, ...]:
+    """Column names of :func:`embedding_metrics` for ``model``."""
+    return tuple(f"{model}_{s}" for s in EMBEDDING_METRIC_SUFFIXES)
+
+
+# -- CDPAM ----------------------------------------------------------------------------------
+@functools.lru_cache(maxsize=1)
+def _cdpam_embedder() -> Any:
+    """The loaded CDPAM model, once per process (loading takes about a second)."""
+    from perceptual_audio.embeddings.base import get_embedder
+
+    embedder = get_embedder("cdpam")
+    embedder.load()
+    logger.debug("CDPAM model loaded in this process")
+    return embedder
+
+
+def cdpam_distance(e_ref: np.ndarray, e_deg: np.ndarray) -> float:
+    """CDPAM's learned distance (Manocha et al., ICASSP 2021) from stored CDPAM embeddings.
+
+    Parameters
+    ----------
+    e_ref, e_deg : np.ndarray [shape=(T, D)]
+        CDPAM embeddings of the reference and of the degraded file, as stage 2 stores them.
+
+    Returns
+    -------
+    float
+        >= 0; 0 for identical audio, larger for more audible differences.
+    """
+    a = _as_embedding(e_ref, "reference").astype(np.float32)
+    b = _as_embedding(e_deg, "degraded").astype(np.float32)
+    embedder = _cdpam_embedder()
+    fn = getattr(embedder, "distance_from_embeddings", None)
+    if fn is None:
+        raise MetricError("this CDPAM model cannot compute its distance from stored embeddings")
+    return float(fn(a, b))
