@@ -91,11 +91,19 @@ def add_common_arguments(parser: argparse.ArgumentParser, *, workers: bool = Tru
     if workers:
         n = default_workers()
         parser.add_argument("--workers", type=positive_int, default=n, metavar="N",
-                            help=f"parallel worker processes (default: {n}, the usable cores)")
+                            help=f"parallel worker processes (default: {n}, the usable cores here)")
 
 
-class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    """Shows defaults and keeps the description's and epilog's line breaks."""
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Keeps the description's and epilog's line breaks; appends ``(default: X)`` to options
+    that take a value, unless their help already states the default."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if ("default" in text or action.default in (None, argparse.SUPPRESS)
+                or action.nargs == 0 or not action.option_strings):
+            return text
+        return text + " (default: %(default)s)"
 
 
 # -- logging and progress ---------------------------------------------------------------------
