@@ -1,0 +1,824 @@
+"""CDPAM (Manocha et al., ICASSP 2021) behind the project's :class:`Embedder` interface.
+
+CDPAM is a perceptual audio metric trained on human just-noticeable-difference judgements.
+The ``cdpam==0.0.6`` PyPI package ships the trained model
+(``cdpam/CDPAM_trained/scratchJNDdefault_best_model.pth``). The package itself does not run on
+current torch (``torch.load`` now defaults to ``weights_only=True``, which this legacy pickle
+fails; the default device is ``cuda:0``; ``cdpam.load_audio`` uses the removed ``np.float``), so
+this module is an adapter: it takes the network definition from ``cdpam.models.FINnet`` and
+loads the checkpoint itself, after checking the file's sha256, with an unpickler that only
+accepts the two globals the checkpoint uses.
+
+What CDPAM computes (``cdpam.CDPAM.forward``)
+--------------------------------------------
+1. Audio at 22.05 kHz in int16 range (``cdpam.load_audio``: ``round(x * 32768)``).
+2. ``base_encoder``: 16 Conv1d(kernel 15, "same") + BatchNorm + LeakyReLU(0.1) blocks, the
+   signal decimated by 2 after every fourth block (16x in all), giving a (1024, ceil(n / 16))
+   feature map; its mean over time is split into an "acoustic" half (channels 0-511) and a
+   "content" half (512-1023).
+3. The metric: both acoustic halves are L2-normalised and ``model_dist`` (a small MLP with
+   learned per-channel weights) returns ``sum_k sum_c |w_kc (f_k(a_deg) - f_k(a_ref))_c|``.
+
+Frames
+------
+The encoder is fully convolutional with a receptive field of +-420 samples (19 ms), so this
+adapter runs it once over the whole clip (in chunks with exact overlap for long clips) and
+defines frame ``t`` as the mean of the encoder's feature map over the positions whose input
+sample lies in ``[t * hop, t * hop + window)`` (``framing="pooled"``, the default; the last
+window is cut at the end of the clip). The clip embedding that the CDPAM distance uses falls
+out of the same pass, so the distance costs nothing extra. ``framing="windows"`` instead
+encodes each window on its own (the last one zero-padded), which is what CDPAM would say of
+each 1 s excerpt, at ``window / hop`` times the cost. Timestamps are window starts.
+
+The clip-level CDPAM distance is not recoverable from overlapping frames, so
+:meth:`CDPAMEmbedder.embed_with_clip` also returns the normalised clip-level acoustic
+embedding (the exact vector CDPAM feeds its distance network); the embedding stage stores it
+beside the frames as ``<stem>.clip.npy`` (:data:`CLIP_SUFFIX`) and the metrics stage passes
+two of them to :meth:`CDPAMEmbedder.distance_from_embeddings`.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import importlib.util
+import io
+import logging
+import math
+import os
+import pickle
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from perceptual_audio.embeddings.base import Embedder, register
+from perceptual_audio.errors import (
+    ParameterError,
+    WeightsUnavailableError,
+    WeightsVerificationError,
+)
+
+logger = logging.getLogger(__name__)
+
+# -- published facts of the shipped model ------------------------------------------------------
+#: Package that ships the trained model, and the version this adapter was checked against.
+CDPAM_PACKAGE = "cdpam"
+CDPAM_PACKAGE_VERSION = "0.0.6"
+#: Checkpoint path inside the installed package.
+WEIGHTS_RELATIVE_PATH = "CDPAM_trained/scratchJNDdefault_best_model.pth"
+#: sha256 of that checkpoint (DESIGN.md section 4); checked before unpickling.
+WEIGHTS_SHA256 = "453c8b6edee1a94f0120236156436ff28fe4d8d884485e4a67695c8e8570bdfe"
+#: Variant recorded in manifests.
+VARIANT = "scratchJNDdefault_best_model"
+
+#: Sample rate in Hz the model was trained at (``cdpam.load_audio`` loads at 22050).
+SAMPLE_RATE = 22050
+#: ``cdpam.load_audio`` multiplies [-1, 1] audio by this (and rounds): int16 range.
+INT16_SCALE = 32768.0
+
+# Hyper-parameters of cdpam.CDPAM.__init__ (0.0.6).
+ENCODER_LAYERS = 16
+ENCODER_FILTERS = 64
+#: Size of the acoustic half of the pooled encoder output (input of the distance network).
+ACOUSTIC_DIM = 512
+#: Size of the whole pooled encoder output (acoustic + content halves).
+ENCODER_DIM = 1024
+CLASSIF_NDIM = (16, 6)
+CLASSIF_DROPOUT = 0.05
+CLASSIF_BATCHNORM = 0
+CLASSIF_ACTIVATION = "no"
+#: Negative slope of the encoder's LeakyReLU.
+LEAKY_SLOPE = 0.1
+#: The encoder halves the time axis after every this many blocks ...
+BLOCKS_PER_DECIMATION = 4
+#: ... so one feature-map position per this many input samples (position j <-> sample 16 j).
+DOWNSAMPLING = 2 ** (ENCODER_LAYERS // BLOCKS_PER_DECIMATION)
+#: Half-width of the encoder's receptive field in input samples: 7 taps per side per block,
+#: at strides 1, 2, 4, 8 for the four groups of four blocks: 7 * 4 * (1 + 2 + 4 + 8) = 420.
+RECEPTIVE_RADIUS_SAMPLES = 420
+#: Context added on each side of a chunk (>= the radius, a multiple of DOWNSAMPLING) so that
+#: chunked encoding equals whole-clip encoding.
+CHUNK_MARGIN_SAMPLES = 1024
+
+#: Defaults of the frame layout, in seconds.
+DEFAULT_WINDOW_SECONDS = 1.0
+DEFAULT_HOP_SECONDS = 0.5
+#: Default chunk length in seconds for long clips (bounds memory: about 60 MB per chunk
+#: second of activations in the first blocks).
+DEFAULT_CHUNK_SECONDS = 10.0
+
+#: Suffix of the clip-level embedding file stored beside ``<stem>.npy``.
+CLIP_SUFFIX = ".clip.npy"
+
+FRAMINGS = ("pooled", "windows")
+PARTS = ("acoustic", "content", "full")
+RESAMPLERS = ("resampy", "soxr")
+
+#: The only globals the checkpoint's pickle may name (all it needs, verified on the file).
+_ALLOWED_PICKLE_GLOBALS = frozenset(
+    {
+        ("collections", "OrderedDict"),
+        ("torch._utils", "_rebuild_tensor_v2"),
+        ("torch._utils", "_rebuild_parameter"),
+    }
+)
+
+# (resolved path, size, mtime_ns, device) -> (model, sha256): one load per process.
+_MODEL_CACHE: dict[tuple[str, int, int, str], tuple[torch.nn.Module, str]] = {}
+
+
+# -- weights -------------------------------------------------------------------------------------
+def default_weights_path() -> Path:
+    """Path of the checkpoint inside the installed ``cdpam`` package.
+
+    Raises
+    ------
+    WeightsUnavailableError
+        If the package is not installed.
+    """
+    spec = importlib.util.find_spec(CDPAM_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise WeightsUnavailableError(
+            f"cdpam: the {CDPAM_PACKAGE!r} package is not installed, so its trained model "
+            f"{WEIGHTS_RELATIVE_PATH} (sha256 {WEIGHTS_SHA256}) is missing; install it with "
+            f"`pip install {CDPAM_PACKAGE}=={CDPAM_PACKAGE_VERSION} --no-deps` or pass "
+            "weights_path= to a copy of the file"
+        )
+    return Path(list(spec.submodule_search_locations)[0]) / WEIGHTS_RELATIVE_PATH
+
+
+class _RestrictedUnpickler(pickle.Unpickler):
+    """Unpickler that refuses every global outside :data:`_ALLOWED_PICKLE_GLOBALS`."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) not in _ALLOWED_PICKLE_GLOBALS:
+            raise WeightsVerificationError(
+                f"cdpam checkpoint: refusing to unpickle global {module}.{name}; only "
+                f"{sorted('.'.join(g) for g in _ALLOWED_PICKLE_GLOBALS)} are allowed"
+            )
+        return super().find_class(module, name)
+
+
+class _RestrictedPickleModule:
+    """What ``torch.load(pickle_module=...)`` needs: ``Unpickler`` and ``load``."""
+
+    Unpickler = _RestrictedUnpickler
+    __name__ = "perceptual_audio_restricted_pickle"
+
+    @staticmethod
+    def load(file: Any, **kwargs: Any) -> Any:
+        return _RestrictedUnpickler(file, **kwargs).load()
+
+
+def _unpickle_checkpoint(data: bytes, source: str) -> dict[str, Any]:
+    """Unpickle checkpoint bytes on the CPU with the restricted unpickler.
+
+    Call only on bytes whose sha256 was checked. ``weights_only=True`` cannot read this
+    legacy pickle (it uses the INT opcode); the allow-list gives the same protection.
+    """
+    try:
+        obj = torch.load(
+            io.BytesIO(data),
+            map_location="cpu",
+            weights_only=False,
+            pickle_module=_RestrictedPickleModule,
+        )
+    except WeightsVerificationError as e:
+        raise WeightsVerificationError(f"{source}: {e}") from None
+    except Exception as e:  # noqa: BLE001 - any unpickling failure means a bad file
+        raise WeightsVerificationError(
+            f"{source}: cannot read the cdpam checkpoint ({type(e).__name__}: {e})"
+        ) from None
+    if not isinstance(obj, dict):
+        raise WeightsVerificationError(
+            f"{source}: expected a dict checkpoint, got {type(obj).__name__}"
+        )
+    return obj
+
+
+def read_verified_weights(
+    path: str | os.PathLike, *, expected_sha256: str = WEIGHTS_SHA256
+) -> tuple[dict[str, torch.Tensor], str]:
+    """Read the checkpoint, check its sha256, then unpickle its ``state`` dict (CPU tensors).
+
+    The bytes are read once, hashed, and the same bytes are unpickled: nothing is unpickled
+    from a file that does not match ``expected_sha256``.
+
+    Parameters
+    ----------
+    path : path-like
+        The ``.pth`` checkpoint.
+    expected_sha256 : str
+        Hex digest the file must have.
+
+    Returns
+    -------
+    state : dict[str, torch.Tensor]
+        The model state dict (keys ``base_encoder.*``, ``model_dist.*``, ``model_classif.*``).
+    sha256 : str
+        Hex digest of the file read.
+
+    Raises
+    ------
+    WeightsUnavailableError
+        If the file does not exist.
+    WeightsVerificationError
+        If its sha256 differs, or it does not hold a ``state`` dict.
+    """
+    import hashlib
+
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsUnavailableError(
+            f"cdpam: weights file {str(path)!r} does not exist; it ships with "
+            f"`pip install {CDPAM_PACKAGE}=={CDPAM_PACKAGE_VERSION}` as "
+            f"cdpam/{WEIGHTS_RELATIVE_PATH} (sha256 {WEIGHTS_SHA256})"
+        )
+    data = path.read_bytes()
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != expected_sha256:
+        raise WeightsVerificationError(
+            f"cdpam: weights file {str(path)!r} has sha256 {digest}, expected "
+            f"{expected_sha256}; refusing to unpickle it. Reinstall "
+            f"{CDPAM_PACKAGE}=={CDPAM_PACKAGE_VERSION} (pip install --force-reinstall --no-deps)"
+        )
+    checkpoint = _unpickle_checkpoint(data, str(path))
+    state = checkpoint.get("state")
+    if not isinstance(state, dict) or not all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()
+    ):
+        raise WeightsVerificationError(
+            f"{path}: expected a checkpoint dict with a 'state' dict of tensors, got keys "
+            f"{sorted(map(str, checkpoint))}"
+        )
+    return state, digest
+
+
+def build_model() -> torch.nn.Module:
+    """``cdpam.models.FINnet`` with the hyper-parameters of ``cdpam.CDPAM.__init__`` (random
+    weights; :func:`load_model` fills them)."""
+    try:
+        from cdpam.models import FINnet
+    except ModuleNotFoundError as e:
+        raise WeightsUnavailableError(
+            f"cdpam: cannot import the model definition ({e}); install "
+            f"`pip install {CDPAM_PACKAGE}=={CDPAM_PACKAGE_VERSION} --no-deps`"
+        ) from None
+    return FINnet(
+        dev=torch.device("cpu"),
+        encoder_layers=ENCODER_LAYERS,
+        encoder_filters=ENCODER_FILTERS,
+        ndim=list(CLASSIF_NDIM),
+        classif_dp=CLASSIF_DROPOUT,
+        classif_BN=CLASSIF_BATCHNORM,
+        classif_act=CLASSIF_ACTIVATION,
+        input_size=ACOUSTIC_DIM,
+    )
+
+
+def load_model(
+    weights_path: str | os.PathLike | None = None, *, device: str | torch.device = "cpu"
+) -> tuple[torch.nn.Module, str]:
+    """The trained CDPAM ``FINnet``, verified, in eval mode, frozen, on ``device``.
+
+    Loaded once per process and file (cached by path, size, modification time and device).
+
+    Returns
+    -------
+    model : torch.nn.Module
+    sha256 : str
+        Hex digest of the checkpoint used.
+    """
+    path = Path(weights_path) if weights_path is not None else default_weights_path()
+    device = torch.device(device)
+    try:
+        stat = path.stat()
+        key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns, str(device))
+    except OSError:
+        key = None
+    if key is not None and key in _MODEL_CACHE:
+        return _MODEL_CACHE[key]
+    state, digest = read_verified_weights(path)
+    model = build_model()
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as e:
+        raise WeightsVerificationError(
+            f"{path}: the state dict does not fit cdpam FINnet(encoder_layers={ENCODER_LAYERS}, "
+            f"encoder_filters={ENCODER_FILTERS}, input_size={ACOUSTIC_DIM}): {e}"
+        ) from None
+    model.eval()
+    model.requires_grad_(False)
+    model.to(device)
+    logger.info("loaded cdpam weights %s (sha256 %s) on %s", path, digest, device)
+    if key is not None:
+        _MODEL_CACHE[key] = (model, digest)
+    return model, digest
+
+
+# -- NumPy preprocessing -----------------------------------------------------------------------
+def resample_like_cdpam(x: np.ndarray, sr: int, *, resampler: str = "resampy") -> np.ndarray:
+    """Resample mono audio to 22.05 kHz as CDPAM's loader did.
+
+    ``cdpam.load_audio`` calls ``librosa.load(path, sr=22050)``. With the librosa of its time
+    (< 0.10) that is resampy ``kaiser_best`` followed by ``fix_length`` to
+    ``ceil(n * 22050 / sr)`` samples (``resampler="resampy"``, the parity mode). Since librosa
+    0.10 the default is soxr; ``resampler="soxr"`` uses the project's soxr resampler
+    (:func:`perceptual_audio.audio_io.resample`, VHQ, ``round(n * 22050 / sr)`` samples).
+
+    Parameters
+    ----------
+    x : np.ndarray [shape=(n,)]
+        Mono float audio at ``sr`` Hz.
+    sr : int
+        Its sample rate in Hz.
+
+    Returns
+    -------
+    np.ndarray [shape=(m,), dtype=float32]
+    """
+    if resampler not in RESAMPLERS:
+        raise ParameterError(f"cdpam: resampler must be one of {RESAMPLERS}, got {resampler!r}")
+    if sr <= 0:
+        raise ParameterError(f"cdpam: sample rate must be positive, got sr={sr}")
+    x = np.asarray(x, dtype=np.float32)
+    if sr == SAMPLE_RATE:
+        return x
+    if resampler == "soxr":
+        from perceptual_audio.audio_io import resample
+
+        return resample(x, sr, SAMPLE_RATE)
+    import resampy
+
+    y = resampy.resample(x, sr, SAMPLE_RATE, filter="kaiser_best", axis=-1)
+    n_out = int(math.ceil(len(x) * SAMPLE_RATE / sr))
+    if len(y) > n_out:
+        y = y[:n_out]
+    elif len(y) < n_out:
+        y = np.pad(y, (0, n_out - len(y)))
+    return np.ascontiguousarray(y, dtype=np.float32)
+
+
+def round_to_int16_grid(x: np.ndarray) -> np.ndarray:
+    """``round(x * 32768) / 32768`` as float32: ``cdpam.load_audio``'s rounding, kept in
+    [-1, 1] units (the division by a power of two is exact, so scaling by 32768 later gives
+    exactly the integers ``cdpam.load_audio`` would)."""
+    return (np.round(np.asarray(x, dtype=np.float64) * INT16_SCALE) / INT16_SCALE).astype(
+        np.float32
+    )
+
+
+# -- the embedder ------------------------------------------------------------------------------
+@register
+class CDPAMEmbedder(Embedder):
+    """CDPAM encoder embeddings and CDPAM's learned distance.
+
+    Parameters
+    ----------
+    device : str or torch.device
+        Where the model runs (default CPU).
+    window_seconds : float
+        Frame window length in seconds (default 1.0).
+    hop_seconds : float
+        Frame hop in seconds, ``0 < hop_seconds <= window_seconds`` (default 0.5).
+    framing : {"pooled", "windows"}
+        ``"pooled"``: one encoder pass over the clip, its feature map averaged over each
+        window (default). ``"windows"``: each window encoded alone, the last zero-padded.
+    part : {"acoustic", "content", "full"}
+        Which half of the encoder output the frames hold: the acoustic half (512-D, what the
+        CDPAM distance uses; default), the content half (512-D) or both (1024-D).
+    resampler : {"resampy", "soxr"}
+        Resampler of the NumPy path (:func:`resample_like_cdpam`); resampy is CDPAM's parity.
+    round_to_int16 : bool
+        Whether the NumPy path rounds audio to the int16 grid as ``cdpam.load_audio`` does
+        (default True). :meth:`forward` never rounds (it must stay differentiable).
+    chunk_seconds : float or None
+        Longest stretch encoded at once; longer clips are encoded in chunks with
+        :data:`CHUNK_MARGIN_SAMPLES` of context per side, which gives the whole-clip result
+        (to float rounding) in bounded memory. None encodes every clip whole.
+    weights_path : path-like or None
+        The checkpoint; None uses the one in the installed ``cdpam`` package.
+    """
+
+    name: ClassVar[str] = "cdpam"
+    sample_rate: ClassVar[int] = SAMPLE_RATE
+
+    def __init__(
+        self,
+        *,
+        device: str | torch.device = "cpu",
+        window_seconds: float = DEFAULT_WINDOW_SECONDS,
+        hop_seconds: float = DEFAULT_HOP_SECONDS,
+        framing: str = "pooled",
+        part: str = "acoustic",
+        resampler: str = "resampy",
+        round_to_int16: bool = True,
+        chunk_seconds: float | None = DEFAULT_CHUNK_SECONDS,
+        weights_path: str | os.PathLike | None = None,
+    ) -> None:
+        super().__init__(device=device)
+        if framing not in FRAMINGS:
+            raise ParameterError(f"cdpam: framing must be one of {FRAMINGS}, got {framing!r}")
+        if part not in PARTS:
+            raise ParameterError(f"cdpam: part must be one of {PARTS}, got {part!r}")
+        if resampler not in RESAMPLERS:
+            raise ParameterError(
+                f"cdpam: resampler must be one of {RESAMPLERS}, got {resampler!r}"
+            )
+        self.window_samples = int(round(window_seconds * SAMPLE_RATE))
+        self.hop_samples = int(round(hop_seconds * SAMPLE_RATE))
+        if self.window_samples < DOWNSAMPLING:
+            raise ParameterError(
+                f"cdpam: window_seconds must be at least {DOWNSAMPLING / SAMPLE_RATE:.6f} s "
+                f"({DOWNSAMPLING} samples at {SAMPLE_RATE} Hz), got {window_seconds}"
+            )
+        if not 0 < self.hop_samples <= self.window_samples:
+            raise ParameterError(
+                f"cdpam: hop_seconds must be > 0 and <= window_seconds={window_seconds}, "
+                f"got {hop_seconds}"
+            )
+        if chunk_seconds is not None:
+            if not chunk_seconds > 0:
+                raise ParameterError(
+                    f"cdpam: chunk_seconds must be positive or None, got {chunk_seconds}"
+                )
+            chunk = int(round(chunk_seconds * SAMPLE_RATE))
+            # Chunk starts must be multiples of DOWNSAMPLING so decimation stays in phase.
+            self.chunk_samples: int | None = max(DOWNSAMPLING, chunk - chunk % DOWNSAMPLING)
+        else:
+            self.chunk_samples = None
+        self.window_seconds = self.window_samples / SAMPLE_RATE
+        self.hop_seconds = self.hop_samples / SAMPLE_RATE
+        self.framing = framing
+        self.part = part
+        self.resampler = resampler
+        self.round_to_int16 = bool(round_to_int16)
+        self.chunk_seconds = chunk_seconds
+        self.weights_path = Path(weights_path) if weights_path is not None else None
+        self._model: torch.nn.Module | None = None
+        self._weights_sha256: str | None = None
+
+    # -- loading ---------------------------------------------------------------------------------
+    def load(self) -> None:
+        """Verify and load the trained model (idempotent; cached per process).
+
+        Raises
+        ------
+        WeightsUnavailableError
+            If the ``cdpam`` package or the checkpoint is missing.
+        WeightsVerificationError
+            If the checkpoint's sha256 or structure is wrong.
+        """
+        if self._model is None:
+            self._model, self._weights_sha256 = load_model(self.weights_path, device=self.device)
+
+    @property
+    def model(self) -> torch.nn.Module:
+        """The loaded ``FINnet`` (loads on first use)."""
+        self.load()
+        assert self._model is not None
+        return self._model
+
+    @property
+    def embedding_dim(self) -> int:
+        """Size D of a frame embedding (512 for one half, 1024 for ``part="full"``)."""
+        return ENCODER_DIM if self.part == "full" else ACOUSTIC_DIM
+
+    def info(self) -> dict[str, Any]:
+        """Variant, framing, window/hop, embedding size, weights sha256, package version."""
+        try:
+            package_version = importlib.metadata.version(CDPAM_PACKAGE)
+        except importlib.metadata.PackageNotFoundError:
+            package_version = None
+        return {
+            "model": self.name,
+            "variant": VARIANT,
+            "part": self.part,
+            "framing": self.framing,
+            "window_seconds": self.window_seconds,
+            "hop_seconds": self.hop_seconds,
+            "embedding_dim": self.embedding_dim,
+            "clip_embedding_dim": ACOUSTIC_DIM,
+            "sample_rate": SAMPLE_RATE,
+            "input_scale": INT16_SCALE,
+            "round_to_int16": self.round_to_int16,
+            "resampler": self.resampler,
+            "chunk_seconds": self.chunk_seconds,
+            "weights_file": WEIGHTS_RELATIVE_PATH if self.weights_path is None
+            else str(self.weights_path),
+            "weights_sha256": self._weights_sha256 or WEIGHTS_SHA256,
+            "package": CDPAM_PACKAGE,
+            "package_version": package_version,
+        }
+
+    # -- frame layout ----------------------------------------------------------------------------
+    def n_frames(self, n_samples: int) -> int:
+        """Number of windows for ``n_samples`` at 22.05 kHz: starts 0, hop, ... until a window
+        reaches the end (at least one)."""
+        if n_samples <= self.window_samples:
+            return 1
+        return 1 + math.ceil((n_samples - self.window_samples) / self.hop_samples)
+
+    def timestamps(self, n_samples: int) -> np.ndarray:
+        """Window start times in seconds, shape (T,)."""
+        return np.arange(self.n_frames(n_samples), dtype=np.float64) * (
+            self.hop_samples / SAMPLE_RATE
+        )
+
+    # -- torch path (differentiable) ---------------------------------------------------------------
+    def _check_batch(self, waveform: torch.Tensor, what: str) -> torch.Tensor:
+        if not isinstance(waveform, torch.Tensor):
+            raise ParameterError(f"cdpam.{what}: expected a torch.Tensor, got {type(waveform).__name__}")
+        if waveform.ndim != 2 or waveform.shape[-1] == 0:
+            raise ParameterError(
+                f"cdpam.{what}: waveform must have shape (B, n) with n > 0, got {tuple(waveform.shape)}"
+            )
+        return waveform.to(device=self.device, dtype=torch.float32)
+
+    def _encoder_blocks(self, x: torch.Tensor, *, keep: bool = False) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The encoder loop of ``cdpam.models.base_encoder.forward``, optionally keeping every
+        block's activation (after LeakyReLU, before decimation).
+
+        x : (B, n) int16-scaled audio -> feature map (B, 1024, ceil(n / 16)).
+        """
+        enc = self.model.base_encoder
+        h = x[:, None, :]
+        acts: dict[str, torch.Tensor] = {}
+        for i in range(enc.num_layers):
+            h = F.leaky_relu(enc.ebatch[i](enc.encoder[i](h)), LEAKY_SLOPE)
+            if keep:
+                acts[f"layer{i:02d}"] = h
+            if (i + 1) % BLOCKS_PER_DECIMATION == 0:
+                h = h[:, :, ::2]
+        return h, acts
+
+    def _select(self, pooled: torch.Tensor) -> torch.Tensor:
+        """The configured half of a (..., 1024) pooled output."""
+        if self.part == "acoustic":
+            return pooled[..., :ACOUSTIC_DIM]
+        if self.part == "content":
+            return pooled[..., ACOUSTIC_DIM:]
+        return pooled
+
+    def _frame_position_bounds(self, n_samples: int) -> list[tuple[int, int]]:
+        """Per frame, the feature-map positions [lo, hi) whose sample 16 j is in the window."""
+        n_positions = -(-n_samples // DOWNSAMPLING)
+        bounds = []
+        for t in range(self.n_frames(n_samples)):
+            start = t * self.hop_samples
+            lo = -(-start // DOWNSAMPLING)
+            hi = min(n_positions, -(-(start + self.window_samples) // DOWNSAMPLING))
+            bounds.append((lo, hi))
+        return bounds
+
+    def _pooled_pass(
+        self, x: torch.Tensor, *, frames: bool = True
+    ) -> tuple[torch.Tensor | None, torch.Tensor]:
+        """One (chunked) encoder pass: window means and the clip mean of the feature map.
+
+        x : (B, n) int16-scaled audio. Returns frames (B, T, 1024) or None, clip (B, 1024).
+        """
+        n = x.shape[-1]
+        n_positions = -(-n // DOWNSAMPLING)
+        chunk = self.chunk_samples
+        if chunk is None or n <= chunk + 2 * CHUNK_MARGIN_SAMPLES:
+            spans = [(0, n)]
+        else:
+            spans = [(c0, min(n, c0 + chunk)) for c0 in range(0, n, chunk)]
+        bounds = self._frame_position_bounds(n) if frames else []
+        frame_parts: list[list[torch.Tensor]] = [[] for _ in bounds]
+        total: torch.Tensor | None = None
+        for c0, c1 in spans:
+            a = max(0, c0 - CHUNK_MARGIN_SAMPLES)
+            b = min(n, c1 + CHUNK_MARGIN_SAMPLES)
+            h, _ = self._encoder_blocks(x[:, a:b])
+            j0, j1 = c0 // DOWNSAMPLING, -(-c1 // DOWNSAMPLING)
+            off = (c0 - a) // DOWNSAMPLING
+            core = h[:, :, off : off + (j1 - j0)]
+            s = torch.sum(core, dim=2)
+            total = s if total is None else total + s
+            for t, (lo, hi) in enumerate(bounds):
+                lo_c, hi_c = max(lo, j0), min(hi, j1)
+                if lo_c < hi_c:
+                    frame_parts[t].append(torch.sum(core[:, :, lo_c - j0 : hi_c - j0], dim=2))
+        assert total is not None
+        # cdpam: torch.sum(x, dim=2) / x.shape[2]
+        clip = total / n_positions
+        if not frames:
+            return None, clip
+        out = torch.stack(
+            [sum(parts[1:], parts[0]) / (hi - lo) for parts, (lo, hi) in zip(frame_parts, bounds)],
+            dim=1,
+        )
+        return out, clip
+
+    def _windowed_pass(self, x: torch.Tensor) -> torch.Tensor:
+        """Each window encoded alone (last zero-padded), mean-pooled: (B, T, 1024)."""
+        batch, n = x.shape
+        n_frames = self.n_frames(n)
+        padded_len = (n_frames - 1) * self.hop_samples + self.window_samples
+        xp = F.pad(x, (0, padded_len - n))
+        windows = xp.unfold(-1, self.window_samples, self.hop_samples)  # (B, T, win)
+        flat = windows.reshape(batch * n_frames, self.window_samples)
+        per_batch = max(1, (self.chunk_samples or flat.shape[0] * self.window_samples) // self.window_samples)
+        pooled = []
+        for k in range(0, flat.shape[0], per_batch):
+            h, _ = self._encoder_blocks(flat[k : k + per_batch])
+            pooled.append(torch.sum(h, dim=2) / h.shape[2])
+        return torch.cat(pooled, dim=0).reshape(batch, n_frames, ENCODER_DIM)
+
+    def forward(self, waveform: torch.Tensor) -> torch.Tensor:
+        """Frame embeddings, differentiably.
+
+        Parameters
+        ----------
+        waveform : torch.Tensor [shape=(B, n)]
+            Mono audio at 22.05 kHz in [-1, 1] (scaled by 32768 here, not rounded).
+
+        Returns
+        -------
+        torch.Tensor [shape=(B, T, D)]
+            ``T = n_frames(n)`` windows (see :meth:`timestamps`), ``D = embedding_dim``.
+        """
+        frames, _ = self.forward_with_clip(waveform)
+        return frames
+
+    def forward_with_clip(self, waveform: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Frame embeddings and the clip embedding, from one encoder pass when pooled.
+
+        Returns
+        -------
+        frames : torch.Tensor [shape=(B, T, D)]
+        clip : torch.Tensor [shape=(B, 512)]
+            L2-normalised clip-level acoustic embedding: the vector ``cdpam.CDPAM.forward``
+            feeds to its distance network.
+        """
+        x = self._check_batch(waveform, "forward") * INT16_SCALE
+        if self.framing == "pooled":
+            frames, clip = self._pooled_pass(x)
+            assert frames is not None
+        else:
+            frames = self._windowed_pass(x)
+            _, clip = self._pooled_pass(x, frames=False)
+        return self._select(frames), F.normalize(clip[:, :ACOUSTIC_DIM], dim=1)
+
+    def clip_embedding(self, waveform: torch.Tensor) -> torch.Tensor:
+        """L2-normalised clip-level acoustic embedding (B, 512) of (B, n) audio in [-1, 1]."""
+        x = self._check_batch(waveform, "clip_embedding") * INT16_SCALE
+        _, clip = self._pooled_pass(x, frames=False)
+        return F.normalize(clip[:, :ACOUSTIC_DIM], dim=1)
+
+    def features(
+        self, waveform: torch.Tensor, *, layers: Sequence[str] | None = None
+    ) -> dict[str, torch.Tensor]:
+        """Intermediate encoder activations for the deep-feature loss.
+
+        Parameters
+        ----------
+        waveform : torch.Tensor [shape=(B, n)]
+            Audio at 22.05 kHz in [-1, 1].
+        layers : sequence of str or None
+            Names to return (default all): ``"layer00"`` ... ``"layer15"``, the output of each
+            Conv-BatchNorm-LeakyReLU block before decimation, shape (B, C, n_i) with C = 64,
+            64, 64, 128, ..., 1024 and n_i = ceil(n / 2**(i // 4)); ``"pooled"``, the (B, 1024)
+            clip mean. Whole-clip pass (no chunking): keep clips short.
+        """
+        x = self._check_batch(waveform, "features") * INT16_SCALE
+        h, acts = self._encoder_blocks(x, keep=True)
+        acts["pooled"] = torch.sum(h, dim=2) / h.shape[2]
+        if layers is None:
+            return acts
+        unknown = [name for name in layers if name not in acts]
+        if unknown:
+            raise ParameterError(
+                f"cdpam.features: unknown layer names {unknown}; expected some of {sorted(acts)}"
+            )
+        return {name: acts[name] for name in layers}
+
+    # -- the learned distance ----------------------------------------------------------------------
+    def distance(self, reference: torch.Tensor, degraded: torch.Tensor) -> torch.Tensor:
+        """CDPAM distance, as ``cdpam.CDPAM.forward``: encoder on the whole clips, acoustic
+        halves L2-normalised, ``model_dist``. Differentiable.
+
+        Parameters
+        ----------
+        reference, degraded : torch.Tensor [shape=(n,) or (B, n)]
+            Audio at 22.05 kHz in [-1, 1] (scaled by 32768 here), same shape. The clips may
+            differ in length between the two arguments only as (B, n) vs (B, m) batches.
+
+        Returns
+        -------
+        torch.Tensor [shape=() or (B,)]
+            0 for identical inputs, larger for larger perceived differences.
+        """
+        single = reference.ndim == 1 and degraded.ndim == 1
+        if single:
+            reference, degraded = reference[None], degraded[None]
+        ref = self.clip_embedding(reference)
+        deg = self.clip_embedding(degraded)
+        if ref.shape[0] != deg.shape[0]:
+            raise ParameterError(
+                f"cdpam.distance: reference and degraded batch sizes differ: "
+                f"{tuple(reference.shape)} vs {tuple(degraded.shape)}"
+            )
+        dist = self.model.model_dist(ref, deg)
+        return dist[0] if single else dist
+
+    def distance_from_embeddings(
+        self, e_ref: np.ndarray | torch.Tensor, e_deg: np.ndarray | torch.Tensor
+    ) -> torch.Tensor:
+        """CDPAM distance from stored embeddings.
+
+        Each row is L2-normalised (as CDPAM normalises a clip embedding; normalising an
+        already normalised vector changes nothing) and the pair goes through ``model_dist``.
+        With the clip embeddings of :meth:`embed_with_clip` (``<stem>.clip.npy``) this equals
+        :meth:`distance` on the audio. With frame embeddings (T, 512) it gives one distance per
+        frame (CDPAM applied to each window's pooled embedding), not the clip distance.
+
+        Parameters
+        ----------
+        e_ref, e_deg : array or tensor [shape=(512,) or (N, 512)]
+            Acoustic embeddings; a (…, 1024) full embedding is cut to its acoustic half.
+
+        Returns
+        -------
+        torch.Tensor [shape=() or (N,)], on the model's device.
+        """
+        a = torch.as_tensor(np.asarray(e_ref) if not isinstance(e_ref, torch.Tensor) else e_ref)
+        b = torch.as_tensor(np.asarray(e_deg) if not isinstance(e_deg, torch.Tensor) else e_deg)
+        if a.shape != b.shape or a.ndim not in (1, 2) or a.shape[-1] not in (ACOUSTIC_DIM, ENCODER_DIM):
+            raise ParameterError(
+                "cdpam.distance_from_embeddings: expected two embeddings of the same shape "
+                f"(512,) or (N, 512) (or 1024 wide), got {tuple(a.shape)} and {tuple(b.shape)}"
+            )
+        single = a.ndim == 1
+        a = a.reshape(-1, a.shape[-1])[:, :ACOUSTIC_DIM].to(self.device, torch.float32)
+        b = b.reshape(-1, b.shape[-1])[:, :ACOUSTIC_DIM].to(self.device, torch.float32)
+        dist = self.model.model_dist(F.normalize(a, dim=1), F.normalize(b, dim=1))
+        return dist[0] if single else dist
+
+    # -- NumPy path ----------------------------------------------------------------------------------
+    def resample_numpy(self, x: np.ndarray, sr: int) -> np.ndarray:
+        """Resample to 22.05 kHz with :func:`resample_like_cdpam` (``self.resampler``)."""
+        return resample_like_cdpam(x, sr, resampler=self.resampler)
+
+    def preprocess(self, waveform: np.ndarray, sr: int) -> np.ndarray:
+        """What ``cdpam.load_audio`` does to audio, in [-1, 1] units.
+
+        Resample to 22.05 kHz (:meth:`resample_numpy`) and, when ``round_to_int16``, round to
+        the int16 grid; times 32768 this equals ``cdpam.load_audio``'s output.
+
+        Returns
+        -------
+        np.ndarray [shape=(m,), dtype=float32]
+        """
+        x = np.asarray(waveform, dtype=np.float32)
+        if x.ndim != 1 or x.size == 0:
+            raise ParameterError(
+                f"cdpam.preprocess: waveform must be 1-D (n,) with n > 0, got shape {x.shape}"
+            )
+        x = self.resample_numpy(x, sr)
+        return round_to_int16_grid(x) if self.round_to_int16 else x
+
+    def embed(self, waveform: np.ndarray, sr: int) -> tuple[np.ndarray, np.ndarray]:
+        """Frame embeddings of one mono waveform (NumPy path, no gradients).
+
+        Returns
+        -------
+        embeddings : np.ndarray [shape=(T, D), dtype=float32]
+        timestamps : np.ndarray [shape=(T,)], window starts in seconds
+        """
+        frames, timestamps, _ = self.embed_with_clip(waveform, sr)
+        return frames, timestamps
+
+    def embed_with_clip(
+        self, waveform: np.ndarray, sr: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Frame embeddings, timestamps and the clip embedding (for the CDPAM distance).
+
+        Parameters
+        ----------
+        waveform : np.ndarray [shape=(n,)]
+            Mono float audio in [-1, 1] at ``sr`` Hz.
+        sr : int
+            Its sample rate in Hz.
+
+        Returns
+        -------
+        embeddings : np.ndarray [shape=(T, D), dtype=float32]
+        timestamps : np.ndarray [shape=(T,)], window starts in seconds
+        clip : np.ndarray [shape=(512,), dtype=float32]
+            Normalised clip-level acoustic embedding; store it as ``<stem>.clip.npy`` and pass
+            two of them to :meth:`distance_from_embeddings`.
+        """
+        x = self.preprocess(waveform, sr)
+        with torch.inference_mode():
+            frames, clip = self.forward_with_clip(torch.from_numpy(x)[None])
+        return (
+            frames[0].float().cpu().numpy(),
+            self.timestamps(len(x)),
+            clip[0].float().cpu().numpy(),
+        )
