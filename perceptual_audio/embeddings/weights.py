@@ -403,7 +403,7 @@ def resolve_weight_files(
             resolved.append(ResolvedWeights(wf, path, verify_sha256(wf, path), origin))
             continue
         if not download or downloads_disabled():
-            why = "--no-download" if not download else f"${OFFLINE_ENV} is set"
+            why = "download=False" if not download else f"${OFFLINE_ENV} is set"
             failures.append((wf, f"downloading is disabled ({why})"))
             continue
         target = cache_path(wf, cache_dir=cache_dir)
