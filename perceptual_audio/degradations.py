@@ -136,6 +136,14 @@ class Level:
     def as_dict(self) -> dict[str, Any]:
         return dict(self.params)
 
+    def __reduce__(self) -> tuple:
+        # A read-only mapping does not pickle; worker processes get a rebuilt copy.
+        return (_make_level, (self.family, self.name, dict(self.params), self.note))
+
+
+def _make_level(family: str, name: str, params: dict[str, Any], note: str) -> Level:
+    return Level(family, name, types.MappingProxyType(params), note)
+
 
 @dataclass(frozen=True)
 class Family:

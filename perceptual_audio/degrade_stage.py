@@ -1,0 +1,373 @@
+"""Stage 2, first half: write every selected degradation of every clean file of stage 1.
+
+For each ``clean`` row of ``INPUT_DIR/manifest.csv`` and each selected family/level this writes
+``INPUT_DIR/degraded/<family>/<level>/<clean path below clean/>.wav`` (float32 WAV, same rate
+and length as the clean file) and one ``degraded`` manifest row: family, level, parameters
+JSON (the level's parameters, what was drawn and measured, and a digest), the per-file seed,
+sha256 of the output and of its source. ``INPUT_DIR/degraded/run.json`` records the run.
+
+Reruns redo only what changed: a file is regenerated when its source bytes, its level's
+parameters (digest), its seed or the family's algorithm version changed, or when the output
+is missing or altered; outputs of selections or clean files no longer present are deleted.
+``--force`` regenerates everything.
+
+``extract_embeddings.py`` calls :func:`add_degradation_arguments` and
+:func:`run_degradations`; ``python -m perceptual_audio.degrade_stage`` runs this half alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from perceptual_audio import cli
+from perceptual_audio import degradations as deg
+from perceptual_audio.audio_io import load_audio, save_wav
+from perceptual_audio.errors import ParameterError, PerceptualAudioError
+from perceptual_audio.files import (
+    TMP_MARKER,
+    params_digest,
+    remove_stale_temporaries,
+    sha256_file,
+)
+from perceptual_audio.manifest import ManifestRow, read_manifest, replace_kind
+
+logger = logging.getLogger(__name__)
+
+STAGE = "degradations"
+CLEAN_DIR = "clean"
+DEGRADED_DIR = "degraded"
+DEFAULT_SELECTION = "default"
+
+
+# -- selection --------------------------------------------------------------------------------
+def parse_selection(spec: str) -> list[deg.Level]:
+    """Turn a ``--degradations`` value into validated levels (family order, then level order).
+
+    Parameters
+    ----------
+    spec : str
+        ``default`` (every level of the default families), ``all`` (every level of every
+        family), a comma list of ``FAMILY`` or ``FAMILY:LEVEL`` items
+        (``noise,bitrate:low,compression:high``), or the path of a ``.json`` / ``.toml`` file
+        mapping each family to ``"all"``, a list of level names, or a table
+        ``{level: {param: value}}`` (a known level name starts from its built-in parameters, a
+        new name from the family's defaults).
+
+    Raises
+    ------
+    ParameterError
+        Unknown family, level or parameter, bad value, or an unreadable file; the message
+        names the item and what is accepted.
+    """
+    text = (spec or "").strip()
+    if not text:
+        raise ParameterError("--degradations is empty; give 'default', 'all', a list such as "
+                             "'noise,bitrate:low' or a .json/.toml file")
+    path = Path(text)
+    if path.suffix.lower() in (".json", ".toml"):
+        return _levels_from_file(path)
+    chosen: dict[tuple[str, str], deg.Level] = {}
+    for item in (s.strip() for s in text.split(",")):
+        if not item:
+            continue
+        if item in ("default", "all"):
+            names = deg.DEFAULT_FAMILIES if item == "default" else tuple(deg.FAMILIES)
+            for name in names:
+                for lev in deg.FAMILIES[name].levels.values():
+                    chosen[(name, lev.name)] = lev
+            continue
+        fam_name, _, lev_name = item.partition(":")
+        fam = deg.get_family(fam_name.strip())
+        levels = [fam.level(lev_name.strip())] if lev_name else list(fam.levels.values())
+        for lev in levels:
+            chosen[(fam.name, lev.name)] = lev
+    if not chosen:
+        raise ParameterError(f"--degradations {spec!r} selects nothing")
+    return _ordered(chosen.values())
+
+
+def _ordered(levels: Any) -> list[deg.Level]:
+    fam_order = {name: i for i, name in enumerate(deg.FAMILIES)}
+
+    def key(lev: deg.Level) -> tuple:
+        known = list(deg.FAMILIES[lev.family].levels)
+        return (fam_order[lev.family],
+                known.index(lev.name) if lev.name in known else len(known), lev.name)
+
+    return sorted(levels, key=key)
+
+
+def _levels_from_file(path: Path) -> list[deg.Level]:
+    if not path.is_file():
+        raise ParameterError(f"--degradations file {str(path)!r} does not exist")
+    try:
+        if path.suffix.lower() == ".json":
+            data = json.loads(path.read_text(encoding="utf-8"))
+        else:
+            import tomllib
+
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, OSError) as e:
+        raise ParameterError(f"--degradations file {path}: cannot parse it ({e})") from None
+    if not isinstance(data, dict) or not data:
+        raise ParameterError(f"--degradations file {path}: expected a non-empty mapping of "
+                             f"family -> levels, got {type(data).__name__}")
+    chosen: dict[tuple[str, str], deg.Level] = {}
+    for fam_name, levels in data.items():
+        fam = deg.get_family(fam_name)
+        if levels == "all":
+            items: dict[str, Any] = {name: None for name in fam.levels}
+        elif isinstance(levels, list):
+            items = {str(name): None for name in levels}
+            for name in items:
+                fam.level(name)  # only known levels may be named without parameters
+        elif isinstance(levels, dict):
+            items = levels
+        else:
+            raise ParameterError(f"--degradations file {path}: family {fam_name!r} must map to "
+                                 f"'all', a list of level names or a table of levels, got "
+                                 f"{levels!r}")
+        for lev_name, overrides in items.items():
+            if overrides is not None and not isinstance(overrides, dict):
+                raise ParameterError(f"--degradations file {path}: level {fam_name}:{lev_name} "
+                                     f"must be a table of parameters, got {overrides!r}")
+            chosen[(fam.name, lev_name)] = fam.make_level(lev_name, overrides)
+    return _ordered(chosen.values())
+
+
+def level_record(level: deg.Level) -> dict[str, Any]:
+    """What decides a level's output: family, level, parameters, algorithm version."""
+    return {"family": level.family, "level": level.name, "params": level.as_dict(),
+            "version": deg.FAMILIES[level.family].version}
+
+
+# -- jobs -------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class DegradeJob:
+    """One clean file under one level (picklable for the worker processes)."""
+
+    clean_path: str         # absolute or cwd-relative path of the clean WAV
+    clean_rel: str          # manifest path of the clean file (``clean/...``)
+    output_path: str
+    output_rel: str         # manifest path of the output (``degraded/<family>/<level>/...``)
+    level: deg.Level
+    seed: int
+    source_sha256: str
+    digest: str             # of level_record + babble talkers' sha256
+    pool: tuple[tuple[str, str], ...] = ()  # babble: (clean manifest path, file path)
+
+
+def degrade_file(job: DegradeJob) -> ManifestRow:
+    """Degrade one clean file, write it atomically, return its manifest row."""
+    x, sr = load_audio(job.clean_path, mono=True)
+    pool = []
+    for name, p in job.pool:
+        talker, talker_sr = load_audio(p, mono=True)
+        if talker_sr != sr:
+            raise PerceptualAudioError(f"{p}: babble talker at {talker_sr} Hz, {job.clean_path} "
+                                       f"at {sr} Hz; rerun stage 1 so all clean files share a rate")
+        pool.append((name, talker))
+    result = deg.apply_degradation(x, sr, job.level, rng=np.random.default_rng(job.seed),
+                                   pool=pool)
+    save_wav(job.output_path, result.audio, sr)
+    params = {**level_record(job.level), "digest": job.digest, "seed": job.seed,
+              "details": result.info}
+    return ManifestRow.make(
+        job.output_rel, kind="degraded", source=job.clean_rel, parameters=params,
+        sample_rate=sr, duration=len(result.audio) / sr, sha256=sha256_file(job.output_path),
+        source_sha256=job.source_sha256, family=job.level.family, level=job.level.name,
+        seed=job.seed, flags=list(result.flags),
+    )
+
+
+def output_rel_path(clean_rel: str, level: deg.Level) -> str:
+    """``clean/<rel>.wav`` -> ``degraded/<family>/<level>/<rel>.wav`` (POSIX, relative)."""
+    parts = Path(clean_rel).parts
+    rel = Path(*parts[1:]) if parts and parts[0] == CLEAN_DIR else Path(clean_rel)
+    return (Path(DEGRADED_DIR) / level.family / level.name / rel).with_suffix(".wav").as_posix()
+
+
+def plan_jobs(root: Path, clean_rows: list[ManifestRow], levels: list[deg.Level], run_seed: int,
+              source_hashes: dict[str, str]) -> list[DegradeJob]:
+    """Every (clean file, level) job, with seeds, digests and babble pools."""
+    clean_paths = sorted(source_hashes)
+    jobs = []
+    for level in levels:
+        fam = deg.FAMILIES[level.family]
+        for row in clean_rows:
+            if row.path not in source_hashes:
+                continue
+            seed = deg.derive_seed(run_seed, level.family, level.name, row.path)
+            record = level_record(level)
+            pool: tuple[tuple[str, str], ...] = ()
+            if fam.uses_pool:
+                talkers = deg.select_babble_talkers(
+                    clean_paths, seed=seed, n_talkers=int(level.params.get("talkers", 4)),
+                    exclude=row.path)
+                pool = tuple((t, str(root / t)) for t in talkers)
+                record["talkers_sha256"] = {t: source_hashes[t] for t in talkers}
+            out_rel = output_rel_path(row.path, level)
+            jobs.append(DegradeJob(
+                clean_path=str(root / row.path), clean_rel=row.path,
+                output_path=str(root / out_rel), output_rel=out_rel, level=level, seed=seed,
+                source_sha256=source_hashes[row.path], digest=params_digest(record), pool=pool))
+    return jobs
+
+
+def _is_up_to_date(old: ManifestRow | None, job: DegradeJob, root: Path) -> bool:
+    if old is None or old.source != job.clean_rel or old.source_sha256 != job.source_sha256:
+        return False
+    if old.seed != job.seed or old.params.get("digest") != job.digest:
+        return False
+    out = root / old.path
+    return out.is_file() and sha256_file(out) == old.sha256
+
+
+# -- command line -----------------------------------------------------------------------------
+def describe_families() -> str:
+    """Every family and level with parameters and units (for the ``--help`` epilog)."""
+    return deg.describe_families()
+
+
+def add_degradation_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add ``--input-dir``, ``--degradations``, ``--seed`` and the common options
+    (``--workers``, ``--force``, ``--quiet``/``--verbose``)."""
+    parser.add_argument("--input-dir", type=Path, default=Path("test_audio"), metavar="DIR",
+                        help="stage 1 output folder (clean/ and manifest.csv); degraded/ is "
+                             "written here")
+    parser.add_argument("--degradations", default=DEFAULT_SELECTION, metavar="SPEC",
+                        help="'default' (noise, bitrate, compression: all levels), 'all', a "
+                             "comma list of FAMILY or FAMILY:LEVEL, or a .json/.toml file "
+                             "defining levels (families and levels are listed below)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="run seed; each file's seed is derived from it, the family, "
+                             "level and file path")
+    cli.add_common_arguments(parser)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Parser for running the degradation half alone."""
+    parser = argparse.ArgumentParser(
+        prog="python -m perceptual_audio.degrade_stage", formatter_class=cli.HelpFormatter,
+        description="Stage 2, first half: degrade every clean file of stage 1 and record each "
+                    "output in INPUT_DIR/manifest.csv.",
+        epilog=describe_families() + "\n\nExit status: 0 ok; 1 some files failed; "
+               "2 bad command line.")
+    add_degradation_arguments(parser)
+    return parser
+
+
+def run_degradations(args: argparse.Namespace) -> int:
+    """Run the degradation half with parsed arguments; returns the exit status.
+
+    0 when every file is written or up to date, 1 when any failed (the others are written),
+    2 for a bad ``--degradations`` value.
+    """
+    t0 = time.perf_counter()
+    root: Path = Path(args.input_dir)
+    try:
+        levels = parse_selection(args.degradations)
+    except ParameterError as e:
+        logger.error("%s", e)
+        return cli.EXIT_USAGE
+    if not (root / "manifest.csv").is_file():
+        logger.error("%s: no manifest.csv; run audio_conversion.py --output %s first",
+                     root, root)
+        return cli.EXIT_FAILED
+    degraded_root = root / DEGRADED_DIR
+    remove_stale_temporaries(degraded_root)
+    rows = read_manifest(root)
+    clean_rows = sorted((r for r in rows if r.kind == "clean"), key=lambda r: r.path)
+    old_rows = {r.path: r for r in rows if r.kind == "degraded"}
+
+    failures: list[tuple[str, str]] = []
+    source_hashes: dict[str, str] = {}
+    for row in clean_rows:
+        try:
+            source_hashes[row.path] = sha256_file(root / row.path)
+        except OSError as e:
+            failures.append((row.path, f"{root / row.path}: cannot read the clean file "
+                                       f"({e.strerror}); rerun audio_conversion.py"))
+    jobs = plan_jobs(root, clean_rows, levels, int(args.seed), source_hashes)
+
+    new_rows: list[ManifestRow] = []
+    todo: list[DegradeJob] = []
+    for job in jobs:
+        old = old_rows.get(job.output_rel)
+        if not args.force and _is_up_to_date(old, job, root):
+            new_rows.append(old)
+        else:
+            todo.append(job)
+    skipped = len(new_rows)
+    outcomes = cli.parallel_map(degrade_file, todo, workers=getattr(args, "workers", 1),
+                                desc="degrading", args=args)
+    for oc in outcomes:
+        if oc.ok:
+            new_rows.append(oc.value)
+        else:
+            failures.append((oc.item.output_rel, oc.error))
+            stale = Path(oc.item.output_path)
+            if stale.exists():  # an older version would no longer match its row
+                stale.unlink()
+
+    removed = _remove_stale_outputs(root, keep={r.path for r in new_rows})
+    replace_kind(root, "degraded", new_rows)
+    for what, msg in failures:
+        logger.error("%s", msg if what in msg else f"{what}: {msg}")
+    flags = Counter(f for r in new_rows for f in r.flag_set)
+    written = sum(o.ok for o in outcomes)
+    cli.write_run_json(
+        degraded_root, stage=STAGE, args=args, seed=int(args.seed),
+        params={"selection": [{**level_record(lev),
+                               "digest": params_digest(level_record(lev))} for lev in levels],
+                "seed_derivation": "sha256(run seed|family|level|clean path) mod 2**53"},
+        timings={"total": round(time.perf_counter() - t0, 3),
+                 "degrading": round(sum(o.seconds for o in outcomes), 3)},
+        extra={"counts": {"clean_files": len(clean_rows), "levels": len(levels),
+                          "written": written, "skipped": skipped, "failed": len(failures),
+                          "removed": removed},
+               "flags": dict(sorted(flags.items())),
+               "failures": [{"file": w, "error": m} for w, m in failures]})
+    if not getattr(args, "quiet", False):
+        print(f"degradations: wrote {written}, skipped {skipped} (up to date), failed "
+              f"{len(failures)}, removed {removed} stale -> {degraded_root}", file=sys.stderr)
+    return cli.EXIT_FAILED if failures else cli.EXIT_OK
+
+
+def _remove_stale_outputs(root: Path, *, keep: set[str]) -> int:
+    """Delete WAVs under ``degraded/`` that no current row points to; prune empty folders."""
+    degraded_root = root / DEGRADED_DIR
+    if not degraded_root.is_dir():
+        return 0
+    removed = 0
+    for p in sorted(degraded_root.rglob("*.wav")):
+        rel = p.relative_to(root).as_posix()
+        if rel not in keep and TMP_MARKER not in p.name:
+            p.unlink()
+            removed += 1
+            logger.debug("removed %s (no longer selected, or its clean file is gone)", p)
+    for d in sorted((p for p in degraded_root.rglob("*") if p.is_dir()),
+                    key=lambda p: len(p.parts), reverse=True):
+        if not any(d.iterdir()):
+            d.rmdir()
+    return removed
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    cli.setup_logging(args)
+    return run_degradations(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
