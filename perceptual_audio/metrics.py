@@ -46,6 +46,11 @@ PESQ_NB_SAMPLE_RATES = (8000, 16000)
 PYSTOI_TOO_SHORT_VALUE = 1e-5
 #: Frames (of 256 samples at 10 kHz, hop 128) pystoi needs for one intermediate score.
 PYSTOI_MIN_FRAMES = 30
+#: pystoi's ESTOI adds 1e-16-scale Gaussian dither drawn from NumPy's *global* generator, so
+#: two calls differ in the last bits. It is seeded with this value around each call (and the
+#: global state restored), which makes ESTOI reproducible: it equals
+#: ``np.random.seed(ESTOI_DITHER_SEED); pystoi.stoi(x, y, fs, extended=True)``.
+ESTOI_DITHER_SEED = 0
 
 #: Classic metrics, in the column order of ``pair_metrics.csv``.
 CLASSIC_METRICS = ("pesq_wb", "pesq_nb", "stoi", "estoi", "si_sdr")
@@ -222,7 +227,7 @@ def stoi_score(reference: np.ndarray, degraded: np.ndarray, sample_rate: int, *,
     sample_rate : int
         Hz (pystoi resamples to 10 kHz internally).
     extended : bool
-        ESTOI instead of STOI.
+        ESTOI instead of STOI (its dither is seeded with :data:`ESTOI_DITHER_SEED`).
 
     Returns
     -------
@@ -242,9 +247,14 @@ def stoi_score(reference: np.ndarray, degraded: np.ndarray, sample_rate: int, *,
     degraded = _as_signal(degraded, "degraded")
     _check_not_silent(reference, "reference")
     reference, degraded = common_length(reference, degraded)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        value = float(stoi(reference, degraded, sample_rate, extended=extended))
+    state = np.random.get_state()
+    np.random.seed(ESTOI_DITHER_SEED)  # noqa: NPY002 -- pystoi draws from the global generator
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            value = float(stoi(reference, degraded, sample_rate, extended=extended))
+    finally:
+        np.random.set_state(state)  # noqa: NPY002
     too_short = any("Not enough STFT frames" in str(w.message) for w in caught)
     if too_short:
         raise MetricError(
@@ -429,23 +439,60 @@ def _cdpam_embedder() -> Any:
     return embedder
 
 
-def cdpam_distance(e_ref: np.ndarray, e_deg: np.ndarray) -> float:
-    """CDPAM's learned distance (Manocha et al., ICASSP 2021) from stored CDPAM embeddings.
+def _as_clip(e: np.ndarray, name: str) -> np.ndarray:
+    e = np.asarray(e)
+    if e.ndim == 2 and e.shape[0] == 1:
+        e = e[0]
+    if e.ndim != 1 or e.size == 0:
+        raise MetricError(f"the {name} CDPAM clip embedding must be (D,), got shape {e.shape}")
+    if not np.all(np.isfinite(e)):
+        raise MetricError(f"the {name} CDPAM clip embedding holds NaN or infinite values")
+    return e.astype(np.float32)
+
+
+def cdpam_distance(clip_ref: np.ndarray, clip_deg: np.ndarray) -> float:
+    """CDPAM's learned distance (Manocha et al., ICASSP 2021) from two clip embeddings.
 
     Parameters
     ----------
-    e_ref, e_deg : np.ndarray [shape=(T, D)]
-        CDPAM embeddings of the reference and of the degraded file, as stage 2 stores them.
+    clip_ref, clip_deg : np.ndarray [shape=(512,)]
+        CDPAM clip-level acoustic embeddings of the reference and of the degraded file
+        (stage 2's ``<stem>.clip.npy``, or :func:`cdpam_clip_embedding`).
 
     Returns
     -------
     float
-        >= 0; 0 for identical audio, larger for more audible differences.
+        >= 0; 0 for identical audio, larger for more audible differences. Equals
+        ``cdpam.CDPAM().forward`` on the two clips (see
+        :meth:`perceptual_audio.embeddings.cdpam.CDPAMEmbedder.distance_from_embeddings`).
     """
-    a = _as_embedding(e_ref, "reference").astype(np.float32)
-    b = _as_embedding(e_deg, "degraded").astype(np.float32)
+    import torch
+
+    a = _as_clip(clip_ref, "reference")
+    b = _as_clip(clip_deg, "degraded")
+    if a.shape != b.shape:
+        raise MetricError(f"CDPAM clip embedding sizes differ: {a.shape} vs {b.shape}")
+    with torch.inference_mode():
+        return float(_cdpam_embedder().distance_from_embeddings(a, b))
+
+
+def cdpam_clip_embedding(waveform: np.ndarray, sample_rate: int) -> np.ndarray:
+    """CDPAM clip embedding of audio (the fallback when stage 2 stored none).
+
+    Parameters
+    ----------
+    waveform : np.ndarray [shape=(n,)]
+        Mono audio in [-1, 1] at ``sample_rate`` Hz; prepared as ``cdpam.load_audio`` does
+        (22.05 kHz, int16 grid).
+
+    Returns
+    -------
+    np.ndarray [shape=(512,), dtype=float32]
+    """
+    import torch
+
     embedder = _cdpam_embedder()
-    fn = getattr(embedder, "distance_from_embeddings", None)
-    if fn is None:
-        raise MetricError("this CDPAM model cannot compute its distance from stored embeddings")
-    return float(fn(a, b))
+    x = embedder.preprocess(_as_signal(waveform, "audio"), sample_rate)
+    with torch.inference_mode():
+        clip = embedder.clip_embedding(torch.from_numpy(x)[None])
+    return clip[0].float().cpu().numpy()

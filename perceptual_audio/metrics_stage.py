@@ -1,0 +1,539 @@
+"""Stage 3 (``calculate_metrics.py``): score every clean/degraded pair, then correlate.
+
+Reads ``test_audio/manifest.csv`` (one pair per ``degraded`` row, its ``source`` being the
+clean file), the WAVs, and the embeddings of every model folder that is present and
+available; writes to the results folder:
+
+- ``pair_metrics.csv``: one row per degraded file: ``reference_path, degraded_path, family,
+  level``, the metric values (classic, then per model), one ``<metric>_status`` column per
+  metric (``ok`` or why it failed; the value is then empty, i.e. NaN), and provenance columns
+  (file hashes and the cache keys of each group of cells).
+- ``summary_by_degradation.csv``: per family and level, mean and Student-t 95% CI per metric.
+- ``correlations.csv``: every neural metric against every classic metric and each pair of
+  classic metrics, over all pairs and per family: Pearson, Spearman, Kendall with p-values and
+  95% cluster-bootstrap CIs (resampling clean recordings), and n.
+- ``monotonicity.csv``: per family and metric, the fraction of recordings whose score moves
+  the right way at each step up in severity.
+- ``run.json``.
+
+Reruns reuse unchanged cells: each group of cells (the classic metrics of a pair; one model's
+metrics of a pair) is stored with a key made of the input files' sha256 and the metric
+settings, and recomputed only when its key changes (``--force`` recomputes everything).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import logging
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from perceptual_audio import cli, metrics, stats
+from perceptual_audio.errors import PerceptualAudioError
+from perceptual_audio.files import atomic_write_text, params_digest, sha256_file
+
+logger = logging.getLogger(__name__)
+
+STAGE = "calculate_metrics"
+#: Bumped when the computation of a cell changes, invalidating cached cells.
+METRICS_VERSION = 1
+#: Models in column order, and their default folders.
+MODELS = ("openl3", "vggish", "cdpam")
+LEADING_COLUMNS = ("reference_path", "degraded_path", "family", "level")
+PAIR_METRICS_NAME = "pair_metrics.csv"
+SUMMARY_NAME = "summary_by_degradation.csv"
+CORRELATIONS_NAME = "correlations.csv"
+MONOTONICITY_NAME = "monotonicity.csv"
+#: Suffix of the CDPAM clip embedding stored beside the frame embedding (``a.clip.npy``).
+CDPAM_CLIP_SUFFIX = ".clip.npy"
+
+
+# -- model folders --------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ModelSource:
+    """One model's embedding folder as this stage sees it.
+
+    Attributes
+    ----------
+    name : str
+        ``openl3``, ``vggish`` or ``cdpam``.
+    folder : Path
+    available : bool
+        False when the folder is missing or its run.json says ``"available": false``.
+    reason : str
+        Why it is unavailable ("" when available).
+    entries : dict
+        Audio path (relative to the audio folder) -> row of the folder's ``manifest.csv``.
+    """
+
+    name: str
+    folder: Path
+    available: bool
+    reason: str = ""
+    entries: dict[str, dict[str, str]] = field(default_factory=dict)
+
+
+def discover_model(name: str, folder: str | Path) -> ModelSource:
+    """Read a model folder's ``run.json`` and ``manifest.csv`` (both optional)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return ModelSource(name, folder, False, f"folder {folder} does not exist")
+    run_path = folder / "run.json"
+    if run_path.exists():
+        try:
+            run = json.loads(run_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as e:
+            logger.warning("%s: cannot read %s (%s); using the embeddings found", name, run_path, e)
+            run = {}
+        if isinstance(run, dict) and run.get("available") is False:
+            reason = run.get("reason") or run.get("unavailable_reason") or "no reason given"
+            return ModelSource(name, folder, False, f"{run_path} says unavailable: {reason}")
+    entries: dict[str, dict[str, str]] = {}
+    manifest = folder / "manifest.csv"
+    if manifest.exists():
+        with open(manifest, newline="", encoding="utf-8") as f:
+            for rec in csv.DictReader(f):
+                if rec.get("path"):
+                    entries[rec["path"]] = rec
+    return ModelSource(name, folder, True, "", entries)
+
+
+def locate_embedding(model: ModelSource, audio_path: str, audio_sha256: str) -> tuple[Path, str | None]:
+    """Frame-embedding file of an audio file, and a problem (None when usable).
+
+    The folder's manifest gives the file and says whether stage 2 succeeded and from which
+    audio (``audio_sha256``); without a manifest row, the path is the contract's mirror path
+    ``<model dir>/<audio path with .npy>``.
+    """
+    entry = model.entries.get(audio_path)
+    if entry is not None and entry.get("embedding"):
+        path = model.folder / entry["embedding"]
+    else:
+        path = model.folder / Path(audio_path).with_suffix(".npy")
+    if entry is not None:
+        status = entry.get("status", "ok") or "ok"
+        if status != "ok":
+            return path, f"{model.name} embedding of {audio_path} failed in stage 2: {status}"
+        emb_sha = entry.get("audio_sha256", "")
+        if emb_sha and audio_sha256 and emb_sha != audio_sha256:
+            return path, (f"{model.name} embedding of {audio_path} is stale: made from audio "
+                          f"sha256 {emb_sha[:12]}, the file is now {audio_sha256[:12]}; rerun "
+                          "extract_embeddings.py")
+    if not path.is_file():
+        return path, f"missing {model.name} embedding {path}"
+    return path, None
+
+
+def clip_path(frame_path: Path) -> Path:
+    """``a.npy`` -> ``a.clip.npy`` (CDPAM's clip embedding stored beside the frames)."""
+    return frame_path.with_name(frame_path.name[: -len(".npy")] + CDPAM_CLIP_SUFFIX)
+
+
+# -- work items -----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ModelJob:
+    """One model's cells of one pair: files to compare, or the problem that prevents it."""
+
+    model: str
+    reference: str
+    degraded: str
+    problem: str | None = None
+    #: CDPAM only: clip embeddings (None: compute them from the audio).
+    reference_clip: str | None = None
+    degraded_clip: str | None = None
+
+
+@dataclass(frozen=True)
+class PairJob:
+    """Everything a worker needs to score one pair (picklable)."""
+
+    reference: str
+    degraded: str
+    reference_problem: str | None
+    classic: metrics.ClassicSettings | None
+    models: tuple[ModelJob, ...] = ()
+
+
+def metric_columns(models: Sequence[str]) -> list[str]:
+    """Value columns for the available ``models``, in table order."""
+    cols = list(metrics.CLASSIC_METRICS)
+    for m in models:
+        cols += metrics.embedding_metric_names(m)
+    if "cdpam" in models:
+        cols.append(metrics.CDPAM_DISTANCE)
+    return cols
+
+
+def model_metric_names(model: str) -> list[str]:
+    names = list(metrics.embedding_metric_names(model))
+    if model == "cdpam":
+        names.append(metrics.CDPAM_DISTANCE)
+    return names
+
+
+def _failed(names: Sequence[str], reason: str) -> dict[str, metrics.Measurement]:
+    return {n: metrics.Measurement(math.nan, metrics._one_line(reason)) for n in names}
+
+
+def score_pair(job: PairJob) -> dict[str, tuple[float, str]]:
+    """Compute the requested cells of one pair (runs in a worker process).
+
+    Returns
+    -------
+    dict
+        metric name -> (value, status).
+    """
+    from perceptual_audio.audio_io import load_audio
+
+    out: dict[str, metrics.Measurement] = {}
+    audio: tuple[np.ndarray, np.ndarray, int] | None = None
+    audio_problem = job.reference_problem
+    if audio_problem is None:
+        try:
+            ref, sr_ref = load_audio(job.reference)
+            deg, sr_deg = load_audio(job.degraded)
+            if sr_ref != sr_deg:
+                audio_problem = (f"sample rates differ: reference {sr_ref} Hz, degraded "
+                                 f"{sr_deg} Hz")
+            else:
+                audio = (ref, deg, sr_ref)
+        except PerceptualAudioError as e:
+            audio_problem = str(e)
+    if job.classic is not None:
+        if audio is None:
+            out.update(_failed(metrics.CLASSIC_METRICS, audio_problem or "no audio"))
+        else:
+            out.update(metrics.classic_metrics(*audio, settings=job.classic))
+    for mj in job.models:
+        names = model_metric_names(mj.model)
+        if mj.problem is not None:
+            out.update(_failed(names, mj.problem))
+            continue
+        try:
+            e_ref = np.load(mj.reference, allow_pickle=False)
+            e_deg = np.load(mj.degraded, allow_pickle=False)
+        except (OSError, ValueError) as e:
+            out.update(_failed(names, f"cannot read {mj.model} embedding: {e}"))
+            continue
+        out.update(metrics.embedding_metrics(mj.model, e_ref, e_deg))
+        if mj.model == "cdpam":
+            out[metrics.CDPAM_DISTANCE] = _cdpam_cell(mj, audio, audio_problem)
+    return {k: (v.value, v.status) for k, v in out.items()}
+
+
+def _cdpam_cell(mj: ModelJob, audio: tuple[np.ndarray, np.ndarray, int] | None,
+                audio_problem: str | None) -> metrics.Measurement:
+    if mj.reference_clip is not None and mj.degraded_clip is not None:
+        try:
+            a = np.load(mj.reference_clip, allow_pickle=False)
+            b = np.load(mj.degraded_clip, allow_pickle=False)
+        except (OSError, ValueError) as e:
+            return metrics.Measurement(math.nan, f"cannot read CDPAM clip embedding: {e}")
+        return metrics.measure(metrics.cdpam_distance, a, b)
+    # No stored clip embeddings: CDPAM on the audio (slow; the reference is cached per worker).
+    if audio is None:
+        return metrics.Measurement(math.nan, metrics._one_line(audio_problem or "no audio"))
+    ref, deg, sr = audio
+    try:
+        a = _cached_clip(mj.reference, ref, sr)
+        b = metrics.cdpam_clip_embedding(deg, sr)
+    except Exception as e:  # model missing or failing: this cell only
+        return metrics.Measurement(math.nan, metrics._one_line(f"CDPAM: {type(e).__name__}: {e}"))
+    return metrics.measure(metrics.cdpam_distance, a, b)
+
+
+_CLIP_CACHE: dict[tuple[str, int], np.ndarray] = {}
+
+
+def _cached_clip(path: str, y: np.ndarray, sr: int) -> np.ndarray:
+    key = (path, hash(y.tobytes()))
+    if key not in _CLIP_CACHE:
+        if len(_CLIP_CACHE) > 32:
+            _CLIP_CACHE.clear()
+        _CLIP_CACHE[key] = metrics.cdpam_clip_embedding(y, sr)
+    return _CLIP_CACHE[key]
+
+
+# -- table I/O ------------------------------------------------------------------------------
+def _format_value(v: float) -> str:
+    if isinstance(v, float) and math.isnan(v):
+        return ""
+    return repr(float(v))
+
+
+def _parse_value(text: str) -> float:
+    return float(text) if text not in ("", None) else math.nan
+
+
+def write_pair_table(path: Path, rows: list[dict[str, Any]], columns: Sequence[str],
+                     value_columns: Sequence[str]) -> None:
+    """Write ``pair_metrics.csv`` atomically; floats as Python ``repr`` (exact round trip)."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(columns)
+    values = set(value_columns)
+    for r in rows:
+        w.writerow([_format_value(r[c]) if c in values else r.get(c, "") for c in columns])
+    atomic_write_text(path, buf.getvalue())
+
+
+def read_previous(path: Path) -> dict[str, dict[str, str]]:
+    """Rows of an earlier ``pair_metrics.csv`` by degraded path ({} when absent/unreadable)."""
+    if not path.exists():
+        return {}
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            return {r["degraded_path"]: r for r in csv.DictReader(f) if r.get("degraded_path")}
+    except (OSError, KeyError, csv.Error) as e:
+        logger.warning("cannot reuse %s (%s): recomputing every cell", path, e)
+        return {}
+
+
+def read_pair_table(path: str | Path) -> "pd.DataFrame":  # noqa: F821
+    """``pair_metrics.csv`` as a DataFrame (values float, statuses and paths str)."""
+    import pandas as pd
+
+    with open(path, newline="", encoding="utf-8") as f:
+        header = next(csv.reader(f))
+    text_cols = {c for c in header if c in LEADING_COLUMNS or c.endswith("_status")
+                 or c.endswith("_key") or c.endswith("_sha256")}
+    return pd.read_csv(path, dtype={c: str for c in text_cols}, keep_default_na=False,
+                       na_values={c: [""] for c in header if c not in text_cols},
+                       float_precision="round_trip")
+
+
+# -- the stage ------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of ``calculate_metrics.py``."""
+    p = argparse.ArgumentParser(
+        prog="calculate_metrics.py",
+        description=(
+            "Stage 3: score every clean/degraded pair with PESQ (wide band at 16 kHz; narrow "
+            "band at 8 kHz), STOI, ESTOI, SI-SDR, and per available model the frame-aligned "
+            "cosine similarity, the cosine of mean-pooled embeddings, the mean frame L2 "
+            "distance, and CDPAM's learned distance; then per-degradation summaries, "
+            "correlations with cluster-bootstrap CIs and monotonicity. Failed cells are NaN "
+            "with a reason in <metric>_status."),
+        epilog=("exit status: 0 success; 1 some cells failed (see the *_status columns); "
+                "2 bad command line; 3 some models unavailable (the others were scored)."),
+        formatter_class=cli.HelpFormatter,
+    )
+    p.add_argument("--audio-dir", type=Path, default=Path("test_audio"),
+                   help="stage 1-2 audio folder holding manifest.csv, clean/ and degraded/")
+    for model in MODELS:
+        p.add_argument(f"--{model}-dir", type=Path, default=Path(f"{model}_embeddings"),
+                       help=f"{model} embeddings folder (skipped when missing or unavailable)")
+    p.add_argument("--results-dir", type=Path, default=Path("results"),
+                   help="output folder for the tables and run.json")
+    p.add_argument("--bootstrap", type=_nonnegative_int, default=stats.N_BOOTSTRAP, metavar="N",
+                   help="cluster-bootstrap replicates per correlation CI (0: no CIs)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap replicates")
+    p.add_argument("--pesq-nb-rate", type=int, choices=metrics.PESQ_NB_SAMPLE_RATES,
+                   default=metrics.PESQ_NB_SAMPLE_RATE, metavar="HZ",
+                   help="rate in Hz of narrow-band PESQ: 8000 (audio resampled with soxr VHQ) "
+                        "or 16000 (P.862 on the 16 kHz audio)")
+    cli.add_common_arguments(p, workers=True)
+    return p
+
+
+def _nonnegative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
+    return value
+
+
+class _Hashes:
+    """sha256 of files, each computed once per run."""
+
+    def __init__(self) -> None:
+        self._cache: dict[Path, str] = {}
+
+    def __call__(self, path: Path) -> str:
+        if path not in self._cache:
+            self._cache[path] = sha256_file(path) if path.is_file() else "missing"
+        return self._cache[path]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run stage 3; returns the exit status (see ``--help``)."""
+    from perceptual_audio.manifest import read_manifest
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    cli.setup_logging(args)
+    t_start = time.perf_counter()
+    audio_dir: Path = args.audio_dir
+    results_dir: Path = args.results_dir
+    manifest_file = audio_dir / "manifest.csv"
+    if not manifest_file.exists():
+        logger.error("%s not found: run audio_conversion.py and extract_embeddings.py first "
+                     "(--audio-dir is %s)", manifest_file, audio_dir)
+        return cli.EXIT_FAILED
+    try:
+        rows = read_manifest(manifest_file)
+    except PerceptualAudioError as e:
+        logger.error("%s", e)
+        return cli.EXIT_FAILED
+    clean = {r.path: r for r in rows if r.kind == "clean"}
+    degraded = sorted((r for r in rows if r.kind == "degraded"), key=lambda r: r.path)
+    if not degraded:
+        logger.error("%s lists no degraded files: run extract_embeddings.py (stage 2) first",
+                     manifest_file)
+        return cli.EXIT_FAILED
+
+    sources = {m: discover_model(m, getattr(args, f"{m}_dir")) for m in MODELS}
+    available = [m for m in MODELS if sources[m].available]
+    for m in MODELS:
+        if not sources[m].available:
+            logger.warning("model %s skipped: %s", m, sources[m].reason)
+    classic_settings = metrics.ClassicSettings(pesq_nb_sample_rate=args.pesq_nb_rate)
+    classic_params = classic_settings.as_dict()
+    value_cols = metric_columns(available)
+
+    previous = {} if args.force else read_previous(results_dir / PAIR_METRICS_NAME)
+    hashes = _Hashes()
+    jobs: list[PairJob] = []
+    job_rows: list[int] = []
+    table: list[dict[str, Any]] = []
+    reused = computed = 0
+    for row in degraded:
+        ref_rel = row.source
+        ref_path, deg_path = audio_dir / ref_rel, audio_dir / row.path
+        ref_problem = None
+        if ref_rel not in clean:
+            logger.warning("%s: its source %r is not a clean file of the manifest", row.path,
+                           ref_rel)
+        if not ref_path.is_file():
+            ref_problem = f"reference {ref_path} not found"
+        ref_sha, deg_sha = hashes(ref_path), hashes(deg_path)
+        out: dict[str, Any] = {"reference_path": ref_rel, "degraded_path": row.path,
+                               "family": row.family, "level": row.level,
+                               "reference_sha256": ref_sha, "degraded_sha256": deg_sha}
+        prev = previous.get(row.path, {})
+        classic_key = params_digest({"v": METRICS_VERSION, "ref": ref_sha, "deg": deg_sha,
+                                     "settings": classic_params, "ref_path": ref_rel})
+        out["classic_key"] = classic_key
+        need_classic = not _reuse(prev, "classic_key", classic_key, metrics.CLASSIC_METRICS, out)
+        model_jobs = []
+        for m in available:
+            src = sources[m]
+            e_ref, p_ref = locate_embedding(src, ref_rel, ref_sha)
+            e_deg, p_deg = locate_embedding(src, row.path, deg_sha)
+            problem = p_ref or p_deg
+            c_ref = c_deg = None
+            if m == "cdpam" and problem is None:
+                if clip_path(e_ref).is_file() and clip_path(e_deg).is_file():
+                    c_ref, c_deg = str(clip_path(e_ref)), str(clip_path(e_deg))
+            key_parts = {"v": METRICS_VERSION, "model": m, "problem": problem,
+                         "ref": hashes(e_ref), "deg": hashes(e_deg)}
+            if m == "cdpam":
+                key_parts["clips"] = ([hashes(Path(c_ref)), hashes(Path(c_deg))] if c_ref
+                                      else ["audio", ref_sha, deg_sha])
+                key_parts["weights"] = src.entries.get(row.path, {}).get("weights_sha256", "")
+            key = params_digest(key_parts)
+            out[f"{m}_key"] = key
+            if not _reuse(prev, f"{m}_key", key, model_metric_names(m), out):
+                model_jobs.append(ModelJob(m, str(e_ref), str(e_deg), problem, c_ref, c_deg))
+        table.append(out)
+        if need_classic or model_jobs:
+            jobs.append(PairJob(str(ref_path), str(deg_path), ref_problem,
+                                classic_settings if need_classic else None, tuple(model_jobs)))
+            job_rows.append(len(table) - 1)
+            computed += 1
+        else:
+            reused += 1
+    logger.info("%d pairs: %d to score, %d fully reused from %s", len(table), computed, reused,
+                results_dir / PAIR_METRICS_NAME)
+
+    t_score = time.perf_counter()
+    outcomes = cli.parallel_map(score_pair, jobs, workers=args.workers, desc="pairs", args=args)
+    for job, i, oc in zip(jobs, job_rows, outcomes, strict=True):
+        if oc.ok:
+            for name, (value, status) in oc.value.items():
+                table[i][name] = value
+                table[i][f"{name}_status"] = status
+        else:  # the worker itself failed: every requested cell carries the reason
+            names = list(metrics.CLASSIC_METRICS) if job.classic is not None else []
+            for mj in job.models:
+                names += model_metric_names(mj.model)
+            for name in names:
+                table[i][name] = math.nan
+                table[i][f"{name}_status"] = metrics._one_line(oc.error or "failed")
+    score_seconds = time.perf_counter() - t_score
+
+    status_cols = [f"{c}_status" for c in value_cols]
+    columns = [*LEADING_COLUMNS, *value_cols, *status_cols, "reference_sha256",
+               "degraded_sha256", "classic_key", *(f"{m}_key" for m in available)]
+    results_dir.mkdir(parents=True, exist_ok=True)
+    write_pair_table(results_dir / PAIR_METRICS_NAME, table, columns, value_cols)
+
+    failures = {c: sum(1 for r in table if r.get(f"{c}_status") != metrics.STATUS_OK)
+                for c in value_cols}
+    for c, n in failures.items():
+        if n:
+            reasons = sorted({r[f"{c}_status"] for r in table if r[f"{c}_status"] != "ok"})
+            logger.warning("%s failed on %d of %d pairs (e.g. %s)", c, n, len(table), reasons[0])
+
+    t_stats = time.perf_counter()
+    import pandas as pd
+
+    frame = pd.DataFrame({c: [r[c] for r in table] for c in (*LEADING_COLUMNS, *value_cols)})
+    for c in value_cols:
+        frame[c] = frame[c].astype(float)
+    order = stats.level_order({f: g["level"] for f, g in frame.groupby("family")})
+    neural = [c for c in value_cols if c not in metrics.CLASSIC_METRICS]
+    summary = stats.summary_by_degradation(frame, value_cols, order)
+    corr = stats.correlation_table(frame, stats.metric_pairs(neural, list(metrics.CLASSIC_METRICS)),
+                                   n_bootstrap=args.bootstrap, seed=args.seed)
+    mono = stats.monotonicity(frame, value_cols, order)
+    for name, df in ((SUMMARY_NAME, summary), (CORRELATIONS_NAME, corr), (MONOTONICITY_NAME, mono)):
+        atomic_write_text(results_dir / name, df.to_csv(index=False, lineterminator="\n"))
+    stats_seconds = time.perf_counter() - t_stats
+
+    cli.write_run_json(
+        results_dir, stage=STAGE, args=args, seed=args.seed,
+        params={"classic": classic_params, "metrics_version": METRICS_VERSION,
+                "bootstrap": args.bootstrap, "confidence": stats.CONFIDENCE,
+                "summary_interval": "Student t, 95%",
+                "correlation_interval": "percentile cluster bootstrap over clean recordings"},
+        timings={"total": time.perf_counter() - t_start, "scoring": score_seconds,
+                 "statistics": stats_seconds},
+        extra={"models": {m: {"available": s.available, "reason": s.reason,
+                              "folder": str(s.folder)} for m, s in sources.items()},
+               "n_pairs": len(table), "pairs_scored": computed, "pairs_reused": reused,
+               "failures": failures, "level_order": order},
+    )
+    n_failed = sum(failures.values())
+    logger.info("wrote %s: %d pairs, %d metrics, %d failed cells; models: %s", results_dir,
+                len(table), len(value_cols), n_failed, ", ".join(available) or "none")
+    if n_failed:
+        return cli.EXIT_FAILED
+    if len(available) < len(MODELS):
+        return cli.EXIT_MODELS_UNAVAILABLE
+    return cli.EXIT_OK
+
+
+def _reuse(prev: dict[str, str], key_column: str, key: str, names: Sequence[str],
+           out: dict[str, Any]) -> bool:
+    """Copy cached cells into ``out`` when the previous row has the same key and all cells."""
+    if not prev or prev.get(key_column) != key:
+        return False
+    if any(n not in prev or f"{n}_status" not in prev for n in names):
+        return False
+    for n in names:
+        out[n] = _parse_value(prev[n])
+        out[f"{n}_status"] = prev[f"{n}_status"]
+    return True
