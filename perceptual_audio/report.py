@@ -1,0 +1,1404 @@
+"""Stage 4's reading of the results folder, and the written report (text and HTML).
+
+Three layers, each usable alone:
+
+1. **Vocabulary** -- :func:`metric_info` names every column of ``pair_metrics.csv`` for people
+   (label, unit, which direction is better, which model it belongs to).
+2. **Loading** -- :func:`load_results` reads ``results/`` (``pair_metrics.csv``,
+   ``summary_by_degradation.csv``, ``correlations.csv``, ``monotonicity.csv``, ``run.json``)
+   and what it can find of the upstream folders (``test_audio/manifest.csv`` for the
+   degradation parameters, ``<model>_embeddings/run.json`` for model availability and weights
+   hashes) into one :class:`StudyResults`. A table with the wrong columns raises
+   :class:`~perceptual_audio.errors.SchemaError` naming the file, the expected and the received
+   columns.
+3. **Writing** -- :func:`build_report` turns a :class:`StudyResults` (plus the figure files made
+   by :mod:`perceptual_audio.plots`) into a list of :class:`Section`; :func:`render_text` and
+   :func:`render_html` render the same sections, so the two reports always say the same thing.
+   The HTML is one self-contained file: figures as ``data:`` URIs, inline CSS, a few lines of
+   inline JavaScript to sort tables, no remote resources.
+
+This module does not import matplotlib (only :mod:`perceptual_audio.plots` does).
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import html
+import json
+import logging
+import math
+import os
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from perceptual_audio.errors import PerceptualAudioError, SchemaError
+
+logger = logging.getLogger(__name__)
+
+# -- file names of the results folder ----------------------------------------------------------
+PAIR_METRICS_NAME = "pair_metrics.csv"
+SUMMARY_NAME = "summary_by_degradation.csv"
+CORRELATIONS_NAME = "correlations.csv"
+MONOTONICITY_NAME = "monotonicity.csv"
+RUN_JSON_NAME = "run.json"
+TEXT_REPORT_NAME = "analysis_report.txt"
+HTML_REPORT_NAME = "report.html"
+
+#: Leading columns of ``pair_metrics.csv``, in order (docs: issue 5, item 2).
+PAIR_KEY_COLUMNS = ("reference_path", "degraded_path", "family", "level")
+#: Columns every row of ``summary_by_degradation.csv`` must carry besides ``<metric>_mean``.
+SUMMARY_KEY_COLUMNS = ("family", "level")
+#: Columns ``correlations.csv`` must carry (besides at least one ``<method>_r`` column).
+CORRELATION_KEY_COLUMNS = ("scope", "metric_x", "metric_y")
+#: Correlation methods in the order the report presents them, with their symbols.
+CORRELATION_METHODS = ("pearson", "spearman", "kendall")
+METHOD_SYMBOL = {"pearson": "r", "spearman": "ρ", "kendall": "τ"}
+METHOD_NAME = {"pearson": "Pearson", "spearman": "Spearman", "kendall": "Kendall"}
+#: The method the plain-word findings rank by: rank-based, so a monotone but curved relation
+#: (PESQ saturates near 4.6) still counts as full agreement.
+PRIMARY_METHOD = "spearman"
+#: The classic references the findings compare every neural metric against.
+REFERENCE_METRICS = ("pesq_wb", "stoi")
+#: Scope value of correlations over all pairs.
+SCOPE_ALL = "all"
+
+#: Embedding models of the study, in report order, with their display names.
+MODELS = {"openl3": "OpenL3", "vggish": "VGGish", "cdpam": "CDPAM"}
+
+#: Severity words in increasing order, used to order levels when no registry says otherwise.
+SEVERITY_WORDS = ("none", "minimal", "very_low", "verylow", "low", "light", "mild", "medium",
+                  "moderate", "mid", "high", "heavy", "strong", "very_high", "veryhigh", "severe",
+                  "extreme")
+
+#: |correlation| thresholds for the words of the findings (Cohen-style conventions).
+STRENGTH_WORDS = ((0.9, "very strong"), (0.7, "strong"), (0.5, "moderate"), (0.3, "weak"),
+                  (0.0, "negligible"))
+
+
+# =============================================================================================
+# Vocabulary
+# =============================================================================================
+@dataclass(frozen=True)
+class MetricInfo:
+    """How to present one metric column.
+
+    Attributes
+    ----------
+    name : str
+        Column name in ``pair_metrics.csv`` (``pesq_wb``, ``openl3_cosine``).
+    label : str
+        Short human name (``PESQ-WB``, ``OpenL3 cosine``).
+    unit : str
+        Unit or range for axis labels (``MOS-LQO, 1-4.64``, ``dB``).
+    higher_is_better : bool
+        True when a larger value means closer to the clean reference.
+    model : str or None
+        Embedding model key (``openl3``, ``vggish``, ``cdpam``) for neural metrics, else None.
+    """
+
+    name: str
+    label: str
+    unit: str
+    higher_is_better: bool
+    model: str | None = None
+
+    @property
+    def neural(self) -> bool:
+        """True for metrics computed from a neural model."""
+        return self.model is not None
+
+    @property
+    def axis_label(self) -> str:
+        """Label with unit, for plot axes."""
+        return f"{self.label} ({self.unit})" if self.unit else self.label
+
+    @property
+    def direction_note(self) -> str:
+        return "higher = closer to clean" if self.higher_is_better else "lower = closer to clean"
+
+
+_CLASSIC = {
+    "pesq_wb": MetricInfo("pesq_wb", "PESQ-WB", "MOS-LQO, 1-4.64", True),
+    "pesq_nb": MetricInfo("pesq_nb", "PESQ-NB", "MOS-LQO, 1-4.55", True),
+    "stoi": MetricInfo("stoi", "STOI", "0-1", True),
+    "estoi": MetricInfo("estoi", "ESTOI", "0-1", True),
+    "si_sdr": MetricInfo("si_sdr", "SI-SDR", "dB", True),
+    "dnsmos_ovrl": MetricInfo("dnsmos_ovrl", "DNSMOS overall", "MOS, 1-5", True),
+    "visqol": MetricInfo("visqol", "ViSQOL", "MOS-LQO, 1-5", True),
+}
+
+_NEURAL_KINDS = {
+    # suffix: (label suffix, unit, higher_is_better)
+    "cosine": ("cosine (frame-aligned)", "-1 to 1", True),
+    "cosine_pooled": ("cosine (mean-pooled)", "-1 to 1", True),
+    "l2": ("L2 distance", "embedding units", False),
+    "distance": ("distance (learned)", "CDPAM units", False),
+}
+
+
+def metric_info(name: str) -> MetricInfo:
+    """Presentation facts of a metric column; unknown columns get a neutral description.
+
+    Parameters
+    ----------
+    name : str
+        A metric column of ``pair_metrics.csv``.
+    """
+    if name in _CLASSIC:
+        return _CLASSIC[name]
+    for model, display in MODELS.items():
+        prefix = model + "_"
+        if name.startswith(prefix):
+            kind = name[len(prefix):]
+            if kind in _NEURAL_KINDS:
+                label, unit, better = _NEURAL_KINDS[kind]
+                return MetricInfo(name, f"{display} {label}", unit, better, model)
+            lower = any(w in kind for w in ("distance", "l1", "l2", "mse", "loss"))
+            return MetricInfo(name, f"{display} {kind.replace('_', ' ')}", "", not lower, model)
+    lower = any(w in name for w in ("distance", "_l2", "_l1", "mse", "loss", "error"))
+    return MetricInfo(name, name.replace("_", " "), "", not lower, None)
+
+
+def metric_sort_key(name: str) -> tuple[int, int, str]:
+    """Order metrics as the report lists them: classic first, then models in :data:`MODELS` order."""
+    classic = list(_CLASSIC)
+    if name in classic:
+        return (0, classic.index(name), name)
+    info = metric_info(name)
+    if info.model is not None:
+        kinds = list(_NEURAL_KINDS)
+        kind = name[len(info.model) + 1:]
+        return (1 + list(MODELS).index(info.model), kinds.index(kind) if kind in kinds else 99, name)
+    return (9, 0, name)
+
+
+def primary_neural_metrics(metrics: Iterable[str]) -> list[str]:
+    """The one headline metric per model: ``<model>_cosine`` (CDPAM: also its learned distance)."""
+    metrics = list(metrics)
+    out = [f"{m}_cosine" for m in MODELS if f"{m}_cosine" in metrics]
+    if "cdpam_distance" in metrics:
+        out.append("cdpam_distance")
+    return out
+
+
+def condition_label(family: str, level: str) -> str:
+    """``noise``, ``low`` -> ``Noise (Low)`` (the seed study's row names)."""
+    def nice(s: str) -> str:
+        s = str(s).replace("_", " ")
+        return s[:1].upper() + s[1:]
+    return f"{nice(family)} ({nice(level)})"
+
+
+# =============================================================================================
+# Loading
+# =============================================================================================
+@dataclass
+class ModelStatus:
+    """What the report says about one embedding model."""
+
+    name: str
+    available: bool
+    reason: str = ""
+    variant: str = ""
+    weights_sha256: str = ""
+    n_embeddings: int | None = None
+    source: str = ""
+
+    @property
+    def display(self) -> str:
+        return MODELS.get(self.name, self.name)
+
+
+@dataclass
+class StudyResults:
+    """Everything stage 4 knows about a run, as read from disk.
+
+    Attributes
+    ----------
+    results_dir : Path
+    pairs : pd.DataFrame
+        ``pair_metrics.csv``; metric columns numeric (NaN where a metric failed).
+    metrics : list of str
+        Metric columns of ``pairs`` in report order.
+    summary : pd.DataFrame
+        ``summary_by_degradation.csv``.
+    correlations : pd.DataFrame
+        ``correlations.csv`` (possibly empty).
+    monotonicity : pd.DataFrame
+        ``monotonicity.csv`` (possibly empty).
+    run : dict
+        ``results/run.json`` (empty when absent).
+    families : list of str
+    level_order : dict of str to list of str
+        Levels of each family from least to most severe.
+    models : list of ModelStatus
+    degradations : pd.DataFrame
+        ``family, level, parameters, n_files`` from the audio manifest (possibly empty).
+    inputs : dict
+        Facts about the inputs (folders, counts) for the setup section.
+    notes : list of str
+        Warnings the report shows at the top (unavailable models, missing files).
+    """
+
+    results_dir: Path
+    pairs: pd.DataFrame
+    metrics: list[str]
+    summary: pd.DataFrame
+    correlations: pd.DataFrame
+    monotonicity: pd.DataFrame
+    run: dict[str, Any]
+    families: list[str]
+    level_order: dict[str, list[str]]
+    models: list[ModelStatus]
+    degradations: pd.DataFrame
+    inputs: dict[str, Any]
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def neural_metrics(self) -> list[str]:
+        return [m for m in self.metrics if metric_info(m).neural]
+
+    @property
+    def classic_metrics(self) -> list[str]:
+        return [m for m in self.metrics if not metric_info(m).neural]
+
+    @property
+    def conditions(self) -> list[tuple[str, str]]:
+        """(family, level) pairs in report order (family order, then severity)."""
+        return [(f, lv) for f in self.families for lv in self.level_order.get(f, [])]
+
+    def summary_cell(self, family: str, level: str, metric: str) -> tuple[float, float, float, float]:
+        """(mean, ci_low, ci_high, n) of ``metric`` at one condition; NaN where unknown."""
+        rows = self.summary[(self.summary["family"] == family) & (self.summary["level"] == level)]
+        if rows.empty:
+            return (math.nan,) * 4
+        row = rows.iloc[0]
+
+        def get(col: str) -> float:
+            return float(row[col]) if col in row.index and pd.notna(row[col]) else math.nan
+
+        n = get(f"{metric}_n")
+        if math.isnan(n):
+            n = get("n")
+        return get(f"{metric}_mean"), get(f"{metric}_ci_low"), get(f"{metric}_ci_high"), n
+
+
+def _read_csv(path: Path, *, text_columns: Sequence[str]) -> pd.DataFrame:
+    try:
+        frame = pd.read_csv(path, dtype={c: str for c in text_columns}, keep_default_na=True)
+    except pd.errors.EmptyDataError:
+        raise SchemaError(f"{path}: the file is empty; expected a CSV table with a header "
+                          "row. Rerun calculate_metrics.py.") from None
+    except (pd.errors.ParserError, UnicodeDecodeError) as e:
+        raise SchemaError(f"{path}: not a readable CSV table ({e}). Rerun calculate_metrics.py.") from None
+    for c in text_columns:
+        if c in frame.columns:
+            frame[c] = frame[c].fillna("").astype(str)
+    return frame
+
+
+def _require_columns(path: Path, frame: pd.DataFrame, required: Sequence[str], *,
+                     leading: bool = False) -> None:
+    cols = list(frame.columns)
+    ok = cols[:len(required)] == list(required) if leading else all(c in cols for c in required)
+    if not ok:
+        how = "leading columns" if leading else "columns"
+        raise SchemaError(
+            f"{path}: expected {how} {list(required)}, received {cols[:12]}"
+            f"{' ...' if len(cols) > 12 else ''}. This results folder was written by an older "
+            "or different version of calculate_metrics.py; rerun calculate_metrics.py --force "
+            "to rebuild it."
+        )
+
+
+def read_pair_metrics(path: str | os.PathLike) -> tuple[pd.DataFrame, list[str]]:
+    """Read ``pair_metrics.csv``; returns the table and its metric columns in report order.
+
+    Metric columns are every column after the four leading ones that is not a ``*_status``
+    column; they are converted to float (an unparsable cell becomes NaN).
+
+    Raises
+    ------
+    SchemaError
+        If the leading columns are not ``reference_path, degraded_path, family, level`` or no
+        metric column exists.
+    """
+    path = Path(path)
+    frame = _read_csv(path, text_columns=PAIR_KEY_COLUMNS)
+    _require_columns(path, frame, PAIR_KEY_COLUMNS, leading=True)
+    metrics = [c for c in frame.columns[len(PAIR_KEY_COLUMNS):] if not str(c).endswith("_status")]
+    if not metrics:
+        raise SchemaError(f"{path}: no metric columns after {list(PAIR_KEY_COLUMNS)}; expected "
+                          "at least pesq_wb, stoi. Rerun calculate_metrics.py --force.")
+    for m in metrics:
+        frame[m] = pd.to_numeric(frame[m], errors="coerce")
+    for c in frame.columns:
+        if str(c).endswith("_status"):
+            frame[c] = frame[c].fillna("").astype(str)
+    return frame, sorted(metrics, key=metric_sort_key)
+
+
+def read_summary(path: str | os.PathLike) -> pd.DataFrame:
+    """Read ``summary_by_degradation.csv`` (``family, level`` + ``<metric>_mean/_ci_low/_ci_high``).
+
+    Raises
+    ------
+    SchemaError
+        If ``family``/``level`` or every ``*_mean`` column is missing.
+    """
+    path = Path(path)
+    frame = _read_csv(path, text_columns=SUMMARY_KEY_COLUMNS)
+    _require_columns(path, frame, SUMMARY_KEY_COLUMNS)
+    if not any(str(c).endswith("_mean") for c in frame.columns):
+        raise SchemaError(f"{path}: expected <metric>_mean columns (e.g. pesq_wb_mean), received "
+                          f"{list(frame.columns)[:12]}. Rerun calculate_metrics.py --force.")
+    for c in frame.columns:
+        if c not in SUMMARY_KEY_COLUMNS:
+            frame[c] = pd.to_numeric(frame[c], errors="coerce")
+    return frame
+
+
+def read_correlations(path: str | os.PathLike) -> pd.DataFrame:
+    """Read ``correlations.csv`` (``scope, metric_x, metric_y`` + ``<method>_r``, CI, p, n).
+
+    Raises
+    ------
+    SchemaError
+        If the key columns or every ``<method>_r`` column is missing.
+    """
+    path = Path(path)
+    frame = _read_csv(path, text_columns=CORRELATION_KEY_COLUMNS)
+    _require_columns(path, frame, CORRELATION_KEY_COLUMNS)
+    if not any(f"{m}_r" in frame.columns for m in CORRELATION_METHODS):
+        raise SchemaError(f"{path}: expected pearson_r / spearman_r / kendall_r columns, "
+                          f"received {list(frame.columns)[:12]}. Rerun calculate_metrics.py --force.")
+    for c in frame.columns:
+        if c not in CORRELATION_KEY_COLUMNS:
+            frame[c] = pd.to_numeric(frame[c], errors="coerce")
+    return frame
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as e:
+        logger.warning("%s: unreadable JSON (%s); ignored", path, e)
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _run_argument(run: dict[str, Any], *keys: str) -> str | None:
+    """First non-empty value among ``keys`` in run.json's ``arguments`` or ``parameters``."""
+    for section in ("arguments", "parameters", "args", "params"):
+        block = run.get(section)
+        if isinstance(block, dict):
+            for k in keys:
+                v = block.get(k)
+                if v not in (None, ""):
+                    return str(v)
+    return None
+
+
+def _locate(recorded: str | None, results_dir: Path, default_name: str) -> Path | None:
+    """Find an upstream folder: as recorded (absolute, or relative to the cwd or to the results
+    folder's parent), else ``<results parent>/<default_name>``."""
+    candidates: list[Path] = []
+    if recorded:
+        p = Path(recorded)
+        candidates += [p] if p.is_absolute() else [p, results_dir.parent / p, results_dir / p]
+    candidates.append(results_dir.parent / default_name)
+    for c in candidates:
+        if c.is_dir():
+            return c
+    return None
+
+
+def _model_status(name: str, folder: Path | None, metrics: list[str],
+                  pairs: pd.DataFrame) -> ModelStatus:
+    cols = [m for m in metrics if metric_info(m).model == name]
+    has_values = any(pairs[c].notna().any() for c in cols) if cols else False
+    run = _read_json(folder / RUN_JSON_NAME) if folder is not None else {}
+    status = ModelStatus(name=name, available=has_values, source=str(folder) if folder else "")
+    if run:
+        available = run.get("available")
+        reason = run.get("reason") or run.get("unavailable_reason") or ""
+        if isinstance(run.get("models"), dict) and name in run["models"]:  # one run.json, many models
+            sub = run["models"][name]
+            available = sub.get("available", available)
+            reason = sub.get("reason", reason)
+            run = {**run, **sub}
+        status.reason = str(reason or "")
+        if available is not None:
+            status.available = bool(available) and (has_values or not cols)
+        status.variant = str(run.get("variant") or _run_argument(run, "variant", f"{name}_variant") or "")
+        sha = run.get("weights_sha256") or _run_argument(run, "weights_sha256")
+        status.weights_sha256 = str(sha or "")
+    manifest = folder / "manifest.csv" if folder is not None else None
+    if manifest is not None and manifest.exists():
+        try:
+            rows = pd.read_csv(manifest, dtype=str).fillna("")
+            status.n_embeddings = int((rows.get("status", pd.Series(["ok"] * len(rows))) == "ok").sum())
+            if not status.variant and "variant" in rows and len(rows):
+                status.variant = rows["variant"].iloc[0]
+            if not status.weights_sha256 and "weights_sha256" in rows and len(rows):
+                status.weights_sha256 = rows["weights_sha256"].iloc[0]
+        except (pd.errors.ParserError, pd.errors.EmptyDataError, OSError) as e:
+            logger.warning("%s: unreadable embedding manifest (%s)", manifest, e)
+    if not status.available and not status.reason:
+        if not cols:
+            status.reason = f"no {name}_* columns in pair_metrics.csv (model not run)"
+        elif not has_values:
+            status.reason = f"every {name}_* value in pair_metrics.csv is missing"
+        else:
+            status.reason = "reported unavailable by the embedding stage"
+    return status
+
+
+def _natural_key(s: str) -> list[Any]:
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", s)]
+
+
+def order_levels(family: str, levels: Iterable[str]) -> list[str]:
+    """Levels of one family from least to most severe.
+
+    Uses the degradation registry of :mod:`perceptual_audio.degradations` when it lists the
+    family, else the position of each level's name in :data:`SEVERITY_WORDS`, else natural
+    sort order.
+    """
+    levels = list(dict.fromkeys(levels))
+    registry_order = _registry_levels(family)
+    if registry_order and set(levels) <= set(registry_order):
+        return [lv for lv in registry_order if lv in levels]
+    words = {w: i for i, w in enumerate(SEVERITY_WORDS)}
+    if all(lv.lower() in words for lv in levels):
+        return sorted(levels, key=lambda lv: words[lv.lower()])
+    return sorted(levels, key=_natural_key)
+
+
+def _registry_levels(family: str) -> list[str] | None:
+    """Level names of ``family`` in the degradations registry, in its order (None if unknown)."""
+    try:
+        from perceptual_audio import degradations  # optional: stage 4 must not need stage 2
+    except Exception:  # noqa: BLE001 - any import problem just means "no registry"
+        return None
+    for attr in ("FAMILIES", "REGISTRY", "DEGRADATIONS", "DEFAULT_FAMILIES"):
+        reg = getattr(degradations, attr, None)
+        if isinstance(reg, dict) and family in reg:
+            entry = reg[family]
+            levels = getattr(entry, "levels", entry)
+            if isinstance(levels, dict):
+                return [str(k) for k in levels]
+            if isinstance(levels, list | tuple):
+                names = [getattr(x, "name", x) for x in levels]
+                if all(isinstance(n, str) for n in names):
+                    return list(names)
+    return None
+
+
+def _read_degradations(audio_dir: Path | None) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Degradation parameters per family and level from ``<audio_dir>/manifest.csv``."""
+    empty = pd.DataFrame(columns=["family", "level", "parameters", "n_files"])
+    info: dict[str, Any] = {}
+    if audio_dir is None or not (audio_dir / "manifest.csv").exists():
+        return empty, info
+    path = audio_dir / "manifest.csv"
+    try:
+        rows = pd.read_csv(path, dtype=str).fillna("")
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, OSError) as e:
+        logger.warning("%s: unreadable audio manifest (%s); setup section will be shorter", path, e)
+        return empty, info
+    if not {"kind", "family", "level", "parameters"} <= set(rows.columns):
+        logger.warning("%s: columns %s lack kind/family/level/parameters", path, list(rows.columns))
+        return empty, info
+    clean = rows[rows["kind"] == "clean"]
+    info["n_clean_files"] = len(clean)
+    if "duration" in clean and len(clean):
+        info["clean_seconds"] = float(pd.to_numeric(clean["duration"], errors="coerce").sum())
+    if "sample_rate" in clean and len(clean):
+        info["sample_rates_hz"] = sorted(set(clean["sample_rate"]))
+    records = []
+    degraded = rows[rows["kind"] == "degraded"]
+    for (fam, lev), grp in degraded.groupby(["family", "level"], sort=False):
+        records.append({"family": fam, "level": lev,
+                        "parameters": _common_parameters(grp["parameters"]), "n_files": len(grp)})
+    return (pd.DataFrame(records) if records else empty), info
+
+
+def _common_parameters(texts: Iterable[str]) -> str:
+    """The parameters shared by every file of a condition (drawn random values differ per file
+    and are left out, with a note)."""
+    dicts = []
+    for t in texts:
+        try:
+            d = json.loads(t) if t else {}
+        except ValueError:
+            d = {"parameters": t}
+        dicts.append(d if isinstance(d, dict) else {"parameters": d})
+    if not dicts:
+        return ""
+    common = {k: v for k, v in dicts[0].items() if all(k in d and d[k] == v for d in dicts[1:])}
+    varying = sorted({k for d in dicts for k in d} - set(common))
+    text = ", ".join(f"{k}={_short(v)}" for k, v in common.items())
+    if varying:
+        text += ("; " if text else "") + "drawn per file: " + ", ".join(varying)
+    return text
+
+
+def _short(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:g}"
+    if isinstance(v, dict | list):
+        return json.dumps(v, separators=(",", ":"))
+    return str(v)
+
+
+def load_results(results_dir: str | os.PathLike, *, audio_dir: str | os.PathLike | None = None,
+                 model_dirs: dict[str, str | os.PathLike] | None = None) -> StudyResults:
+    """Read a results folder and what can be found of its upstream folders.
+
+    Parameters
+    ----------
+    results_dir : path-like
+        Folder written by ``calculate_metrics.py``.
+    audio_dir : path-like, optional
+        The stage-1/2 audio folder; default: as recorded in ``results/run.json``, else
+        ``<results parent>/test_audio``. Only used for the setup section; absence is fine.
+    model_dirs : dict, optional
+        ``{"openl3": dir, ...}``; default: as recorded in run.json, else
+        ``<results parent>/<model>_embeddings``.
+
+    Raises
+    ------
+    PerceptualAudioError
+        If the folder or ``pair_metrics.csv`` / ``summary_by_degradation.csv`` is missing.
+    SchemaError
+        If a table has columns this version cannot read.
+    """
+    results_dir = Path(results_dir)
+    if not results_dir.is_dir():
+        raise PerceptualAudioError(f"--results-dir {results_dir}: no such folder; run "
+                                   f"calculate_metrics.py --results-dir {results_dir} first.")
+    notes: list[str] = []
+    pair_path = results_dir / PAIR_METRICS_NAME
+    if not pair_path.exists():
+        raise PerceptualAudioError(f"{pair_path}: not found; expected the table written by "
+                                   "calculate_metrics.py. Run stage 3 first.")
+    pairs, metrics = read_pair_metrics(pair_path)
+    if pairs.empty:
+        raise SchemaError(f"{pair_path}: has a header but no rows; expected one row per "
+                          "clean/degraded pair. Check stage 2 produced degraded files.")
+
+    summary_path = results_dir / SUMMARY_NAME
+    if not summary_path.exists():
+        raise PerceptualAudioError(f"{summary_path}: not found; expected the per-degradation "
+                                   "summary written by calculate_metrics.py. Rerun stage 3.")
+    summary = read_summary(summary_path)
+
+    corr_path = results_dir / CORRELATIONS_NAME
+    if corr_path.exists():
+        correlations = read_correlations(corr_path)
+    else:
+        notes.append(f"{CORRELATIONS_NAME} is missing from {results_dir}: no correlation findings.")
+        correlations = pd.DataFrame(columns=list(CORRELATION_KEY_COLUMNS))
+    mono_path = results_dir / MONOTONICITY_NAME
+    monotonicity = pd.DataFrame()
+    if mono_path.exists():
+        try:
+            monotonicity = pd.read_csv(mono_path, dtype={"family": str, "metric": str})
+        except (pd.errors.ParserError, pd.errors.EmptyDataError) as e:
+            notes.append(f"{mono_path} is unreadable ({e}); monotonicity is not reported.")
+    else:
+        notes.append(f"{MONOTONICITY_NAME} is missing from {results_dir}: monotonicity is not reported.")
+    run = _read_json(results_dir / RUN_JSON_NAME)
+
+    families = list(dict.fromkeys(pairs["family"].tolist()))
+    level_order = {f: order_levels(f, pairs.loc[pairs["family"] == f, "level"]) for f in families}
+
+    recorded_audio = str(audio_dir) if audio_dir is not None else _run_argument(run, "audio_dir")
+    audio_folder = _locate(recorded_audio, results_dir, "test_audio")
+    degradations, audio_info = _read_degradations(audio_folder)
+    models = []
+    for name in MODELS:
+        given = (model_dirs or {}).get(name)
+        recorded = str(given) if given is not None else _run_argument(run, f"{name}_dir")
+        folder = _locate(recorded, results_dir, f"{name}_embeddings")
+        models.append(_model_status(name, folder, metrics, pairs))
+    for m in models:
+        if not m.available:
+            notes.append(f"{m.display} was unavailable and is left out of this report: {m.reason}")
+            # Columns of a model its stage called unavailable (stale values of an older run)
+            # are not reported either: the report would contradict its own note.
+            metrics = [c for c in metrics if metric_info(c).model != m.name]
+    if not metrics:
+        raise SchemaError(f"{pair_path}: no metric has a value; expected at least pesq_wb or stoi.")
+
+    inputs = {
+        "results_dir": str(results_dir),
+        "audio_dir": str(audio_folder) if audio_folder else (recorded_audio or "not found"),
+        "n_pairs": len(pairs),
+        "n_references": int(pairs["reference_path"].nunique()),
+        "metrics_command": " ".join(map(str, run.get("command", []))) if run else "",
+        "metrics_finished_at": run.get("finished_at", "") if run else "",
+        **audio_info,
+    }
+    if not run:
+        notes.append(f"{results_dir / RUN_JSON_NAME} is missing or unreadable: the setup section "
+                     "cannot say how the metrics were computed.")
+    return StudyResults(results_dir=results_dir, pairs=pairs, metrics=metrics, summary=summary,
+                        correlations=correlations, monotonicity=monotonicity, run=run,
+                        families=families, level_order=level_order, models=models,
+                        degradations=degradations, inputs=inputs, notes=notes)
+
+
+# =============================================================================================
+# Numbers into words
+# =============================================================================================
+def fmt(value: Any, digits: int = 3) -> str:
+    """A number for the report: ``digits`` decimals, ``n/a`` for NaN/None, ints as ints."""
+    if value is None:
+        return "n/a"
+    if isinstance(value, int | np.integer):
+        return str(int(value))
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        return str(value)
+    if math.isnan(x):
+        return "n/a"
+    if x.is_integer() and abs(x) >= 1000:
+        return f"{int(x)}"
+    return f"{x:.{digits}f}"
+
+
+def _fmt_n(value: Any) -> str:
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        return "n/a"
+    return "n/a" if math.isnan(x) else str(int(round(x)))
+
+
+def strength_word(r: float) -> str:
+    """``0.93`` -> ``very strong``; NaN -> ``undefined``."""
+    if r is None or math.isnan(r):
+        return "undefined"
+    for threshold, word in STRENGTH_WORDS:
+        if abs(r) >= threshold:
+            return word
+    return "negligible"
+
+
+@dataclass(frozen=True)
+class Correlation:
+    """One correlation of ``correlations.csv``: value, 95% CI, p and n for one method."""
+
+    scope: str
+    metric_x: str
+    metric_y: str
+    method: str
+    r: float
+    ci_low: float
+    ci_high: float
+    p: float
+    n: float
+
+    def describe(self, *, with_n: bool = True) -> str:
+        """``Spearman ρ = 0.82 (95% CI 0.75 to 0.88, n = 120)``."""
+        ci = ("95% CI not available" if math.isnan(self.ci_low) or math.isnan(self.ci_high)
+              else f"95% CI {fmt(self.ci_low, 2)} to {fmt(self.ci_high, 2)}")
+        n = f", n = {_fmt_n(self.n)}" if with_n else ""
+        return f"{METHOD_NAME[self.method]} {METHOD_SYMBOL[self.method]} = {fmt(self.r, 2)} ({ci}{n})"
+
+
+def lookup_correlation(correlations: pd.DataFrame, scope: str, a: str, b: str,
+                       method: str = PRIMARY_METHOD) -> Correlation | None:
+    """The correlation of metrics ``a`` and ``b`` in ``scope`` (either order), or None."""
+    if correlations.empty or f"{method}_r" not in correlations.columns:
+        return None
+    c = correlations
+    hit = c[(c["scope"] == scope) & (((c["metric_x"] == a) & (c["metric_y"] == b))
+                                     | ((c["metric_x"] == b) & (c["metric_y"] == a)))]
+    if hit.empty:
+        return None
+    row = hit.iloc[0]
+
+    def get(col: str) -> float:
+        return float(row[col]) if col in row.index and pd.notna(row[col]) else math.nan
+
+    n = get(f"{method}_n")
+    if math.isnan(n):
+        n = get("n")
+    return Correlation(scope, a, b, method, get(f"{method}_r"), get(f"{method}_ci_low"),
+                       get(f"{method}_ci_high"), get(f"{method}_p"), n)
+
+
+def agreement(metric: str, corr: Correlation) -> tuple[float, float, float]:
+    """(value, ci_low, ci_high) signed so that positive means "agrees with the reference".
+
+    A distance (lower = closer to clean) agrees with PESQ/STOI when the correlation is negative.
+    """
+    if metric_info(metric).higher_is_better:
+        return corr.r, corr.ci_low, corr.ci_high
+    return -corr.r, -corr.ci_high, -corr.ci_low
+
+
+def classify_agreement(metric: str, corr: Correlation | None) -> str:
+    """``agrees`` (CI above 0), ``opposite`` (CI below 0), ``uncertain`` (CI spans 0 or no CI),
+    ``undefined`` (no value: too few pairs or a constant metric)."""
+    if corr is None or math.isnan(corr.r):
+        return "undefined"
+    value, lo, hi = agreement(metric, corr)
+    if not (math.isnan(lo) or math.isnan(hi)):
+        if lo > 0:
+            return "agrees"
+        if hi < 0:
+            return "opposite"
+    return "uncertain"
+
+
+def _sign_note(metric: str) -> str:
+    return "" if metric_info(metric).higher_is_better else " (a distance: negative means agreement)"
+
+
+def correlation_findings(results: StudyResults) -> list[str]:
+    """Plain-word findings: which neural metric agrees best with PESQ-WB and with STOI, how
+    sure, and where (which degradation families) they disagree."""
+    corr = results.correlations
+    out: list[str] = []
+    if corr.empty:
+        return ["No correlations were computed (correlations.csv is missing or empty)."]
+    neural = results.neural_metrics
+    if not neural:
+        return ["No neural metric is present in pair_metrics.csv, so nothing can be compared "
+                "with PESQ or STOI."]
+    best_for: dict[str, str] = {}
+    for ref in REFERENCE_METRICS:
+        if ref not in results.metrics:
+            continue
+        ranked = []
+        for m in neural:
+            c = lookup_correlation(corr, SCOPE_ALL, m, ref)
+            if c is not None and not math.isnan(c.r):
+                ranked.append((agreement(m, c)[0], m, c))
+        ref_label = metric_info(ref).label
+        if not ranked:
+            out.append(f"No neural metric has a defined correlation with {ref_label} over all "
+                       "pairs (too few pairs, or constant values).")
+            continue
+        ranked.sort(key=lambda t: -t[0])
+        value, best, c = ranked[0]
+        best_for[ref] = best
+        word = strength_word(value) if value > 0 else "no (or reversed)"
+        sentence = (f"Against {ref_label}, the neural metric that agrees best is "
+                    f"{metric_info(best).label}{_sign_note(best)}: {c.describe()}, "
+                    f"{word} agreement over all pairs.")
+        # The runner-up comes from another model when there is one: "OpenL3 frame cosine beats
+        # OpenL3 pooled cosine" says little about which model to use.
+        others = [t for t in ranked[1:] if metric_info(t[1]).model != metric_info(best).model]
+        if len(ranked) > 1:
+            v2, second, c2 = (others or ranked[1:])[0]
+            _, lo1, hi1 = agreement(best, c)
+            _, lo2, hi2 = agreement(second, c2)
+            if any(math.isnan(x) for x in (lo1, hi1, lo2, hi2)):
+                sure = "without confidence intervals the lead cannot be judged"
+            elif lo1 > hi2:
+                sure = "the confidence intervals do not overlap, so the lead is clear"
+            else:
+                sure = "the confidence intervals overlap, so the data do not separate the two"
+            sentence += (f" Runner-up: {metric_info(second).label} ({c2.describe(with_n=False)}); "
+                         f"{sure}.")
+        out.append(sentence)
+    if len(best_for) == 2:
+        a, b = (best_for[r] for r in REFERENCE_METRICS)
+        la, lb = (metric_info(r).label for r in REFERENCE_METRICS)
+        if a == b:
+            out.append(f"The same neural metric, {metric_info(a).label}, agrees best with both "
+                       f"{la} and {lb}.")
+        else:
+            out.append(f"{la} and {lb} favour different neural metrics: {metric_info(a).label} "
+                       f"tracks {la} best, {metric_info(b).label} tracks {lb} best.")
+    if all(r in results.metrics for r in REFERENCE_METRICS):
+        c = lookup_correlation(corr, SCOPE_ALL, *REFERENCE_METRICS)
+        if c is not None:
+            la, lb = (metric_info(r).label for r in REFERENCE_METRICS)
+            out.append(f"For comparison, {la} and {lb} agree with each other at {c.describe()}.")
+    out.extend(family_findings(results))
+    return out
+
+
+def family_findings(results: StudyResults) -> list[str]:
+    """Per degradation family: which headline neural metrics agree with PESQ-WB / STOI, which
+    are uncertain and which run the opposite way."""
+    if len(results.families) < 2:
+        fam = results.families[0] if results.families else "none"
+        return [f"Only one degradation family ({fam}) is present, so the per-family breakdown "
+                "equals the overall result."]
+    out = []
+    primary = primary_neural_metrics(results.metrics) or results.neural_metrics
+    disagreements = []
+    for fam in results.families:
+        for ref in REFERENCE_METRICS:
+            if ref not in results.metrics:
+                continue
+            groups: dict[str, list[str]] = {"agrees": [], "uncertain": [], "opposite": [],
+                                            "undefined": []}
+            for m in primary:
+                c = lookup_correlation(results.correlations, fam, m, ref)
+                kind = classify_agreement(m, c)
+                text = metric_info(m).label + ("" if c is None or math.isnan(c.r)
+                                               else f" ({c.describe()})")
+                groups[kind].append(text)
+                if kind == "opposite":
+                    disagreements.append(f"{metric_info(m).label} vs {metric_info(ref).label} "
+                                         f"on {fam}")
+            parts = []
+            if groups["agrees"]:
+                parts.append("agree: " + "; ".join(groups["agrees"]))
+            if groups["uncertain"]:
+                parts.append("uncertain (the 95% CI spans no agreement): "
+                             + "; ".join(groups["uncertain"]))
+            if groups["opposite"]:
+                parts.append("run the opposite way: " + "; ".join(groups["opposite"]))
+            if groups["undefined"]:
+                parts.append("undefined (too few pairs or a constant metric): "
+                             + ", ".join(groups["undefined"]))
+            out.append(f"On {fam}, against {metric_info(ref).label}, " + " | ".join(parts) + ".")
+    if disagreements:
+        out.append("Where the neural metrics disagree with the classic ones (confidence interval "
+                   "entirely on the wrong side): " + "; ".join(disagreements) + ".")
+    else:
+        out.append("No headline neural metric runs clearly the opposite way to PESQ-WB or STOI "
+                   "within any degradation family.")
+    return out
+
+
+def monotonicity_findings(results: StudyResults) -> tuple[list[str], pd.DataFrame]:
+    """Sentences and a family x metric table from ``monotonicity.csv``.
+
+    The fraction column is the first of ``fraction_monotonic``, ``fraction_correct``,
+    ``fraction``, ``monotonic_fraction``, or else the first numeric column in [0, 1].
+    """
+    mono = results.monotonicity
+    if mono is None or mono.empty:
+        return ["Monotonicity was not computed (monotonicity.csv is missing or empty)."], pd.DataFrame()
+    if not {"family", "metric"} <= set(mono.columns):
+        return [f"monotonicity.csv has columns {list(mono.columns)}; expected family and metric, "
+                "so it is shown as is."], mono
+    frac_col = next((c for c in ("fraction_monotonic", "fraction_correct", "fraction",
+                                 "monotonic_fraction", "fraction_right_way") if c in mono.columns), None)
+    if frac_col is None:
+        for c in mono.columns:
+            v = pd.to_numeric(mono[c], errors="coerce")
+            if c not in ("family", "metric", "n") and v.notna().any() and v.between(0, 1).all():
+                frac_col = c
+                break
+    if frac_col is None:
+        return ["monotonicity.csv has no fraction column; shown as is."], mono
+    m = mono.copy()
+    m[frac_col] = pd.to_numeric(m[frac_col], errors="coerce")
+    if "step" in m.columns or "from_level" in m.columns:
+        m = m.groupby(["family", "metric"], sort=False, as_index=False)[frac_col].mean()
+    table = m.pivot_table(index="metric", columns="family", values=frac_col, aggfunc="mean")
+    table = table.reindex(sorted(table.index, key=metric_sort_key))
+    table["mean over families"] = table.mean(axis=1)
+    out = []
+    overall = table["mean over families"].dropna().sort_values(ascending=False)
+    if not overall.empty:
+        top = overall.index[0]
+        out.append(f"The metric that most consistently moves the right way as severity rises is "
+                   f"{metric_info(top).label}: on average {100 * overall.iloc[0]:.0f}% of "
+                   "recordings move the right way at each step up in severity.")
+        neural = [x for x in overall.index if metric_info(x).neural]
+        if neural:
+            nb = neural[0]
+            out.append(f"Among the neural metrics, {metric_info(nb).label} is the most monotonic "
+                       f"({100 * overall[nb]:.0f}% of steps).")
+        low = overall[overall < 0.8]
+        if not low.empty:
+            out.append("Below 80% (often fails to rank severities): "
+                       + ", ".join(f"{metric_info(x).label} ({100 * v:.0f}%)" for x, v in low.items())
+                       + ".")
+    return out, table
+
+
+def failure_summary(results: StudyResults) -> tuple[list[str], list[list[Any]], list[list[Any]]]:
+    """Failures per metric and the failed pairs.
+
+    Returns
+    -------
+    sentences : list of str
+    per_metric : list of rows ``[metric, n failed, n pairs, reasons]``
+    per_pair : list of rows ``[degraded_path, metric, reason]`` (first 200)
+    """
+    pairs = results.pairs
+    per_metric, per_pair = [], []
+    total = 0
+    for m in results.metrics:
+        status_col = _status_column(pairs, m)
+        missing = pairs[m].isna()
+        if status_col is not None:
+            bad = missing | ~pairs[status_col].isin(["ok", ""])
+            reasons = pairs.loc[bad, status_col].replace("", "missing value (no reason given)")
+        else:
+            bad = missing
+            reasons = pd.Series(["missing value (no status column)"] * int(bad.sum()),
+                                index=pairs.index[bad])
+        n_bad = int(bad.sum())
+        if n_bad == 0:
+            continue
+        total += n_bad
+        counts = reasons.value_counts()
+        per_metric.append([metric_info(m).label, n_bad, len(pairs),
+                           "; ".join(f"{r} (x{k})" for r, k in counts.items())])
+        for idx in pairs.index[bad]:
+            if len(per_pair) < 200:
+                per_pair.append([pairs.at[idx, "degraded_path"], metric_info(m).label,
+                                 str(reasons.get(idx, ""))])
+    if total == 0:
+        sentences = [f"Every metric was computed on all {len(pairs)} pairs; nothing failed."]
+    else:
+        sentences = [f"{total} metric values out of {len(pairs) * len(results.metrics)} "
+                     f"({len(pairs)} pairs x {len(results.metrics)} metrics) are missing; each is "
+                     "NaN in pair_metrics.csv with its reason in the status column, and is left "
+                     "out of means and correlations."]
+    failures = results.run.get("failures") or results.run.get("failure_counts")
+    if isinstance(failures, dict) and failures:
+        sentences.append("The metrics stage counted: " + ", ".join(f"{k}: {v}" for k, v in failures.items()) + ".")
+    return sentences, per_metric, per_pair
+
+
+def _status_column(pairs: pd.DataFrame, metric: str) -> str | None:
+    candidates = [f"{metric}_status"]
+    info = metric_info(metric)
+    if info.model is not None:
+        candidates.append(f"{info.model}_status")
+    candidates.append(metric.split("_")[0] + "_status")
+    return next((c for c in candidates if c in pairs.columns), None)
+
+
+# =============================================================================================
+# Report structure: sections of blocks, rendered to text and to HTML
+# =============================================================================================
+@dataclass(frozen=True)
+class Cell:
+    """A table cell whose displayed text differs from the value it sorts by."""
+
+    text: str
+    sort: float | str
+
+
+@dataclass
+class Paragraph:
+    text: str
+    #: ``note`` paragraphs are warnings (shown in a box at the top of the HTML).
+    note: bool = False
+
+
+@dataclass
+class Bullets:
+    items: list[str]
+
+
+@dataclass
+class Table:
+    caption: str
+    columns: list[str]
+    rows: list[list[Any]]
+
+
+@dataclass
+class FigureBlock:
+    """A figure file (PNG or SVG) made by :mod:`perceptual_audio.plots`."""
+
+    path: Path
+    caption: str
+
+
+@dataclass
+class Section:
+    title: str
+    blocks: list[Any]
+
+
+def _cell_text(value: Any) -> str:
+    if isinstance(value, Cell):
+        return value.text
+    if isinstance(value, float | np.floating):
+        return fmt(value)
+    return "" if value is None else str(value)
+
+
+def _cell_sort(value: Any) -> str:
+    if isinstance(value, Cell):
+        value = value.sort
+    if isinstance(value, int | float | np.integer | np.floating):
+        return "" if math.isnan(float(value)) else repr(float(value))
+    return str(value)
+
+
+def _ci_cell(mean: float, lo: float, hi: float) -> Cell:
+    if math.isnan(lo) or math.isnan(hi):
+        return Cell(fmt(mean), mean)
+    return Cell(f"{fmt(mean)} [{fmt(lo)}, {fmt(hi)}]", mean)
+
+
+def sample_results_table(results: StudyResults) -> Table:
+    """The seed study's table: one row per condition (``Noise (Low)``), mean of the headline
+    neural similarities per model, PESQ and STOI."""
+    columns: list[tuple[str, str]] = []
+    for model, display in MODELS.items():
+        if f"{model}_cosine" in results.metrics and _model_available(results, model):
+            columns.append((f"{model}_cosine", f"{display} similarity"))
+    if "cdpam_distance" in results.metrics and _model_available(results, "cdpam"):
+        columns.append(("cdpam_distance", "CDPAM distance"))
+    for m, label in (("pesq_wb", "PESQ"), ("stoi", "STOI")):
+        if m in results.metrics:
+            columns.append((m, label))
+    rows = []
+    for fam, lev in results.conditions:
+        n = results.summary_cell(fam, lev, columns[0][0])[3] if columns else math.nan
+        if math.isnan(n):
+            n = float(((results.pairs["family"] == fam) & (results.pairs["level"] == lev)).sum())
+        row: list[Any] = [condition_label(fam, lev), Cell(_fmt_n(n), n)]
+        for m, _ in columns:
+            row.append(results.summary_cell(fam, lev, m)[0])
+        rows.append(row)
+    return Table("Sample Results: mean per degradation (similarity = frame-aligned cosine of the "
+                 "embeddings; PESQ = wide-band; 95% CIs in the next table)",
+                 ["Degradation", "n", *[label for _, label in columns]], rows)
+
+
+def _model_available(results: StudyResults, model: str) -> bool:
+    return next((m.available for m in results.models if m.name == model), True)
+
+
+def summary_table(results: StudyResults) -> Table:
+    """Every metric per condition: mean and 95% CI (long format, sortable)."""
+    rows = []
+    for fam, lev in results.conditions:
+        for m in results.metrics:
+            mean, lo, hi, n = results.summary_cell(fam, lev, m)
+            if math.isnan(mean) and math.isnan(n):
+                continue
+            rows.append([condition_label(fam, lev), metric_info(m).label, Cell(_fmt_n(n), n),
+                         mean, lo, hi])
+    return Table("Every metric per degradation: mean and 95% confidence interval",
+                 ["Degradation", "Metric", "n", "Mean", "95% CI low", "95% CI high"], rows)
+
+
+def reference_correlation_table(results: StudyResults) -> Table:
+    """Each neural metric against PESQ-WB and STOI over all pairs, every method with CI."""
+    rows = []
+    methods = [m for m in CORRELATION_METHODS if f"{m}_r" in results.correlations.columns]
+    for ref in REFERENCE_METRICS:
+        if ref not in results.metrics:
+            continue
+        for m in results.neural_metrics:
+            cells: list[Any] = [metric_info(m).label, metric_info(ref).label]
+            first = None
+            for method in methods:
+                c = lookup_correlation(results.correlations, SCOPE_ALL, m, ref, method)
+                first = first or c
+                cells.append(_ci_cell(c.r, c.ci_low, c.ci_high) if c else Cell("n/a", math.nan))
+            if first is None:
+                continue
+            cells.insert(2, Cell(_fmt_n(first.n), first.n))
+            rows.append(cells)
+    return Table("Neural metrics against the classic references, over all pairs: correlation "
+                 "[95% bootstrap CI] (a distance agrees when negative)",
+                 ["Neural metric", "Reference", "n",
+                  *[f"{METHOD_NAME[m]} {METHOD_SYMBOL[m]}" for m in methods]], rows)
+
+
+def full_correlation_table(results: StudyResults) -> Table:
+    """Every row of ``correlations.csv``."""
+    corr = results.correlations
+    methods = [m for m in CORRELATION_METHODS if f"{m}_r" in corr.columns]
+    rows = []
+    for _, r in corr.iterrows():
+        row: list[Any] = [r["scope"], metric_info(r["metric_x"]).label, metric_info(r["metric_y"]).label]
+        n = r.get("n", r.get(f"{methods[0]}_n", math.nan)) if methods else math.nan
+        row.append(Cell(_fmt_n(n), float(n) if pd.notna(n) else math.nan))
+        for m in methods:
+            row.append(_ci_cell(r[f"{m}_r"], r.get(f"{m}_ci_low", math.nan),
+                                r.get(f"{m}_ci_high", math.nan)))
+            p = r.get(f"{m}_p", math.nan)
+            row.append(Cell("n/a" if pd.isna(p) else f"{float(p):.2g}", p))
+        rows.append(row)
+    cols = ["Scope", "Metric x", "Metric y", "n"]
+    for m in methods:
+        cols += [f"{METHOD_NAME[m]} {METHOD_SYMBOL[m]} [95% CI]", f"{METHOD_NAME[m]} p"]
+    return Table("All correlations (scope: all pairs, or one degradation family)", cols, rows)
+
+
+def setup_blocks(results: StudyResults) -> list[Any]:
+    """Inputs, degradations with their parameters, models with weights hashes."""
+    inp = results.inputs
+    lines = [
+        f"Results folder: {inp['results_dir']}; audio folder: {inp['audio_dir']}.",
+        f"{inp['n_pairs']} clean/degraded pairs from {inp['n_references']} clean recordings, "
+        f"{len(results.families)} degradation families "
+        f"({', '.join(f'{f}: ' + ' < '.join(results.level_order[f]) for f in results.families)}; "
+        "levels from least to most severe).",
+    ]
+    if "n_clean_files" in inp:
+        secs = inp.get("clean_seconds")
+        lines.append(f"The audio manifest lists {inp['n_clean_files']} clean files"
+                     + (f" ({secs:.1f} s of audio in total)" if secs else "")
+                     + (f" at {', '.join(inp['sample_rates_hz'])} Hz" if inp.get("sample_rates_hz") else "")
+                     + ".")
+    if inp.get("metrics_command"):
+        lines.append(f"Metrics computed by: {inp['metrics_command']}"
+                     + (f" (finished {inp['metrics_finished_at']})" if inp.get("metrics_finished_at") else "")
+                     + ".")
+    params = results.run.get("parameters") if isinstance(results.run.get("parameters"), dict) else {}
+    if params:
+        lines.append("Metric stage parameters: " + ", ".join(f"{k}={_short(v)}" for k, v in params.items()) + ".")
+    blocks: list[Any] = [Bullets(lines)]
+    if not results.degradations.empty:
+        rows = []
+        for fam, lev in results.conditions:
+            hit = results.degradations[(results.degradations["family"] == fam)
+                                       & (results.degradations["level"] == lev)]
+            if hit.empty:
+                rows.append([condition_label(fam, lev), "not in the audio manifest", ""])
+            else:
+                rows.append([condition_label(fam, lev), hit.iloc[0]["parameters"],
+                             int(hit.iloc[0]["n_files"])])
+        blocks.append(Table("Degradations and their parameters (from the audio manifest)",
+                            ["Degradation", "Parameters", "Files"], rows))
+    else:
+        blocks.append(Paragraph("The audio manifest (test_audio/manifest.csv) was not found, so "
+                                "the degradation parameters cannot be listed."))
+    model_rows = []
+    for m in results.models:
+        model_rows.append([m.display, "yes" if m.available else "no (skipped)", m.variant or "",
+                           m.weights_sha256 or "", "" if m.n_embeddings is None else m.n_embeddings,
+                           m.reason if not m.available else ""])
+    blocks.append(Table("Embedding models", ["Model", "Available", "Variant", "Weights sha256",
+                                             "Embeddings", "Why skipped"], model_rows))
+    return blocks
+
+
+def build_report(results: StudyResults, figures: Sequence[FigureBlock] = ()) -> list[Section]:
+    """The report's sections, in order; rendered by :func:`render_text` and :func:`render_html`."""
+    notes = [Paragraph(n, note=True) for n in results.notes]
+    if len(results.pairs) < 3:
+        notes.append(Paragraph(f"Only {len(results.pairs)} pair(s) were scored: correlations "
+                               "need at least 3 and are undefined here.", note=True))
+    all_nan = [m for m in results.metrics if results.pairs[m].isna().all()
+               and metric_info(m).model is None]
+    if all_nan:
+        notes.append(Paragraph("No value at all for: " + ", ".join(metric_info(m).label for m in all_nan)
+                               + " (see Failures).", note=True))
+    findings = correlation_findings(results)
+    mono_sentences, mono_table = monotonicity_findings(results)
+    fail_sentences, fail_metric_rows, fail_pair_rows = failure_summary(results)
+
+    sections = [Section("Notes", notes)] if notes else []
+    sections.append(Section("Key findings", [Bullets(findings[:4] if len(findings) > 4 else findings)]))
+    sections.append(Section("Setup", setup_blocks(results)))
+    sections.append(Section("Sample Results", [sample_results_table(results), summary_table(results)]))
+    corr_blocks: list[Any] = [Bullets(findings), reference_correlation_table(results)]
+    if not results.correlations.empty:
+        corr_blocks.append(full_correlation_table(results))
+    sections.append(Section("Correlation findings", corr_blocks))
+    mono_blocks: list[Any] = [Bullets(mono_sentences)]
+    if not mono_table.empty:
+        if "mean over families" in mono_table.columns:
+            cols = ["Metric", *[str(c) for c in mono_table.columns]]
+            rows = [[metric_info(idx).label, *[Cell(fmt(v, 2), v) for v in r]]
+                    for idx, r in zip(mono_table.index, mono_table.to_numpy(dtype=float), strict=True)]
+            mono_blocks.append(Table("Fraction of recordings whose score moves the right way at "
+                                     "each step up in severity (1 = always)", cols, rows))
+        else:
+            mono_blocks.append(Table("monotonicity.csv", [str(c) for c in mono_table.columns],
+                                     mono_table.values.tolist()))
+    sections.append(Section("Monotonicity", mono_blocks))
+    fail_blocks: list[Any] = [Paragraph(" ".join(fail_sentences))]
+    if fail_metric_rows:
+        fail_blocks.append(Table("Failures per metric", ["Metric", "Failed", "Pairs", "Reasons"],
+                                 fail_metric_rows))
+        fail_blocks.append(Table("Failed pairs" + (" (first 200)" if len(fail_pair_rows) >= 200 else ""),
+                                 ["Degraded file", "Metric", "Reason"], fail_pair_rows))
+    sections.append(Section("Failures", fail_blocks))
+    if figures:
+        sections.append(Section("Figures", list(figures)))
+    return sections
+
+
+# -- text ---------------------------------------------------------------------------------------
+def _wrap(text: str, width: int = 100, indent: str = "") -> str:
+    import textwrap
+
+    return textwrap.fill(text, width=width, initial_indent=indent,
+                         subsequent_indent=" " * len(indent), break_on_hyphens=False)
+
+
+def _text_table(table: Table) -> str:
+    cells = [[_cell_text(v) for v in row] for row in table.rows]
+    widths = [len(c) for c in table.columns]
+    for row in cells:
+        for i, c in enumerate(row):
+            widths[i] = max(widths[i], len(c))
+    widths = [min(w, 60) for w in widths]
+
+    def line(values: Sequence[str]) -> str:
+        out = []
+        for i, v in enumerate(values):
+            v = v if len(v) <= widths[i] else v[:widths[i] - 3] + "..."
+            out.append(v.ljust(widths[i]) if i == 0 or not _looks_numeric(v) else v.rjust(widths[i]))
+        return "  ".join(out).rstrip()
+
+    parts = [table.caption + ":", line(table.columns), "  ".join("-" * w for w in widths)]
+    parts += [line(r) for r in cells] if cells else ["(no rows)"]
+    return "\n".join(parts)
+
+
+def _looks_numeric(text: str) -> bool:
+    return bool(re.match(r"^-?\d", text)) or text == "n/a"
+
+
+def render_text(sections: Sequence[Section], *, title: str = "Perceptual audio metrics: analysis report",
+                generated_at: str | None = None) -> str:
+    """The report as plain text (UTF-8, lines of at most about 100 characters except tables)."""
+    generated_at = generated_at or dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    out = [title, "=" * len(title), f"Generated {generated_at}", ""]
+    for sec in sections:
+        out += [sec.title, "-" * len(sec.title)]
+        for b in sec.blocks:
+            if isinstance(b, Paragraph):
+                out.append(_wrap(("NOTE: " if b.note else "") + b.text))
+            elif isinstance(b, Bullets):
+                out += [_wrap(item, indent="- ") for item in b.items]
+            elif isinstance(b, Table):
+                out.append(_text_table(b))
+            elif isinstance(b, FigureBlock):
+                out.append(_wrap(f"{b.path.name}: {b.caption}", indent="- "))
+            out.append("")
+    return "\n".join(out).rstrip() + "\n"
+
+
+# -- HTML ---------------------------------------------------------------------------------------
+_CSS = """
+body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,Helvetica,Arial,sans-serif;margin:0;
+background:#f6f7f9;color:#1d232b;line-height:1.45}
+main{max-width:1100px;margin:0 auto;padding:24px 32px 64px;background:#fff;min-height:100vh}
+h1{font-size:1.7em;margin:0.2em 0}h2{border-bottom:2px solid #d8dde3;padding-bottom:4px;margin-top:2em}
+.meta{color:#5b6570;font-size:0.9em}
+.note{background:#fff4d6;border:1px solid #e6c36a;border-left:6px solid #d99a00;padding:10px 14px;
+margin:8px 0;border-radius:4px}
+table{border-collapse:collapse;margin:10px 0 18px;font-size:0.88em;width:auto;max-width:100%}
+caption{caption-side:top;text-align:left;font-weight:600;padding:4px 0;color:#333}
+th,td{border:1px solid #d8dde3;padding:4px 8px;vertical-align:top}
+th{background:#eef1f5;cursor:pointer;user-select:none;white-space:nowrap}
+th.sorted-asc::after{content:" \\25B2";font-size:0.7em}th.sorted-desc::after{content:" \\25BC";font-size:0.7em}
+td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
+tr:nth-child(even) td{background:#fafbfc}
+.wide{overflow-x:auto}
+figure{margin:18px 0 28px}figure img{max-width:100%;height:auto;border:1px solid #e3e6ea}
+figcaption{font-size:0.9em;color:#444;margin-top:4px}
+details summary{cursor:pointer;color:#1a5fb4;margin:6px 0}
+li{margin:4px 0}
+nav a{margin-right:12px}
+"""
+
+# Click a header to sort by it; numbers sort numerically (data-sort), text alphabetically,
+# empty cells last. A second click reverses.
+_SORT_JS = """
+document.querySelectorAll('table.sortable').forEach(function(t){
+ t.querySelectorAll('th').forEach(function(th,i){th.addEventListener('click',function(){
+  var b=t.tBodies[0],rows=Array.from(b.rows),asc=!th.classList.contains('sorted-asc');
+  t.querySelectorAll('th').forEach(function(h){h.classList.remove('sorted-asc','sorted-desc')});
+  th.classList.add(asc?'sorted-asc':'sorted-desc');
+  function k(r){var c=r.cells[i],v=c.getAttribute('data-sort');v=v===null?c.textContent:v;
+   var n=parseFloat(v);return v===''?null:(isNaN(n)||!/^[-+.\\d]/.test(v)?v.toLowerCase():n)}
+  rows.sort(function(x,y){var a=k(x),c=k(y);if(a===null)return 1;if(c===null)return -1;
+   if(typeof a!==typeof c){a=String(a);c=String(c)}return (a<c?-1:a>c?1:0)*(asc?1:-1)});
+  rows.forEach(function(r){b.appendChild(r)});});});});
+"""
+
+
+def figure_data_uri(path: str | os.PathLike) -> str:
+    """A ``data:`` URI of a PNG or SVG file (base64)."""
+    path = Path(path)
+    mime = {".png": "image/png", ".svg": "image/svg+xml", ".jpg": "image/jpeg",
+            ".jpeg": "image/jpeg"}.get(path.suffix.lower())
+    if mime is None:
+        raise PerceptualAudioError(f"{path}: cannot embed a figure of type {path.suffix!r}; "
+                                   "expected .png or .svg")
+    return f"data:{mime};base64," + base64.b64encode(path.read_bytes()).decode("ascii")
+
+
+def _html_table(table: Table, table_id: str) -> str:
+    esc = html.escape
+    head = "".join(f"<th scope=\"col\">{esc(c)}</th>" for c in table.columns)
+    body = []
+    for row in table.rows:
+        tds = []
+        for v in row:
+            text = _cell_text(v)
+            numeric = isinstance(v, Cell | int | float | np.integer | np.floating) and _looks_numeric(text)
+            cls = ' class="num"' if numeric else ""
+            sort = _cell_sort(v)
+            attr = f' data-sort="{esc(sort)}"' if sort != text else ""
+            tds.append(f"<td{cls}{attr}>{esc(text)}</td>")
+        body.append("<tr>" + "".join(tds) + "</tr>")
+    if not body:
+        body.append(f'<tr><td colspan="{len(table.columns)}">(no rows)</td></tr>')
+    return (f'<div class="wide"><table class="sortable" id="{table_id}"><caption>'
+            f"{esc(table.caption)}</caption><thead><tr>{head}</tr></thead><tbody>"
+            + "\n".join(body) + "</tbody></table></div>")
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+
+
+def render_html(sections: Sequence[Section], *, title: str = "Perceptual audio metrics: analysis report",
+                generated_at: str | None = None, collapse_rows: int = 40) -> str:
+    """The report as one self-contained HTML page.
+
+    Figures are embedded as ``data:`` URIs; styles and the table-sorting script are inline; no
+    element refers to a remote resource. Tables longer than ``collapse_rows`` rows are folded
+    in a ``<details>`` element.
+    """
+    esc = html.escape
+    generated_at = generated_at or dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    nav = " ".join(f'<a href="#{_slug(s.title)}">{esc(s.title)}</a>' for s in sections)
+    parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+             '<meta name="viewport" content="width=device-width, initial-scale=1">',
+             f"<title>{esc(title)}</title><style>{_CSS}</style></head><body><main>",
+             f"<h1>{esc(title)}</h1>", f'<p class="meta">Generated {esc(generated_at)}</p>',
+             f"<nav>{nav}</nav>"]
+    n_table = 0
+    for sec in sections:
+        parts.append(f'<section id="{_slug(sec.title)}"><h2>{esc(sec.title)}</h2>')
+        for b in sec.blocks:
+            if isinstance(b, Paragraph):
+                parts.append(f'<p class="note"><strong>Note:</strong> {esc(b.text)}</p>' if b.note
+                             else f"<p>{esc(b.text)}</p>")
+            elif isinstance(b, Bullets):
+                parts.append("<ul>" + "".join(f"<li>{esc(i)}</li>" for i in b.items) + "</ul>")
+            elif isinstance(b, Table):
+                n_table += 1
+                rendered = _html_table(b, f"table-{n_table}")
+                if len(b.rows) > collapse_rows:
+                    rendered = (f"<details><summary>{esc(b.caption)} ({len(b.rows)} rows, click "
+                                f"to show)</summary>{rendered}</details>")
+                parts.append(rendered)
+            elif isinstance(b, FigureBlock):
+                parts.append(f'<figure><img src="{figure_data_uri(b.path)}" alt="{esc(b.caption)}">'
+                             f"<figcaption>{esc(b.caption)} ({esc(b.path.name)})</figcaption></figure>")
+        parts.append("</section>")
+    parts += [f"<script>{_SORT_JS}</script>", "</main></body></html>"]
+    return "\n".join(parts) + "\n"

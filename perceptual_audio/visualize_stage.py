@@ -1,0 +1,240 @@
+"""Stage 4: figures, a written analysis and a self-contained HTML report from ``results/``.
+
+``visualize_results.py --results-dir results --output-dir results/visualizations`` reads the
+tables of stage 3 (and, for the setup section, the audio manifest and the embedding folders'
+``run.json``) and writes into the output folder:
+
+- ``scatter_<neural metric>.<fmt>``: the metric against PESQ-WB and STOI, per pair;
+- ``heatmap_pearson.<fmt>``, ``heatmap_spearman.<fmt>``: correlations among all metrics;
+- ``bars_by_degradation.<fmt>``: every metric per family and level with 95% CIs;
+- ``severity_curves.<fmt>``: every metric against severity, one line per family;
+- ``family_<family>.<fmt>``: small multiples per family (when there are several);
+- ``analysis_report.txt`` and ``report.html`` (figures embedded, opens offline);
+- ``run.json``.
+
+A rerun with unchanged inputs and options does nothing (``--force`` redoes everything).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from perceptual_audio import cli
+from perceptual_audio.errors import PerceptualAudioError
+from perceptual_audio.files import atomic_write_text, sha256_file
+from perceptual_audio.report import (
+    CORRELATIONS_NAME,
+    HTML_REPORT_NAME,
+    MODELS,
+    MONOTONICITY_NAME,
+    PAIR_METRICS_NAME,
+    REFERENCE_METRICS,
+    RUN_JSON_NAME,
+    SUMMARY_NAME,
+    TEXT_REPORT_NAME,
+    FigureBlock,
+    StudyResults,
+    build_report,
+    load_results,
+    metric_info,
+    primary_neural_metrics,
+    render_html,
+    render_text,
+)
+
+logger = logging.getLogger(__name__)
+
+STAGE_NAME = "visualize_results"
+DEFAULT_RESULTS_DIR = "results"
+DEFAULT_DPI = 110
+#: Bumped when the stage's outputs change meaning: a rerun then redoes everything.
+OUTPUT_VERSION = 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of ``visualize_results.py``."""
+    parser = argparse.ArgumentParser(
+        prog="visualize_results.py",
+        description="Stage 4: figures, analysis_report.txt and a self-contained report.html "
+                    "from the tables of calculate_metrics.py.",
+        formatter_class=cli.HelpFormatter,
+        epilog="Example:\n  python visualize_results.py --results-dir results "
+               "--output-dir results/visualizations",
+    )
+    parser.add_argument("--results-dir", type=Path, default=Path(DEFAULT_RESULTS_DIR), metavar="DIR",
+                        help="folder written by calculate_metrics.py (pair_metrics.csv, "
+                             "summary_by_degradation.csv, correlations.csv, monotonicity.csv)")
+    parser.add_argument("--output-dir", type=Path, default=None, metavar="DIR",
+                        help="where figures and reports go (default: <results-dir>/visualizations)")
+    parser.add_argument("--format", choices=("png", "svg"), default="png",
+                        help="figure file format (both embed in report.html)")
+    parser.add_argument("--dpi", type=cli.positive_int, default=DEFAULT_DPI,
+                        help="resolution of PNG figures, dots per inch")
+    parser.add_argument("--audio-dir", type=Path, default=None, metavar="DIR",
+                        help="audio folder of stages 1-2, for the degradation parameters in the "
+                             "setup section (default: as recorded in <results-dir>/run.json, "
+                             "else test_audio beside the results folder)")
+    cli.add_common_arguments(parser, workers=False)
+    return parser
+
+
+def _input_files(results: StudyResults) -> list[Path]:
+    files = [results.results_dir / n for n in (PAIR_METRICS_NAME, SUMMARY_NAME, CORRELATIONS_NAME,
+                                               MONOTONICITY_NAME, RUN_JSON_NAME)]
+    audio = Path(results.inputs.get("audio_dir", ""))
+    files.append(audio / "manifest.csv")
+    for m in results.models:
+        if m.source:
+            files += [Path(m.source) / RUN_JSON_NAME, Path(m.source) / "manifest.csv"]
+    return [f for f in files if f.is_file()]
+
+
+def inputs_digest(results: StudyResults, params: dict[str, Any]) -> str:
+    """sha256 over the input files' contents and the options: equal digest = nothing to redo."""
+    h = hashlib.sha256()
+    h.update(json.dumps({**params, "output_version": OUTPUT_VERSION}, sort_keys=True).encode())
+    for f in _input_files(results):
+        h.update(f.name.encode())
+        h.update(sha256_file(f).encode())
+    return h.hexdigest()
+
+
+def figure_plan(results: StudyResults) -> list[tuple[str, str, Any]]:
+    """``(file stem, caption, builder)`` of every figure to draw, in report order.
+
+    ``builder`` is a zero-argument callable returning a matplotlib Figure; plots is imported
+    here, lazily, so that ``--help`` stays fast.
+    """
+    from perceptual_audio import plots
+
+    pairs, summary, corr = results.pairs, results.summary, results.correlations
+    families, order = results.families, results.level_order
+    plan: list[tuple[str, str, Any]] = []
+    refs = [r for r in REFERENCE_METRICS if r in results.metrics and pairs[r].notna().any()]
+    neural = [m for m in results.neural_metrics if pairs[m].notna().any()]
+    if refs:
+        for m in neural:
+            plan.append((f"scatter_{m}",
+                         f"{metric_info(m).label} against "
+                         + " and ".join(metric_info(r).label for r in refs)
+                         + ": one point per pair, colour = family, marker = level; the legend "
+                           "gives Pearson and Spearman with 95% CI and n.",
+                         lambda m=m: plots.scatter_figure(pairs, neural_metric=m, references=refs,
+                                                          families=families, level_order=order,
+                                                          correlations=corr)))
+    for method in ("pearson", "spearman"):
+        plan.append((f"heatmap_{method}",
+                     f"{method.capitalize()} correlation between every pair of metrics over all pairs.",
+                     lambda method=method: plots.correlation_heatmap(pairs, results.metrics,
+                                                                     method=method)))
+    plan.append(("bars_by_degradation",
+                 "Mean of every metric per degradation family and level, with 95% CI error bars.",
+                 lambda: plots.bar_chart(summary, results.metrics, families=families, level_order=order)))
+    plan.append(("severity_curves",
+                 "Every metric against the severity of the degradation, one line per family, "
+                 "normalised per metric (1 = best observed mean, 0 = worst).",
+                 lambda: plots.severity_curves(summary, results.metrics, families=families,
+                                               level_order=order)))
+    primary = [m for m in primary_neural_metrics(results.metrics) if m in neural]
+    if len(families) > 1 and refs and primary:
+        for fam in families:
+            plan.append((f"family_{fam}",
+                         f"Family '{fam}' only: headline neural metrics against "
+                         + " and ".join(metric_info(r).label for r in refs)
+                         + ", by level, with this family's correlations.",
+                         lambda fam=fam: plots.family_small_multiples(
+                             pairs, family=fam, neural_metrics=primary, references=refs,
+                             level_order=order, correlations=corr)))
+    return plan
+
+
+def run_stage(args: argparse.Namespace) -> int:
+    """Do the work of :func:`main` on parsed arguments; returns the exit status."""
+    t0 = time.perf_counter()
+    results_dir: Path = args.results_dir
+    output_dir: Path = args.output_dir or results_dir / "visualizations"
+    results = load_results(results_dir, audio_dir=args.audio_dir)
+    for note in results.notes:
+        logger.warning("%s", note)
+    params = {"format": args.format, "dpi": args.dpi}
+    digest = inputs_digest(results, params)
+    previous = {}
+    prev_path = output_dir / RUN_JSON_NAME
+    if prev_path.exists():
+        try:
+            previous = json.loads(prev_path.read_text(encoding="utf-8"))
+        except ValueError:
+            previous = {}
+    prev_outputs = [output_dir / p for p in previous.get("outputs", [])]
+    if (not args.force and previous.get("inputs_digest") == digest and prev_outputs
+            and all(p.exists() for p in prev_outputs)):
+        logger.info("%s is up to date with %s (use --force to redraw)", output_dir, results_dir)
+        print(output_dir / HTML_REPORT_NAME)
+        return cli.EXIT_OK
+
+    output_dir.mkdir(parents=True, exist_ok=True)
+    from perceptual_audio import plots
+
+    figures: list[FigureBlock] = []
+    failed: list[str] = []
+    plan = figure_plan(results)
+    t_fig = time.perf_counter()
+    for stem, caption, builder in cli.progress(plan, total=len(plan), desc="figures", args=args):
+        path = output_dir / f"{stem}.{args.format}"
+        try:
+            plots.save_figure(builder(), path, dpi=args.dpi)
+        except Exception as e:  # one broken figure must not cost the report
+            logger.error("figure %s failed: %s: %s", path, type(e).__name__, e)
+            failed.append(f"{path.name}: {type(e).__name__}: {e}")
+            continue
+        figures.append(FigureBlock(path, caption))
+        logger.debug("wrote %s", path)
+    t_report = time.perf_counter()
+    sections = build_report(results, figures)
+    text_path = output_dir / TEXT_REPORT_NAME
+    html_path = output_dir / HTML_REPORT_NAME
+    atomic_write_text(text_path, render_text(sections))
+    atomic_write_text(html_path, render_html(sections))
+    outputs = [f.path.name for f in figures] + [TEXT_REPORT_NAME, HTML_REPORT_NAME]
+    for stale in set(prev_outputs) - {output_dir / o for o in outputs}:
+        if stale.is_file() and stale.parent == output_dir:
+            stale.unlink()
+            logger.info("removed %s (no longer produced)", stale)
+    t_end = time.perf_counter()
+    cli.write_run_json(
+        output_dir, stage=STAGE_NAME, args=args, params=params,
+        timings={"load": t_fig - t0, "figures": t_report - t_fig, "report": t_end - t_report},
+        extra={"inputs_digest": digest, "outputs": outputs, "failed_figures": failed,
+               "models": {m.name: {"available": m.available, "reason": m.reason}
+                          for m in results.models if m.name in MODELS},
+               "notes": results.notes},
+    )
+    logger.info("%d figures, %s and %s written to %s in %.1f s%s", len(figures), TEXT_REPORT_NAME,
+                HTML_REPORT_NAME, output_dir, t_end - t0,
+                f"; {len(failed)} figure(s) failed" if failed else "")
+    print(html_path)
+    return cli.EXIT_FAILED if failed else cli.EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``visualize_results.py``; returns the exit status (see :mod:`cli`)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    cli.setup_logging(args)
+    try:
+        return run_stage(args)
+    except PerceptualAudioError as e:
+        logger.error("%s", e)
+        return cli.EXIT_FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())
