@@ -537,6 +537,29 @@ def mp3(x: np.ndarray, sample_rate: int, *, params: Mapping[str, Any],
 
 
 # -- Opus -------------------------------------------------------------------------------------
+def ogg_packet_sizes(data: bytes) -> list[int]:
+    """Sizes (bytes) of the logical packets of a single-stream Ogg file, in order.
+
+    Reads the page headers (``OggS``, 27 bytes + lacing table) and joins segments into packets
+    (a lacing value below 255 ends a packet). For Ogg/Opus, packets 0 and 1 are the OpusHead and
+    OpusTags headers; the rest are audio.
+    """
+    sizes: list[int] = []
+    pos, current = 0, 0
+    while pos + 27 <= len(data):
+        if data[pos: pos + 4] != b"OggS":
+            raise PerceptualAudioError(f"Ogg stream: no page header at byte {pos}")
+        n_segments = data[pos + 26]
+        lacing = data[pos + 27: pos + 27 + n_segments]
+        pos += 27 + n_segments + sum(lacing)
+        for value in lacing:
+            current += value
+            if value < 255:
+                sizes.append(current)
+                current = 0
+    return sizes
+
+
 def opus(x: np.ndarray, sample_rate: int, *, params: Mapping[str, Any],
          rng: np.random.Generator, info: dict | None = None) -> np.ndarray:
     """A real Opus encode + decode (libopus via libsndfile's Ogg/Opus), VBR at a target bitrate.
@@ -549,8 +572,9 @@ def opus(x: np.ndarray, sample_rate: int, *, params: Mapping[str, Any],
     params : mapping
         ``bitrate_kbps`` (kbit/s target, 6 to 256).
     info : dict, optional
-        Receives ``codec_sample_rate``, ``compression_level``, ``encoded_bytes`` and
-        ``achieved_kbps`` (Ogg overhead included).
+        Receives ``codec_sample_rate``, ``compression_level``, ``encoded_bytes``,
+        ``achieved_kbps`` (whole file, Ogg headers and framing included) and
+        ``payload_kbps`` (Opus audio packets only: the codec's own bitrate).
     """
     import soundfile as sf
 
@@ -567,6 +591,7 @@ def opus(x: np.ndarray, sample_rate: int, *, params: Mapping[str, Any],
                                    f"libsndfile ({e}); libsndfile >= 1.0.29 with Opus is required"
                                    ) from None
     n_bytes = buf.tell()
+    payload_bytes = sum(ogg_packet_sizes(buf.getvalue()[:n_bytes])[2:])
     buf.seek(0)
     decoded, decoded_rate = sf.read(buf, dtype="float32")
     if decoded_rate != codec_rate:
@@ -579,6 +604,7 @@ def opus(x: np.ndarray, sample_rate: int, *, params: Mapping[str, Any],
                     codec_sample_rate=codec_rate, compression_level=level,
                     encoded_bytes=n_bytes,
                     achieved_kbps=n_bytes * 8 / (len(xc) / codec_rate) / 1000,
+                    payload_kbps=payload_bytes * 8 / (len(xc) / codec_rate) / 1000,
                     decoded_length_difference=int(len(decoded) - len(xc)),
                     short=len(xc) < CODEC_FRAME_SECONDS * codec_rate)
     return y
@@ -745,18 +771,22 @@ def synthetic_rir(sample_rate: int, *, rt60_seconds: float, drr_db: float,
 
     The tail is Gaussian noise under an envelope falling 60 dB in ``rt60_seconds`` (amplitude
     exp(-3 ln(10) t / RT60)), starting one sample after the direct path and lasting
-    1.5 x RT60; it is scaled so that direct / reverberant energy = ``drr_db``.
+    1.5 x RT60; it is scaled so that direct / reverberant energy = ``drr_db``. The whole
+    response is then scaled to unit energy, so a broadband signal keeps about its level (a
+    unit direct path plus the tail would make reverberant audio louder than the clean, which
+    a level-sensitive metric would score as damage of another kind).
 
     Returns
     -------
     np.ndarray [shape=(L,), dtype=float64]
-        ``rir[0] == 1`` (the direct path: no delay is introduced).
+        ``sum(rir**2) == 1``; the direct path is ``rir[0]`` (no delay is introduced).
     """
     length = max(2, int(round(1.5 * rt60_seconds * sample_rate)))
     t = np.arange(1, length) / sample_rate
     tail = rng.standard_normal(length - 1) * np.exp(-3 * math.log(10) * t / rt60_seconds)
     tail *= math.sqrt(10 ** (-drr_db / 10) / float(np.sum(tail**2)))
-    return np.concatenate([[1.0], tail])
+    rir = np.concatenate([[1.0], tail])
+    return rir / math.sqrt(float(np.sum(rir**2)))
 
 
 def schroeder_rt60(rir: np.ndarray, sample_rate: int) -> float:
@@ -778,8 +808,8 @@ def reverb(x: np.ndarray, sample_rate: int, *, params: Mapping[str, Any],
     """Convolve with a seeded synthetic room impulse response (:func:`synthetic_rir`).
 
     The direct path is at lag 0, so the output stays aligned; the reverberant tail beyond the
-    input's end is cut (length preserved). The level is not normalised: reverberation adds
-    energy, as in a real room.
+    input's end is cut (length preserved). The response has unit energy, so the output level
+    stays close to the input's.
 
     Parameters
     ----------
@@ -787,7 +817,8 @@ def reverb(x: np.ndarray, sample_rate: int, *, params: Mapping[str, Any],
         ``rt60_seconds`` (s, time for a 60 dB decay), ``drr_db`` (direct-to-reverberant energy
         ratio, dB).
     info : dict, optional
-        Receives ``rir_samples`` and the RIR's measured ``rt60_seconds_measured``.
+        Receives ``rir_samples``, ``direct_gain`` and the RIR's measured
+        ``rt60_seconds_measured`` and ``drr_db_measured``.
     """
     from scipy.signal import fftconvolve
 
@@ -797,13 +828,18 @@ def reverb(x: np.ndarray, sample_rate: int, *, params: Mapping[str, Any],
     y = fftconvolve(x.astype(np.float64), rir)[: len(x)].astype(np.float32)
     if info is not None:
         info.update(rir_samples=len(rir), rt60_seconds_measured=schroeder_rt60(rir, sample_rate),
-                    drr_db_measured=_db(1.0 / float(np.sum(rir[1:] ** 2))))
+                    direct_gain=float(rir[0]),
+                    drr_db_measured=_db(float(rir[0] ** 2) / float(np.sum(rir[1:] ** 2))))
     return y
 
 
 def packet_loss(x: np.ndarray, sample_rate: int, *, params: Mapping[str, Any],
                 rng: np.random.Generator, info: dict | None = None) -> np.ndarray:
-    """Drop whole packets (zeroed, no concealment), each independently with ``loss_rate``.
+    """Drop whole packets (zeroed, no concealment) at an exact loss rate.
+
+    ``round(loss_rate x n_packets)`` packets (at least one when ``loss_rate > 0``) are drawn
+    without replacement, uniformly over the file: the realised rate is the requested one (to
+    one packet) even on short files, where independent per-packet draws could lose nothing.
 
     Parameters
     ----------
@@ -816,7 +852,9 @@ def packet_loss(x: np.ndarray, sample_rate: int, *, params: Mapping[str, Any],
     x = _as_signal(x)
     packet = max(1, int(round(float(params["packet_ms"]) * sample_rate / 1000)))
     n_packets = int(math.ceil(len(x) / packet))
-    lost = np.flatnonzero(rng.random(n_packets) < float(params["loss_rate"]))
+    rate = float(params["loss_rate"])
+    n_lost = min(n_packets, max(1, int(round(rate * n_packets)))) if rate > 0 else 0
+    lost = np.sort(rng.choice(n_packets, size=n_lost, replace=False))
     y = x.copy()
     for k in lost:
         y[k * packet: (k + 1) * packet] = 0.0
