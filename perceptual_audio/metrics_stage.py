@@ -307,8 +307,7 @@ def read_pair_table(path: str | Path) -> "pd.DataFrame":  # noqa: F821
     text_cols = {c for c in header if c in LEADING_COLUMNS or c.endswith("_status")
                  or c.endswith("_key") or c.endswith("_sha256")}
     return pd.read_csv(path, dtype={c: str for c in text_cols}, keep_default_na=False,
-                       na_values={c: [""] for c in header if c not in text_cols},
-                       float_precision="round_trip")
+                       na_values={c: [""] for c in header if c not in text_cols})
 
 
 # -- the stage ------------------------------------------------------------------------------
