@@ -38,6 +38,7 @@ SR = 16000
 # -- independent NumPy references (written from the published algorithm) ---------------------
 def ref_mel_matrix(n_bins=257, n_bands=64, sr=16000, lo_hz=125.0, hi_hz=7500.0):
     """mel_features.spectrogram_to_mel_matrix, band by band."""
+
     def mel(f):
         return 1127.0 * np.log(1.0 + f / 700.0)
 
@@ -71,7 +72,7 @@ def np_conv3x3_same_relu(x, kernel_hwio, bias):
     """(H, W, Cin) channels-last 'SAME' 3x3 convolution (cross-correlation, as TF) + ReLU."""
     h, w, _ = x.shape
     xp = np.pad(x, ((1, 1), (1, 1), (0, 0)))
-    cols = np.stack([xp[dy:dy + h, dx:dx + w] for dy in range(3) for dx in range(3)], axis=2)
+    cols = np.stack([xp[dy : dy + h, dx : dx + w] for dy in range(3) for dx in range(3)], axis=2)
     out = cols.reshape(h, w, -1) @ kernel_hwio.reshape(-1, kernel_hwio.shape[-1]) + bias
     return np.maximum(out, 0.0)
 
@@ -83,16 +84,27 @@ def np_maxpool2(x):
 
 def np_dense(x, weight_out_in, bias):
     w = weight_out_in
-    return np.concatenate(
-        [w[i:i + 1024].astype(np.float64) @ x for i in range(0, w.shape[0], 1024)]
-    ) + bias
+    return (
+        np.concatenate([w[i : i + 1024].astype(np.float64) @ x for i in range(0, w.shape[0], 1024)])
+        + bias
+    )
 
 
 def np_vggish_nhwc(patch, sd, *, flatten="nhwc"):
     """VGGish as TF computes it: NHWC activations, HWIO kernels; returns the 128-D output."""
     x = np.asarray(patch, np.float64)[:, :, None]  # (96, 64, 1): height = time, width = mel
-    convs = ["features.0", "M", "features.3", "M", "features.6", "features.8", "M",
-             "features.11", "features.13", "M"]
+    convs = [
+        "features.0",
+        "M",
+        "features.3",
+        "M",
+        "features.6",
+        "features.8",
+        "M",
+        "features.11",
+        "features.13",
+        "M",
+    ]
     for name in convs:
         if name == "M":
             x = np_maxpool2(x)
@@ -101,8 +113,12 @@ def np_vggish_nhwc(patch, sd, *, flatten="nhwc"):
             x = np_conv3x3_same_relu(x, kernel, sd[f"{name}.bias"].numpy())
     assert x.shape == (6, 4, 512)
     x = x.reshape(-1) if flatten == "nhwc" else x.transpose(2, 0, 1).reshape(-1)
-    x = np.maximum(np_dense(x, sd["embeddings.0.weight"].numpy(), sd["embeddings.0.bias"].numpy()), 0)
-    x = np.maximum(np_dense(x, sd["embeddings.2.weight"].numpy(), sd["embeddings.2.bias"].numpy()), 0)
+    x = np.maximum(
+        np_dense(x, sd["embeddings.0.weight"].numpy(), sd["embeddings.0.bias"].numpy()), 0
+    )
+    x = np.maximum(
+        np_dense(x, sd["embeddings.2.weight"].numpy(), sd["embeddings.2.bias"].numpy()), 0
+    )
     return np_dense(x, sd["embeddings.4.weight"].numpy(), sd["embeddings.4.bias"].numpy())
 
 
@@ -166,8 +182,11 @@ def synth(tmp_path_factory):
     torch.save({"pca_eigen_vectors": eigen, "pca_means": means}, pca_pth)  # NumPy arrays inside
     npz_dir = root / "npz_dir"
     npz_dir.mkdir()
-    np.savez(npz_dir / V.GOOGLE_PCA_WEIGHTS.filename, pca_eigen_vectors=eigen,
-             pca_means=means.reshape(-1, 1))
+    np.savez(
+        npz_dir / V.GOOGLE_PCA_WEIGHTS.filename,
+        pca_eigen_vectors=eigen,
+        pca_means=means.reshape(-1, 1),
+    )
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv(weights.OFFLINE_ENV, "0")
@@ -176,8 +195,11 @@ def synth(tmp_path_factory):
         pca_wf = dataclasses.replace(V.PCA_WEIGHTS, sha256_prefix=None, url=pca_pth.as_uri())
         npz_wf = dataclasses.replace(V.GOOGLE_PCA_WEIGHTS, url=(root / "nowhere.npz").as_uri())
         mp.setattr(V, "MODEL_WEIGHTS", model_wf)
-        mp.setattr(V, "PCA_SOURCES", ((pca_wf, V.convert_torchvggish_pca),
-                                      (npz_wf, V.convert_google_pca_npz)))
+        mp.setattr(
+            V,
+            "PCA_SOURCES",
+            ((pca_wf, V.convert_torchvggish_pca), (npz_wf, V.convert_google_pca_npz)),
+        )
         raw = V.VGGishEmbedder(weights_dir=wdir)
         raw.load()
         # The same network serves the option variants (its loading is tested through `raw`).
@@ -191,9 +213,17 @@ def synth(tmp_path_factory):
         pca_npz.network, pca_npz.weights_sha256 = raw.network, dict(raw.weights_sha256)
         pca_npz.load()
         return {
-            "sd": sd, "model_file": model_file, "eigen": eigen, "means": means,
-            "pca_pth": pca_pth, "npz": npz_dir / V.GOOGLE_PCA_WEIGHTS.filename, "root": root,
-            "raw": raw, "relu": relu, "pca_url": pca_url, "pca_npz": pca_npz,
+            "sd": sd,
+            "model_file": model_file,
+            "eigen": eigen,
+            "means": means,
+            "pca_pth": pca_pth,
+            "npz": npz_dir / V.GOOGLE_PCA_WEIGHTS.filename,
+            "root": root,
+            "raw": raw,
+            "relu": relu,
+            "pca_url": pca_url,
+            "pca_npz": pca_npz,
             "cache": root / "cache",
         }
 
@@ -250,8 +280,14 @@ def test_front_end_on_torchvggish_test_clip(shared_data):
 
 @pytest.mark.parametrize(
     ("n_samples", "patches", "short"),
-    [(48000, 3, False), (100, 1, True), (15599, 1, True), (15600, 1, False),
-     (15600 + 15359, 1, False), (15600 + 15360, 2, False)],
+    [
+        (48000, 3, False),
+        (100, 1, True),
+        (15599, 1, True),
+        (15600, 1, False),
+        (15600 + 15359, 1, False),
+        (15600 + 15360, 2, False),
+    ],
 )
 def test_patch_counts_and_short_flag(n_samples, patches, short):
     assert V.n_patches(n_samples) == patches
@@ -378,17 +414,23 @@ def test_pca_pickled_by_numpy1_loads(tmp_path):
 def test_conversion_rejects_wrong_keys_and_shapes(tmp_path):
     path = tmp_path / "vggish-10086976.pth"
     torch.save({"features.0.weight": torch.zeros(64, 1, 3, 3)}, path)
-    with pytest.raises(WeightsVerificationError, match=r"unexpected keys; missing \['features.0.bias'"):
+    with pytest.raises(
+        WeightsVerificationError, match=r"unexpected keys; missing \['features.0.bias'"
+    ):
         V.convert_torchvggish_model(path)
     bad = {k: torch.zeros(1) for k in V.TORCHVGGISH_MODEL_SHAPES}
     torch.save(bad, path)
-    with pytest.raises(WeightsVerificationError,
-                       match=r"tensor 'features.0.weight' has shape \(1,\), expected \(64, 1, 3, 3\)"):
+    with pytest.raises(
+        WeightsVerificationError,
+        match=r"tensor 'features.0.weight' has shape \(1,\), expected \(64, 1, 3, 3\)",
+    ):
         V.convert_torchvggish_model(path)
     npz = tmp_path / "vggish_pca_params.npz"
     np.savez(npz, pca_eigen_vectors=np.zeros((128, 127)), pca_means=np.zeros(128))
-    with pytest.raises(WeightsVerificationError,
-                       match=r"'pca_eigen_vectors' has shape \(128, 127\), expected \(128, 128\)"):
+    with pytest.raises(
+        WeightsVerificationError,
+        match=r"'pca_eigen_vectors' has shape \(128, 127\), expected \(128, 128\)",
+    ):
         V.convert_google_pca_npz(npz)
     path.write_bytes(b"not a pickle")
     with pytest.raises(WeightsVerificationError, match="cannot be read as a torch state dict"):
@@ -418,7 +460,10 @@ def test_offline_without_files_names_urls_and_paths(tmp_path, monkeypatch):
         assert f"download: {wf.url}" in msg
         assert f"save as:  {cache / 'vggish' / wf.filename}" in msg
         assert f"or as:    {empty / wf.filename}" in msg
-    assert "https://github.com/harritaylor/torchvggish/releases/download/v0.1/vggish-10086976.pth" in msg
+    assert (
+        "https://github.com/harritaylor/torchvggish/releases/download/v0.1/vggish-10086976.pth"
+        in msg
+    )
     assert "needs one of two PCA parameter files" in msg
     assert embedder.network is None  # nothing random was ever built
 
@@ -432,7 +477,9 @@ def test_registry_options_and_info():
     assert info["hop_seconds"] == 0.96 and info["embedding_size"] == 128
     assert info["resampler"] == "resampy" and info["weights_sha256"] is None
     np.testing.assert_allclose(e.timestamps(48000), [0.0, 0.96, 1.92])
-    with pytest.raises(ParameterError, match=r"resampler must be one of \('soxr', 'resampy'\), got 'sinc'"):
+    with pytest.raises(
+        ParameterError, match=r"resampler must be one of \('soxr', 'resampy'\), got 'sinc'"
+    ):
         V.VGGishEmbedder(resampler="sinc")
 
 
@@ -443,7 +490,9 @@ def test_resampler_option(rng):
 
     x = rng.uniform(-0.5, 0.5, 22050).astype(np.float32)
     with_resampy = V.VGGishEmbedder(resampler="resampy").resample_numpy(x, 22050)
-    np.testing.assert_array_equal(with_resampy, resampy.resample(x, 22050, 16000).astype(np.float32))
+    np.testing.assert_array_equal(
+        with_resampy, resampy.resample(x, 22050, 16000).astype(np.float32)
+    )
     with_soxr = V.VGGishEmbedder().resample_numpy(x, 22050)
     np.testing.assert_array_equal(with_soxr, resample(x, 22050, 16000))
     assert len(with_soxr) == 16000
@@ -467,7 +516,9 @@ def test_gradients_and_features(synth):
 
 
 def test_bad_input_messages(synth):
-    with pytest.raises(ParameterError, match=r"waveform must be a \(B, n\) tensor at 16000 Hz, got \(16000,\)"):
+    with pytest.raises(
+        ParameterError, match=r"waveform must be a \(B, n\) tensor at 16000 Hz, got \(16000,\)"
+    ):
         synth["raw"].forward(torch.zeros(16000))
     with pytest.raises(ParameterError, match=r"waveform must be 1-D \(n,\), got shape \(2, 100\)"):
         synth["raw"].embed(np.zeros((2, 100), np.float32), SR)
@@ -482,9 +533,11 @@ def real_weights_dir():
             [V.MODEL_WEIGHTS, V.PCA_WEIGHTS], weights_dir=wdir, download=False
         )
     except WeightsUnavailableError:
-        pytest.skip("real VGGish weights (vggish-10086976.pth, vggish_pca_params-970ea276.pth) are "
-                    "not in $PERCEPTUAL_AUDIO_WEIGHTS_DIR nor the cache; they cannot be downloaded "
-                    "on this machine")
+        pytest.skip(
+            "real VGGish weights (vggish-10086976.pth, vggish_pca_params-970ea276.pth) are "
+            "not in $PERCEPTUAL_AUDIO_WEIGHTS_DIR nor the cache; they cannot be downloaded "
+            "on this machine"
+        )
     return None if wdir is None else Path(wdir)
 
 

@@ -35,8 +35,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from perceptual_audio.embeddings.base import Embedder, register
 from perceptual_audio.embeddings import weights
+from perceptual_audio.embeddings.base import Embedder, register
 from perceptual_audio.errors import (
     ParameterError,
     WeightsUnavailableError,
@@ -135,8 +135,9 @@ def hertz_to_mel(frequencies_hz: np.ndarray | float) -> np.ndarray:
     np.ndarray
         Same shape, in mel.
     """
-    return _MEL_HIGH_FREQUENCY_Q * np.log1p(np.asarray(frequencies_hz, dtype=np.float64)
-                                            / _MEL_BREAK_FREQUENCY_HZ)
+    return _MEL_HIGH_FREQUENCY_Q * np.log1p(
+        np.asarray(frequencies_hz, dtype=np.float64) / _MEL_BREAK_FREQUENCY_HZ
+    )
 
 
 def mel_weight_matrix(
@@ -234,9 +235,7 @@ class LogMelFrontend(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.register_buffer("window", periodic_hann(STFT_WINDOW_SAMPLES), persistent=False)
-        self.register_buffer(
-            "mel_matrix", torch.from_numpy(mel_weight_matrix()), persistent=False
-        )
+        self.register_buffer("mel_matrix", torch.from_numpy(mel_weight_matrix()), persistent=False)
 
     def log_mel(self, waveform: torch.Tensor) -> torch.Tensor:
         """Log-mel spectrogram.
@@ -365,7 +364,9 @@ def pca_quantize(
     """
     pca = (embeddings - means) @ eigen_vectors.T
     clipped = pca.clamp(QUANTIZE_MIN_VAL, QUANTIZE_MAX_VAL)
-    scaled = (clipped - QUANTIZE_MIN_VAL) * (QUANTIZE_LEVELS / (QUANTIZE_MAX_VAL - QUANTIZE_MIN_VAL))
+    scaled = (clipped - QUANTIZE_MIN_VAL) * (
+        QUANTIZE_LEVELS / (QUANTIZE_MAX_VAL - QUANTIZE_MIN_VAL)
+    )
     return torch.floor(scaled).float()  # values are >= 0, so floor == truncation toward zero
 
 
@@ -428,8 +429,9 @@ def _check_tensors(
         )
     out = {}
     for key, shape in shapes.items():
-        value = torch.as_tensor(np.asarray(tensors[key]) if not torch.is_tensor(tensors[key])
-                                else tensors[key])
+        value = torch.as_tensor(
+            np.asarray(tensors[key]) if not torch.is_tensor(tensors[key]) else tensors[key]
+        )
         if tuple(value.shape) != shape:
             raise WeightsVerificationError(
                 f"{source}: tensor {key!r} has shape {tuple(value.shape)}, expected {shape}"
@@ -562,7 +564,9 @@ class VGGishEmbedder(Embedder):
         if self.network is None:
             try:
                 loaded = weights.load_converted(
-                    MODEL_WEIGHTS, convert_torchvggish_model, tag=MODEL_CONVERSION_TAG,
+                    MODEL_WEIGHTS,
+                    convert_torchvggish_model,
+                    tag=MODEL_CONVERSION_TAG,
                     weights_dir=self.weights_dir,
                 )
             except WeightsUnavailableError as e:
@@ -746,7 +750,10 @@ class VGGishEmbedder(Embedder):
             logger.warning(
                 "vggish: clip of %d samples (%.3f s) is shorter than one patch (%d samples, "
                 "%.3f s): zero-padded to one patch",
-                len(x), len(x) / SAMPLE_RATE, PATCH_SAMPLES, PATCH_SAMPLES / SAMPLE_RATE,
+                len(x),
+                len(x) / SAMPLE_RATE,
+                PATCH_SAMPLES,
+                PATCH_SAMPLES / SAMPLE_RATE,
             )
         self.load()
         total = n_patches(len(x))
@@ -767,28 +774,34 @@ _TORCHVGGISH_RELEASE = "https://github.com/harritaylor/torchvggish/releases/down
 
 #: torchvggish's port of Google's ``vggish_model.ckpt``; the name carries the first 8 hex
 #: digits of its sha256 (torch-hub convention), verified on every use.
-MODEL_WEIGHTS = weights.register_weight_file(weights.WeightFile(
-    model="vggish",
-    filename="vggish-10086976.pth",
-    url=_TORCHVGGISH_RELEASE + "vggish-10086976.pth",
-    sha256_prefix="10086976",
-    description="VGGish network, torchvggish v0.1 state dict (converted from vggish_model.ckpt)",
-))
+MODEL_WEIGHTS = weights.register_weight_file(
+    weights.WeightFile(
+        model="vggish",
+        filename="vggish-10086976.pth",
+        url=_TORCHVGGISH_RELEASE + "vggish-10086976.pth",
+        sha256_prefix="10086976",
+        description="VGGish network, torchvggish v0.1 state dict (converted from vggish_model.ckpt)",
+    )
+)
 #: torchvggish's copy of Google's PCA parameters (a torch pickle of NumPy arrays).
-PCA_WEIGHTS = weights.register_weight_file(weights.WeightFile(
-    model="vggish",
-    filename="vggish_pca_params-970ea276.pth",
-    url=_TORCHVGGISH_RELEASE + "vggish_pca_params-970ea276.pth",
-    sha256_prefix="970ea276",
-    description="VGGish PCA post-processing parameters, torchvggish v0.1",
-))
+PCA_WEIGHTS = weights.register_weight_file(
+    weights.WeightFile(
+        model="vggish",
+        filename="vggish_pca_params-970ea276.pth",
+        url=_TORCHVGGISH_RELEASE + "vggish_pca_params-970ea276.pth",
+        sha256_prefix="970ea276",
+        description="VGGish PCA post-processing parameters, torchvggish v0.1",
+    )
+)
 #: Google's original PCA parameters; used when the torchvggish copy is not available.
-GOOGLE_PCA_WEIGHTS = weights.register_weight_file(weights.WeightFile(
-    model="vggish",
-    filename="vggish_pca_params.npz",
-    url="https://storage.googleapis.com/audioset/vggish_pca_params.npz",
-    description="VGGish PCA post-processing parameters, Google's original (alternative)",
-))
+GOOGLE_PCA_WEIGHTS = weights.register_weight_file(
+    weights.WeightFile(
+        model="vggish",
+        filename="vggish_pca_params.npz",
+        url="https://storage.googleapis.com/audioset/vggish_pca_params.npz",
+        description="VGGish PCA post-processing parameters, Google's original (alternative)",
+    )
+)
 #: Versions of the converters (a change re-converts cached files).
 MODEL_CONVERSION_TAG = "vggish-sd1"
 PCA_CONVERSION_TAG = "vggish-pca1"
@@ -812,7 +825,10 @@ def _load_pca(weights_dir: Path | None) -> weights.LoadedWeights:
         for wf, convert in PCA_SOURCES:
             try:
                 return weights.load_converted(
-                    wf, convert, tag=PCA_CONVERSION_TAG, weights_dir=weights_dir,
+                    wf,
+                    convert,
+                    tag=PCA_CONVERSION_TAG,
+                    weights_dir=weights_dir,
                     download=download,
                 )
             except WeightsUnavailableError as e:
