@@ -285,8 +285,9 @@ class StudyResults:
             return float(row[col]) if col in row.index and pd.notna(row[col]) else math.nan
 
         n = get(f"{metric}_n")
-        if math.isnan(n):
-            n = get("n")
+        for col in ("n_pairs", "n"):
+            if math.isnan(n):
+                n = get(col)
         return get(f"{metric}_mean"), get(f"{metric}_ci_low"), get(f"{metric}_ci_high"), n
 
 
@@ -333,7 +334,17 @@ def read_pair_metrics(path: str | os.PathLike) -> tuple[pd.DataFrame, list[str]]
     path = Path(path)
     frame = _read_csv(path, text_columns=PAIR_KEY_COLUMNS)
     _require_columns(path, frame, PAIR_KEY_COLUMNS, leading=True)
-    metrics = [c for c in frame.columns[len(PAIR_KEY_COLUMNS):] if not str(c).endswith("_status")]
+    # After the metrics come their <metric>_status columns and bookkeeping (hashes, cache
+    # keys): neither is a metric. A column holding text that is not a number is not either.
+    metrics = []
+    for c in map(str, frame.columns[len(PAIR_KEY_COLUMNS):]):
+        if c.endswith(("_status", "_key", "_sha256")):
+            continue
+        raw = frame[c]
+        parsed = pd.to_numeric(raw, errors="coerce")
+        if raw.notna().any() and parsed.notna().sum() == 0 and raw.dtype == object:
+            continue
+        metrics.append(c)
     if not metrics:
         raise SchemaError(f"{path}: no metric columns after {list(PAIR_KEY_COLUMNS)}; expected "
                           "at least pesq_wb, stoi. Rerun calculate_metrics.py --force.")
@@ -376,8 +387,12 @@ def read_correlations(path: str | os.PathLike) -> pd.DataFrame:
     path = Path(path)
     frame = _read_csv(path, text_columns=CORRELATION_KEY_COLUMNS)
     _require_columns(path, frame, CORRELATION_KEY_COLUMNS)
+    # stats.correlation_table names the value column after the method ("pearson"); accept
+    # "pearson_r" too, and use the latter internally.
+    frame = frame.rename(columns={m: f"{m}_r" for m in CORRELATION_METHODS
+                                  if m in frame.columns and f"{m}_r" not in frame.columns})
     if not any(f"{m}_r" in frame.columns for m in CORRELATION_METHODS):
-        raise SchemaError(f"{path}: expected pearson_r / spearman_r / kendall_r columns, "
+        raise SchemaError(f"{path}: expected pearson / spearman / kendall columns, "
                           f"received {list(frame.columns)[:12]}. Rerun calculate_metrics.py --force.")
     for c in frame.columns:
         if c not in CORRELATION_KEY_COLUMNS:
@@ -461,6 +476,26 @@ def _model_status(name: str, folder: Path | None, metrics: list[str],
         else:
             status.reason = "reported unavailable by the embedding stage"
     return status
+
+
+def _level_order(pairs: pd.DataFrame, families: Sequence[str],
+                 run: dict[str, Any]) -> dict[str, list[str]]:
+    """Severity order of each family's levels: as the metrics stage recorded it in run.json
+    (``level_order``), else :func:`perceptual_audio.stats.level_order`, else
+    :func:`order_levels`. Levels present in the pairs but not in the recorded order go last."""
+    present = {f: list(dict.fromkeys(pairs.loc[pairs["family"] == f, "level"])) for f in families}
+    recorded = run.get("level_order") if isinstance(run.get("level_order"), dict) else {}
+    try:
+        from perceptual_audio import stats
+
+        computed = stats.level_order(present)
+    except Exception:  # noqa: BLE001 - stage 3's helpers are optional here
+        computed = {f: order_levels(f, lv) for f, lv in present.items()}
+    out = {}
+    for f, levels in present.items():
+        base = [str(lv) for lv in recorded.get(f, [])] or list(computed.get(f, levels))
+        out[f] = [lv for lv in base if lv in levels] + [lv for lv in levels if lv not in base]
+    return out
 
 
 def _natural_key(s: str) -> list[Any]:
@@ -621,17 +656,25 @@ def load_results(results_dir: str | os.PathLike, *, audio_dir: str | os.PathLike
     run = _read_json(results_dir / RUN_JSON_NAME)
 
     families = list(dict.fromkeys(pairs["family"].tolist()))
-    level_order = {f: order_levels(f, pairs.loc[pairs["family"] == f, "level"]) for f in families}
+    level_order = _level_order(pairs, families, run)
 
     recorded_audio = str(audio_dir) if audio_dir is not None else _run_argument(run, "audio_dir")
     audio_folder = _locate(recorded_audio, results_dir, "test_audio")
     degradations, audio_info = _read_degradations(audio_folder)
     models = []
+    run_models = run.get("models") if isinstance(run.get("models"), dict) else {}
     for name in MODELS:
         given = (model_dirs or {}).get(name)
-        recorded = str(given) if given is not None else _run_argument(run, f"{name}_dir")
+        recorded_model = run_models.get(name) if isinstance(run_models.get(name), dict) else {}
+        recorded = (str(given) if given is not None else
+                    recorded_model.get("folder") or _run_argument(run, f"{name}_dir"))
         folder = _locate(recorded, results_dir, f"{name}_embeddings")
-        models.append(_model_status(name, folder, metrics, pairs))
+        status = _model_status(name, folder, metrics, pairs)
+        if recorded_model.get("available") is False:
+            # The metrics stage's word wins: it decided which columns were computed.
+            status.available = False
+            status.reason = str(recorded_model.get("reason") or status.reason)
+        models.append(status)
     for m in models:
         if not m.available:
             notes.append(f"{m.display} was unavailable and is left out of this report: {m.reason}")
@@ -717,6 +760,12 @@ class Correlation:
               else f"95% CI {fmt(self.ci_low, 2)} to {fmt(self.ci_high, 2)}")
         n = f", n = {_fmt_n(self.n)}" if with_n else ""
         return f"{METHOD_NAME[self.method]} {METHOD_SYMBOL[self.method]} = {fmt(self.r, 2)} ({ci}{n})"
+
+    def short(self) -> str:
+        """``ρ = 0.82 [0.75, 0.88], n = 120`` (the method named elsewhere)."""
+        ci = ("" if math.isnan(self.ci_low) or math.isnan(self.ci_high)
+              else f" [{fmt(self.ci_low, 2)}, {fmt(self.ci_high, 2)}]")
+        return f"{METHOD_SYMBOL[self.method]} = {fmt(self.r, 2)}{ci}, n = {_fmt_n(self.n)}"
 
 
 def lookup_correlation(correlations: pd.DataFrame, scope: str, a: str, b: str,
@@ -814,8 +863,8 @@ def correlation_findings(results: StudyResults) -> list[str]:
                 sure = "the confidence intervals do not overlap, so the lead is clear"
             else:
                 sure = "the confidence intervals overlap, so the data do not separate the two"
-            sentence += (f" Runner-up: {metric_info(second).label} ({c2.describe(with_n=False)}); "
-                         f"{sure}.")
+            sentence += (f" Runner-up: {metric_info(second).label}, with "
+                         f"{c2.describe(with_n=False)}; {sure}.")
         out.append(sentence)
     if len(best_for) == 2:
         a, b = (best_for[r] for r in REFERENCE_METRICS)
@@ -831,7 +880,6 @@ def correlation_findings(results: StudyResults) -> list[str]:
         if c is not None:
             la, lb = (metric_info(r).label for r in REFERENCE_METRICS)
             out.append(f"For comparison, {la} and {lb} agree with each other at {c.describe()}.")
-    out.extend(family_findings(results))
     return out
 
 
@@ -855,11 +903,11 @@ def family_findings(results: StudyResults) -> list[str]:
                 c = lookup_correlation(results.correlations, fam, m, ref)
                 kind = classify_agreement(m, c)
                 text = metric_info(m).label + ("" if c is None or math.isnan(c.r)
-                                               else f" ({c.describe()})")
+                                               else f" ({c.short()})")
                 groups[kind].append(text)
                 if kind == "opposite":
                     disagreements.append(f"{metric_info(m).label} vs {metric_info(ref).label} "
-                                         f"on {fam}")
+                                         f"on {fam} ({c.short()})")
             parts = []
             if groups["agrees"]:
                 parts.append("agree: " + "; ".join(groups["agrees"]))
@@ -871,7 +919,8 @@ def family_findings(results: StudyResults) -> list[str]:
             if groups["undefined"]:
                 parts.append("undefined (too few pairs or a constant metric): "
                              + ", ".join(groups["undefined"]))
-            out.append(f"On {fam}, against {metric_info(ref).label}, " + " | ".join(parts) + ".")
+            out.append(f"On {fam}, against {metric_info(ref).label} (Spearman, 95% CI): "
+                       + " | ".join(parts) + ".")
     if disagreements:
         out.append("Where the neural metrics disagree with the classic ones (confidence interval "
                    "entirely on the wrong side): " + "; ".join(disagreements) + ".")
@@ -881,53 +930,73 @@ def family_findings(results: StudyResults) -> list[str]:
     return out
 
 
-def monotonicity_findings(results: StudyResults) -> tuple[list[str], pd.DataFrame]:
-    """Sentences and a family x metric table from ``monotonicity.csv``.
+def monotonicity_findings(results: StudyResults) -> tuple[list[str], pd.DataFrame, pd.DataFrame]:
+    """Sentences and tables from ``monotonicity.csv``.
 
-    The fraction column is the first of ``fraction_monotonic``, ``fraction_correct``,
-    ``fraction``, ``monotonic_fraction``, or else the first numeric column in [0, 1].
+    Reads the rows with ``step == "all"`` (pooled over the steps of a family): ``fraction_right``
+    (share of recording-steps that move the right way) and ``fraction_monotone`` (share of
+    recordings that move the right way at every step).
+
+    Returns
+    -------
+    sentences : list of str
+    right : pd.DataFrame
+        metric x family table of ``fraction_right`` plus a ``mean over families`` column.
+    monotone : pd.DataFrame
+        The same for ``fraction_monotone`` (empty when the column is absent).
     """
     mono = results.monotonicity
+    empty = pd.DataFrame()
     if mono is None or mono.empty:
-        return ["Monotonicity was not computed (monotonicity.csv is missing or empty)."], pd.DataFrame()
-    if not {"family", "metric"} <= set(mono.columns):
-        return [f"monotonicity.csv has columns {list(mono.columns)}; expected family and metric, "
-                "so it is shown as is."], mono
-    frac_col = next((c for c in ("fraction_monotonic", "fraction_correct", "fraction",
-                                 "monotonic_fraction", "fraction_right_way") if c in mono.columns), None)
-    if frac_col is None:
-        for c in mono.columns:
-            v = pd.to_numeric(mono[c], errors="coerce")
-            if c not in ("family", "metric", "n") and v.notna().any() and v.between(0, 1).all():
-                frac_col = c
-                break
-    if frac_col is None:
-        return ["monotonicity.csv has no fraction column; shown as is."], mono
+        return (["Monotonicity was not computed (monotonicity.csv is missing or has no rows; "
+                 "it needs at least two levels in a family)."], empty, empty)
+    if not {"family", "metric", "fraction_right"} <= set(mono.columns):
+        return ([f"monotonicity.csv has columns {list(mono.columns)}; expected family, metric, "
+                 "fraction_right (rerun calculate_metrics.py), so it is not summarised."],
+                empty, empty)
     m = mono.copy()
-    m[frac_col] = pd.to_numeric(m[frac_col], errors="coerce")
-    if "step" in m.columns or "from_level" in m.columns:
-        m = m.groupby(["family", "metric"], sort=False, as_index=False)[frac_col].mean()
-    table = m.pivot_table(index="metric", columns="family", values=frac_col, aggfunc="mean")
-    table = table.reindex(sorted(table.index, key=metric_sort_key))
-    table["mean over families"] = table.mean(axis=1)
+    m["family"] = m["family"].astype(str)
+    if "step" in m.columns:
+        pooled = m[m["step"].astype(str) == "all"]
+        m = pooled if not pooled.empty else m
+    m = m[m["metric"].isin(results.metrics)]
+
+    def pivot(col: str) -> pd.DataFrame:
+        if col not in m.columns or m.empty:
+            return pd.DataFrame()
+        vals = m.assign(**{col: pd.to_numeric(m[col], errors="coerce")})
+        table = vals.pivot_table(index="metric", columns="family", values=col, aggfunc="mean",
+                                 dropna=False)
+        table = table.reindex(index=sorted(table.index, key=metric_sort_key),
+                              columns=[f for f in results.families if f in table.columns])
+        table["mean over families"] = table.mean(axis=1)
+        return table
+
+    right, monotone = pivot("fraction_right"), pivot("fraction_monotone")
     out = []
-    overall = table["mean over families"].dropna().sort_values(ascending=False)
-    if not overall.empty:
-        top = overall.index[0]
-        out.append(f"The metric that most consistently moves the right way as severity rises is "
-                   f"{metric_info(top).label}: on average {100 * overall.iloc[0]:.0f}% of "
-                   "recordings move the right way at each step up in severity.")
-        neural = [x for x in overall.index if metric_info(x).neural]
-        if neural:
-            nb = neural[0]
-            out.append(f"Among the neural metrics, {metric_info(nb).label} is the most monotonic "
-                       f"({100 * overall[nb]:.0f}% of steps).")
-        low = overall[overall < 0.8]
-        if not low.empty:
-            out.append("Below 80% (often fails to rank severities): "
-                       + ", ".join(f"{metric_info(x).label} ({100 * v:.0f}%)" for x, v in low.items())
-                       + ".")
-    return out, table
+    overall = right["mean over families"].dropna().sort_values(ascending=False) if not right.empty else pd.Series(dtype=float)
+    if overall.empty:
+        return ["No metric has enough values at two consecutive levels to judge monotonicity."], right, monotone
+    top = overall.index[0]
+    out.append(f"The metric that most often moves the right way at each step up in severity is "
+               f"{metric_info(top).label}: {100 * overall.iloc[0]:.0f}% of recording-steps, "
+               "averaged over families.")
+    neural = [x for x in overall.index if metric_info(x).neural]
+    if neural:
+        nb = neural[0]
+        out.append(f"Among the neural metrics, {metric_info(nb).label} is the most monotonic "
+                   f"({100 * overall[nb]:.0f}% of recording-steps move the right way).")
+    weak = []
+    for metric, row in right.drop(columns="mean over families").iterrows():
+        for fam, v in row.items():
+            if pd.notna(v) and v < 0.8:
+                weak.append(f"{metric_info(metric).label} on {fam} ({100 * v:.0f}%)")
+    if weak:
+        out.append("Below 80% (the metric often fails to rank the severities of a family): "
+                   + "; ".join(weak) + ".")
+    else:
+        out.append("Every metric moves the right way at 80% or more of the steps in every family.")
+    return out, right, monotone
 
 
 def failure_summary(results: StudyResults) -> tuple[list[str], list[list[Any]], list[list[Any]]]:
@@ -971,8 +1040,11 @@ def failure_summary(results: StudyResults) -> tuple[list[str], list[list[Any]], 
                      "NaN in pair_metrics.csv with its reason in the status column, and is left "
                      "out of means and correlations."]
     failures = results.run.get("failures") or results.run.get("failure_counts")
-    if isinstance(failures, dict) and failures:
-        sentences.append("The metrics stage counted: " + ", ".join(f"{k}: {v}" for k, v in failures.items()) + ".")
+    if isinstance(failures, dict):
+        nonzero = {k: v for k, v in failures.items() if v}
+        if nonzero:
+            sentences.append("The metrics stage counted failed pairs per metric: "
+                             + ", ".join(f"{k}: {v}" for k, v in nonzero.items()) + ".")
     return sentences, per_metric, per_pair
 
 
@@ -1065,9 +1137,7 @@ def sample_results_table(results: StudyResults) -> Table:
             columns.append((m, label))
     rows = []
     for fam, lev in results.conditions:
-        n = results.summary_cell(fam, lev, columns[0][0])[3] if columns else math.nan
-        if math.isnan(n):
-            n = float(((results.pairs["family"] == fam) & (results.pairs["level"] == lev)).sum())
+        n = float(((results.pairs["family"] == fam) & (results.pairs["level"] == lev)).sum())
         row: list[Any] = [condition_label(fam, lev), Cell(_fmt_n(n), n)]
         for m, _ in columns:
             row.append(results.summary_cell(fam, lev, m)[0])
@@ -1201,28 +1271,29 @@ def build_report(results: StudyResults, figures: Sequence[FigureBlock] = ()) -> 
         notes.append(Paragraph("No value at all for: " + ", ".join(metric_info(m).label for m in all_nan)
                                + " (see Failures).", note=True))
     findings = correlation_findings(results)
-    mono_sentences, mono_table = monotonicity_findings(results)
+    per_family = family_findings(results) if not results.correlations.empty and results.neural_metrics else []
+    mono_sentences, mono_right, mono_monotone = monotonicity_findings(results)
     fail_sentences, fail_metric_rows, fail_pair_rows = failure_summary(results)
 
     sections = [Section("Notes", notes)] if notes else []
-    sections.append(Section("Key findings", [Bullets(findings[:4] if len(findings) > 4 else findings)]))
+    key = findings + per_family[-1:] + mono_sentences[:2]
+    sections.append(Section("Key findings", [Bullets(key)]))
     sections.append(Section("Setup", setup_blocks(results)))
     sections.append(Section("Sample Results", [sample_results_table(results), summary_table(results)]))
-    corr_blocks: list[Any] = [Bullets(findings), reference_correlation_table(results)]
+    corr_blocks: list[Any] = [Bullets(findings + per_family), reference_correlation_table(results)]
     if not results.correlations.empty:
         corr_blocks.append(full_correlation_table(results))
     sections.append(Section("Correlation findings", corr_blocks))
     mono_blocks: list[Any] = [Bullets(mono_sentences)]
-    if not mono_table.empty:
-        if "mean over families" in mono_table.columns:
-            cols = ["Metric", *[str(c) for c in mono_table.columns]]
+    for table, caption in (
+            (mono_right, "Fraction of recording-steps whose score moves the right way at a step "
+                         "up in severity (1 = always)"),
+            (mono_monotone, "Fraction of recordings whose score moves the right way at every "
+                            "step of the family (1 = all)")):
+        if not table.empty:
             rows = [[metric_info(idx).label, *[Cell(fmt(v, 2), v) for v in r]]
-                    for idx, r in zip(mono_table.index, mono_table.to_numpy(dtype=float), strict=True)]
-            mono_blocks.append(Table("Fraction of recordings whose score moves the right way at "
-                                     "each step up in severity (1 = always)", cols, rows))
-        else:
-            mono_blocks.append(Table("monotonicity.csv", [str(c) for c in mono_table.columns],
-                                     mono_table.values.tolist()))
+                    for idx, r in zip(table.index, table.to_numpy(dtype=float), strict=True)]
+            mono_blocks.append(Table(caption, ["Metric", *[str(c) for c in table.columns]], rows))
     sections.append(Section("Monotonicity", mono_blocks))
     fail_blocks: list[Any] = [Paragraph(" ".join(fail_sentences))]
     if fail_metric_rows:

@@ -115,7 +115,9 @@ def figure_plan(results: StudyResults) -> list[tuple[str, str, Any]]:
     """
     from perceptual_audio import plots
 
-    pairs, summary, corr = results.pairs, results.summary, results.correlations
+    # +inf (SI-SDR of an exact copy) cannot be drawn or correlated: leave it out of figures.
+    pairs = results.pairs.replace([float("inf"), float("-inf")], float("nan"))
+    summary, corr = results.summary, results.correlations
     families, order = results.families, results.level_order
     plan: list[tuple[str, str, Any]] = []
     refs = [r for r in REFERENCE_METRICS if r in results.metrics and pairs[r].notna().any()]

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy import stats as sps
+
+from perceptual_audio import stats
 
 FAMILIES = {"noise": ["low", "high", "extreme"], "bitrate": ["low", "medium", "high"],
             "compression": ["mild", "strong", "extreme"]}
@@ -44,7 +45,8 @@ def make_pairs(*, n_recordings: int = 6, families: dict | None = None,
                     row[f"{m}_cosine"] = 0.5 + 0.5 * model_q[m]
                     row[f"{m}_cosine_pooled"] = 0.6 + 0.4 * model_q[m]
                     row[f"{m}_l2"] = 10 * (1 - model_q[m])
-                    row[f"{m}_status"] = "ok"
+                    for k in ("cosine", "cosine_pooled", "l2"):
+                        row[f"{m}_{k}_status"] = "ok"
                 if "cdpam" in models:
                     row["cdpam_distance"] = 2.0 * (1 - model_q["cdpam"])
                     row["cdpam_distance_status"] = "ok"
@@ -57,69 +59,36 @@ def make_pairs(*, n_recordings: int = 6, families: dict | None = None,
 
 
 def metric_columns(pairs: pd.DataFrame) -> list[str]:
-    return [c for c in pairs.columns[4:] if not c.endswith("_status")]
+    return [c for c in pairs.columns[4:] if f"{c}_status" in pairs.columns]
 
 
-def summarise(pairs: pd.DataFrame) -> pd.DataFrame:
-    rows = []
-    for (fam, lev), grp in pairs.groupby(["family", "level"], sort=False):
-        row = {"family": fam, "level": lev, "n": len(grp)}
-        for m in metric_columns(pairs):
-            v = grp[m].dropna().to_numpy()
-            mean = v.mean() if v.size else np.nan
-            half = 1.96 * v.std(ddof=1) / np.sqrt(v.size) if v.size > 1 else np.nan
-            row.update({f"{m}_mean": mean, f"{m}_ci_low": mean - half, f"{m}_ci_high": mean + half,
-                        f"{m}_n": v.size})
-        rows.append(row)
-    return pd.DataFrame(rows)
-
-
-def correlate(pairs: pd.DataFrame) -> pd.DataFrame:
-    metrics = metric_columns(pairs)
-    neural = [m for m in metrics if m not in CLASSIC]
-    combos = [(n, c) for n in neural for c in CLASSIC] + [
-        (a, b) for i, a in enumerate(CLASSIC) for b in CLASSIC[i + 1:]]
-    rows = []
-    scopes = [("all", pairs)] + [(f, g) for f, g in pairs.groupby("family", sort=False)]
-    for scope, data in scopes:
-        for x, y in combos:
-            d = data[[x, y]].dropna()
-            row = {"scope": scope, "metric_x": x, "metric_y": y, "n": len(d)}
-            for name, func in (("pearson", sps.pearsonr), ("spearman", sps.spearmanr),
-                               ("kendall", sps.kendalltau)):
-                if len(d) >= 3 and d[x].nunique() > 1 and d[y].nunique() > 1:
-                    r, p = (float(v) for v in func(d[x], d[y]))
-                    lo, hi = max(-1.0, r - 0.15), min(1.0, r + 0.15)
-                else:
-                    r = p = lo = hi = np.nan
-                row.update({f"{name}_r": r, f"{name}_ci_low": lo, f"{name}_ci_high": hi,
-                            f"{name}_p": p})
-            rows.append(row)
-    return pd.DataFrame(rows)
-
-
-def monotonicity(pairs: pd.DataFrame) -> pd.DataFrame:
-    rows = []
-    for fam, grp in pairs.groupby("family", sort=False):
-        for m in metric_columns(pairs):
-            rows.append({"family": fam, "metric": m, "n_recordings": grp["reference_path"].nunique(),
-                         "fraction_monotonic": 0.5 if m.startswith("vggish") else 1.0})
-    return pd.DataFrame(rows)
-
-
-def write_results(folder: Path, pairs: pd.DataFrame, *, run: dict | None = None,
-                  unavailable: dict[str, str] | None = None) -> Path:
-    """Write results/ (+ sibling model folders with run.json) for ``pairs``; returns results/."""
+def write_results(folder: Path, pairs: pd.DataFrame, *, unavailable: dict[str, str] | None = None,
+                  n_bootstrap: int = 200, run: dict | None = None) -> Path:
+    """Write results/ for ``pairs`` with the metrics stage's own statistics functions (so the
+    schema is the one stage 3 writes), a run.json like stage 3's, and for each unavailable
+    model a sibling ``<model>_embeddings/run.json``; returns the results folder."""
     results = folder / "results"
     results.mkdir(parents=True, exist_ok=True)
+    pairs = pairs.copy()
+    pairs["reference_sha256"] = "0" * 64  # bookkeeping columns stage 3 appends
+    pairs["classic_key"] = "abc"
     pairs.to_csv(results / "pair_metrics.csv", index=False)
-    summarise(pairs).to_csv(results / "summary_by_degradation.csv", index=False)
-    correlate(pairs).to_csv(results / "correlations.csv", index=False)
-    monotonicity(pairs).to_csv(results / "monotonicity.csv", index=False)
+    value_cols = metric_columns(pairs)
+    neural = [c for c in value_cols if c not in CLASSIC]
+    order = stats.level_order({f: g["level"] for f, g in pairs.groupby("family")})
+    stats.summary_by_degradation(pairs, value_cols, order).to_csv(
+        results / "summary_by_degradation.csv", index=False)
+    stats.correlation_table(pairs, stats.metric_pairs(neural, [c for c in CLASSIC if c in value_cols]),
+                            n_bootstrap=n_bootstrap, seed=0).to_csv(results / "correlations.csv", index=False)
+    stats.monotonicity(pairs, value_cols, order).to_csv(results / "monotonicity.csv", index=False)
+    models = {m: {"available": m not in (unavailable or {}), "reason": (unavailable or {}).get(m, ""),
+                  "folder": str(folder / f"{m}_embeddings")} for m in ("openl3", "vggish", "cdpam")}
     record = run if run is not None else {
         "stage": "calculate_metrics", "command": ["calculate_metrics.py", "--results-dir", "results"],
         "arguments": {"audio_dir": str(folder / "test_audio"), "results_dir": str(results)},
-        "parameters": {"bootstrap": 1000}, "finished_at": "2026-01-01T00:00:00+00:00"}
+        "parameters": {"bootstrap": n_bootstrap}, "finished_at": "2026-01-01T00:00:00+00:00",
+        "models": models, "level_order": order,
+        "failures": {c: int((pairs[f"{c}_status"] != "ok").sum()) for c in value_cols}}
     (results / "run.json").write_text(json.dumps(record))
     for model, reason in (unavailable or {}).items():
         d = folder / f"{model}_embeddings"
