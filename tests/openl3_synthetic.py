@@ -97,7 +97,7 @@ def write_keras_h5(path: str | Path, weights: dict[str, dict[str, np.ndarray]], 
             for w, wn in zip(order[kind], wnames):
                 g.create_dataset(wn, data=weights[name][w])
     if gzip_it:
-        with open(raw, "rb") as src, gzip.open(path, "wb") as dst:
+        with open(raw, "rb") as src, gzip.open(path, "wb", compresslevel=1) as dst:
             dst.write(src.read())
         raw.unlink()
     return path
