@@ -205,12 +205,15 @@ def synth(tmp_path_factory):
         # The same network serves the option variants (its loading is tested through `raw`).
         relu = V.VGGishEmbedder(final_relu=True, weights_dir=wdir)
         relu.network, relu.weights_sha256 = raw.network, dict(raw.weights_sha256)
+        relu.weights_files = dict(raw.weights_files)
         pca_url = V.VGGishEmbedder(postprocess=True, weights_dir=wdir)  # PCA .pth via file://
         pca_url.network, pca_url.weights_sha256 = raw.network, dict(raw.weights_sha256)
+        pca_url.weights_files = dict(raw.weights_files)
         pca_url.load()
         mp.setenv(weights.CACHE_ENV, str(root / "cache2"))
         pca_npz = V.VGGishEmbedder(postprocess=True, weights_dir=npz_dir)  # Google's .npz
         pca_npz.network, pca_npz.weights_sha256 = raw.network, dict(raw.weights_sha256)
+        pca_npz.weights_files = dict(raw.weights_files)
         pca_npz.load()
         return {
             "sd": sd,
@@ -302,7 +305,11 @@ def test_every_tensor_lands_in_its_place(synth):
     assert list(loaded) == list(V.TORCHVGGISH_MODEL_SHAPES)
     for key, value in synth["sd"].items():
         assert torch.equal(loaded[key], value), key
-    assert synth["raw"].info()["weights_sha256"] == sha256_file(synth["model_file"])
+    info = synth["raw"].info()
+    assert (
+        info["weights_sha256"] == info["model_weights_sha256"] == sha256_file(synth["model_file"])
+    )
+    assert info["weights_files"] == ["vggish-10086976.pth"] and info["pca_weights_sha256"] is None
     # converted once into the cache, loaded from there afterwards (weights_only=True)
     converted = list((synth["cache"] / "vggish").glob("vggish-10086976.pth.vggish-sd1-*.pt"))
     assert len(converted) == 1
@@ -342,7 +349,7 @@ def test_embedder_end_to_end_equals_numpy(synth):
 def test_embed_in_chunks_equals_one_batch(synth):
     x = np.random.default_rng(3).uniform(-0.5, 0.5, 5 * SR).astype(np.float32)
     whole = synth["raw"].forward(torch.from_numpy(x)[None])[0].detach().numpy()
-    chunked = V.VGGishEmbedder(batch_patches=2)
+    chunked = V.VGGishEmbedder(batch_size=2)
     chunked.network = synth["raw"].network
     emb, ts = chunked.embed(x, SR)
     assert emb.shape == (5, 128) and len(ts) == 5
@@ -398,7 +405,11 @@ def test_postprocess_through_weights_path(synth, variant):
     info = embedder.info()
     assert info["postprocess"] is True and info["variant"] == "vggish-pca"
     source = synth["pca_pth"] if variant == "pca_url" else synth["npz"]
-    assert info["pca_sha256"] == sha256_file(source)
+    assert info["pca_weights_sha256"] == sha256_file(source)
+    assert info["weights_files"] == ["vggish-10086976.pth", source.name]
+    model_sha = sha256_file(synth["model_file"])
+    assert info["model_weights_sha256"] == model_sha
+    assert info["weights_sha256"] == weights.combined_sha256([model_sha, sha256_file(source)])
 
 
 def test_pca_pickled_by_numpy1_loads(tmp_path):

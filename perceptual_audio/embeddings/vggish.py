@@ -507,7 +507,7 @@ class VGGishEmbedder(Embedder):
     resampler : {"soxr", "resampy"}
         Resampler of :meth:`embed` for input at another rate: soxr (very high quality, the
         pipeline's) or resampy ``kaiser_best`` (the reference's ``vggish_input``).
-    batch_patches : int
+    batch_size : int
         Patches per network call in :meth:`embed` (bounds memory on long files).
     """
 
@@ -522,27 +522,29 @@ class VGGishEmbedder(Embedder):
         device: str | torch.device = "cpu",
         weights_dir: str | os.PathLike | None = None,
         resampler: str = "soxr",
-        batch_patches: int = 64,
+        batch_size: int = 64,
     ) -> None:
         super().__init__(device=device)
         if resampler not in RESAMPLERS:
             raise ParameterError(
                 f"VGGishEmbedder: resampler must be one of {RESAMPLERS}, got {resampler!r}"
             )
-        if int(batch_patches) < 1:
+        if int(batch_size) < 1:
             raise ParameterError(
-                f"VGGishEmbedder: batch_patches must be a positive integer, got {batch_patches!r}"
+                f"VGGishEmbedder: batch_size must be a positive integer, got {batch_size!r}"
             )
         self.postprocess = bool(postprocess)
         self.final_relu = bool(final_relu)
         self.weights_dir = None if weights_dir is None else Path(weights_dir)
         self.resampler = resampler
-        self.batch_patches = int(batch_patches)
+        self.batch_size = int(batch_size)
         self.frontend = LogMelFrontend().to(self.device)
         self.network: VGGishNetwork | None = None
         self.pca_eigen_vectors: torch.Tensor | None = None
         self.pca_means: torch.Tensor | None = None
+        #: sha256 and file name of the weights in use, by role ("model", "pca").
         self.weights_sha256: dict[str, str] = {}
+        self.weights_files: dict[str, str] = {}
 
     # -- weights ------------------------------------------------------------------------------
     def load(self) -> None:
@@ -574,6 +576,7 @@ class VGGishEmbedder(Embedder):
             else:
                 self._set_network(loaded.state_dict)
                 self.weights_sha256["model"] = loaded.sha256
+                self.weights_files["model"] = loaded.sources[0].weight_file.filename
         if self.postprocess and self.pca_means is None:
             try:
                 loaded = _load_pca(self.weights_dir)
@@ -582,6 +585,7 @@ class VGGishEmbedder(Embedder):
             else:
                 self._set_pca(loaded.state_dict)
                 self.weights_sha256["pca"] = loaded.sha256
+                self.weights_files["pca"] = loaded.sources[0].weight_file.filename
         if problems:
             raise WeightsUnavailableError("\n".join(problems))
 
@@ -706,9 +710,20 @@ class VGGishEmbedder(Embedder):
             "resampler": self.resampler,
             "min_samples": PATCH_SAMPLES,
             "short_clip_policy": "zero-padded to one 0.975 s patch and flagged 'short'",
-            "weights_sha256": self.weights_sha256.get("model"),
-            "pca_sha256": self.weights_sha256.get("pca"),
+            "dim": EMBEDDING_SIZE,
+            "weights_files": list(self.weights_files.values()),
+            # one digest for everything the output depends on: the model file, plus the PCA
+            # file when post-processing (sha256 of the ';'-joined digests, weights.py's rule)
+            "weights_sha256": self._combined_sha256(),
+            "model_weights_sha256": self.weights_sha256.get("model"),
+            "pca_weights_sha256": self.weights_sha256.get("pca"),
         }
+
+    def _combined_sha256(self) -> str | None:
+        parts = ["model", "pca"] if self.postprocess else ["model"]
+        if not all(p in self.weights_sha256 for p in parts):
+            return None
+        return weights.combined_sha256([self.weights_sha256[p] for p in parts])
 
     # -- NumPy path -----------------------------------------------------------------------------
     def resample_numpy(self, x: np.ndarray, sr: int) -> np.ndarray:
@@ -726,7 +741,7 @@ class VGGishEmbedder(Embedder):
         return super().resample_numpy(x, sr)
 
     def embed(self, waveform: np.ndarray, sr: int) -> tuple[np.ndarray, np.ndarray]:
-        """Embed one mono waveform, ``batch_patches`` patches at a time (bounded memory).
+        """Embed one mono waveform, ``batch_size`` patches at a time (bounded memory).
 
         Parameters
         ----------
@@ -760,8 +775,8 @@ class VGGishEmbedder(Embedder):
         signal = torch.from_numpy(x)
         chunks = []
         with torch.inference_mode():
-            for first in range(0, total, self.batch_patches):
-                count = min(self.batch_patches, total - first)
+            for first in range(0, total, self.batch_size):
+                count = min(self.batch_size, total - first)
                 start = first * PATCH_HOP_SAMPLES
                 stop = start + (count - 1) * PATCH_HOP_SAMPLES + PATCH_SAMPLES
                 segment = signal[start:stop].to(self.device)[None]
