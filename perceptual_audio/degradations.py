@@ -985,7 +985,7 @@ FAMILIES: Mapping[str, Family] = types.MappingProxyType({f.name: f for f in (
         "bitdepth", "requantisation to fewer bits (rounding, no dither)", quantize,
         (ParamSpec("bits", "bits", "PCM bit depth", 8, kind=int, low=2, high=24),),
         _levels("bitdepth", {"low": ({"bits": 12}, "12-bit"), "high": ({"bits": 8}, "8-bit"),
-                             "extreme": ({"bits": 4}, "4-bit")})),
+                             "extreme": ({"bits": 6}, "6-bit")})),
     Family(
         "neutral", "perceptually neutral controls: small gain change, sub-ms delay", neutral,
         (ParamSpec("gain_db", "dB", "gain change", 0.0, low=-6.0, high=6.0),

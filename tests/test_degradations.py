@@ -69,7 +69,7 @@ def test_levels_increase_damage_in_their_main_parameter():
     assert [lv["bitrate"][k].params["bitrate_kbps"] for k in deg.STANDARD_LEVELS] == [32, 16, 8]
     assert [lv["compression"][k].params["ratio"] for k in deg.STANDARD_LEVELS] == [2, 4, 10]
     assert [lv["bandlimit"][k].params["cutoff_hz"] for k in deg.STANDARD_LEVELS] == [4000, 2000, 1000]
-    assert [lv["bitdepth"][k].params["bits"] for k in deg.STANDARD_LEVELS] == [12, 8, 4]
+    assert [lv["bitdepth"][k].params["bits"] for k in deg.STANDARD_LEVELS] == [12, 8, 6]
 
 
 def test_describe_families_lists_every_family_level_and_unit():
@@ -334,7 +334,7 @@ def test_clipping_clips_the_requested_fraction(level, fraction):
     assert out.info["clipped_fraction_achieved"] == pytest.approx(fraction, abs=2 / len(x))
 
 
-@pytest.mark.parametrize("level,bits", [("low", 12), ("high", 8), ("extreme", 4)])
+@pytest.mark.parametrize("level,bits", [("low", 12), ("high", 8), ("extreme", 6)])
 def test_bitdepth_puts_samples_on_the_pcm_grid(level, bits):
     x = speech_like(0.5)
     out = run("bitdepth", level, x)
