@@ -133,8 +133,9 @@ def add_embedding_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--vggish-postprocess", action="store_true",
                    help="apply VGGish's PCA + 8-bit quantisation post-processing (default: raw "
                         "128-d embeddings)")
-    g.add_argument("--batch-size", default=8, type=cli.positive_int, metavar="N",
-                   help="windows/patches per network call (bounds memory)")
+    g.add_argument("--batch-size", default=None, type=cli.positive_int, metavar="N",
+                   help="windows/patches per network call, bounds memory (default: each "
+                        "model's own: OpenL3 8 windows, VGGish 64 patches)")
     g.add_argument("--device", default="cpu", metavar="DEV",
                    help="torch device: cpu, cuda, cuda:1, ...")
     g.add_argument("--weights-dir", default=None, metavar="DIR",
@@ -177,8 +178,9 @@ def model_options(name: str, args: argparse.Namespace) -> dict[str, Any]:
     opts: dict[str, Any] = {
         "device": getattr(args, "device", "cpu"),
         "weights_dir": getattr(args, "weights_dir", None),
-        "batch_size": getattr(args, "batch_size", 8),
     }
+    if getattr(args, "batch_size", None) is not None:
+        opts["batch_size"] = args.batch_size
     if name == "openl3":
         opts.update(
             input_repr=args.openl3_input_repr, content_type=args.openl3_content_type,

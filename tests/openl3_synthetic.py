@@ -78,6 +78,7 @@ def write_keras_h5(path: str | Path, weights: dict[str, dict[str, np.ndarray]], 
                    gzip_it: bool = True, model_weights_group: bool = False) -> Path:
     """Write ``weights`` in the Keras save_weights layout (gzipped when ``gzip_it``)."""
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     raw = path.with_suffix("") if gzip_it and path.suffix == ".gz" else path
     raw = raw.with_name(raw.name + ".tmp.h5") if gzip_it else raw
     with h5py.File(raw, "w") as f:
