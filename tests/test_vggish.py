@@ -535,6 +535,23 @@ def test_bad_input_messages(synth):
         synth["raw"].embed(np.zeros((2, 100), np.float32), SR)
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
+def test_cuda_matches_cpu_without_tf32(synth):
+    gpu = V.VGGishEmbedder(device="cuda")
+    gpu._set_network(synth["sd"])
+    gpu.weights_sha256 = dict(synth["raw"].weights_sha256)
+    x = torch.from_numpy(
+        np.random.default_rng(11).uniform(-0.5, 0.5, (2, 3 * SR)).astype(np.float32)
+    )
+    want = synth["raw"].forward(x)
+    torch.backends.cudnn.allow_tf32 = True  # PyTorch's default, which VGGish must override
+    got = gpu.forward(x.cuda()).cpu()
+    assert torch.backends.cudnn.allow_tf32 is True  # restored after the call
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-5 * want.abs().max().item())
+    emb, _ = gpu.embed(x[0].numpy(), SR)
+    np.testing.assert_allclose(emb, want[0].numpy(), rtol=0, atol=1e-5 * want.abs().max().item())
+
+
 # -- Google's smoke test, with the real weights only ----------------------------------------------
 @pytest.fixture
 def real_weights_dir():

@@ -26,8 +26,10 @@ Pipeline, for mono audio at 16 kHz:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -370,6 +372,32 @@ def pca_quantize(
     return torch.floor(scaled).float()  # values are >= 0, so floor == truncation toward zero
 
 
+@contextlib.contextmanager
+def full_fp32_on_cuda(device: torch.device) -> Iterator[None]:
+    """Disable TF32 for convolutions and matmuls on CUDA while inside (restored after).
+
+    PyTorch lets cuDNN use TF32 for float32 convolutions by default; on an H100 that moved the
+    VGGish embeddings by 8e-4 of their scale from the CPU result (1.9e-6 without TF32).
+    """
+    if device.type != "cuda":
+        yield
+        return
+    cudnn = torch.backends.cudnn
+    matmul = torch.backends.cuda.matmul
+    old_matmul = matmul.allow_tf32
+    matmul.allow_tf32 = False
+    try:
+        with cudnn.flags(
+            enabled=cudnn.enabled,
+            benchmark=cudnn.benchmark,
+            deterministic=cudnn.deterministic,
+            allow_tf32=False,
+        ):
+            yield
+    finally:
+        matmul.allow_tf32 = old_matmul
+
+
 # -- weight conversion ------------------------------------------------------------------------
 def _numpy_safe_globals() -> list[Any]:
     """NumPy objects torch's weights-only unpickler may rebuild (arrays of plain dtypes).
@@ -619,7 +647,8 @@ class VGGishEmbedder(Embedder):
 
     def _embed_patches(self, patches: torch.Tensor) -> torch.Tensor:
         batch, n_out = patches.shape[:2]
-        x = self.network(patches.reshape(batch * n_out, 1, PATCH_FRAMES, NUM_MEL_BANDS))
+        with full_fp32_on_cuda(self.device):
+            x = self.network(patches.reshape(batch * n_out, 1, PATCH_FRAMES, NUM_MEL_BANDS))
         if self.final_relu:
             x = torch.relu(x)
         if self.postprocess:
@@ -670,9 +699,10 @@ class VGGishEmbedder(Embedder):
         """
         patches = self.frontend(self._as_batch(waveform))
         batch, n_out = patches.shape[:2]
-        acts = self.network.forward_features(
-            patches.reshape(batch * n_out, 1, PATCH_FRAMES, NUM_MEL_BANDS)
-        )
+        with full_fp32_on_cuda(self.device):
+            acts = self.network.forward_features(
+                patches.reshape(batch * n_out, 1, PATCH_FRAMES, NUM_MEL_BANDS)
+            )
         embedding = acts.pop("embedding")
         if self.final_relu:
             embedding = torch.relu(embedding)
