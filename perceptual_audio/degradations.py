@@ -80,6 +80,8 @@ OPUS_SAMPLE_RATES = (8000, 12000, 16000, 24000, 48000)
 OPUS_MIN_KBPS, OPUS_SPAN_KBPS = 6.0, 250.0
 #: Opus and GSM frames are 20 ms long.
 CODEC_FRAME_SECONDS = 0.020
+#: Pre-roll (s) that settles the compressor's level detector before the first sample.
+COMPRESSOR_PREROLL_SECONDS = 0.2
 #: GSM 06.10 full rate runs at 8 kHz, 160-sample frames, 13 kbit/s.
 GSM_SAMPLE_RATE = 8000
 
@@ -645,7 +647,9 @@ def compress(x: np.ndarray, sample_rate: int, *, params: Mapping[str, Any],
     """Dynamic-range compression (pedalboard ``Compressor``) with loudness-matching make-up gain.
 
     The threshold is set relative to the file's own RMS level (AC part), so a level is the same
-    amount of compression whatever the recording level. After compression a make-up gain
+    amount of compression whatever the recording level. The detector is primed with
+    :data:`COMPRESSOR_PREROLL_SECONDS` of time-reversed opening, so the file's first samples
+    are compressed like the rest. After compression a make-up gain
     restores the input's RMS, so loudness stays comparable and only the dynamics change.
 
     Parameters
@@ -654,10 +658,11 @@ def compress(x: np.ndarray, sample_rate: int, *, params: Mapping[str, Any],
         ``threshold_db_re_rms`` (dB relative to the file's RMS), ``ratio`` (input dB per output
         dB above threshold), ``attack_ms`` and ``release_ms`` (ms).
     info : dict, optional
-        Receives ``threshold_dbfs``, ``makeup_gain_db``, ``crest_factor_in_db`` and
-        ``crest_factor_out_db``.
+        Receives ``threshold_dbfs``, ``makeup_gain_db``, ``dc_offset``, ``crest_factor_in_db``
+        and ``crest_factor_out_db`` (AC part).
 
-    Silent input is returned unchanged (no level to set the threshold against).
+    Silent input is returned unchanged (no level to set the threshold against). A DC offset is
+    removed before the compressor and added back unchanged after it.
     """
     import pedalboard
 
@@ -669,13 +674,23 @@ def compress(x: np.ndarray, sample_rate: int, *, params: Mapping[str, Any],
     comp = pedalboard.Compressor(threshold_db=threshold_dbfs, ratio=float(params["ratio"]),
                                  attack_ms=float(params["attack_ms"]),
                                  release_ms=float(params["release_ms"]))
-    y = np.asarray(comp(x, sample_rate), dtype=np.float64).reshape(-1)
+    # Prime the level detector with the time-reversed opening (cut off again afterwards):
+    # starting from a zero envelope would pass a loud opening uncompressed, and the make-up
+    # gain would then push that opening far above the rest (seen on real recordings).
+    # The compressor acts on the AC part (as AC-coupled hardware does); a DC offset would
+    # otherwise hold the detector above threshold and be amplified by the make-up gain.
+    dc = float(np.mean(x, dtype=np.float64))
+    ac = (x.astype(np.float64) - dc).astype(np.float32)
+    n_pre = min(len(x), int(round(COMPRESSOR_PREROLL_SECONDS * sample_rate)))
+    primed = np.concatenate([ac[:n_pre][::-1], ac])
+    y = np.asarray(comp(primed, sample_rate), dtype=np.float64).reshape(-1)[n_pre:]
     y = _fit_length(y, len(x))
     rms_out = math.sqrt(ac_power(y))
     makeup = rms_in / rms_out if rms_out > 0 else 1.0
-    y = (y * makeup).astype(np.float32)
+    y = (y * makeup + dc).astype(np.float32)
     if info is not None:
         info.update(threshold_dbfs=threshold_dbfs, makeup_gain_db=20 * math.log10(makeup),
+                    dc_offset=dc,
                     crest_factor_in_db=crest_factor_db(x), crest_factor_out_db=crest_factor_db(y))
     return y
 
@@ -933,7 +948,7 @@ FAMILIES: Mapping[str, Family] = types.MappingProxyType({f.name: f for f in (
                       "release_ms": 100.0}, "strong"),
             "extreme": ({"threshold_db_re_rms": -20.0, "ratio": 10.0, "attack_ms": 1.0,
                          "release_ms": 50.0}, "extreme")}),
-        default=True),
+        version=2, default=True),  # 2: detector primed with a pre-roll, DC bypassed
     _noise_family("pink_noise", "pink", "additive pink (1/f) noise at an exact SNR", False),
     _noise_family("babble", "babble", "babble: other clean recordings of the run, mixed at "
                   "equal power, added at an exact SNR", False),

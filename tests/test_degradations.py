@@ -322,6 +322,24 @@ def test_compression_follows_the_static_curve_and_lowers_the_crest_factor(level)
     assert 10 * math.log10(np.mean(y**2) / np.mean(x.astype(np.float64) ** 2)) == pytest.approx(0, abs=0.01)
 
 
+def test_compression_passes_a_dc_offset_and_compresses_the_rest_alike():
+    x = speech_like(1.0)
+    plain = run("compression", "high", x).audio
+    shifted = run("compression", "high", x + np.float32(0.3))
+    assert shifted.info["dc_offset"] == pytest.approx(0.3 + float(np.mean(x)), abs=1e-6)
+    assert np.allclose(shifted.audio - 0.3, plain, atol=1e-5)
+
+
+def test_compression_compresses_a_loud_opening_like_the_rest():
+    # Starting from a zero envelope would pass a loud opening uncompressed; the pre-roll
+    # settles the detector, so the first 50 ms are at the level of the next 50 ms.
+    t = np.arange(SR) / SR
+    x = (0.5 * np.sign(np.sin(2 * np.pi * 50 * t + 0.1))).astype(np.float32)
+    y = run("compression", "extreme", x).audio
+    head, next_ = np.max(np.abs(y[:800])), np.max(np.abs(y[800:1600]))
+    assert head == pytest.approx(next_, rel=0.01)
+
+
 @pytest.mark.parametrize("level,fraction", [("low", 0.01), ("high", 0.05), ("extreme", 0.20)])
 def test_clipping_clips_the_requested_fraction(level, fraction):
     x = speech_like(1.0)
