@@ -26,8 +26,13 @@ from perceptual_audio.audio_io import load_audio  # noqa: E402
 
 SR = 16000
 RECORDINGS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "recordings"
-FILES = ["198-209-0000.ogg", "Kevin_MacLeod_-_Vibe_Ace.ogg", "3436-172162-0000.ogg",
-         "sorohanro_-_solo-trumpet-06.ogg", "glacier-bay-humpback.ogg"]
+FILES = [
+    "198-209-0000.ogg",
+    "Kevin_MacLeod_-_Vibe_Ace.ogg",
+    "3436-172162-0000.ogg",
+    "sorohanro_-_solo-trumpet-06.ogg",
+    "glacier-bay-humpback.ogg",
+]
 
 
 def load_inputs(n_files: int, seconds: float) -> tuple[list[tuple[str, np.ndarray]], str]:
@@ -42,7 +47,9 @@ def load_inputs(n_files: int, seconds: float) -> tuple[list[tuple[str, np.ndarra
     out = []
     for i in range(n_files):
         x = np.sin(2 * np.pi * (150 + 40 * i) * t) * (1 + np.sin(2 * np.pi * 4 * t)) ** 2
-        out.append((f"synthetic{i}", (0.2 * x + 0.01 * rng.standard_normal(len(t))).astype(np.float32)))
+        out.append(
+            (f"synthetic{i}", (0.2 * x + 0.01 * rng.standard_normal(len(t))).astype(np.float32))
+        )
     return out, "synthetic signals (../shared/data/recordings absent)"
 
 
@@ -54,10 +61,14 @@ def measure(family: str, x: np.ndarray, y: np.ndarray, info: dict, params: dict)
         return f"SNR {10 * math.log10(p / np.mean((y64 - x64) ** 2)):.3f} dB"
     lag = deg.xcorr_lag(x, y, max_lag=2000)
     if family == "bitrate":
-        return (f"{info['achieved_kbps']:.2f} kbps, lag {lag}, codec delay removed "
-                f"{info['codec_delay_samples']}")
+        return (
+            f"{info['achieved_kbps']:.2f} kbps, lag {lag}, codec delay removed "
+            f"{info['codec_delay_samples']}"
+        )
     if family == "opus":
-        return f"{info['payload_kbps']:.2f} kbps payload ({info['achieved_kbps']:.2f} file), lag {lag}"
+        return (
+            f"{info['payload_kbps']:.2f} kbps payload ({info['achieved_kbps']:.2f} file), lag {lag}"
+        )
     if family == "compression":
         return f"crest {info['crest_factor_in_db']:.2f} -> {info['crest_factor_out_db']:.2f} dB"
     if family == "bandlimit":
@@ -87,16 +98,16 @@ def main() -> int:
     for fam in deg.FAMILIES.values():
         for lev in fam.levels.values():
             if fam.name == "bitrate":  # calibration is once per process: keep it out of timing
-                deg.mp3_delay_samples(deg.mp3_codec_rate(SR, lev.params["bitrate_kbps"]),
-                                      lev.params["bitrate_kbps"])
+                deg.mp3_delay_samples(
+                    deg.mp3_codec_rate(SR, lev.params["bitrate_kbps"]), lev.params["bitrate_kbps"]
+                )
             best = math.inf
             first = None
             for _ in range(opts.repeats):
                 t0 = time.perf_counter()
                 for i, (name, x) in enumerate(inputs):
                     pool = [(n, o) for n, o in inputs if n != name]
-                    out = deg.apply_degradation(x, SR, lev, rng=np.random.default_rng(i),
-                                                pool=pool)
+                    out = deg.apply_degradation(x, SR, lev, rng=np.random.default_rng(i), pool=pool)
                     if first is None:
                         first = (x, out)
                 best = min(best, time.perf_counter() - t0)

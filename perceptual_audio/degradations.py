@@ -194,31 +194,45 @@ class Family:
                 f"choose one of {list(self.levels)} or define it in a JSON/TOML file"
             ) from None
 
-    def make_level(self, name: str, overrides: Mapping[str, Any] | None = None,
-                   note: str = "") -> Level:
+    def make_level(
+        self, name: str, overrides: Mapping[str, Any] | None = None, note: str = ""
+    ) -> Level:
         """A validated level: the built-in level ``name`` (or the family's defaults when there
         is none) with ``overrides`` applied."""
         where = f"degradation {self.name}:{name}"
         if not LEVEL_NAME_PATTERN.match(name):
-            raise ParameterError(f"{where}: level names may hold only letters, digits, '_' and "
-                                 f"'-' (they become folder names), got {name!r}")
+            raise ParameterError(
+                f"{where}: level names may hold only letters, digits, '_' and "
+                f"'-' (they become folder names), got {name!r}"
+            )
         specs = self.param_specs
-        base = dict(self.levels[name].params) if name in self.levels else {
-            p.name: p.default for p in self.params}
+        base = (
+            dict(self.levels[name].params)
+            if name in self.levels
+            else {p.name: p.default for p in self.params}
+        )
         for key, value in (overrides or {}).items():
             if key not in specs:
-                raise ParameterError(f"{where}: unknown parameter {key!r}; "
-                                     f"{self.name} takes {sorted(specs)}")
+                raise ParameterError(
+                    f"{where}: unknown parameter {key!r}; {self.name} takes {sorted(specs)}"
+                )
             base[key] = value
         checked = {k: specs[k].check(v, where) for k, v in sorted(base.items())}
-        return Level(self.name, name, types.MappingProxyType(checked),
-                     note or (self.levels[name].note if name in self.levels else ""))
+        return Level(
+            self.name,
+            name,
+            types.MappingProxyType(checked),
+            note or (self.levels[name].note if name in self.levels else ""),
+        )
 
 
 def _levels(family: str, table: Mapping[str, tuple[dict[str, Any], str]]) -> Mapping[str, Level]:
-    return types.MappingProxyType({
-        name: Level(family, name, types.MappingProxyType(dict(sorted(p.items()))), note)
-        for name, (p, note) in table.items()})
+    return types.MappingProxyType(
+        {
+            name: Level(family, name, types.MappingProxyType(dict(sorted(p.items()))), note)
+            for name, (p, note) in table.items()
+        }
+    )
 
 
 # -- helpers ----------------------------------------------------------------------------------
@@ -267,7 +281,7 @@ def xcorr_lag(reference: np.ndarray, delayed: np.ndarray, *, max_lag: int) -> in
     n_fft = 1 << int(math.ceil(math.log2(len(a) + len(b) + 1)))
     cc = np.fft.irfft(np.fft.rfft(b, n_fft) * np.conj(np.fft.rfft(a, n_fft)), n_fft)
     lags = np.concatenate([np.arange(0, max_lag + 1), np.arange(-max_lag, 0)])
-    values = np.concatenate([cc[: max_lag + 1], cc[n_fft - max_lag:]])
+    values = np.concatenate([cc[: max_lag + 1], cc[n_fft - max_lag :]])
     return int(lags[int(np.argmax(values))])
 
 
@@ -315,8 +329,9 @@ def pink_noise(n_samples: int, rng: np.random.Generator) -> np.ndarray:
     return pink / std if std > 0 else pink
 
 
-def select_babble_talkers(candidates: Sequence[str], *, seed: int, n_talkers: int,
-                          exclude: str | None = None) -> list[str]:
+def select_babble_talkers(
+    candidates: Sequence[str], *, seed: int, n_talkers: int, exclude: str | None = None
+) -> list[str]:
     """Choose the talkers of a babble mix by rendezvous hashing.
 
     Each candidate (a clean file path) gets the score sha256(seed|candidate); the
@@ -327,15 +342,20 @@ def select_babble_talkers(candidates: Sequence[str], *, seed: int, n_talkers: in
     """
     scored = sorted(
         (hashlib.sha256(f"{int(seed)}|{c}".encode()).hexdigest(), c)
-        for c in set(candidates) if c != exclude)
+        for c in set(candidates)
+        if c != exclude
+    )
     return sorted(c for _, c in scored[: max(0, int(n_talkers))])
 
 
-def _babble(n: int, pool: Sequence[tuple[str, np.ndarray]], rng: np.random.Generator,
-            info: dict | None) -> np.ndarray:
+def _babble(
+    n: int, pool: Sequence[tuple[str, np.ndarray]], rng: np.random.Generator, info: dict | None
+) -> np.ndarray:
     if not pool:
-        raise ParameterError("babble noise needs at least one other clean recording in the "
-                             "run (pool is empty); add recordings or choose white/pink noise")
+        raise ParameterError(
+            "babble noise needs at least one other clean recording in the "
+            "run (pool is empty); add recordings or choose white/pink noise"
+        )
     mix = np.zeros(n, dtype=np.float64)
     used = []
     for name, talker in pool:
@@ -348,7 +368,7 @@ def _babble(n: int, pool: Sequence[tuple[str, np.ndarray]], rng: np.random.Gener
         offset = int(rng.integers(0, len(t)))
         # Loop the talker from a random start point until it covers the whole file.
         reps = int(math.ceil((offset + n) / len(t)))
-        seg = np.tile(t, reps)[offset: offset + n]
+        seg = np.tile(t, reps)[offset : offset + n]
         mix += seg / math.sqrt(p)  # equal power per talker
         used.append({"source": name, "offset_samples": offset})
     if info is not None:
@@ -358,9 +378,15 @@ def _babble(n: int, pool: Sequence[tuple[str, np.ndarray]], rng: np.random.Gener
     return mix
 
 
-def add_noise(x: np.ndarray, sample_rate: int, *, params: Mapping[str, Any],
-              rng: np.random.Generator, info: dict | None = None,
-              pool: Sequence[tuple[str, np.ndarray]] | None = None) -> np.ndarray:
+def add_noise(
+    x: np.ndarray,
+    sample_rate: int,
+    *,
+    params: Mapping[str, Any],
+    rng: np.random.Generator,
+    info: dict | None = None,
+    pool: Sequence[tuple[str, np.ndarray]] | None = None,
+) -> np.ndarray:
     """Add noise at an exact signal-to-noise ratio.
 
     SNR = 10 log10(P_signal / P_noise) over the whole file, with P_signal the mean square of
@@ -405,8 +431,9 @@ def add_noise(x: np.ndarray, sample_rate: int, *, params: Mapping[str, Any],
         info["signal_rms"] = math.sqrt(p_signal)
         info["noise_gain"] = gain
         info["noise_rms"] = gain * math.sqrt(p_noise)
-        info["snr_db_achieved"] = _db(p_signal / float(np.mean(
-            (y.astype(np.float64) - x.astype(np.float64)) ** 2)))
+        info["snr_db_achieved"] = _db(
+            p_signal / float(np.mean((y.astype(np.float64) - x.astype(np.float64)) ** 2))
+        )
     return y
 
 
@@ -427,6 +454,7 @@ def mp3_codec_rate(sample_rate: int, bitrate_kbps: int) -> int:
     below it that allows the bitrate (what an encoder does for low bitrates: 8 kbps does not
     exist at 44.1 kHz), else the lowest one above it.
     """
+
     def ok(rate: int) -> bool:
         return bitrate_kbps in MP3_BITRATES_KBPS[mpeg_version(rate)]
 
@@ -439,8 +467,9 @@ def mp3_codec_rate(sample_rate: int, bitrate_kbps: int) -> int:
     if above:
         return min(above)
     legal = sorted(set().union(*MP3_BITRATES_KBPS.values()))
-    raise ParameterError(f"MP3 bitrate {bitrate_kbps} kbps is not a legal MP3 bitrate; "
-                         f"choose one of {legal}")
+    raise ParameterError(
+        f"MP3 bitrate {bitrate_kbps} kbps is not a legal MP3 bitrate; choose one of {legal}"
+    )
 
 
 def mp3_compression_level(sample_rate: int, bitrate_kbps: int) -> float:
@@ -459,19 +488,28 @@ def _mp3_roundtrip(x: np.ndarray, sample_rate: int, bitrate_kbps: int) -> tuple[
 
     buf = io.BytesIO()
     try:
-        sf.write(buf, x, sample_rate, format="MP3", subtype="MPEG_LAYER_III",
-                 bitrate_mode="CONSTANT",
-                 compression_level=mp3_compression_level(sample_rate, bitrate_kbps))
+        sf.write(
+            buf,
+            x,
+            sample_rate,
+            format="MP3",
+            subtype="MPEG_LAYER_III",
+            bitrate_mode="CONSTANT",
+            compression_level=mp3_compression_level(sample_rate, bitrate_kbps),
+        )
     except (sf.LibsndfileError, RuntimeError, TypeError) as e:
         raise PerceptualAudioError(
             f"MP3 encoding at {bitrate_kbps} kbps, {sample_rate} Hz failed in libsndfile ({e}); "
-            "libsndfile >= 1.1 built with LAME and mpg123 is required") from None
+            "libsndfile >= 1.1 built with LAME and mpg123 is required"
+        ) from None
     n_bytes = buf.tell()
     buf.seek(0)
     y, decoded_rate = sf.read(buf, dtype="float32")
     if decoded_rate != sample_rate:
-        raise PerceptualAudioError(f"MP3 decoded at {decoded_rate} Hz, encoded at {sample_rate} Hz:"
-                                   " the encoder changed the sample rate")
+        raise PerceptualAudioError(
+            f"MP3 decoded at {decoded_rate} Hz, encoded at {sample_rate} Hz:"
+            " the encoder changed the sample rate"
+        )
     return (y if y.ndim == 1 else y.mean(axis=1)).astype(np.float32), n_bytes
 
 
@@ -487,18 +525,28 @@ def mp3_delay_samples(sample_rate: int, bitrate_kbps: int) -> int:
     probe = np.random.default_rng(20240607).standard_normal(2 * sample_rate).astype(np.float32)
     probe *= 0.1
     y, _ = _mp3_roundtrip(probe, sample_rate, bitrate_kbps)
-    lag = xcorr_lag(probe, _fit_length(y, len(probe) + MP3_MAX_LAG_SAMPLES),
-                    max_lag=MP3_MAX_LAG_SAMPLES)
+    lag = xcorr_lag(
+        probe, _fit_length(y, len(probe) + MP3_MAX_LAG_SAMPLES), max_lag=MP3_MAX_LAG_SAMPLES
+    )
     if lag < 0:
-        raise PerceptualAudioError(f"MP3 round trip at {sample_rate} Hz, {bitrate_kbps} kbps "
-                                   f"measured a negative delay ({lag} samples)")
-    logger.debug("MP3 %d Hz %d kbps: measured codec delay %d samples", sample_rate,
-                 bitrate_kbps, lag)
+        raise PerceptualAudioError(
+            f"MP3 round trip at {sample_rate} Hz, {bitrate_kbps} kbps "
+            f"measured a negative delay ({lag} samples)"
+        )
+    logger.debug(
+        "MP3 %d Hz %d kbps: measured codec delay %d samples", sample_rate, bitrate_kbps, lag
+    )
     return lag
 
 
-def mp3(x: np.ndarray, sample_rate: int, *, params: Mapping[str, Any],
-        rng: np.random.Generator, info: dict | None = None) -> np.ndarray:
+def mp3(
+    x: np.ndarray,
+    sample_rate: int,
+    *,
+    params: Mapping[str, Any],
+    rng: np.random.Generator,
+    info: dict | None = None,
+) -> np.ndarray:
     """A real MP3 encode + decode (LAME + mpg123 via libsndfile), constant bitrate.
 
     The codec delay (:func:`mp3_delay_samples`, measured, not assumed) is cut from the front and
@@ -528,13 +576,17 @@ def mp3(x: np.ndarray, sample_rate: int, *, params: Mapping[str, Any],
     y = _fit_length(np.asarray(y, dtype=np.float32), len(x))
     if info is not None:
         version = mpeg_version(codec_rate)
-        info.update(codec="MP3 (LAME via libsndfile), constant bitrate", mpeg_version=version,
-                    codec_sample_rate=codec_rate,
-                    compression_level=mp3_compression_level(codec_rate, kbps),
-                    encoded_bytes=n_bytes,
-                    achieved_kbps=n_bytes * 8 / (len(xc) / codec_rate) / 1000,
-                    codec_delay_samples=delay, frame_samples=MP3_FRAME_SAMPLES[version],
-                    short=len(xc) < MP3_FRAME_SAMPLES[version])
+        info.update(
+            codec="MP3 (LAME via libsndfile), constant bitrate",
+            mpeg_version=version,
+            codec_sample_rate=codec_rate,
+            compression_level=mp3_compression_level(codec_rate, kbps),
+            encoded_bytes=n_bytes,
+            achieved_kbps=n_bytes * 8 / (len(xc) / codec_rate) / 1000,
+            codec_delay_samples=delay,
+            frame_samples=MP3_FRAME_SAMPLES[version],
+            short=len(xc) < MP3_FRAME_SAMPLES[version],
+        )
     return y
 
 
@@ -549,10 +601,10 @@ def ogg_packet_sizes(data: bytes) -> list[int]:
     sizes: list[int] = []
     pos, current = 0, 0
     while pos + 27 <= len(data):
-        if data[pos: pos + 4] != b"OggS":
+        if data[pos : pos + 4] != b"OggS":
             raise PerceptualAudioError(f"Ogg stream: no page header at byte {pos}")
         n_segments = data[pos + 26]
-        lacing = data[pos + 27: pos + 27 + n_segments]
+        lacing = data[pos + 27 : pos + 27 + n_segments]
         pos += 27 + n_segments + sum(lacing)
         for value in lacing:
             current += value
@@ -562,8 +614,14 @@ def ogg_packet_sizes(data: bytes) -> list[int]:
     return sizes
 
 
-def opus(x: np.ndarray, sample_rate: int, *, params: Mapping[str, Any],
-         rng: np.random.Generator, info: dict | None = None) -> np.ndarray:
+def opus(
+    x: np.ndarray,
+    sample_rate: int,
+    *,
+    params: Mapping[str, Any],
+    rng: np.random.Generator,
+    info: dict | None = None,
+) -> np.ndarray:
     """A real Opus encode + decode (libopus via libsndfile's Ogg/Opus), VBR at a target bitrate.
 
     The Ogg container's pre-skip removes the codec delay on decoding (checked by the tests:
@@ -589,9 +647,10 @@ def opus(x: np.ndarray, sample_rate: int, *, params: Mapping[str, Any],
     try:
         sf.write(buf, xc, codec_rate, format="OGG", subtype="OPUS", compression_level=level)
     except (sf.LibsndfileError, RuntimeError, TypeError) as e:
-        raise PerceptualAudioError(f"Opus encoding at {kbps} kbps, {codec_rate} Hz failed in "
-                                   f"libsndfile ({e}); libsndfile >= 1.0.29 with Opus is required"
-                                   ) from None
+        raise PerceptualAudioError(
+            f"Opus encoding at {kbps} kbps, {codec_rate} Hz failed in "
+            f"libsndfile ({e}); libsndfile >= 1.0.29 with Opus is required"
+        ) from None
     n_bytes = buf.tell()
     payload_bytes = sum(ogg_packet_sizes(buf.getvalue()[:n_bytes])[2:])
     buf.seek(0)
@@ -602,19 +661,28 @@ def opus(x: np.ndarray, sample_rate: int, *, params: Mapping[str, Any],
     y = resample(yc, codec_rate, sample_rate) if codec_rate != sample_rate else yc
     y = _fit_length(np.asarray(y, dtype=np.float32), len(x))
     if info is not None:
-        info.update(codec="Opus (libopus via libsndfile Ogg/Opus), VBR",
-                    codec_sample_rate=codec_rate, compression_level=level,
-                    encoded_bytes=n_bytes,
-                    achieved_kbps=n_bytes * 8 / (len(xc) / codec_rate) / 1000,
-                    payload_kbps=payload_bytes * 8 / (len(xc) / codec_rate) / 1000,
-                    decoded_length_difference=int(len(decoded) - len(xc)),
-                    short=len(xc) < CODEC_FRAME_SECONDS * codec_rate)
+        info.update(
+            codec="Opus (libopus via libsndfile Ogg/Opus), VBR",
+            codec_sample_rate=codec_rate,
+            compression_level=level,
+            encoded_bytes=n_bytes,
+            achieved_kbps=n_bytes * 8 / (len(xc) / codec_rate) / 1000,
+            payload_kbps=payload_bytes * 8 / (len(xc) / codec_rate) / 1000,
+            decoded_length_difference=int(len(decoded) - len(xc)),
+            short=len(xc) < CODEC_FRAME_SECONDS * codec_rate,
+        )
     return y
 
 
 # -- GSM --------------------------------------------------------------------------------------
-def gsm(x: np.ndarray, sample_rate: int, *, params: Mapping[str, Any],
-        rng: np.random.Generator, info: dict | None = None) -> np.ndarray:
+def gsm(
+    x: np.ndarray,
+    sample_rate: int,
+    *,
+    params: Mapping[str, Any],
+    rng: np.random.Generator,
+    info: dict | None = None,
+) -> np.ndarray:
     """GSM 06.10 full-rate speech codec (13 kbit/s at 8 kHz), ``passes`` times in tandem.
 
     pedalboard's ``GSMFullRateCompressor`` resamples to 8 kHz, encodes, decodes and resamples
@@ -635,15 +703,24 @@ def gsm(x: np.ndarray, sample_rate: int, *, params: Mapping[str, Any],
         y = np.asarray(codec(y.astype(np.float32), sample_rate), dtype=np.float32).reshape(-1)
     y = _fit_length(y, len(x))
     if info is not None:
-        info.update(codec="GSM 06.10 full rate (pedalboard GSMFullRateCompressor)",
-                    codec_sample_rate=GSM_SAMPLE_RATE, nominal_kbps=13.0,
-                    short=len(x) < CODEC_FRAME_SECONDS * sample_rate)
+        info.update(
+            codec="GSM 06.10 full rate (pedalboard GSMFullRateCompressor)",
+            codec_sample_rate=GSM_SAMPLE_RATE,
+            nominal_kbps=13.0,
+            short=len(x) < CODEC_FRAME_SECONDS * sample_rate,
+        )
     return y
 
 
 # -- dynamics ---------------------------------------------------------------------------------
-def compress(x: np.ndarray, sample_rate: int, *, params: Mapping[str, Any],
-             rng: np.random.Generator, info: dict | None = None) -> np.ndarray:
+def compress(
+    x: np.ndarray,
+    sample_rate: int,
+    *,
+    params: Mapping[str, Any],
+    rng: np.random.Generator,
+    info: dict | None = None,
+) -> np.ndarray:
     """Dynamic-range compression (pedalboard ``Compressor``) with loudness-matching make-up gain.
 
     The threshold is set relative to the file's own RMS level (AC part), so a level is the same
@@ -671,9 +748,12 @@ def compress(x: np.ndarray, sample_rate: int, *, params: Mapping[str, Any],
         return _skip(x, info, "silent input: no level to set the threshold against, left unchanged")
     rms_in = math.sqrt(ac_power(x))
     threshold_dbfs = 20 * math.log10(rms_in) + float(params["threshold_db_re_rms"])
-    comp = pedalboard.Compressor(threshold_db=threshold_dbfs, ratio=float(params["ratio"]),
-                                 attack_ms=float(params["attack_ms"]),
-                                 release_ms=float(params["release_ms"]))
+    comp = pedalboard.Compressor(
+        threshold_db=threshold_dbfs,
+        ratio=float(params["ratio"]),
+        attack_ms=float(params["attack_ms"]),
+        release_ms=float(params["release_ms"]),
+    )
     # Prime the level detector with the time-reversed opening (cut off again afterwards):
     # starting from a zero envelope would pass a loud opening uncompressed, and the make-up
     # gain would then push that opening far above the rest (seen on real recordings).
@@ -689,14 +769,24 @@ def compress(x: np.ndarray, sample_rate: int, *, params: Mapping[str, Any],
     makeup = rms_in / rms_out if rms_out > 0 else 1.0
     y = (y * makeup + dc).astype(np.float32)
     if info is not None:
-        info.update(threshold_dbfs=threshold_dbfs, makeup_gain_db=20 * math.log10(makeup),
-                    dc_offset=dc,
-                    crest_factor_in_db=crest_factor_db(x), crest_factor_out_db=crest_factor_db(y))
+        info.update(
+            threshold_dbfs=threshold_dbfs,
+            makeup_gain_db=20 * math.log10(makeup),
+            dc_offset=dc,
+            crest_factor_in_db=crest_factor_db(x),
+            crest_factor_out_db=crest_factor_db(y),
+        )
     return y
 
 
-def clip(x: np.ndarray, sample_rate: int, *, params: Mapping[str, Any],
-         rng: np.random.Generator, info: dict | None = None) -> np.ndarray:
+def clip(
+    x: np.ndarray,
+    sample_rate: int,
+    *,
+    params: Mapping[str, Any],
+    rng: np.random.Generator,
+    info: dict | None = None,
+) -> np.ndarray:
     """Symmetric hard clipping of a given fraction of the samples.
 
     The threshold is the magnitude exceeded by ``clip_fraction`` of the samples, so the level
@@ -723,15 +813,24 @@ def clip(x: np.ndarray, sample_rate: int, *, params: Mapping[str, Any],
     y = np.clip(x, -threshold, threshold).astype(np.float32)
     if info is not None:
         peak = float(mag[0])
-        info.update(threshold=threshold,
-                    threshold_db_re_peak=20 * math.log10(threshold / peak) if threshold > 0
-                    else float("-inf"),
-                    clipped_fraction_achieved=float(np.mean(np.abs(x) > threshold)))
+        info.update(
+            threshold=threshold,
+            threshold_db_re_peak=20 * math.log10(threshold / peak)
+            if threshold > 0
+            else float("-inf"),
+            clipped_fraction_achieved=float(np.mean(np.abs(x) > threshold)),
+        )
     return y
 
 
-def quantize(x: np.ndarray, sample_rate: int, *, params: Mapping[str, Any],
-             rng: np.random.Generator, info: dict | None = None) -> np.ndarray:
+def quantize(
+    x: np.ndarray,
+    sample_rate: int,
+    *,
+    params: Mapping[str, Any],
+    rng: np.random.Generator,
+    info: dict | None = None,
+) -> np.ndarray:
     """Requantise to ``bits``-bit integer PCM (rounding, no dither) and back to float.
 
     The grid is two's-complement PCM: step 2 / 2**bits over [-1, 1 - step]; samples outside
@@ -755,8 +854,14 @@ def quantize(x: np.ndarray, sample_rate: int, *, params: Mapping[str, Any],
 
 
 # -- filtering and time ----------------------------------------------------------------------
-def bandlimit(x: np.ndarray, sample_rate: int, *, params: Mapping[str, Any],
-              rng: np.random.Generator, info: dict | None = None) -> np.ndarray:
+def bandlimit(
+    x: np.ndarray,
+    sample_rate: int,
+    *,
+    params: Mapping[str, Any],
+    rng: np.random.Generator,
+    info: dict | None = None,
+) -> np.ndarray:
     """Band-limit by resampling down to 2 x ``cutoff_hz`` and back up (soxr VHQ).
 
     This is what a narrow-band channel does to wide-band audio. soxr's linear-phase filters put
@@ -772,16 +877,21 @@ def bandlimit(x: np.ndarray, sample_rate: int, *, params: Mapping[str, Any],
     x = _as_signal(x)
     low_rate = int(round(2 * float(params["cutoff_hz"])))
     if low_rate >= sample_rate:
-        return _skip(x, info, f"cut-off {params['cutoff_hz']} Hz is at or above the Nyquist "
-                              f"frequency of {sample_rate} Hz audio, left unchanged")
+        return _skip(
+            x,
+            info,
+            f"cut-off {params['cutoff_hz']} Hz is at or above the Nyquist "
+            f"frequency of {sample_rate} Hz audio, left unchanged",
+        )
     y = resample(resample(x, sample_rate, low_rate), low_rate, sample_rate)
     if info is not None:
         info.update(intermediate_sample_rate=low_rate, resampler="soxr VHQ")
     return _fit_length(y.astype(np.float32), len(x))
 
 
-def synthetic_rir(sample_rate: int, *, rt60_seconds: float, drr_db: float,
-                  rng: np.random.Generator) -> np.ndarray:
+def synthetic_rir(
+    sample_rate: int, *, rt60_seconds: float, drr_db: float, rng: np.random.Generator
+) -> np.ndarray:
     """A synthetic room impulse response: a unit direct path then exponentially decaying noise.
 
     The tail is Gaussian noise under an envelope falling 60 dB in ``rt60_seconds`` (amplitude
@@ -818,8 +928,14 @@ def schroeder_rt60(rir: np.ndarray, sample_rate: int) -> float:
     return float(-60.0 / slope)
 
 
-def reverb(x: np.ndarray, sample_rate: int, *, params: Mapping[str, Any],
-           rng: np.random.Generator, info: dict | None = None) -> np.ndarray:
+def reverb(
+    x: np.ndarray,
+    sample_rate: int,
+    *,
+    params: Mapping[str, Any],
+    rng: np.random.Generator,
+    info: dict | None = None,
+) -> np.ndarray:
     """Convolve with a seeded synthetic room impulse response (:func:`synthetic_rir`).
 
     The direct path is at lag 0, so the output stays aligned; the reverberant tail beyond the
@@ -838,18 +954,31 @@ def reverb(x: np.ndarray, sample_rate: int, *, params: Mapping[str, Any],
     from scipy.signal import fftconvolve
 
     x = _as_signal(x)
-    rir = synthetic_rir(sample_rate, rt60_seconds=float(params["rt60_seconds"]),
-                        drr_db=float(params["drr_db"]), rng=rng)
+    rir = synthetic_rir(
+        sample_rate,
+        rt60_seconds=float(params["rt60_seconds"]),
+        drr_db=float(params["drr_db"]),
+        rng=rng,
+    )
     y = fftconvolve(x.astype(np.float64), rir)[: len(x)].astype(np.float32)
     if info is not None:
-        info.update(rir_samples=len(rir), rt60_seconds_measured=schroeder_rt60(rir, sample_rate),
-                    direct_gain=float(rir[0]),
-                    drr_db_measured=_db(float(rir[0] ** 2) / float(np.sum(rir[1:] ** 2))))
+        info.update(
+            rir_samples=len(rir),
+            rt60_seconds_measured=schroeder_rt60(rir, sample_rate),
+            direct_gain=float(rir[0]),
+            drr_db_measured=_db(float(rir[0] ** 2) / float(np.sum(rir[1:] ** 2))),
+        )
     return y
 
 
-def packet_loss(x: np.ndarray, sample_rate: int, *, params: Mapping[str, Any],
-                rng: np.random.Generator, info: dict | None = None) -> np.ndarray:
+def packet_loss(
+    x: np.ndarray,
+    sample_rate: int,
+    *,
+    params: Mapping[str, Any],
+    rng: np.random.Generator,
+    info: dict | None = None,
+) -> np.ndarray:
     """Drop whole packets (zeroed, no concealment) at an exact loss rate.
 
     ``round(loss_rate x n_packets)`` packets (at least one when ``loss_rate > 0``) are drawn
@@ -872,16 +1001,26 @@ def packet_loss(x: np.ndarray, sample_rate: int, *, params: Mapping[str, Any],
     lost = np.sort(rng.choice(n_packets, size=n_lost, replace=False))
     y = x.copy()
     for k in lost:
-        y[k * packet: (k + 1) * packet] = 0.0
+        y[k * packet : (k + 1) * packet] = 0.0
     if info is not None:
-        info.update(packet_samples=packet, n_packets=n_packets,
-                    lost_packets=[int(k) for k in lost],
-                    loss_rate_achieved=len(lost) / n_packets, concealment="none (zeros)")
+        info.update(
+            packet_samples=packet,
+            n_packets=n_packets,
+            lost_packets=[int(k) for k in lost],
+            loss_rate_achieved=len(lost) / n_packets,
+            concealment="none (zeros)",
+        )
     return y
 
 
-def neutral(x: np.ndarray, sample_rate: int, *, params: Mapping[str, Any],
-            rng: np.random.Generator, info: dict | None = None) -> np.ndarray:
+def neutral(
+    x: np.ndarray,
+    sample_rate: int,
+    *,
+    params: Mapping[str, Any],
+    rng: np.random.Generator,
+    info: dict | None = None,
+) -> np.ndarray:
     """A perceptually neutral control: a small gain change and/or a sub-millisecond delay.
 
     The delay is a whole number of samples (``round(delay_ms * sample_rate / 1000)``): zeros
@@ -906,111 +1045,318 @@ def neutral(x: np.ndarray, sample_rate: int, *, params: Mapping[str, Any],
 # -- registry ---------------------------------------------------------------------------------
 def _noise_family(name: str, color: str, description: str, default: bool) -> Family:
     specs = (
-        ParamSpec("snr_db", "dB", "signal-to-noise ratio (signal power after DC removal)", 15.0,
-                  low=-30.0, high=120.0),
-        ParamSpec("color", "", "noise spectrum: white, pink (1/f) or babble (other recordings)",
-                  color, kind=str, choices=("white", "pink", "babble")),
-    ) + ((ParamSpec("talkers", "count", "recordings mixed into the babble", 4, kind=int,
-                    low=1, high=64),) if color == "babble" else ())
+        ParamSpec(
+            "snr_db",
+            "dB",
+            "signal-to-noise ratio (signal power after DC removal)",
+            15.0,
+            low=-30.0,
+            high=120.0,
+        ),
+        ParamSpec(
+            "color",
+            "",
+            "noise spectrum: white, pink (1/f) or babble (other recordings)",
+            color,
+            kind=str,
+            choices=("white", "pink", "babble"),
+        ),
+    ) + (
+        (
+            ParamSpec(
+                "talkers", "count", "recordings mixed into the babble", 4, kind=int, low=1, high=64
+            ),
+        )
+        if color == "babble"
+        else ()
+    )
     extra = {"talkers": 4} if color == "babble" else {}
     return Family(
-        name, description, add_noise, specs,
-        _levels(name, {"low": ({"snr_db": 30.0, "color": color, **extra}, "30 dB SNR"),
-                       "high": ({"snr_db": 15.0, "color": color, **extra}, "15 dB SNR"),
-                       "extreme": ({"snr_db": 5.0, "color": color, **extra}, "5 dB SNR")}),
-        default=default, uses_pool=color == "babble")
+        name,
+        description,
+        add_noise,
+        specs,
+        _levels(
+            name,
+            {
+                "low": ({"snr_db": 30.0, "color": color, **extra}, "30 dB SNR"),
+                "high": ({"snr_db": 15.0, "color": color, **extra}, "15 dB SNR"),
+                "extreme": ({"snr_db": 5.0, "color": color, **extra}, "5 dB SNR"),
+            },
+        ),
+        default=default,
+        uses_pool=color == "babble",
+    )
 
 
-FAMILIES: Mapping[str, Family] = types.MappingProxyType({f.name: f for f in (
-    _noise_family("noise", "white", "additive white Gaussian noise at an exact SNR", True),
-    Family(
-        "bitrate", "real MP3 encode + decode (LAME via libsndfile), constant bitrate, "
-        "delay removed and length restored", mp3,
-        (ParamSpec("bitrate_kbps", "kbit/s", "MP3 constant bitrate", 32, kind=int, low=8,
-                   high=320),),
-        _levels("bitrate", {"low": ({"bitrate_kbps": 32}, "32 kbps"),
-                            "high": ({"bitrate_kbps": 16}, "16 kbps"),
-                            "extreme": ({"bitrate_kbps": 8}, "8 kbps")}),
-        default=True),
-    Family(
-        "compression", "dynamic-range compression (pedalboard Compressor), threshold relative "
-        "to the file's RMS, make-up gain restores the RMS", compress,
-        (ParamSpec("threshold_db_re_rms", "dB", "threshold relative to the file's RMS level",
-                   0.0, low=-60.0, high=20.0),
-         ParamSpec("ratio", "dB/dB", "compression ratio above the threshold", 4.0, low=1.0,
-                   high=100.0),
-         ParamSpec("attack_ms", "ms", "attack time", 5.0, low=0.01, high=1000.0),
-         ParamSpec("release_ms", "ms", "release time", 100.0, low=1.0, high=5000.0)),
-        _levels("compression", {
-            "low": ({"threshold_db_re_rms": 0.0, "ratio": 2.0, "attack_ms": 10.0,
-                     "release_ms": 100.0}, "mild"),
-            "high": ({"threshold_db_re_rms": -10.0, "ratio": 4.0, "attack_ms": 5.0,
-                      "release_ms": 100.0}, "strong"),
-            "extreme": ({"threshold_db_re_rms": -20.0, "ratio": 10.0, "attack_ms": 1.0,
-                         "release_ms": 50.0}, "extreme")}),
-        version=2, default=True),  # 2: detector primed with a pre-roll, DC bypassed
-    _noise_family("pink_noise", "pink", "additive pink (1/f) noise at an exact SNR", False),
-    _noise_family("babble", "babble", "babble: other clean recordings of the run, mixed at "
-                  "equal power, added at an exact SNR", False),
-    Family(
-        "bandlimit", "band-limiting: resample down to 2 x cut-off and back (soxr VHQ)",
-        bandlimit,
-        (ParamSpec("cutoff_hz", "Hz", "upper band edge", 4000.0, low=100.0),),
-        _levels("bandlimit", {"low": ({"cutoff_hz": 4000.0}, "narrow-band telephone"),
-                              "high": ({"cutoff_hz": 2000.0}, ""),
-                              "extreme": ({"cutoff_hz": 1000.0}, "")})),
-    Family(
-        "clipping", "symmetric hard clipping of a fraction of the samples", clip,
-        (ParamSpec("clip_fraction", "fraction", "share of samples clipped", 0.01, low=0.0,
-                   high=1.0),),
-        _levels("clipping", {"low": ({"clip_fraction": 0.01}, "1% of samples"),
-                             "high": ({"clip_fraction": 0.05}, "5%"),
-                             "extreme": ({"clip_fraction": 0.20}, "20%")})),
-    Family(
-        "reverb", "convolution with a seeded synthetic room impulse response", reverb,
-        (ParamSpec("rt60_seconds", "s", "reverberation time (60 dB decay)", 0.5, low=0.01,
-                   high=10.0),
-         ParamSpec("drr_db", "dB", "direct-to-reverberant energy ratio", 0.0, low=-40.0,
-                   high=40.0)),
-        _levels("reverb", {"low": ({"rt60_seconds": 0.3, "drr_db": 6.0}, "small room"),
-                           "high": ({"rt60_seconds": 0.6, "drr_db": 0.0}, "large room"),
-                           "extreme": ({"rt60_seconds": 1.2, "drr_db": -6.0}, "hall")})),
-    Family(
-        "gsm", "GSM 06.10 full-rate codec (13 kbit/s, 8 kHz), tandem passes", gsm,
-        (ParamSpec("passes", "count", "encode/decode cycles in tandem", 1, kind=int, low=1,
-                   high=16),),
-        _levels("gsm", {"low": ({"passes": 1}, "one link"),
+FAMILIES: Mapping[str, Family] = types.MappingProxyType(
+    {
+        f.name: f
+        for f in (
+            _noise_family("noise", "white", "additive white Gaussian noise at an exact SNR", True),
+            Family(
+                "bitrate",
+                "real MP3 encode + decode (LAME via libsndfile), constant bitrate, "
+                "delay removed and length restored",
+                mp3,
+                (
+                    ParamSpec(
+                        "bitrate_kbps",
+                        "kbit/s",
+                        "MP3 constant bitrate",
+                        32,
+                        kind=int,
+                        low=8,
+                        high=320,
+                    ),
+                ),
+                _levels(
+                    "bitrate",
+                    {
+                        "low": ({"bitrate_kbps": 32}, "32 kbps"),
+                        "high": ({"bitrate_kbps": 16}, "16 kbps"),
+                        "extreme": ({"bitrate_kbps": 8}, "8 kbps"),
+                    },
+                ),
+                default=True,
+            ),
+            Family(
+                "compression",
+                "dynamic-range compression (pedalboard Compressor), threshold relative "
+                "to the file's RMS, make-up gain restores the RMS",
+                compress,
+                (
+                    ParamSpec(
+                        "threshold_db_re_rms",
+                        "dB",
+                        "threshold relative to the file's RMS level",
+                        0.0,
+                        low=-60.0,
+                        high=20.0,
+                    ),
+                    ParamSpec(
+                        "ratio",
+                        "dB/dB",
+                        "compression ratio above the threshold",
+                        4.0,
+                        low=1.0,
+                        high=100.0,
+                    ),
+                    ParamSpec("attack_ms", "ms", "attack time", 5.0, low=0.01, high=1000.0),
+                    ParamSpec("release_ms", "ms", "release time", 100.0, low=1.0, high=5000.0),
+                ),
+                _levels(
+                    "compression",
+                    {
+                        "low": (
+                            {
+                                "threshold_db_re_rms": 0.0,
+                                "ratio": 2.0,
+                                "attack_ms": 10.0,
+                                "release_ms": 100.0,
+                            },
+                            "mild",
+                        ),
+                        "high": (
+                            {
+                                "threshold_db_re_rms": -10.0,
+                                "ratio": 4.0,
+                                "attack_ms": 5.0,
+                                "release_ms": 100.0,
+                            },
+                            "strong",
+                        ),
+                        "extreme": (
+                            {
+                                "threshold_db_re_rms": -20.0,
+                                "ratio": 10.0,
+                                "attack_ms": 1.0,
+                                "release_ms": 50.0,
+                            },
+                            "extreme",
+                        ),
+                    },
+                ),
+                version=2,
+                default=True,
+            ),  # 2: detector primed with a pre-roll, DC bypassed
+            _noise_family("pink_noise", "pink", "additive pink (1/f) noise at an exact SNR", False),
+            _noise_family(
+                "babble",
+                "babble",
+                "babble: other clean recordings of the run, mixed at "
+                "equal power, added at an exact SNR",
+                False,
+            ),
+            Family(
+                "bandlimit",
+                "band-limiting: resample down to 2 x cut-off and back (soxr VHQ)",
+                bandlimit,
+                (ParamSpec("cutoff_hz", "Hz", "upper band edge", 4000.0, low=100.0),),
+                _levels(
+                    "bandlimit",
+                    {
+                        "low": ({"cutoff_hz": 4000.0}, "narrow-band telephone"),
+                        "high": ({"cutoff_hz": 2000.0}, ""),
+                        "extreme": ({"cutoff_hz": 1000.0}, ""),
+                    },
+                ),
+            ),
+            Family(
+                "clipping",
+                "symmetric hard clipping of a fraction of the samples",
+                clip,
+                (
+                    ParamSpec(
+                        "clip_fraction",
+                        "fraction",
+                        "share of samples clipped",
+                        0.01,
+                        low=0.0,
+                        high=1.0,
+                    ),
+                ),
+                _levels(
+                    "clipping",
+                    {
+                        "low": ({"clip_fraction": 0.01}, "1% of samples"),
+                        "high": ({"clip_fraction": 0.05}, "5%"),
+                        "extreme": ({"clip_fraction": 0.20}, "20%"),
+                    },
+                ),
+            ),
+            Family(
+                "reverb",
+                "convolution with a seeded synthetic room impulse response",
+                reverb,
+                (
+                    ParamSpec(
+                        "rt60_seconds",
+                        "s",
+                        "reverberation time (60 dB decay)",
+                        0.5,
+                        low=0.01,
+                        high=10.0,
+                    ),
+                    ParamSpec(
+                        "drr_db",
+                        "dB",
+                        "direct-to-reverberant energy ratio",
+                        0.0,
+                        low=-40.0,
+                        high=40.0,
+                    ),
+                ),
+                _levels(
+                    "reverb",
+                    {
+                        "low": ({"rt60_seconds": 0.3, "drr_db": 6.0}, "small room"),
+                        "high": ({"rt60_seconds": 0.6, "drr_db": 0.0}, "large room"),
+                        "extreme": ({"rt60_seconds": 1.2, "drr_db": -6.0}, "hall"),
+                    },
+                ),
+            ),
+            Family(
+                "gsm",
+                "GSM 06.10 full-rate codec (13 kbit/s, 8 kHz), tandem passes",
+                gsm,
+                (
+                    ParamSpec(
+                        "passes",
+                        "count",
+                        "encode/decode cycles in tandem",
+                        1,
+                        kind=int,
+                        low=1,
+                        high=16,
+                    ),
+                ),
+                _levels(
+                    "gsm",
+                    {
+                        "low": ({"passes": 1}, "one link"),
                         "high": ({"passes": 2}, "two links in tandem"),
-                        "extreme": ({"passes": 4}, "four links in tandem")})),
-    Family(
-        "opus", "real Opus encode + decode (libopus via libsndfile Ogg/Opus), VBR", opus,
-        (ParamSpec("bitrate_kbps", "kbit/s", "target bitrate", 24.0, low=6.0, high=256.0),),
-        _levels("opus", {"low": ({"bitrate_kbps": 24.0}, "24 kbps"),
-                         "high": ({"bitrate_kbps": 12.0}, "12 kbps"),
-                         "extreme": ({"bitrate_kbps": 6.0}, "6 kbps")})),
-    Family(
-        "packet_loss", "dropped packets (zeroed, no concealment)", packet_loss,
-        (ParamSpec("loss_rate", "probability", "chance that a packet is lost", 0.05, low=0.0,
-                   high=1.0),
-         ParamSpec("packet_ms", "ms", "packet length", 20.0, low=1.0, high=1000.0)),
-        _levels("packet_loss", {"low": ({"loss_rate": 0.02, "packet_ms": 20.0}, "2% of packets"),
-                                "high": ({"loss_rate": 0.10, "packet_ms": 20.0}, "10%"),
-                                "extreme": ({"loss_rate": 0.20, "packet_ms": 20.0}, "20%")})),
-    Family(
-        "bitdepth", "requantisation to fewer bits (rounding, no dither)", quantize,
-        (ParamSpec("bits", "bits", "PCM bit depth", 8, kind=int, low=2, high=24),),
-        _levels("bitdepth", {"low": ({"bits": 12}, "12-bit"), "high": ({"bits": 8}, "8-bit"),
-                             "extreme": ({"bits": 6}, "6-bit")})),
-    Family(
-        "neutral", "perceptually neutral controls: small gain change, sub-ms delay", neutral,
-        (ParamSpec("gain_db", "dB", "gain change", 0.0, low=-6.0, high=6.0),
-         ParamSpec("delay_ms", "ms", "delay (rounded to whole samples)", 0.0, low=0.0,
-                   high=1.0)),
-        _levels("neutral", {"low": ({"gain_db": 0.5, "delay_ms": 0.0}, "+0.5 dB gain"),
-                            "high": ({"gain_db": 0.0, "delay_ms": 0.5}, "0.5 ms delay"),
-                            "extreme": ({"gain_db": -1.0, "delay_ms": 0.9},
-                                        "-1 dB gain and 0.9 ms delay")})),
-)})
+                        "extreme": ({"passes": 4}, "four links in tandem"),
+                    },
+                ),
+            ),
+            Family(
+                "opus",
+                "real Opus encode + decode (libopus via libsndfile Ogg/Opus), VBR",
+                opus,
+                (ParamSpec("bitrate_kbps", "kbit/s", "target bitrate", 24.0, low=6.0, high=256.0),),
+                _levels(
+                    "opus",
+                    {
+                        "low": ({"bitrate_kbps": 24.0}, "24 kbps"),
+                        "high": ({"bitrate_kbps": 12.0}, "12 kbps"),
+                        "extreme": ({"bitrate_kbps": 6.0}, "6 kbps"),
+                    },
+                ),
+            ),
+            Family(
+                "packet_loss",
+                "dropped packets (zeroed, no concealment)",
+                packet_loss,
+                (
+                    ParamSpec(
+                        "loss_rate",
+                        "probability",
+                        "chance that a packet is lost",
+                        0.05,
+                        low=0.0,
+                        high=1.0,
+                    ),
+                    ParamSpec("packet_ms", "ms", "packet length", 20.0, low=1.0, high=1000.0),
+                ),
+                _levels(
+                    "packet_loss",
+                    {
+                        "low": ({"loss_rate": 0.02, "packet_ms": 20.0}, "2% of packets"),
+                        "high": ({"loss_rate": 0.10, "packet_ms": 20.0}, "10%"),
+                        "extreme": ({"loss_rate": 0.20, "packet_ms": 20.0}, "20%"),
+                    },
+                ),
+            ),
+            Family(
+                "bitdepth",
+                "requantisation to fewer bits (rounding, no dither)",
+                quantize,
+                (ParamSpec("bits", "bits", "PCM bit depth", 8, kind=int, low=2, high=24),),
+                _levels(
+                    "bitdepth",
+                    {
+                        "low": ({"bits": 12}, "12-bit"),
+                        "high": ({"bits": 8}, "8-bit"),
+                        "extreme": ({"bits": 6}, "6-bit"),
+                    },
+                ),
+            ),
+            Family(
+                "neutral",
+                "perceptually neutral controls: small gain change, sub-ms delay",
+                neutral,
+                (
+                    ParamSpec("gain_db", "dB", "gain change", 0.0, low=-6.0, high=6.0),
+                    ParamSpec(
+                        "delay_ms", "ms", "delay (rounded to whole samples)", 0.0, low=0.0, high=1.0
+                    ),
+                ),
+                _levels(
+                    "neutral",
+                    {
+                        "low": ({"gain_db": 0.5, "delay_ms": 0.0}, "+0.5 dB gain"),
+                        "high": ({"gain_db": 0.0, "delay_ms": 0.5}, "0.5 ms delay"),
+                        "extreme": (
+                            {"gain_db": -1.0, "delay_ms": 0.9},
+                            "-1 dB gain and 0.9 ms delay",
+                        ),
+                    },
+                ),
+            ),
+        )
+    }
+)
 
 #: The default selection (DESIGN.md section 5): every level of these families.
 DEFAULT_FAMILIES = tuple(name for name, fam in FAMILIES.items() if fam.default)
@@ -1021,8 +1367,9 @@ def get_family(name: str) -> Family:
     try:
         return FAMILIES[name]
     except KeyError:
-        raise ParameterError(f"unknown degradation family {name!r}; known families: "
-                             f"{list(FAMILIES)}") from None
+        raise ParameterError(
+            f"unknown degradation family {name!r}; known families: {list(FAMILIES)}"
+        ) from None
 
 
 # -- applying ---------------------------------------------------------------------------------
@@ -1035,9 +1382,14 @@ class Degraded:
     flags: tuple[str, ...] = ()
 
 
-def apply_degradation(x: np.ndarray, sample_rate: int, level: Level, *,
-                      rng: np.random.Generator,
-                      pool: Sequence[tuple[str, np.ndarray]] | None = None) -> Degraded:
+def apply_degradation(
+    x: np.ndarray,
+    sample_rate: int,
+    level: Level,
+    *,
+    rng: np.random.Generator,
+    pool: Sequence[tuple[str, np.ndarray]] | None = None,
+) -> Degraded:
     """Apply one level of one family, check the output, and collect what was recorded.
 
     Parameters
@@ -1078,10 +1430,12 @@ def apply_degradation(x: np.ndarray, sample_rate: int, level: Level, *,
     if y.shape != x.shape or y.dtype != np.float32:
         raise PerceptualAudioError(
             f"degradation {level.family}:{level.name} returned shape {y.shape} {y.dtype}; "
-            f"expected {x.shape} float32")
+            f"expected {x.shape} float32"
+        )
     if not np.all(np.isfinite(y)):
-        raise PerceptualAudioError(f"degradation {level.family}:{level.name} produced NaN or "
-                                   "infinite samples")
+        raise PerceptualAudioError(
+            f"degradation {level.family}:{level.name} produced NaN or infinite samples"
+        )
     flags = []
     if is_silent(x):
         flags.append("silent")
@@ -1104,12 +1458,14 @@ def describe_families() -> str:
         for lev in fam.levels.values():
             shown = ", ".join(
                 f"{k}={v}{(' ' + units[k]) if units.get(k) and isinstance(v, (int, float)) else ''}"
-                for k, v in lev.params.items())
+                for k, v in lev.params.items()
+            )
             note = f"  ({lev.note})" if lev.note else ""
             lines.append(f"      {lev.name:<8} {shown}{note}")
     lines.append(
         "Select with --degradations: 'default', 'all', or a comma list of FAMILY or "
         "FAMILY:LEVEL (noise,bitrate:low,compression:high), or a .json/.toml file mapping "
         "FAMILY to 'all', a list of level names, or {LEVEL: {PARAM: value}} (new levels start "
-        "from the family defaults, known levels from their built-in values).")
+        "from the family defaults, known levels from their built-in values)."
+    )
     return "\n".join(lines)

@@ -71,8 +71,10 @@ def parse_selection(spec: str) -> list[deg.Level]:
     """
     text = (spec or "").strip()
     if not text:
-        raise ParameterError("--degradations is empty; give 'default', 'all', a list such as "
-                             "'noise,bitrate:low' or a .json/.toml file")
+        raise ParameterError(
+            "--degradations is empty; give 'default', 'all', a list such as "
+            "'noise,bitrate:low' or a .json/.toml file"
+        )
     path = Path(text)
     if path.suffix.lower() in (".json", ".toml"):
         return _levels_from_file(path)
@@ -101,8 +103,11 @@ def _ordered(levels: Any) -> list[deg.Level]:
 
     def key(lev: deg.Level) -> tuple:
         known = list(deg.FAMILIES[lev.family].levels)
-        return (fam_order[lev.family],
-                known.index(lev.name) if lev.name in known else len(known), lev.name)
+        return (
+            fam_order[lev.family],
+            known.index(lev.name) if lev.name in known else len(known),
+            lev.name,
+        )
 
     return sorted(levels, key=key)
 
@@ -120,8 +125,10 @@ def _levels_from_file(path: Path) -> list[deg.Level]:
     except (ValueError, OSError) as e:
         raise ParameterError(f"--degradations file {path}: cannot parse it ({e})") from None
     if not isinstance(data, dict) or not data:
-        raise ParameterError(f"--degradations file {path}: expected a non-empty mapping of "
-                             f"family -> levels, got {type(data).__name__}")
+        raise ParameterError(
+            f"--degradations file {path}: expected a non-empty mapping of "
+            f"family -> levels, got {type(data).__name__}"
+        )
     chosen: dict[tuple[str, str], deg.Level] = {}
     for fam_name, levels in data.items():
         fam = deg.get_family(fam_name)
@@ -134,21 +141,29 @@ def _levels_from_file(path: Path) -> list[deg.Level]:
         elif isinstance(levels, dict):
             items = levels
         else:
-            raise ParameterError(f"--degradations file {path}: family {fam_name!r} must map to "
-                                 f"'all', a list of level names or a table of levels, got "
-                                 f"{levels!r}")
+            raise ParameterError(
+                f"--degradations file {path}: family {fam_name!r} must map to "
+                f"'all', a list of level names or a table of levels, got "
+                f"{levels!r}"
+            )
         for lev_name, overrides in items.items():
             if overrides is not None and not isinstance(overrides, dict):
-                raise ParameterError(f"--degradations file {path}: level {fam_name}:{lev_name} "
-                                     f"must be a table of parameters, got {overrides!r}")
+                raise ParameterError(
+                    f"--degradations file {path}: level {fam_name}:{lev_name} "
+                    f"must be a table of parameters, got {overrides!r}"
+                )
             chosen[(fam.name, lev_name)] = fam.make_level(lev_name, overrides)
     return _ordered(chosen.values())
 
 
 def level_record(level: deg.Level) -> dict[str, Any]:
     """What decides a level's output: family, level, parameters, algorithm version."""
-    return {"family": level.family, "level": level.name, "params": level.as_dict(),
-            "version": deg.FAMILIES[level.family].version}
+    return {
+        "family": level.family,
+        "level": level.name,
+        "params": level.as_dict(),
+        "version": deg.FAMILIES[level.family].version,
+    }
 
 
 # -- jobs -------------------------------------------------------------------------------------
@@ -156,14 +171,14 @@ def level_record(level: deg.Level) -> dict[str, Any]:
 class DegradeJob:
     """One clean file under one level (picklable for the worker processes)."""
 
-    clean_path: str         # absolute or cwd-relative path of the clean WAV
-    clean_rel: str          # manifest path of the clean file (``clean/...``)
+    clean_path: str  # absolute or cwd-relative path of the clean WAV
+    clean_rel: str  # manifest path of the clean file (``clean/...``)
     output_path: str
-    output_rel: str         # manifest path of the output (``degraded/<family>/<level>/...``)
+    output_rel: str  # manifest path of the output (``degraded/<family>/<level>/...``)
     level: deg.Level
     seed: int
     source_sha256: str
-    digest: str             # of level_record + babble talkers' sha256
+    digest: str  # of level_record + babble talkers' sha256
     pool: tuple[tuple[str, str], ...] = ()  # babble: (clean manifest path, file path)
 
 
@@ -174,19 +189,32 @@ def degrade_file(job: DegradeJob) -> ManifestRow:
     for name, p in job.pool:
         talker, talker_sr = load_audio(p, mono=True)
         if talker_sr != sr:
-            raise PerceptualAudioError(f"{p}: babble talker at {talker_sr} Hz, {job.clean_path} "
-                                       f"at {sr} Hz; rerun stage 1 so all clean files share a rate")
+            raise PerceptualAudioError(
+                f"{p}: babble talker at {talker_sr} Hz, {job.clean_path} "
+                f"at {sr} Hz; rerun stage 1 so all clean files share a rate"
+            )
         pool.append((name, talker))
-    result = deg.apply_degradation(x, sr, job.level, rng=np.random.default_rng(job.seed),
-                                   pool=pool)
+    result = deg.apply_degradation(x, sr, job.level, rng=np.random.default_rng(job.seed), pool=pool)
     save_wav(job.output_path, result.audio, sr)
-    params = {**level_record(job.level), "digest": job.digest, "seed": job.seed,
-              "details": result.info}
+    params = {
+        **level_record(job.level),
+        "digest": job.digest,
+        "seed": job.seed,
+        "details": result.info,
+    }
     return ManifestRow.make(
-        job.output_rel, kind="degraded", source=job.clean_rel, parameters=params,
-        sample_rate=sr, duration=len(result.audio) / sr, sha256=sha256_file(job.output_path),
-        source_sha256=job.source_sha256, family=job.level.family, level=job.level.name,
-        seed=job.seed, flags=list(result.flags),
+        job.output_rel,
+        kind="degraded",
+        source=job.clean_rel,
+        parameters=params,
+        sample_rate=sr,
+        duration=len(result.audio) / sr,
+        sha256=sha256_file(job.output_path),
+        source_sha256=job.source_sha256,
+        family=job.level.family,
+        level=job.level.name,
+        seed=job.seed,
+        flags=list(result.flags),
     )
 
 
@@ -197,8 +225,13 @@ def output_rel_path(clean_rel: str, level: deg.Level) -> str:
     return (Path(DEGRADED_DIR) / level.family / level.name / rel).with_suffix(".wav").as_posix()
 
 
-def plan_jobs(root: Path, clean_rows: list[ManifestRow], levels: list[deg.Level], run_seed: int,
-              source_hashes: dict[str, str]) -> list[DegradeJob]:
+def plan_jobs(
+    root: Path,
+    clean_rows: list[ManifestRow],
+    levels: list[deg.Level],
+    run_seed: int,
+    source_hashes: dict[str, str],
+) -> list[DegradeJob]:
     """Every (clean file, level) job, with seeds, digests and babble pools."""
     clean_paths = sorted(source_hashes)
     jobs = []
@@ -212,15 +245,27 @@ def plan_jobs(root: Path, clean_rows: list[ManifestRow], levels: list[deg.Level]
             pool: tuple[tuple[str, str], ...] = ()
             if fam.uses_pool:
                 talkers = deg.select_babble_talkers(
-                    clean_paths, seed=seed, n_talkers=int(level.params.get("talkers", 4)),
-                    exclude=row.path)
+                    clean_paths,
+                    seed=seed,
+                    n_talkers=int(level.params.get("talkers", 4)),
+                    exclude=row.path,
+                )
                 pool = tuple((t, str(root / t)) for t in talkers)
                 record["talkers_sha256"] = {t: source_hashes[t] for t in talkers}
             out_rel = output_rel_path(row.path, level)
-            jobs.append(DegradeJob(
-                clean_path=str(root / row.path), clean_rel=row.path,
-                output_path=str(root / out_rel), output_rel=out_rel, level=level, seed=seed,
-                source_sha256=source_hashes[row.path], digest=params_digest(record), pool=pool))
+            jobs.append(
+                DegradeJob(
+                    clean_path=str(root / row.path),
+                    clean_rel=row.path,
+                    output_path=str(root / out_rel),
+                    output_rel=out_rel,
+                    level=level,
+                    seed=seed,
+                    source_sha256=source_hashes[row.path],
+                    digest=params_digest(record),
+                    pool=pool,
+                )
+            )
     return jobs
 
 
@@ -242,27 +287,40 @@ def describe_families() -> str:
 def add_degradation_arguments(parser: argparse.ArgumentParser) -> None:
     """Add ``--input-dir``, ``--degradations``, ``--seed`` and the common options
     (``--workers``, ``--force``, ``--quiet``/``--verbose``)."""
-    parser.add_argument("--input-dir", type=Path, default=Path("test_audio"), metavar="DIR",
-                        help="stage 1 output folder (clean/ and manifest.csv); degraded/ is "
-                             "written here")
-    parser.add_argument("--degradations", default=DEFAULT_SELECTION, metavar="SPEC",
-                        help="'default' (noise, bitrate, compression: all levels), 'all', a "
-                             "comma list of FAMILY or FAMILY:LEVEL, or a .json/.toml file "
-                             "defining levels (families and levels are listed below)")
-    parser.add_argument("--seed", type=int, default=0,
-                        help="run seed; each file's seed is derived from it, the family, "
-                             "level and file path")
+    parser.add_argument(
+        "--input-dir",
+        type=Path,
+        default=Path("test_audio"),
+        metavar="DIR",
+        help="stage 1 output folder (clean/ and manifest.csv); degraded/ is written here",
+    )
+    parser.add_argument(
+        "--degradations",
+        default=DEFAULT_SELECTION,
+        metavar="SPEC",
+        help="'default' (noise, bitrate, compression: all levels), 'all', a "
+        "comma list of FAMILY or FAMILY:LEVEL, or a .json/.toml file "
+        "defining levels (families and levels are listed below)",
+    )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="run seed; each file's seed is derived from it, the family, level and file path",
+    )
     cli.add_common_arguments(parser)
 
 
 def build_parser() -> argparse.ArgumentParser:
     """Parser for running the degradation half alone."""
     parser = argparse.ArgumentParser(
-        prog="python -m perceptual_audio.degrade_stage", formatter_class=cli.HelpFormatter,
+        prog="python -m perceptual_audio.degrade_stage",
+        formatter_class=cli.HelpFormatter,
         description="Stage 2, first half: degrade every clean file of stage 1 and record each "
-                    "output in INPUT_DIR/manifest.csv.",
+        "output in INPUT_DIR/manifest.csv.",
         epilog=describe_families() + "\n\nExit status: 0 ok; 1 some files failed; "
-               "2 bad command line.")
+        "2 bad command line.",
+    )
     add_degradation_arguments(parser)
     return parser
 
@@ -281,8 +339,7 @@ def run_degradations(args: argparse.Namespace) -> int:
         logger.error("%s", e)
         return cli.EXIT_USAGE
     if not (root / "manifest.csv").is_file():
-        logger.error("%s: no manifest.csv; run audio_conversion.py --output %s first",
-                     root, root)
+        logger.error("%s: no manifest.csv; run audio_conversion.py --output %s first", root, root)
         return cli.EXIT_FAILED
     degraded_root = root / DEGRADED_DIR
     remove_stale_temporaries(degraded_root)
@@ -296,8 +353,13 @@ def run_degradations(args: argparse.Namespace) -> int:
         try:
             source_hashes[row.path] = sha256_file(root / row.path)
         except OSError as e:
-            failures.append((row.path, f"{root / row.path}: cannot read the clean file "
-                                       f"({e.strerror}); rerun audio_conversion.py"))
+            failures.append(
+                (
+                    row.path,
+                    f"{root / row.path}: cannot read the clean file "
+                    f"({e.strerror}); rerun audio_conversion.py",
+                )
+            )
     jobs = plan_jobs(root, clean_rows, levels, int(args.seed), source_hashes)
 
     new_rows: list[ManifestRow] = []
@@ -309,8 +371,9 @@ def run_degradations(args: argparse.Namespace) -> int:
         else:
             todo.append(job)
     skipped = len(new_rows)
-    outcomes = cli.parallel_map(degrade_file, todo, workers=getattr(args, "workers", 1),
-                                desc="degrading", args=args)
+    outcomes = cli.parallel_map(
+        degrade_file, todo, workers=getattr(args, "workers", 1), desc="degrading", args=args
+    )
     for oc in outcomes:
         if oc.ok:
             new_rows.append(oc.value)
@@ -327,20 +390,39 @@ def run_degradations(args: argparse.Namespace) -> int:
     flags = Counter(f for r in new_rows for f in r.flag_set)
     written = sum(o.ok for o in outcomes)
     cli.write_run_json(
-        degraded_root, stage=STAGE, args=args, seed=int(args.seed),
-        params={"selection": [{**level_record(lev),
-                               "digest": params_digest(level_record(lev))} for lev in levels],
-                "seed_derivation": "sha256(run seed|family|level|clean path) mod 2**53"},
-        timings={"total": round(time.perf_counter() - t0, 3),
-                 "degrading": round(sum(o.seconds for o in outcomes), 3)},
-        extra={"counts": {"clean_files": len(clean_rows), "levels": len(levels),
-                          "written": written, "skipped": skipped, "failed": len(failures),
-                          "removed": removed},
-               "flags": dict(sorted(flags.items())),
-               "failures": [{"file": w, "error": m} for w, m in failures]})
+        degraded_root,
+        stage=STAGE,
+        args=args,
+        seed=int(args.seed),
+        params={
+            "selection": [
+                {**level_record(lev), "digest": params_digest(level_record(lev))} for lev in levels
+            ],
+            "seed_derivation": "sha256(run seed|family|level|clean path) mod 2**53",
+        },
+        timings={
+            "total": round(time.perf_counter() - t0, 3),
+            "degrading": round(sum(o.seconds for o in outcomes), 3),
+        },
+        extra={
+            "counts": {
+                "clean_files": len(clean_rows),
+                "levels": len(levels),
+                "written": written,
+                "skipped": skipped,
+                "failed": len(failures),
+                "removed": removed,
+            },
+            "flags": dict(sorted(flags.items())),
+            "failures": [{"file": w, "error": m} for w, m in failures],
+        },
+    )
     if not getattr(args, "quiet", False):
-        print(f"degradations: wrote {written}, skipped {skipped} (up to date), failed "
-              f"{len(failures)}, removed {removed} stale -> {degraded_root}", file=sys.stderr)
+        print(
+            f"degradations: wrote {written}, skipped {skipped} (up to date), failed "
+            f"{len(failures)}, removed {removed} stale -> {degraded_root}",
+            file=sys.stderr,
+        )
     return cli.EXIT_FAILED if failures else cli.EXIT_OK
 
 
@@ -356,8 +438,11 @@ def _remove_stale_outputs(root: Path, *, keep: set[str]) -> int:
             p.unlink()
             removed += 1
             logger.debug("removed %s (no longer selected, or its clean file is gone)", p)
-    for d in sorted((p for p in degraded_root.rglob("*") if p.is_dir()),
-                    key=lambda p: len(p.parts), reverse=True):
+    for d in sorted(
+        (p for p in degraded_root.rglob("*") if p.is_dir()),
+        key=lambda p: len(p.parts),
+        reverse=True,
+    ):
         if not any(d.iterdir()):
             d.rmdir()
     return removed

@@ -37,8 +37,9 @@ def speech_like(seconds: float = 2.0, sr: int = SR, seed: int = 7) -> np.ndarray
 
 
 def run(family: str, level: str, x: np.ndarray, *, sr: int = SR, seed: int = 0, pool=None):
-    return deg.apply_degradation(x, sr, deg.FAMILIES[family].levels[level],
-                                 rng=np.random.default_rng(seed), pool=pool)
+    return deg.apply_degradation(
+        x, sr, deg.FAMILIES[family].levels[level], rng=np.random.default_rng(seed), pool=pool
+    )
 
 
 def achieved_snr_db(x: np.ndarray, y: np.ndarray) -> float:
@@ -68,7 +69,11 @@ def test_levels_increase_damage_in_their_main_parameter():
     assert [lv["noise"][k].params["snr_db"] for k in deg.STANDARD_LEVELS] == [30, 15, 5]
     assert [lv["bitrate"][k].params["bitrate_kbps"] for k in deg.STANDARD_LEVELS] == [32, 16, 8]
     assert [lv["compression"][k].params["ratio"] for k in deg.STANDARD_LEVELS] == [2, 4, 10]
-    assert [lv["bandlimit"][k].params["cutoff_hz"] for k in deg.STANDARD_LEVELS] == [4000, 2000, 1000]
+    assert [lv["bandlimit"][k].params["cutoff_hz"] for k in deg.STANDARD_LEVELS] == [
+        4000,
+        2000,
+        1000,
+    ]
     assert [lv["bitdepth"][k].params["bits"] for k in deg.STANDARD_LEVELS] == [12, 8, 6]
 
 
@@ -83,22 +88,31 @@ def test_describe_families_lists_every_family_level_and_unit():
 
 def test_make_level_rejects_bad_parameters_with_precise_messages():
     noise = deg.FAMILIES["noise"]
-    with pytest.raises(ParameterError, match=r"noise:mine: unknown parameter 'snr'; noise takes "
-                                             r"\['color', 'snr_db'\]"):
+    with pytest.raises(
+        ParameterError,
+        match=r"noise:mine: unknown parameter 'snr'; noise takes "
+        r"\['color', 'snr_db'\]",
+    ):
         noise.make_level("mine", {"snr": 3})
     with pytest.raises(ParameterError, match=r"parameter 'snr_db' must be <= 120.0 dB, got 500.0"):
         noise.make_level("mine", {"snr_db": 500})
     with pytest.raises(ParameterError, match=r"'snr_db' must be a number \(dB\), got 'loud'"):
         noise.make_level("mine", {"snr_db": "loud"})
-    with pytest.raises(ParameterError, match=r"'color' must be one of \['white', 'pink', "
-                                             r"'babble'\], got 'blue'"):
+    with pytest.raises(
+        ParameterError,
+        match=r"'color' must be one of \['white', 'pink', "
+        r"'babble'\], got 'blue'",
+    ):
         noise.make_level("mine", {"color": "blue"})
     with pytest.raises(ParameterError, match=r"'bits' must be an integer, got 7.5"):
         deg.FAMILIES["bitdepth"].make_level("x", {"bits": 7.5})
     with pytest.raises(ParameterError, match=r"level names may hold only .* got 'a/b'"):
         noise.make_level("a/b", {})
-    with pytest.raises(ParameterError, match=r"family 'noise' has no level 'medium'; choose one "
-                                             r"of \['low', 'high', 'extreme'\]"):
+    with pytest.raises(
+        ParameterError,
+        match=r"family 'noise' has no level 'medium'; choose one "
+        r"of \['low', 'high', 'extreme'\]",
+    ):
         noise.level("medium")
     with pytest.raises(ParameterError, match=r"unknown degradation family 'nois'"):
         deg.get_family("nois")
@@ -110,15 +124,21 @@ def test_make_level_rejects_bad_parameters_with_precise_messages():
 def test_apply_rejects_bad_waveforms():
     lev = deg.FAMILIES["noise"].levels["low"]
     rng = np.random.default_rng(0)
-    with pytest.raises(ParameterError, match=r"expected a mono waveform of shape \(n,\), got "
-                                             r"shape \(10, 2\)"):
+    with pytest.raises(
+        ParameterError,
+        match=r"expected a mono waveform of shape \(n,\), got "
+        r"shape \(10, 2\)",
+    ):
         deg.apply_degradation(np.zeros((10, 2), np.float32), SR, lev, rng=rng)
     with pytest.raises(ParameterError, match=r"the waveform is empty \(0 samples\)"):
         deg.apply_degradation(np.zeros(0, np.float32), SR, lev, rng=rng)
     with pytest.raises(ParameterError, match="NaN or infinite"):
         deg.apply_degradation(np.array([0.1, np.nan], np.float32), SR, lev, rng=rng)
-    with pytest.raises(ParameterError, match=r"sample_rate must be a positive integer in Hz, "
-                                             r"got 0"):
+    with pytest.raises(
+        ParameterError,
+        match=r"sample_rate must be a positive integer in Hz, "
+        r"got 0",
+    ):
         deg.apply_degradation(np.ones(10, np.float32), 0, lev, rng=rng)
 
 
@@ -139,10 +159,12 @@ def test_every_level_keeps_length_dtype_and_is_reproducible(family):
 def test_derive_seed_depends_on_each_component_only():
     base = deg.derive_seed(0, "noise", "low", "clean/a.wav")
     assert base == deg.derive_seed(0, "noise", "low", "clean/a.wav")
-    others = {deg.derive_seed(1, "noise", "low", "clean/a.wav"),
-              deg.derive_seed(0, "pink_noise", "low", "clean/a.wav"),
-              deg.derive_seed(0, "noise", "high", "clean/a.wav"),
-              deg.derive_seed(0, "noise", "low", "clean/b.wav")}
+    others = {
+        deg.derive_seed(1, "noise", "low", "clean/a.wav"),
+        deg.derive_seed(0, "pink_noise", "low", "clean/a.wav"),
+        deg.derive_seed(0, "noise", "high", "clean/a.wav"),
+        deg.derive_seed(0, "noise", "low", "clean/b.wav"),
+    }
     assert base not in others and len(others) == 4
     assert 0 <= base < 2**53
 
@@ -159,8 +181,9 @@ def test_babble_talker_selection_is_stable_when_files_are_added():
     files = [f"clean/f{i}.wav" for i in range(10)]
     chosen = deg.select_babble_talkers(files, seed=3, n_talkers=4, exclude="clean/f0.wav")
     assert len(chosen) == 4 and "clean/f0.wav" not in chosen
-    grown = deg.select_babble_talkers(files + ["clean/new.wav"], seed=3, n_talkers=4,
-                                      exclude="clean/f0.wav")
+    grown = deg.select_babble_talkers(
+        files + ["clean/new.wav"], seed=3, n_talkers=4, exclude="clean/f0.wav"
+    )
     # At most the new file enters; everything else chosen before stays chosen.
     assert len(set(chosen) - set(grown)) <= 1
     assert set(grown) - set(chosen) <= {"clean/new.wav"}
@@ -202,8 +225,9 @@ def test_silent_input_is_left_unchanged_and_flagged(family):
 
 
 def test_babble_without_other_recordings_fails_clearly():
-    with pytest.raises(ParameterError, match="babble noise needs at least one other clean "
-                                             "recording"):
+    with pytest.raises(
+        ParameterError, match="babble noise needs at least one other clean recording"
+    ):
         run("babble", "low", speech_like(0.5), pool=[])
 
 
@@ -297,7 +321,10 @@ def _two_level_square(sr: int = SR) -> tuple[np.ndarray, np.ndarray]:
 def test_compression_follows_the_static_curve_and_lowers_the_crest_factor(level):
     x, loud = _two_level_square()
     out = run("compression", level, x)
-    thr, ratio = out.info["threshold_dbfs"], deg.FAMILIES["compression"].levels[level].params["ratio"]
+    thr, ratio = (
+        out.info["threshold_dbfs"],
+        deg.FAMILIES["compression"].levels[level].params["ratio"],
+    )
 
     def curve(level_db):
         return level_db if level_db <= thr else thr + (level_db - thr) / ratio
@@ -312,14 +339,17 @@ def test_compression_follows_the_static_curve_and_lowers_the_crest_factor(level)
     # Crest factor of the steady two-level signal, expected from the static curve.
     n_loud, n_quiet = np.sum(loud & steady), np.sum(~loud & steady)
     a_loud, a_quiet = 10 ** (curve(-6) / 20), 10 ** (curve(-30) / 20)
-    cf_expected = 20 * math.log10(a_loud / math.sqrt(
-        (n_loud * a_loud**2 + n_quiet * a_quiet**2) / (n_loud + n_quiet)))
+    cf_expected = 20 * math.log10(
+        a_loud / math.sqrt((n_loud * a_loud**2 + n_quiet * a_quiet**2) / (n_loud + n_quiet))
+    )
     cf_in = deg.crest_factor_db(x[steady])
     cf_out = deg.crest_factor_db(out.audio[steady])
     assert cf_out == pytest.approx(cf_expected, abs=0.1)
     assert cf_out < cf_in
     # Make-up gain: loudness (RMS) as the input.
-    assert 10 * math.log10(np.mean(y**2) / np.mean(x.astype(np.float64) ** 2)) == pytest.approx(0, abs=0.01)
+    assert 10 * math.log10(np.mean(y**2) / np.mean(x.astype(np.float64) ** 2)) == pytest.approx(
+        0, abs=0.01
+    )
 
 
 def test_compression_passes_a_dc_offset_and_compresses_the_rest_alike():
@@ -394,10 +424,13 @@ def test_bandlimit_above_nyquist_is_a_recorded_no_op():
 @pytest.mark.parametrize("level", deg.STANDARD_LEVELS)
 def test_reverb_rir_has_the_requested_rt60_and_drr(level):
     p = deg.FAMILIES["reverb"].levels[level].params
-    rir = deg.synthetic_rir(SR, rt60_seconds=p["rt60_seconds"], drr_db=p["drr_db"],
-                            rng=np.random.default_rng(3))
+    rir = deg.synthetic_rir(
+        SR, rt60_seconds=p["rt60_seconds"], drr_db=p["drr_db"], rng=np.random.default_rng(3)
+    )
     assert deg.schroeder_rt60(rir, SR) == pytest.approx(p["rt60_seconds"], rel=0.1)
-    assert 10 * math.log10(rir[0] ** 2 / np.sum(rir[1:] ** 2)) == pytest.approx(p["drr_db"], abs=1e-9)
+    assert 10 * math.log10(rir[0] ** 2 / np.sum(rir[1:] ** 2)) == pytest.approx(
+        p["drr_db"], abs=1e-9
+    )
     assert np.sum(rir**2) == pytest.approx(1.0)
     x = np.random.default_rng(2).standard_normal(SR).astype(np.float32) * 0.1
     out = run("reverb", level, x)
@@ -413,8 +446,12 @@ def test_packet_loss_zeroes_exactly_the_recorded_packets(level, rate):
     assert packet == 320
     lost = set(out.info["lost_packets"])
     for k in range(out.info["n_packets"]):
-        seg = out.audio[k * packet: (k + 1) * packet]
-        assert (not np.any(seg)) if k in lost else np.array_equal(seg, x[k * packet: (k + 1) * packet])
+        seg = out.audio[k * packet : (k + 1) * packet]
+        assert (
+            (not np.any(seg))
+            if k in lost
+            else np.array_equal(seg, x[k * packet : (k + 1) * packet])
+        )
     n = out.info["n_packets"]
     assert len(lost) == round(rate * n) and out.info["loss_rate_achieved"] == len(lost) / n
     # Another seed loses other packets.

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from perceptual_audio import degrade_stage as stage
 from perceptual_audio import degradations as deg
+from perceptual_audio import degrade_stage as stage
 from perceptual_audio.audio_io import load_audio, save_wav
 from perceptual_audio.errors import ParameterError
 from perceptual_audio.files import sha256_file
@@ -33,9 +33,15 @@ def add_clean(root: Path, files: dict[str, np.ndarray]) -> None:
         path = f"clean/{rel}"
         save_wav(root / path, x, SR)
         rows[path] = ManifestRow.make(
-            path, kind="clean", source=rel.replace(".wav", ".flac"), parameters={"sr": SR},
-            sample_rate=SR, duration=len(x) / SR, sha256=sha256_file(root / path),
-            source_sha256="0" * 64)
+            path,
+            kind="clean",
+            source=rel.replace(".wav", ".flac"),
+            parameters={"sr": SR},
+            sample_rate=SR,
+            duration=len(x) / SR,
+            sha256=sha256_file(root / path),
+            source_sha256="0" * 64,
+        )
     replace_kind(root, "clean", list(rows.values()))
 
 
@@ -48,14 +54,21 @@ def remove_clean(root: Path, rel: str) -> None:
 @pytest.fixture
 def root(tmp_path: Path) -> Path:
     r = tmp_path / "test_audio"
-    add_clean(r, {"speech/a.wav": tone(0.6, 220, 1), "speech/b.wav": tone(0.5, 330, 2),
-                  "music/c (1).wav": tone(0.4, 440, 3)})
+    add_clean(
+        r,
+        {
+            "speech/a.wav": tone(0.6, 220, 1),
+            "speech/b.wav": tone(0.5, 330, 2),
+            "music/c (1).wav": tone(0.4, 440, 3),
+        },
+    )
     return r
 
 
 def run(root: Path, *extra: str) -> int:
     args = stage.build_parser().parse_args(
-        ["--input-dir", str(root), "--workers", "1", "--quiet", *extra])
+        ["--input-dir", str(root), "--workers", "1", "--quiet", *extra]
+    )
     return stage.run_degradations(args)
 
 
@@ -64,8 +77,10 @@ def degraded_rows(root: Path) -> dict[str, ManifestRow]:
 
 
 def mtimes(root: Path) -> dict[str, int]:
-    return {p.relative_to(root).as_posix(): p.stat().st_mtime_ns
-            for p in (root / "degraded").rglob("*.wav")}
+    return {
+        p.relative_to(root).as_posix(): p.stat().st_mtime_ns
+        for p in (root / "degraded").rglob("*.wav")
+    }
 
 
 def test_default_run_writes_every_default_level_with_complete_rows(root):
@@ -76,7 +91,7 @@ def test_default_run_writes_every_default_level_with_complete_rows(root):
     for path, row in rows.items():
         assert (root / path).is_file() and sha256_file(root / path) == row.sha256
         assert row.id == path[:-4] and row.kind == "degraded"
-        assert path == f"degraded/{row.family}/{row.level}/{row.source[len('clean/'):]}"
+        assert path == f"degraded/{row.family}/{row.level}/{row.source[len('clean/') :]}"
         assert row.source_sha256 == clean[row.source].sha256
         assert row.seed == deg.derive_seed(0, row.family, row.level, row.source)
         y, sr = load_audio(root / path)
@@ -99,8 +114,14 @@ def test_default_run_writes_every_default_level_with_complete_rows(root):
 
 def test_same_seed_gives_identical_files_other_seed_other_noise(tmp_path, root):
     other = tmp_path / "copy"
-    add_clean(other, {"speech/a.wav": tone(0.6, 220, 1), "speech/b.wav": tone(0.5, 330, 2),
-                      "music/c (1).wav": tone(0.4, 440, 3)})
+    add_clean(
+        other,
+        {
+            "speech/a.wav": tone(0.6, 220, 1),
+            "speech/b.wav": tone(0.5, 330, 2),
+            "music/c (1).wav": tone(0.4, 440, 3),
+        },
+    )
     assert run(root, "--degradations", "noise:high,bitrate:low") == 0
     assert run(other, "--degradations", "noise:high,bitrate:low") == 0
     a, b = degraded_rows(root), degraded_rows(other)
@@ -129,13 +150,16 @@ def test_rerun_redoes_only_what_changed(tmp_path, root):
     after = mtimes(root)
     assert {k: v for k, v in after.items() if k in before} == before
     assert sorted(set(after) - set(before)) == [
-        "degraded/noise/extreme/music/c (1).wav", "degraded/noise/extreme/speech/a.wav",
-        "degraded/noise/extreme/speech/b.wav"]
+        "degraded/noise/extreme/music/c (1).wav",
+        "degraded/noise/extreme/speech/a.wav",
+        "degraded/noise/extreme/speech/b.wav",
+    ]
 
     # A changed parameter (JSON file) regenerates exactly that level.
     spec = tmp_path / "sel.json"
-    spec.write_text(json.dumps({"noise": {"low": {"snr_db": 20}, "extreme": {}},
-                                "compression": ["high"]}))
+    spec.write_text(
+        json.dumps({"noise": {"low": {"snr_db": 20}, "extreme": {}}, "compression": ["high"]})
+    )
     assert run(root, "--degradations", str(spec)) == 0
     changed = {k for k, v in mtimes(root).items() if after.get(k) != v}
     assert changed == {k for k in after if k.startswith("degraded/noise/low/")}
@@ -149,9 +173,12 @@ def test_rerun_redoes_only_what_changed(tmp_path, root):
     (root / "degraded/compression/high/speech/a.wav").write_bytes(b"garbage")
     assert run(root, "--degradations", str(spec)) == 0
     changed = {k for k, v in mtimes(root).items() if stamp.get(k) != v}
-    assert changed == {"degraded/noise/low/speech/b.wav", "degraded/noise/extreme/speech/b.wav",
-                       "degraded/compression/high/speech/b.wav",
-                       "degraded/compression/high/speech/a.wav"}
+    assert changed == {
+        "degraded/noise/low/speech/b.wav",
+        "degraded/noise/extreme/speech/b.wav",
+        "degraded/compression/high/speech/b.wav",
+        "degraded/compression/high/speech/a.wav",
+    }
     rows = degraded_rows(root)
     assert all(sha256_file(root / p) == r.sha256 for p, r in rows.items())
 
@@ -165,14 +192,23 @@ def test_rerun_redoes_only_what_changed(tmp_path, root):
 def test_removed_selections_and_files_are_removed(root):
     assert run(root, "--degradations", "noise:low,noise:high,bitrate:low") == 0
     assert run(root, "--degradations", "noise:low") == 0
-    assert sorted(degraded_rows(root)) == sorted(mtimes(root)) == [
-        "degraded/noise/low/music/c (1).wav", "degraded/noise/low/speech/a.wav",
-        "degraded/noise/low/speech/b.wav"]
+    assert (
+        sorted(degraded_rows(root))
+        == sorted(mtimes(root))
+        == [
+            "degraded/noise/low/music/c (1).wav",
+            "degraded/noise/low/speech/a.wav",
+            "degraded/noise/low/speech/b.wav",
+        ]
+    )
     assert not (root / "degraded/bitrate").exists()  # empty folders pruned
     remove_clean(root, "speech/b.wav")
     assert run(root, "--degradations", "noise:low") == 0
-    assert sorted(degraded_rows(root)) == sorted(mtimes(root)) == [
-        "degraded/noise/low/music/c (1).wav", "degraded/noise/low/speech/a.wav"]
+    assert (
+        sorted(degraded_rows(root))
+        == sorted(mtimes(root))
+        == ["degraded/noise/low/music/c (1).wav", "degraded/noise/low/speech/a.wav"]
+    )
     # Clean rows are untouched by stage 2.
     assert len([r for r in read_manifest(root) if r.kind == "clean"]) == 2
 
@@ -198,13 +234,17 @@ def test_babble_mixes_other_recordings_and_records_them(root):
     add_clean(root, {"speech/b.wav": tone(0.5, 300, 9)})
     assert run(root, "--degradations", "babble:high") == 0
     changed = {k for k, v in mtimes(root).items() if stamp.get(k) != v}
-    assert changed == {"degraded/babble/high/speech/a.wav", "degraded/babble/high/speech/b.wav",
-                       "degraded/babble/high/music/c (1).wav"}
+    assert changed == {
+        "degraded/babble/high/speech/a.wav",
+        "degraded/babble/high/speech/b.wav",
+        "degraded/babble/high/music/c (1).wav",
+    }
 
 
 def test_silent_and_short_clean_files_are_flagged(root):
-    add_clean(root, {"silence.wav": np.zeros(SR // 2, np.float32),
-                     "tiny.wav": tone(0.02, 300, 5)[:200]})
+    add_clean(
+        root, {"silence.wav": np.zeros(SR // 2, np.float32), "tiny.wav": tone(0.02, 300, 5)[:200]}
+    )
     assert run(root, "--degradations", "noise:low,bitrate:low") == 0
     rows = degraded_rows(root)
     silent = rows["degraded/noise/low/silence.wav"]
@@ -217,8 +257,10 @@ def test_silent_and_short_clean_files_are_flagged(root):
 def test_a_failing_file_is_reported_and_the_others_are_written(root):
     (root / "clean/speech/b.wav").write_bytes(b"RIFF not really a wav")
     assert run(root, "--degradations", "noise:low") == 1
-    assert sorted(degraded_rows(root)) == ["degraded/noise/low/music/c (1).wav",
-                                           "degraded/noise/low/speech/a.wav"]
+    assert sorted(degraded_rows(root)) == [
+        "degraded/noise/low/music/c (1).wav",
+        "degraded/noise/low/speech/a.wav",
+    ]
     failures = json.loads((root / "degraded/run.json").read_text())["failures"]
     assert len(failures) == 1 and failures[0]["file"] == "degraded/noise/low/speech/b.wav"
     assert "clean/speech/b.wav" in failures[0]["error"]
@@ -238,9 +280,15 @@ def test_missing_manifest_fails_with_a_hint(tmp_path, caplog):
 def test_parse_selection_forms(tmp_path):
     names = lambda levels: [f"{lv.family}:{lv.name}" for lv in levels]  # noqa: E731
     assert names(stage.parse_selection("default")) == [
-        f"{f}:{lv}" for f in ("noise", "bitrate", "compression") for lv in deg.STANDARD_LEVELS]
+        f"{f}:{lv}" for f in ("noise", "bitrate", "compression") for lv in deg.STANDARD_LEVELS
+    ]
     assert names(stage.parse_selection("compression:high, noise ,bitrate:low")) == [
-        "noise:low", "noise:high", "noise:extreme", "bitrate:low", "compression:high"]
+        "noise:low",
+        "noise:high",
+        "noise:extreme",
+        "bitrate:low",
+        "compression:high",
+    ]
     assert len(stage.parse_selection("all")) == 3 * len(deg.FAMILIES)
     toml = tmp_path / "sel.toml"
     toml.write_text('gsm = "all"\n[noise.very_low]\nsnr_db = 40\ncolor = "pink"\n')
@@ -262,8 +310,15 @@ def test_parse_selection_forms(tmp_path):
 
 def test_help_lists_every_family_and_level_with_units():
     text = stage.build_parser().format_help()
-    for option in ("--input-dir", "--degradations", "--seed", "--workers", "--force",
-                   "--quiet", "--verbose"):
+    for option in (
+        "--input-dir",
+        "--degradations",
+        "--seed",
+        "--workers",
+        "--force",
+        "--quiet",
+        "--verbose",
+    ):
         assert option in text
     for fam in deg.FAMILIES.values():
         assert f"  {fam.name}" in text
@@ -273,14 +328,23 @@ def test_help_lists_every_family_and_level_with_units():
 
 def test_parallel_workers_give_the_same_bytes(tmp_path, root):
     other = tmp_path / "parallel"
-    add_clean(other, {"speech/a.wav": tone(0.6, 220, 1), "speech/b.wav": tone(0.5, 330, 2),
-                      "music/c (1).wav": tone(0.4, 440, 3)})
+    add_clean(
+        other,
+        {
+            "speech/a.wav": tone(0.6, 220, 1),
+            "speech/b.wav": tone(0.5, 330, 2),
+            "music/c (1).wav": tone(0.4, 440, 3),
+        },
+    )
     sel = "noise:extreme,reverb:low"
     assert run(root, "--degradations", sel) == 0
     args = stage.build_parser().parse_args(
-        ["--input-dir", str(other), "--workers", "2", "--quiet", "--degradations", sel])
+        ["--input-dir", str(other), "--workers", "2", "--quiet", "--degradations", sel]
+    )
     assert stage.run_degradations(args) == 0
-    assert ({p: r.sha256 for p, r in degraded_rows(root).items()}
-            == {p: r.sha256 for p, r in degraded_rows(other).items()})
-    assert not math.isnan(json.loads((other / "degraded/run.json").read_text())
-                          ["timings_seconds"]["total"])
+    assert {p: r.sha256 for p, r in degraded_rows(root).items()} == {
+        p: r.sha256 for p, r in degraded_rows(other).items()
+    }
+    assert not math.isnan(
+        json.loads((other / "degraded/run.json").read_text())["timings_seconds"]["total"]
+    )
