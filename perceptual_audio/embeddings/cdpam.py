@@ -400,7 +400,10 @@ class CDPAMEmbedder(Embedder):
         :data:`CHUNK_MARGIN_SAMPLES` of context per side, which gives the whole-clip result
         (to float rounding) in bounded memory. None encodes every clip whole.
     weights_path : path-like or None
-        The checkpoint; None uses the one in the installed ``cdpam`` package.
+        The checkpoint; None looks in ``weights_dir``, then in the installed ``cdpam`` package.
+    weights_dir : path-like or None
+        The stage's ``--weights-dir``: ``DIR/scratchJNDdefault_best_model.pth`` or
+        ``DIR/cdpam/scratchJNDdefault_best_model.pth`` is used when present (same sha256 check).
     """
 
     name: ClassVar[str] = "cdpam"
@@ -418,6 +421,7 @@ class CDPAMEmbedder(Embedder):
         round_to_int16: bool = True,
         chunk_seconds: float | None = DEFAULT_CHUNK_SECONDS,
         weights_path: str | os.PathLike | None = None,
+        weights_dir: str | os.PathLike | None = None,
     ) -> None:
         super().__init__(device=device)
         if framing not in FRAMINGS:
@@ -425,9 +429,7 @@ class CDPAMEmbedder(Embedder):
         if part not in PARTS:
             raise ParameterError(f"cdpam: part must be one of {PARTS}, got {part!r}")
         if resampler not in RESAMPLERS:
-            raise ParameterError(
-                f"cdpam: resampler must be one of {RESAMPLERS}, got {resampler!r}"
-            )
+            raise ParameterError(f"cdpam: resampler must be one of {RESAMPLERS}, got {resampler!r}")
         self.window_samples = int(round(window_seconds * SAMPLE_RATE))
         self.hop_samples = int(round(hop_seconds * SAMPLE_RATE))
         if self.window_samples < DOWNSAMPLING:
@@ -457,6 +459,12 @@ class CDPAMEmbedder(Embedder):
         self.resampler = resampler
         self.round_to_int16 = bool(round_to_int16)
         self.chunk_seconds = chunk_seconds
+        if weights_path is None and weights_dir is not None:
+            name = Path(WEIGHTS_RELATIVE_PATH).name
+            for candidate in (Path(weights_dir) / name, Path(weights_dir) / self.name / name):
+                if candidate.is_file():
+                    weights_path = candidate
+                    break
         self.weights_path = Path(weights_path) if weights_path is not None else None
         self._model: torch.nn.Module | None = None
         self._weights_sha256: str | None = None
@@ -500,6 +508,8 @@ class CDPAMEmbedder(Embedder):
             "framing": self.framing,
             "window_seconds": self.window_seconds,
             "hop_seconds": self.hop_seconds,
+            "window_samples": self.window_samples,
+            "hop_samples": self.hop_samples,
             "embedding_dim": self.embedding_dim,
             "clip_embedding_dim": ACOUSTIC_DIM,
             "sample_rate": SAMPLE_RATE,
@@ -507,7 +517,8 @@ class CDPAMEmbedder(Embedder):
             "round_to_int16": self.round_to_int16,
             "resampler": self.resampler,
             "chunk_seconds": self.chunk_seconds,
-            "weights_file": WEIGHTS_RELATIVE_PATH if self.weights_path is None
+            "weights_file": WEIGHTS_RELATIVE_PATH
+            if self.weights_path is None
             else str(self.weights_path),
             "weights_sha256": self._weights_sha256 or WEIGHTS_SHA256,
             "package": CDPAM_PACKAGE,
@@ -531,14 +542,18 @@ class CDPAMEmbedder(Embedder):
     # -- torch path (differentiable) ---------------------------------------------------------------
     def _check_batch(self, waveform: torch.Tensor, what: str) -> torch.Tensor:
         if not isinstance(waveform, torch.Tensor):
-            raise ParameterError(f"cdpam.{what}: expected a torch.Tensor, got {type(waveform).__name__}")
+            raise ParameterError(
+                f"cdpam.{what}: expected a torch.Tensor, got {type(waveform).__name__}"
+            )
         if waveform.ndim != 2 or waveform.shape[-1] == 0:
             raise ParameterError(
                 f"cdpam.{what}: waveform must have shape (B, n) with n > 0, got {tuple(waveform.shape)}"
             )
         return waveform.to(device=self.device, dtype=torch.float32)
 
-    def _encoder_blocks(self, x: torch.Tensor, *, keep: bool = False) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def _encoder_blocks(
+        self, x: torch.Tensor, *, keep: bool = False
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The encoder loop of ``cdpam.models.base_encoder.forward``, optionally keeping every
         block's activation (after LeakyReLU, before decimation).
 
@@ -610,7 +625,10 @@ class CDPAMEmbedder(Embedder):
         if not frames:
             return None, clip
         out = torch.stack(
-            [sum(parts[1:], parts[0]) / (hi - lo) for parts, (lo, hi) in zip(frame_parts, bounds)],
+            [
+                sum(parts[1:], parts[0]) / (hi - lo)
+                for parts, (lo, hi) in zip(frame_parts, bounds, strict=True)
+            ],
             dim=1,
         )
         return out, clip
@@ -623,7 +641,9 @@ class CDPAMEmbedder(Embedder):
         xp = F.pad(x, (0, padded_len - n))
         windows = xp.unfold(-1, self.window_samples, self.hop_samples)  # (B, T, win)
         flat = windows.reshape(batch * n_frames, self.window_samples)
-        per_batch = max(1, (self.chunk_samples or flat.shape[0] * self.window_samples) // self.window_samples)
+        per_batch = max(
+            1, (self.chunk_samples or flat.shape[0] * self.window_samples) // self.window_samples
+        )
         pooled = []
         for k in range(0, flat.shape[0], per_batch):
             h, _ = self._encoder_blocks(flat[k : k + per_batch])
@@ -643,8 +663,13 @@ class CDPAMEmbedder(Embedder):
         torch.Tensor [shape=(B, T, D)]
             ``T = n_frames(n)`` windows (see :meth:`timestamps`), ``D = embedding_dim``.
         """
-        frames, _ = self.forward_with_clip(waveform)
-        return frames
+        x = self._check_batch(waveform, "forward") * INT16_SCALE
+        if self.framing == "pooled":
+            frames, _ = self._pooled_pass(x)
+            assert frames is not None
+        else:
+            frames = self._windowed_pass(x)
+        return self._select(frames)
 
     def forward_with_clip(self, waveform: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Frame embeddings and the clip embedding, from one encoder pass when pooled.
@@ -749,7 +774,11 @@ class CDPAMEmbedder(Embedder):
         """
         a = torch.as_tensor(np.asarray(e_ref) if not isinstance(e_ref, torch.Tensor) else e_ref)
         b = torch.as_tensor(np.asarray(e_deg) if not isinstance(e_deg, torch.Tensor) else e_deg)
-        if a.shape != b.shape or a.ndim not in (1, 2) or a.shape[-1] not in (ACOUSTIC_DIM, ENCODER_DIM):
+        if (
+            a.shape != b.shape
+            or a.ndim not in (1, 2)
+            or a.shape[-1] not in (ACOUSTIC_DIM, ENCODER_DIM)
+        ):
             raise ParameterError(
                 "cdpam.distance_from_embeddings: expected two embeddings of the same shape "
                 f"(512,) or (N, 512) (or 1024 wide), got {tuple(a.shape)} and {tuple(b.shape)}"
@@ -793,6 +822,14 @@ class CDPAMEmbedder(Embedder):
         """
         frames, timestamps, _ = self.embed_with_clip(waveform, sr)
         return frames, timestamps
+
+    def embed_with_extras(
+        self, waveform: np.ndarray, sr: int
+    ) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+        """:meth:`embed` plus the arrays to store beside the frames, by name:
+        ``{"clip": (512,) float32}`` (save as ``<stem>.clip.npy``, :data:`CLIP_SUFFIX`)."""
+        frames, timestamps, clip = self.embed_with_clip(waveform, sr)
+        return frames, timestamps, {"clip": clip}
 
     def embed_with_clip(
         self, waveform: np.ndarray, sr: int
