@@ -347,12 +347,12 @@ def test_embedder_end_to_end_equals_numpy(synth):
 
 
 def test_embed_in_chunks_equals_one_batch(synth):
-    x = np.random.default_rng(3).uniform(-0.5, 0.5, 5 * SR).astype(np.float32)
+    x = np.random.default_rng(3).uniform(-0.5, 0.5, 3 * SR).astype(np.float32)
     whole = synth["raw"].forward(torch.from_numpy(x)[None])[0].detach().numpy()
     chunked = V.VGGishEmbedder(batch_size=2)
     chunked.network = synth["raw"].network
     emb, ts = chunked.embed(x, SR)
-    assert emb.shape == (5, 128) and len(ts) == 5
+    assert emb.shape == (3, 128) and len(ts) == 3
     # equal up to float32 summation order (BLAS blocks differ with the batch size)
     np.testing.assert_allclose(emb, whole, rtol=0, atol=1e-5 * np.abs(whole).max())
 
@@ -372,7 +372,7 @@ def test_short_clip_is_padded_and_flagged(synth, caplog):
 
 
 def test_final_relu_option(synth):
-    x = torch.from_numpy(sine(700.0, 2.0))[None]
+    x = torch.from_numpy(sine(700.0, 1.0))[None]
     raw = synth["raw"].forward(x)
     assert (raw < 0).any()  # otherwise this test could not fail
     torch.testing.assert_close(synth["relu"].forward(x), torch.relu(raw), rtol=0, atol=0)
