@@ -47,6 +47,9 @@ STAGE = "degradations"
 CLEAN_DIR = "clean"
 DEGRADED_DIR = "degraded"
 DEFAULT_SELECTION = "default"
+#: Flags of a clean row that its degraded files carry too (same length; a silent source makes
+#: the pair degenerate). ``clipped_peak`` is not inherited: it describes each file's own peak.
+INHERITED_FLAGS = frozenset({"short", "silent"})
 
 
 # -- selection --------------------------------------------------------------------------------
@@ -180,6 +183,7 @@ class DegradeJob:
     source_sha256: str
     digest: str  # of level_record + babble talkers' sha256
     pool: tuple[tuple[str, str], ...] = ()  # babble: (clean manifest path, file path)
+    clean_flags: tuple[str, ...] = ()  # INHERITED_FLAGS of the clean row
 
 
 def degrade_file(job: DegradeJob) -> ManifestRow:
@@ -214,7 +218,7 @@ def degrade_file(job: DegradeJob) -> ManifestRow:
         family=job.level.family,
         level=job.level.name,
         seed=job.seed,
-        flags=list(result.flags),
+        flags=sorted(set(result.flags) | set(job.clean_flags)),
     )
 
 
@@ -264,6 +268,7 @@ def plan_jobs(
                     source_sha256=source_hashes[row.path],
                     digest=params_digest(record),
                     pool=pool,
+                    clean_flags=tuple(sorted(row.flag_set & INHERITED_FLAGS)),
                 )
             )
     return jobs

@@ -270,6 +270,13 @@ def test_mp3_of_input_shorter_than_a_frame_keeps_length_and_is_flagged():
     assert out.audio.shape == (300,) and "short" in out.flags
 
 
+@pytest.mark.parametrize("family", ["opus", "gsm", "bitrate"])
+def test_codecs_keep_the_length_of_input_shorter_than_a_frame(family):
+    x = speech_like(0.02)[:200]  # 12.5 ms: less than one 20 ms Opus/GSM frame
+    out = run(family, "low", x)
+    assert out.audio.shape == (200,) and out.flags == ("short",)
+
+
 def test_full_scale_input_keeps_float_peaks_and_records_them():
     t = np.arange(SR) / SR
     x = np.sign(np.sin(2 * np.pi * 200 * t)).astype(np.float32)  # full-scale square wave

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -251,6 +252,16 @@ def test_silent_and_short_clean_files_are_flagged(root):
     assert silent.flag_set == {"silent"} and silent.params["details"]["applied"] is False
     assert not np.any(load_audio(root / silent.path)[0])
     assert rows["degraded/bitrate/low/tiny.wav"].flag_set == {"short"}
+    # Flags of the clean row (stage 1: short < 0.5 s, silent) carry over to its degradations.
+    assert rows["degraded/noise/low/tiny.wav"].flag_set == set()
+    rows_clean = [r for r in read_manifest(root) if r.kind == "clean"]
+    rows_clean = [
+        dataclasses.replace(r, flags="short") if r.path == "clean/tiny.wav" else r
+        for r in rows_clean
+    ]
+    replace_kind(root, "clean", rows_clean)
+    assert run(root, "--degradations", "noise:low,bitrate:low", "--force") == 0
+    assert degraded_rows(root)["degraded/noise/low/tiny.wav"].flag_set == {"short"}
     assert len(load_audio(root / "degraded/bitrate/low/tiny.wav")[0]) == 200
 
 
