@@ -364,7 +364,11 @@ def pca_quantize(
         ``vggish_postprocess.Postprocessor`` does with ``astype(np.uint8)``. Not differentiable
         (the gradient of the truncation is zero): use raw embeddings for a loss.
     """
-    pca = (embeddings - means) @ eigen_vectors.T
+    # float64 like the reference (NumPy promotes the float32 embeddings to the float64 PCA
+    # parameters), so values on an integer boundary truncate the same way
+    pca = (embeddings.to(torch.float64) - means.to(torch.float64)) @ eigen_vectors.to(
+        torch.float64
+    ).T
     clipped = pca.clamp(QUANTIZE_MIN_VAL, QUANTIZE_MAX_VAL)
     scaled = (clipped - QUANTIZE_MIN_VAL) * (
         QUANTIZE_LEVELS / (QUANTIZE_MAX_VAL - QUANTIZE_MIN_VAL)
@@ -445,9 +449,12 @@ def load_torch_file(path: str | os.PathLike) -> dict[str, Any]:
 
 
 def _check_tensors(
-    source: str | os.PathLike, tensors: dict[str, Any], shapes: dict[str, tuple[int, ...]]
+    source: str | os.PathLike,
+    tensors: dict[str, Any],
+    shapes: dict[str, tuple[int, ...]],
+    dtype: torch.dtype = torch.float32,
 ) -> dict[str, torch.Tensor]:
-    """Check keys and shapes exactly; return contiguous float32 tensors in ``shapes`` order."""
+    """Check keys and shapes exactly; return contiguous ``dtype`` tensors in ``shapes`` order."""
     missing = [k for k in shapes if k not in tensors]
     extra = [k for k in tensors if k not in shapes]
     if missing or extra:
@@ -466,7 +473,7 @@ def _check_tensors(
             )
         if not torch.isfinite(value).all():
             raise WeightsVerificationError(f"{source}: tensor {key!r} holds NaN or infinite values")
-        out[key] = value.detach().to(torch.float32).contiguous()
+        out[key] = value.detach().to(dtype).contiguous()
     return out
 
 
@@ -488,7 +495,8 @@ def _pca_tensors(source: str | os.PathLike, params: dict[str, Any]) -> dict[str,
         means = params["pca_means"]
         if tuple(np.shape(means)) == (EMBEDDING_SIZE, 1):
             params["pca_means"] = means.reshape(-1)
-    return _check_tensors(source, params, PCA_SHAPES)
+    # float64, as the reference's NumPy post-processing computes
+    return _check_tensors(source, params, PCA_SHAPES, dtype=torch.float64)
 
 
 def convert_torchvggish_pca(source: str | os.PathLike) -> dict[str, torch.Tensor]:
@@ -497,7 +505,7 @@ def convert_torchvggish_pca(source: str | os.PathLike) -> dict[str, torch.Tensor
     Returns
     -------
     dict
-        ``pca_eigen_vectors`` (128, 128) and ``pca_means`` (128,), float32.
+        ``pca_eigen_vectors`` (128, 128) and ``pca_means`` (128,), float64.
     """
     return _pca_tensors(source, load_torch_file(source))
 
@@ -629,7 +637,7 @@ class VGGishEmbedder(Embedder):
             p.requires_grad_(False)
 
     def _set_pca(self, state_dict: dict[str, torch.Tensor]) -> None:
-        pca = _check_tensors("VGGish PCA parameters", state_dict, PCA_SHAPES)
+        pca = _check_tensors("VGGish PCA parameters", state_dict, PCA_SHAPES, dtype=torch.float64)
         self.pca_eigen_vectors = pca["pca_eigen_vectors"].to(self.device)
         self.pca_means = pca["pca_means"].to(self.device)
 
