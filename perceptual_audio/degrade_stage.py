@@ -347,8 +347,12 @@ def run_degradations(args: argparse.Namespace) -> int:
         logger.error("%s: no manifest.csv; run audio_conversion.py --output %s first", root, root)
         return cli.EXIT_FAILED
     degraded_root = root / DEGRADED_DIR
+    try:
+        rows = read_manifest(root)
+    except PerceptualAudioError as e:  # SchemaError: a foreign or older manifest
+        logger.error("%s", e)
+        return cli.EXIT_FAILED
     remove_stale_temporaries(degraded_root)
-    rows = read_manifest(root)
     clean_rows = sorted((r for r in rows if r.kind == "clean"), key=lambda r: r.path)
     old_rows = {r.path: r for r in rows if r.kind == "degraded"}
 

@@ -288,6 +288,12 @@ def test_missing_manifest_fails_with_a_hint(tmp_path, caplog):
     assert "no manifest.csv; run audio_conversion.py" in caplog.text
 
 
+def test_foreign_manifest_fails_with_the_schema_message(tmp_path, caplog):
+    (tmp_path / "manifest.csv").write_text("file,score\na.wav,1\n")
+    assert run(tmp_path) == 1
+    assert "unexpected manifest columns ['file', 'score']" in caplog.text
+
+
 def test_parse_selection_forms(tmp_path):
     names = lambda levels: [f"{lv.family}:{lv.name}" for lv in levels]  # noqa: E731
     assert names(stage.parse_selection("default")) == [
