@@ -38,6 +38,7 @@ import io
 import logging
 import math
 import re
+import textwrap
 import types
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -52,6 +53,8 @@ logger = logging.getLogger(__name__)
 
 #: A signal whose AC peak (mean removed) is at or below this level in dBFS counts as silent.
 SILENCE_DBFS = -80.0
+#: Line width of :func:`describe_families`.
+HELP_WIDTH = 96
 #: Level names are path components: letters, digits, ``_`` and ``-``.
 LEVEL_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 #: The built-in level names, in increasing order of damage.
@@ -1184,7 +1187,7 @@ FAMILIES: Mapping[str, Family] = types.MappingProxyType(
             _noise_family(
                 "babble",
                 "babble",
-                "babble: other clean recordings of the run, mixed at "
+                "other clean recordings of the run (any content), mixed at "
                 "equal power, added at an exact SNR",
                 False,
             ),
@@ -1453,7 +1456,14 @@ def describe_families() -> str:
     """Every family and level with its parameters and units (the ``--help`` epilog)."""
     lines = ["Degradation families (levels low < high < extreme; * = in the default set):"]
     for fam in FAMILIES.values():
-        lines.append(f"  {fam.name}{' *' if fam.default else ''}: {fam.description}")
+        lines.append(
+            textwrap.fill(
+                f"{fam.name}{' *' if fam.default else ''}: {fam.description}",
+                width=HELP_WIDTH,
+                initial_indent="  ",
+                subsequent_indent="      ",
+            )
+        )
         units = {p.name: p.unit for p in fam.params}
         for lev in fam.levels.values():
             shown = ", ".join(
@@ -1463,9 +1473,14 @@ def describe_families() -> str:
             note = f"  ({lev.note})" if lev.note else ""
             lines.append(f"      {lev.name:<8} {shown}{note}")
     lines.append(
-        "Select with --degradations: 'default', 'all', or a comma list of FAMILY or "
-        "FAMILY:LEVEL (noise,bitrate:low,compression:high), or a .json/.toml file mapping "
-        "FAMILY to 'all', a list of level names, or {LEVEL: {PARAM: value}} (new levels start "
-        "from the family defaults, known levels from their built-in values)."
+        textwrap.fill(
+            "Select with --degradations: 'default', 'all', or a comma list of FAMILY or "
+            "FAMILY:LEVEL (noise,bitrate:low,compression:high), or a .json/.toml file mapping "
+            "FAMILY to 'all', a list of level names, or {LEVEL: {PARAM: value}} (new levels "
+            "start from the family defaults, known levels from their built-in values). "
+            "Noise levels are exact SNRs against the AC (DC-free) signal power; silent inputs "
+            "are left unchanged and flagged 'silent'; outputs keep float peaks above 1.0.",
+            width=HELP_WIDTH,
+        )
     )
     return "\n".join(lines)
