@@ -166,13 +166,12 @@ def _run_one(func: Callable[[Any], Any], item: Any) -> Outcome:
 
 def _init_worker(threads: int) -> None:
     # Each process gets its share of the cores: no oversubscription with BLAS/torch threads.
-    os.environ["OMP_NUM_THREADS"] = str(threads)
-    try:
-        import torch
-
-        torch.set_num_threads(threads)
-    except ImportError:
-        pass
+    # Set before torch/BLAS are imported in the worker (importing torch here would cost every
+    # worker a second or two even when its work never touches torch).
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[var] = str(threads)
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(threads)
 
 
 def parallel_map(func: Callable[[Any], Any], items: Sequence[Any], *, workers: int = 1,
