@@ -55,6 +55,14 @@ PANEL_HEIGHT_IN = 3.4
 MIN_POINTS_FOR_FIT = 3
 
 
+def _suptitle(fig: Figure, text: str, fontsize: float) -> None:
+    """Figure title wrapped to the figure's width (a cut-off title is unreadable)."""
+    import textwrap
+
+    chars = max(30, int(fig.get_figwidth() * 72 / (0.55 * fontsize)))
+    fig.suptitle(textwrap.fill(text, chars), fontsize=fontsize)
+
+
 def family_colors(families: Sequence[str]) -> dict[str, tuple[float, float, float]]:
     """A colour-blind-safe colour per family, stable for a given family order."""
     palette = sns.color_palette("colorblind", n_colors=max(len(families), 1))
@@ -185,8 +193,7 @@ def scatter_figure(pairs: pd.DataFrame, *, neural_metric: str, references: Seque
     handles, labels = _style_legend_handles(families, level_order, colors)
     fig.legend(handles, labels, loc="outside right upper", fontsize=8, title="colour / marker",
                title_fontsize=8)
-    fig.suptitle(f"{metric_info(neural_metric).label} against the classic metrics (all pairs)",
-                 fontsize=11)
+    _suptitle(fig, f"{metric_info(neural_metric).label} against the classic metrics (all pairs)", 11)
     return fig
 
 
@@ -286,8 +293,8 @@ def bar_chart(summary: pd.DataFrame, metrics: Sequence[str], *, families: Sequen
         ax.grid(True, axis="y", alpha=0.3)
     fig.legend([Patch(color=colors[f]) for f in families] + [Line2D([], [], color="0.15")],
                [f"family: {f}" for f in families] + ["95% confidence interval"],
-               loc="outside upper center", ncols=min(len(families) + 1, 6), fontsize=9)
-    fig.suptitle("Mean of each metric per degradation, with 95% confidence intervals", fontsize=12)
+               loc="outside lower center", ncols=min(len(families) + 1, 6), fontsize=9)
+    _suptitle(fig, "Mean of each metric per degradation, with 95% confidence intervals", 12)
     return fig
 
 
@@ -349,10 +356,10 @@ def severity_curves(summary: pd.DataFrame, metrics: Sequence[str], *, families: 
         ax.grid(True, alpha=0.3)
     if metrics:
         handles, labels = axes.flat[0].get_legend_handles_labels()
-        fig.legend(handles, labels, loc="outside upper center", ncols=min(len(families), 4),
+        fig.legend(handles, labels, loc="outside lower center", ncols=min(len(families), 4),
                    fontsize=9, title="family (levels from least to most severe)", title_fontsize=9)
-    fig.suptitle("Severity curves: each metric's mean as the degradation gets stronger "
-                 "(normalised per metric)", fontsize=12)
+    _suptitle(fig, "Severity curves: each metric's mean as the degradation gets stronger "
+                   "(normalised per metric)", 12)
     return fig
 
 
@@ -376,8 +383,8 @@ def family_small_multiples(pairs: pd.DataFrame, *, family: str, neural_metrics: 
             scatter_panel(ax, data, x_metric=ref, y_metric=m, level_order=level_order, colors={},
                           correlations=correlations, scope=family, color_by="level")
             ax.set_title(f"{metric_info(m).label} vs {metric_info(ref).label}", fontsize=9)
-    fig.suptitle(f"Degradation family '{family}': neural metrics against the classic metrics "
-                 f"({len(data)} pairs; colour and marker = level)", fontsize=11)
+    _suptitle(fig, f"Degradation family '{family}': neural metrics against the classic metrics "
+                   f"({len(data)} pairs; colour and marker = level)", 11)
     return fig
 
 

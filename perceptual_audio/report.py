@@ -930,6 +930,28 @@ def family_findings(results: StudyResults) -> list[str]:
     return out
 
 
+def family_agreement_table(results: StudyResults) -> Table:
+    """Headline neural metrics against PESQ-WB and STOI within each family: Spearman with CI
+    and the verdict of :func:`classify_agreement`."""
+    refs = [r for r in REFERENCE_METRICS if r in results.metrics]
+    primary = primary_neural_metrics(results.metrics) or results.neural_metrics
+    rows = []
+    for fam in results.families:
+        for m in primary:
+            row: list[Any] = [fam, metric_info(m).label]
+            for ref in refs:
+                c = lookup_correlation(results.correlations, fam, m, ref)
+                row.append(Cell("n/a", math.nan) if c is None else
+                           _ci_cell(c.r, c.ci_low, c.ci_high))
+                row.append(classify_agreement(m, c))
+            rows.append(row)
+    cols = ["Family", "Neural metric"]
+    for ref in refs:
+        cols += [f"Spearman ρ vs {metric_info(ref).label} [95% CI]", f"vs {metric_info(ref).label}"]
+    return Table("Agreement within each degradation family (agrees: the CI is entirely on the "
+                 "agreeing side; a distance agrees when negative)", cols, rows)
+
+
 def monotonicity_findings(results: StudyResults) -> tuple[list[str], pd.DataFrame, pd.DataFrame]:
     """Sentences and tables from ``monotonicity.csv``.
 
@@ -1089,10 +1111,12 @@ class Table:
 
 @dataclass
 class FigureBlock:
-    """A figure file (PNG or SVG) made by :mod:`perceptual_audio.plots`."""
+    """A figure file (PNG or SVG) made by :mod:`perceptual_audio.plots`; figures of one
+    ``group`` are shown under one sub-heading."""
 
     path: Path
     caption: str
+    group: str = ""
 
 
 @dataclass
@@ -1281,6 +1305,8 @@ def build_report(results: StudyResults, figures: Sequence[FigureBlock] = ()) -> 
     sections.append(Section("Setup", setup_blocks(results)))
     sections.append(Section("Sample Results", [sample_results_table(results), summary_table(results)]))
     corr_blocks: list[Any] = [Bullets(findings + per_family), reference_correlation_table(results)]
+    if per_family and len(results.families) > 1:
+        corr_blocks.append(family_agreement_table(results))
     if not results.correlations.empty:
         corr_blocks.append(full_correlation_table(results))
     sections.append(Section("Correlation findings", corr_blocks))
@@ -1346,6 +1372,7 @@ def render_text(sections: Sequence[Section], *, title: str = "Perceptual audio m
     out = [title, "=" * len(title), f"Generated {generated_at}", ""]
     for sec in sections:
         out += [sec.title, "-" * len(sec.title)]
+        group = ""
         for b in sec.blocks:
             if isinstance(b, Paragraph):
                 out.append(_wrap(("NOTE: " if b.note else "") + b.text))
@@ -1354,7 +1381,11 @@ def render_text(sections: Sequence[Section], *, title: str = "Perceptual audio m
             elif isinstance(b, Table):
                 out.append(_text_table(b))
             elif isinstance(b, FigureBlock):
+                if b.group and b.group != group:
+                    out += [b.group + ":"]
+                    group = b.group
                 out.append(_wrap(f"{b.path.name}: {b.caption}", indent="- "))
+                continue
             out.append("")
     return "\n".join(out).rstrip() + "\n"
 
@@ -1371,7 +1402,8 @@ margin:8px 0;border-radius:4px}
 table{border-collapse:collapse;margin:10px 0 18px;font-size:0.88em;width:auto;max-width:100%}
 caption{caption-side:top;text-align:left;font-weight:600;padding:4px 0;color:#333}
 th,td{border:1px solid #d8dde3;padding:4px 8px;vertical-align:top}
-th{background:#eef1f5;cursor:pointer;user-select:none;white-space:nowrap}
+th{background:#eef1f5;cursor:pointer;user-select:none;white-space:nowrap;text-align:left}
+h3{margin-top:1.6em;color:#2b3440}
 th.sorted-asc::after{content:" \\25B2";font-size:0.7em}th.sorted-desc::after{content:" \\25BC";font-size:0.7em}
 td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 tr:nth-child(even) td{background:#fafbfc}
@@ -1454,6 +1486,7 @@ def render_html(sections: Sequence[Section], *, title: str = "Perceptual audio m
     n_table = 0
     for sec in sections:
         parts.append(f'<section id="{_slug(sec.title)}"><h2>{esc(sec.title)}</h2>')
+        group = ""
         for b in sec.blocks:
             if isinstance(b, Paragraph):
                 parts.append(f'<p class="note"><strong>Note:</strong> {esc(b.text)}</p>' if b.note
@@ -1468,6 +1501,9 @@ def render_html(sections: Sequence[Section], *, title: str = "Perceptual audio m
                                 f"to show)</summary>{rendered}</details>")
                 parts.append(rendered)
             elif isinstance(b, FigureBlock):
+                if b.group and b.group != group:
+                    parts.append(f"<h3>{esc(b.group)}</h3>")
+                    group = b.group
                 parts.append(f'<figure><img src="{figure_data_uri(b.path)}" alt="{esc(b.caption)}">'
                              f"<figcaption>{esc(b.caption)} ({esc(b.path.name)})</figcaption></figure>")
         parts.append("</section>")

@@ -107,8 +107,14 @@ def inputs_digest(results: StudyResults, params: dict[str, Any]) -> str:
     return h.hexdigest()
 
 
-def figure_plan(results: StudyResults) -> list[tuple[str, str, Any]]:
-    """``(file stem, caption, builder)`` of every figure to draw, in report order.
+GROUP_SCATTER = "Neural metrics against PESQ-WB and STOI"
+GROUP_HEATMAP = "Correlations among all metrics"
+GROUP_DEGRADATION = "Metrics by degradation"
+GROUP_FAMILY = "One degradation family at a time"
+
+
+def figure_plan(results: StudyResults) -> list[tuple[str, str, str, Any]]:
+    """``(file stem, group, caption, builder)`` of every figure to draw, in report order.
 
     ``builder`` is a zero-argument callable returning a matplotlib Figure; plots is imported
     here, lazily, so that ``--help`` stays fast.
@@ -119,12 +125,12 @@ def figure_plan(results: StudyResults) -> list[tuple[str, str, Any]]:
     pairs = results.pairs.replace([float("inf"), float("-inf")], float("nan"))
     summary, corr = results.summary, results.correlations
     families, order = results.families, results.level_order
-    plan: list[tuple[str, str, Any]] = []
+    plan: list[tuple[str, str, str, Any]] = []
     refs = [r for r in REFERENCE_METRICS if r in results.metrics and pairs[r].notna().any()]
     neural = [m for m in results.neural_metrics if pairs[m].notna().any()]
     if refs:
         for m in neural:
-            plan.append((f"scatter_{m}",
+            plan.append((f"scatter_{m}", GROUP_SCATTER,
                          f"{metric_info(m).label} against "
                          + " and ".join(metric_info(r).label for r in refs)
                          + ": one point per pair, colour = family, marker = level; the legend "
@@ -133,14 +139,14 @@ def figure_plan(results: StudyResults) -> list[tuple[str, str, Any]]:
                                                           families=families, level_order=order,
                                                           correlations=corr)))
     for method in ("pearson", "spearman"):
-        plan.append((f"heatmap_{method}",
+        plan.append((f"heatmap_{method}", GROUP_HEATMAP,
                      f"{method.capitalize()} correlation between every pair of metrics over all pairs.",
                      lambda method=method: plots.correlation_heatmap(pairs, results.metrics,
                                                                      method=method)))
-    plan.append(("bars_by_degradation",
+    plan.append(("bars_by_degradation", GROUP_DEGRADATION,
                  "Mean of every metric per degradation family and level, with 95% CI error bars.",
                  lambda: plots.bar_chart(summary, results.metrics, families=families, level_order=order)))
-    plan.append(("severity_curves",
+    plan.append(("severity_curves", GROUP_DEGRADATION,
                  "Every metric against the severity of the degradation, one line per family, "
                  "normalised per metric (1 = best observed mean, 0 = worst).",
                  lambda: plots.severity_curves(summary, results.metrics, families=families,
@@ -148,7 +154,7 @@ def figure_plan(results: StudyResults) -> list[tuple[str, str, Any]]:
     primary = [m for m in primary_neural_metrics(results.metrics) if m in neural]
     if len(families) > 1 and refs and primary:
         for fam in families:
-            plan.append((f"family_{fam}",
+            plan.append((f"family_{fam}", GROUP_FAMILY,
                          f"Family '{fam}' only: headline neural metrics against "
                          + " and ".join(metric_info(r).label for r in refs)
                          + ", by level, with this family's correlations.",
@@ -189,7 +195,7 @@ def run_stage(args: argparse.Namespace) -> int:
     failed: list[str] = []
     plan = figure_plan(results)
     t_fig = time.perf_counter()
-    for stem, caption, builder in cli.progress(plan, total=len(plan), desc="figures", args=args):
+    for stem, group, caption, builder in cli.progress(plan, total=len(plan), desc="figures", args=args):
         path = output_dir / f"{stem}.{args.format}"
         try:
             plots.save_figure(builder(), path, dpi=args.dpi)
@@ -197,7 +203,7 @@ def run_stage(args: argparse.Namespace) -> int:
             logger.error("figure %s failed: %s: %s", path, type(e).__name__, e)
             failed.append(f"{path.name}: {type(e).__name__}: {e}")
             continue
-        figures.append(FigureBlock(path, caption))
+        figures.append(FigureBlock(path, caption, group))
         logger.debug("wrote %s", path)
     t_report = time.perf_counter()
     sections = build_report(results, figures)
