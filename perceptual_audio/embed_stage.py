@@ -369,7 +369,17 @@ def run_embeddings(args: argparse.Namespace) -> int:
                      audio_dir / "manifest.csv")
         return cli.EXIT_FAILED
 
-    results = [embed_model(name, args, audio_dir, rows) for name in models]
+    # The networks run in this process; --workers sets torch's intra-op threads.
+    import torch
+
+    threads_before = torch.get_num_threads()
+    workers = getattr(args, "workers", None)
+    if workers:
+        torch.set_num_threads(int(workers))
+    try:
+        results = [embed_model(name, args, audio_dir, rows) for name in models]
+    finally:
+        torch.set_num_threads(threads_before)
     unavailable = [r for r in results if not r.available and not r.load_failed]
     failed = any(r.n_failed or r.load_failed for r in results)
     for r in results:

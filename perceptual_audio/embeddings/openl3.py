@@ -367,6 +367,8 @@ class OpenL3Embedder(Embedder):
         )
         self.network.load_state_dict(loaded.state_dict)
         self.network.to(self.device).eval()
+        for p in self.network.parameters():  # a frozen feature extractor: gradients flow to
+            p.requires_grad_(False)  # the waveform only
         self.loaded = loaded
         logger.info(
             "OpenL3 %s/%s weights from %s (sha256 %s)",

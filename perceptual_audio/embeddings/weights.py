@@ -353,7 +353,7 @@ def _try_download(
         except (OSError, urllib.error.URLError, ValueError) as e:
             reason = getattr(e, "reason", None) or e
             reasons.append(f"{u}: {reason}")
-            logger.warning("download of %s failed: %s", u, reason)
+            logger.info("download of %s failed: %s", u, reason)
     return None, "the download failed (" + "; ".join(reasons) + ")"
 
 
