@@ -394,3 +394,25 @@ def test_vggish_synthetic_weights(vggish_synthetic: Embedder) -> None:
     assert dfl(c22, c22).item() == pytest.approx(0, abs=1e-6)
     assert dfl(resample(noisy, 16000, 22050), c22).item() > 0
     assert dfl.layers == ["conv1", "conv2", "conv3", "conv4", "fc1", "fc2"]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
+def test_cuda_vggish_architecture_matches_cpu() -> None:
+    V = pytest.importorskip("perceptual_audio.embeddings.vggish")
+    torch.manual_seed(12)
+    embedder = V.VGGishEmbedder()
+    embedder.network = V.VGGishNetwork().eval()  # test fixture: random weights
+    clean = speech_like(1.0, 22050)
+    noisy = add_noise(clean, 10.0)
+    for cls in (EmbeddingLoss, DeepFeatureLoss):
+        loss_fn = cls(embedder, sample_rate=22050).to("cpu")
+        x = noisy.clone().requires_grad_(True)
+        on_cpu = loss_fn(x, clean)
+        on_cpu.backward()
+        loss_fn.to("cuda")
+        assert embedder.device.type == "cuda" and next(embedder.network.parameters()).is_cuda
+        xg = noisy.cuda().requires_grad_(True)
+        on_gpu = loss_fn(xg, clean.cuda())
+        on_gpu.backward()
+        assert on_gpu.item() == pytest.approx(on_cpu.item(), rel=1e-3)
+        assert torch.allclose(xg.grad.cpu(), x.grad, rtol=1e-2, atol=1e-3 * x.grad.abs().max().item())
