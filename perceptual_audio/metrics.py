@@ -247,7 +247,7 @@ def stoi_score(reference: np.ndarray, degraded: np.ndarray, sample_rate: int, *,
     degraded = _as_signal(degraded, "degraded")
     _check_not_silent(reference, "reference")
     reference, degraded = common_length(reference, degraded)
-    state = np.random.get_state()
+    state = np.random.get_state()  # noqa: NPY002
     np.random.seed(ESTOI_DITHER_SEED)  # noqa: NPY002 -- pystoi draws from the global generator
     try:
         with warnings.catch_warnings(record=True) as caught:
@@ -290,16 +290,18 @@ def si_sdr(reference: np.ndarray, degraded: np.ndarray) -> float:
     reference, degraded = common_length(reference, degraded)
     r = reference.astype(np.float64) - np.mean(reference, dtype=np.float64)
     d = degraded.astype(np.float64) - np.mean(degraded, dtype=np.float64)
-    r_energy = float(np.dot(r, r))
+    # Sums with NumPy's pairwise summation rather than BLAS dot: BLAS results depend on its
+    # thread count, which would make the value depend on --workers.
+    r_energy = float(np.sum(r * r))
     if r_energy == 0.0:
         raise MetricError("SI-SDR is undefined: the reference signal is constant (zero energy)")
     if not np.any(d):
         raise MetricError("SI-SDR is undefined: the degraded signal is constant (zero energy)")
-    alpha = float(np.dot(d, r)) / r_energy
+    alpha = float(np.sum(d * r)) / r_energy
     target = alpha * r
     noise = d - target
-    noise_energy = float(np.dot(noise, noise))
-    target_energy = float(np.dot(target, target))
+    noise_energy = float(np.sum(noise * noise))
+    target_energy = float(np.sum(target * target))
     if noise_energy == 0.0:
         return math.inf
     if target_energy == 0.0:

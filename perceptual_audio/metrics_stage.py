@@ -35,13 +35,16 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from perceptual_audio import cli, metrics
 from perceptual_audio.errors import PerceptualAudioError
 from perceptual_audio.files import atomic_write_text, params_digest, sha256_file
+
+if TYPE_CHECKING:  # pandas is imported lazily: worker processes do not need it
+    import pandas as pd
 
 logger = logging.getLogger(__name__)
 
@@ -338,7 +341,7 @@ def read_previous(path: Path) -> dict[str, dict[str, str]]:
         return {}
 
 
-def read_pair_table(path: str | Path) -> "pd.DataFrame":  # noqa: F821
+def read_pair_table(path: str | Path) -> pd.DataFrame:
     """``pair_metrics.csv`` as a DataFrame (values float, statuses and paths str)."""
     import pandas as pd
 

@@ -238,3 +238,14 @@ def test_embedding_failures_become_status():
     assert out["m_cosine"].status == ("cosine similarity is undefined: an embedding frame is "
                                       "all zeros")
     assert out["m_l2"].ok
+
+
+def test_si_sdr_does_not_depend_on_blas_threads(rng):
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    r = rng.standard_normal(160_000).astype(np.float32)
+    d = (r + 0.3 * rng.standard_normal(160_000)).astype(np.float32)
+    with threadpoolctl.threadpool_limits(limits=1, user_api="blas"):
+        one = metrics.si_sdr(r, d)
+    with threadpoolctl.threadpool_limits(limits=2, user_api="blas"):
+        two = metrics.si_sdr(r, d)
+    assert one == two

@@ -280,6 +280,9 @@ def test_missing_manifest_is_a_clear_error(tmp_path, caplog):
 
 
 def test_bad_command_line_exits_2(tmp_path):
+    from perceptual_audio import stats
+
+    assert metrics_stage.DEFAULT_BOOTSTRAP == stats.N_BOOTSTRAP
     with pytest.raises(SystemExit) as e:
         metrics_stage.main(["--bootstrap", "-1"])
     assert e.value.code == cli.EXIT_USAGE
