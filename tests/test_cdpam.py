@@ -404,6 +404,14 @@ def test_bad_inputs_are_refused(embedder):
         r"with n > 0, got \(100,\)",
     ):
         embedder.forward(torch.zeros(100))
+    with pytest.raises(
+        ParameterError,
+        match=r"cdpam.distance: reference and degraded must be tensors of shape \(n,\) or "
+        r"\(B, n\) with the same B, got \(100,\) and \(1, 100\)",
+    ):
+        embedder.distance(torch.zeros(100), torch.zeros(1, 100))
+    with pytest.raises(ParameterError, match=r"got \(2, 100\) and ndarray of shape \(2, 100\)"):
+        embedder.distance(torch.zeros(2, 100), np.zeros((2, 100)))
     with pytest.raises(ParameterError, match=r"got \(2, 512\) and \(2, 256\)"):
         embedder.distance_from_embeddings(np.ones((2, 512)), np.ones((2, 256)))
     with pytest.raises(
