@@ -775,8 +775,12 @@ class CDPAMEmbedder(Embedder):
         single = reference.ndim == 1
         if single:
             reference, degraded = reference[None], degraded[None]
-        ref = self.clip_embedding(reference)
-        deg = self.clip_embedding(degraded)
+        if reference.shape == degraded.shape:
+            # One encoder call for both (each encoder call has a fixed cost).
+            ref, deg = self.clip_embedding(torch.cat([reference, degraded])).chunk(2)
+        else:
+            ref = self.clip_embedding(reference)
+            deg = self.clip_embedding(degraded)
         dist = self.model.model_dist(ref, deg)
         return dist[0] if single else dist
 
