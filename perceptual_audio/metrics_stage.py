@@ -225,19 +225,29 @@ def _limit_worker_blas() -> None:
     threadpool_limits(limits=1, user_api="blas")
 
 
-def score_pair(job: PairJob) -> dict[str, tuple[float, str]]:
-    """Compute the requested cells of one pair (runs in a worker process).
+@dataclass(frozen=True)
+class PairScores:
+    """A worker's answer: ``cells`` (metric -> (value, status)) and ``input_failed``, the
+    metrics that failed because an input was missing, unreadable or stale (as opposed to a
+    measurement that is undefined for this audio, such as PESQ on music without speech)."""
 
-    Returns
-    -------
-    dict
-        metric name -> (value, status).
-    """
+    cells: dict[str, tuple[float, str]]
+    input_failed: frozenset[str] = frozenset()
+
+
+def score_pair(job: PairJob) -> PairScores:
+    """Compute the requested cells of one pair (runs in a worker process)."""
     from perceptual_audio.audio_io import load_audio
 
     _limit_worker_blas()
 
     out: dict[str, metrics.Measurement] = {}
+    input_failed: set[str] = set()
+
+    def failed(names: Sequence[str], reason: str) -> dict[str, metrics.Measurement]:
+        input_failed.update(names)
+        return _failed(names, reason)
+
     audio: tuple[np.ndarray, np.ndarray, int] | None = None
     audio_problem = job.reference_problem
     if audio_problem is None:
@@ -253,45 +263,50 @@ def score_pair(job: PairJob) -> dict[str, tuple[float, str]]:
             audio_problem = str(e)
     if job.classic is not None:
         if audio is None:
-            out.update(_failed(metrics.CLASSIC_METRICS, audio_problem or "no audio"))
+            out.update(failed(metrics.CLASSIC_METRICS, audio_problem or "no audio"))
         else:
             out.update(metrics.classic_metrics(*audio, settings=job.classic))
     for mj in job.models:
         names = model_metric_names(mj.model)
         if mj.problem is not None:
-            out.update(_failed(names, mj.problem))
+            out.update(failed(names, mj.problem))
             continue
         try:
             e_ref = np.load(mj.reference, allow_pickle=False)
             e_deg = np.load(mj.degraded, allow_pickle=False)
         except (OSError, ValueError) as e:
-            out.update(_failed(names, f"cannot read {mj.model} embedding: {e}"))
+            out.update(failed(names, f"cannot read {mj.model} embedding: {e}"))
             continue
         out.update(metrics.embedding_metrics(mj.model, e_ref, e_deg))
         if mj.model == "cdpam":
-            out[metrics.CDPAM_DISTANCE] = _cdpam_cell(mj, audio, audio_problem)
-    return {k: (v.value, v.status) for k, v in out.items()}
+            cell, is_input = _cdpam_cell(mj, audio, audio_problem)
+            out[metrics.CDPAM_DISTANCE] = cell
+            if is_input:
+                input_failed.add(metrics.CDPAM_DISTANCE)
+    return PairScores({k: (v.value, v.status) for k, v in out.items()}, frozenset(input_failed))
 
 
 def _cdpam_cell(mj: ModelJob, audio: tuple[np.ndarray, np.ndarray, int] | None,
-                audio_problem: str | None) -> metrics.Measurement:
+                audio_problem: str | None) -> tuple[metrics.Measurement, bool]:
+    """CDPAM distance of one pair, and whether a failure is an input failure."""
     if mj.reference_clip is not None and mj.degraded_clip is not None:
         try:
             a = np.load(mj.reference_clip, allow_pickle=False)
             b = np.load(mj.degraded_clip, allow_pickle=False)
         except (OSError, ValueError) as e:
-            return metrics.Measurement(math.nan, f"cannot read CDPAM clip embedding: {e}")
-        return metrics.measure(metrics.cdpam_distance, a, b)
+            return metrics.Measurement(math.nan, f"cannot read CDPAM clip embedding: {e}"), True
+        return metrics.measure(metrics.cdpam_distance, a, b), False
     # No stored clip embeddings: CDPAM on the audio (slow; the reference is cached per worker).
     if audio is None:
-        return metrics.Measurement(math.nan, metrics._one_line(audio_problem or "no audio"))
+        return metrics.Measurement(math.nan, metrics._one_line(audio_problem or "no audio")), True
     ref, deg, sr = audio
     try:
         a = _cached_clip(mj.reference, ref, sr)
         b = metrics.cdpam_clip_embedding(deg, sr)
     except Exception as e:  # model missing or failing: this cell only
-        return metrics.Measurement(math.nan, metrics._one_line(f"CDPAM: {type(e).__name__}: {e}"))
-    return metrics.measure(metrics.cdpam_distance, a, b)
+        status = metrics._one_line(f"CDPAM: {type(e).__name__}: {e}")
+        return metrics.Measurement(math.nan, status), True
+    return metrics.measure(metrics.cdpam_distance, a, b), False
 
 
 _CLIP_CACHE: dict[tuple[str, int], np.ndarray] = {}
@@ -365,8 +380,11 @@ def build_parser() -> argparse.ArgumentParser:
             "distance, and CDPAM's learned distance; then per-degradation summaries, "
             "correlations with cluster-bootstrap CIs and monotonicity. Failed cells are NaN "
             "with a reason in <metric>_status."),
-        epilog=("exit status: 0 success; 1 some cells failed (see the *_status columns); "
-                "2 bad command line; 3 some models unavailable (the others were scored)."),
+        epilog=("exit status: 0 success; 1 some cells failed for a missing, unreadable or stale "
+                "input (see the *_status columns); 2 bad command line; 3 some models "
+                "unavailable (the others were scored). A measurement undefined for the audio "
+                "(PESQ finding no speech, STOI on too little audio) is NaN with its reason and "
+                "counted in run.json, but does not fail the run."),
         formatter_class=cli.HelpFormatter,
     )
     p.add_argument("--audio-dir", type=Path, default=Path("test_audio"),
@@ -485,7 +503,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 key_parts["clips"] = ([hashes(Path(c_ref)), hashes(Path(c_deg))] if c_ref
                                       else ["audio", ref_sha, deg_sha])
                 key_parts["weights"] = src.entries.get(row.path, {}).get("weights_sha256", "")
-            key = params_digest(key_parts)
+            key = params_digest(key_parts) if problem is None else ""
             out[f"{m}_key"] = key
             if not _reuse(prev, f"{m}_key", key, model_metric_names(m), out):
                 model_jobs.append(ModelJob(m, str(e_ref), str(e_deg), problem, c_ref, c_deg))
@@ -504,18 +522,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     with single_threaded_blas():  # for the in-process (--workers 1) path; workers do it too
         outcomes = cli.parallel_map(score_pair, jobs, workers=args.workers, desc="pairs",
                                     args=args)
+    input_failures: dict[str, int] = {}
     for job, i, oc in zip(jobs, job_rows, outcomes, strict=True):
         if oc.ok:
-            for name, (value, status) in oc.value.items():
-                table[i][name] = value
-                table[i][f"{name}_status"] = status
+            scores: PairScores = oc.value
         else:  # the worker itself failed: every requested cell carries the reason
             names = list(metrics.CLASSIC_METRICS) if job.classic is not None else []
             for mj in job.models:
                 names += model_metric_names(mj.model)
-            for name in names:
-                table[i][name] = math.nan
-                table[i][f"{name}_status"] = metrics._one_line(oc.error or "failed")
+            reason = metrics._one_line(oc.error or "failed")
+            scores = PairScores({n: (math.nan, reason) for n in names}, frozenset(names))
+        for name, (value, status) in scores.cells.items():
+            table[i][name] = value
+            table[i][f"{name}_status"] = status
+        for name in scores.input_failed:
+            input_failures[name] = input_failures.get(name, 0) + 1
+            # An input failure is never cached: the next run tries again.
+            group = "classic" if name in metrics.CLASSIC_METRICS else name.split("_")[0]
+            table[i][f"{group}_key"] = ""
     score_seconds = time.perf_counter() - t_score
 
     status_cols = [f"{c}_status" for c in value_cols]
@@ -560,12 +584,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         extra={"models": {m: {"available": s.available, "reason": s.reason,
                               "folder": str(s.folder)} for m, s in sources.items()},
                "n_pairs": len(table), "pairs_scored": computed, "pairs_reused": reused,
-               "failures": failures, "level_order": order},
+               "failures": failures, "input_failures": input_failures, "level_order": order},
     )
     n_failed = sum(failures.values())
-    logger.info("wrote %s: %d pairs, %d metrics, %d failed cells; models: %s", results_dir,
-                len(table), len(value_cols), n_failed, ", ".join(available) or "none")
-    if n_failed:
+    n_input = sum(input_failures.values())
+    logger.info("wrote %s: %d pairs, %d metrics, %d failed cells (%d for missing, unreadable or "
+                "stale inputs); models: %s", results_dir, len(table), len(value_cols), n_failed,
+                n_input, ", ".join(available) or "none")
+    if n_input:
         return cli.EXIT_FAILED
     if len(available) < len(MODELS):
         return cli.EXIT_MODELS_UNAVAILABLE
@@ -575,7 +601,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _reuse(prev: dict[str, str], key_column: str, key: str, names: Sequence[str],
            out: dict[str, Any]) -> bool:
     """Copy cached cells into ``out`` when the previous row has the same key and all cells."""
-    if not prev or prev.get(key_column) != key:
+    if not prev or not key or prev.get(key_column) != key:
         return False
     if any(n not in prev or f"{n}_status" not in prev for n in names):
         return False

@@ -257,8 +257,32 @@ def test_failures_are_nan_with_status_never_dropped(tmp_path):
     run_json = json.loads((tmp_path / "results" / "run.json").read_text())
     assert run_json["failures"]["pesq_wb"] == 3
     assert run_json["failures"]["openl3_cosine"] == 1
+    # Only the missing file is an input failure (exit 1); silence makes PESQ undefined.
+    assert run_json["input_failures"] == {"openl3_cosine": 1, "openl3_cosine_pooled": 1,
+                                          "openl3_l2": 1}
+    assert missing["openl3_key"] == "" and silent["classic_key"].str.len().min() == 16
     s = pd.read_csv(tmp_path / "results" / "summary_by_degradation.csv")
     assert (s["n_pairs"] == 2).all() and (s["pesq_wb_n"] == 1).all()
+
+
+def test_undefined_measurements_do_not_fail_the_run(tmp_path):
+    audio, rows = make_dataset(tmp_path, n_recordings=2, silent=True)
+    write_model(tmp_path, "openl3", audio, rows)
+    assert run(tmp_path, "results", "--workers", "1") == cli.EXIT_MODELS_UNAVAILABLE
+    run_json = json.loads((tmp_path / "results" / "run.json").read_text())
+    assert run_json["failures"]["stoi"] == 3 and run_json["input_failures"] == {}
+
+
+def test_missing_embedding_is_retried_on_rerun(tmp_path):
+    audio, rows = make_dataset(tmp_path, n_recordings=1)
+    write_model(tmp_path, "openl3", audio, rows, skip=("degraded/noise/high/speech/r0.wav",))
+    assert run(tmp_path, "results", "--workers", "1") == cli.EXIT_FAILED
+    write_model(tmp_path, "openl3", audio, rows)
+    assert run(tmp_path, "results", "--workers", "1") == cli.EXIT_MODELS_UNAVAILABLE
+    df = read_table(tmp_path / "results" / "pair_metrics.csv")
+    assert (df["openl3_cosine_status"] == "ok").all()
+    run_json = json.loads((tmp_path / "results" / "run.json").read_text())
+    assert run_json["pairs_scored"] == 1  # rewritten but identical files keep their keys
 
 
 def test_stale_embedding_is_reported(tmp_path):
