@@ -165,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
         opt.step()
         print(f"step {step:3d}/{args.steps}  loss {loss.item():.5f}  ({time.perf_counter() - t0:.0f} s)", flush=True)
     with torch.no_grad():
-        final = output()
+        final = output().detach()
         final_loss = loss_fn(final, clean).item()
     out_np = final.numpy().astype(np.float32)
     p1, s1 = quality(clean_np, out_np)

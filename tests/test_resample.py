@@ -173,9 +173,10 @@ def test_non_float_waveform_raises() -> None:
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
-def test_cuda_matches_cpu() -> None:
-    x = torch.randn(2, 16000)
-    rs = Resampler(16000, 22050)
+@pytest.mark.parametrize(("orig", "new"), RATE_PAIRS)
+def test_cuda_matches_cpu(orig: int, new: int) -> None:
+    x = torch.randn(2, orig // 2, generator=torch.Generator().manual_seed(0))
+    rs = Resampler(orig, new)
     y_cpu = rs(x)
     y_gpu = rs.to("cuda")(x.cuda())
     assert y_gpu.device.type == "cuda"
