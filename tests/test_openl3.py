@@ -328,6 +328,14 @@ def test_network_on_tiny_input_equals_numpy(tmp_path, synthetic_weights, rng):
     assert tuple(got.shape) == (512, 3, 2) and ref.shape == (3, 2, 512)
     np.testing.assert_allclose(got.permute(1, 2, 0).numpy(), ref, rtol=NET_RTOL,
                                atol=NET_RTOL * np.abs(ref).max())
+    # The inference path (BN folded into the convs, im2col first conv) gives the same.
+    net.fuse()
+    x = torch.from_numpy(spec)[None, None].requires_grad_(True)
+    fused = net.features(x)["block4"]
+    np.testing.assert_allclose(fused[0].detach().permute(1, 2, 0).numpy(), ref, rtol=NET_RTOL,
+                               atol=NET_RTOL * np.abs(ref).max())
+    fused.sum().backward()  # differentiable with respect to the input
+    assert torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
     # Final pool and channels-last flatten: D index = (h * W + w) * C + c.
     act = torch.from_numpy(rng.standard_normal((1, 512, 8, 6)).astype(np.float32))
     net.pool_size = (4, 3)

@@ -140,6 +140,7 @@ class OpenL3Network(nn.Module):
         _check_choice("input_repr", input_repr, INPUT_REPRS)
         _check_choice("embedding_size", embedding_size, EMBEDDING_SIZES)
         self.pool_size = POOL_SIZES[input_repr][embedding_size]
+        self._fused: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None
         for kind, name, dims in layer_table():
             if kind == "bn":
                 setattr(self, name, nn.BatchNorm2d(dims[0], eps=KERAS_BN_EPSILON))
@@ -147,11 +148,70 @@ class OpenL3Network(nn.Module):
                 setattr(self, name, nn.Conv2d(dims[0], dims[1], kernel_size=3, padding=1))
         self.eval()
 
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        self._fused = None  # folded weights of the previous parameters are stale
+        return super().load_state_dict(state_dict, strict=strict, assign=assign)
+
+    def fuse(self) -> None:
+        """Fold each BatchNorm that follows a conv into that conv (inference speed-up).
+
+        ``conv -> BN`` equals one conv with weight ``W * g / sqrt(v + eps)`` and bias
+        ``(b - m) * g / sqrt(v + eps) + beta`` in eval mode. The input BN is not folded: Keras
+        zero-pads *its output* for conv1_1, which a folded conv could not reproduce at the
+        borders. The folded tensors are constants (the network is a frozen feature extractor);
+        gradients still flow to the input. Kept in channels-last memory layout, which oneDNN
+        convolves faster on CPU. Call again after changing the parameters.
+        """
+        fused = {}
+        with torch.no_grad():
+            for kind, name, _ in layer_table():
+                if kind != "conv":
+                    continue
+                conv = getattr(self, name)
+                w, b = conv.weight.detach(), conv.bias.detach()
+                bn = getattr(self, "bn" + name[4:], None)
+                if bn is not None:
+                    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+                    w = w * scale[:, None, None, None]
+                    b = (b - bn.running_mean) * scale + bn.bias
+                fused[name] = (w.contiguous(memory_format=torch.channels_last), b.contiguous())
+        self._fused = fused
+
+    @staticmethod
+    def _conv_single_channel(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        # A 3x3 'same' conv with one input channel as im2col + batched matmul: oneDNN is
+        # inefficient for C_in = 1 (about 2x slower here). Output in channels-last layout.
+        n, _, h, wd = x.shape
+        cols = F.unfold(F.pad(x, (1, 1, 1, 1)), kernel_size=3)  # (B, 9, H*W)
+        kernel = w.reshape(w.shape[0], 9).t().expand(n, 9, w.shape[0])
+        y = torch.baddbmm(b[None, None, :], cols.transpose(1, 2), kernel)  # (B, H*W, C)
+        return y.view(n, h, wd, -1).permute(0, 3, 1, 2)
+
+    def _features_fused(self, spec: torch.Tensor) -> dict[str, torch.Tensor]:
+        out = {}
+        x = self.bn_input(spec)
+        for b in range(1, len(BLOCK_FILTERS) + 1):
+            w, bias = self._fused[f"conv{b}_1"]
+            if b == 1:
+                x = self._conv_single_channel(x, w, bias)
+            else:
+                x = F.conv2d(x, w, bias, padding=1)
+            x = F.relu(x)
+            w, bias = self._fused[f"conv{b}_2"]
+            x = F.conv2d(x, w, bias, padding=1)
+            if b < len(BLOCK_FILTERS):
+                x = F.max_pool2d(F.relu(x), kernel_size=2, stride=2)
+            out[f"block{b}"] = x
+        return out
+
     def _bn_relu(self, name: str, x: torch.Tensor) -> torch.Tensor:
         return F.relu(getattr(self, name)(x))
 
     def features(self, spec: torch.Tensor) -> dict[str, torch.Tensor]:
         """Activations of each block.
+
+        Uses the folded weights of :meth:`fuse` when present (eval mode), else the layers
+        as in Keras.
 
         Returns
         -------
@@ -159,6 +219,8 @@ class OpenL3Network(nn.Module):
             ``block1``-``block3``: after the block's max-pool, (B, C, F', T');
             ``block4``: the ``audio_embedding_layer`` output (before the final pool).
         """
+        if self._fused is not None and not self.training:
+            return self._features_fused(spec)
         out = {}
         x = self.bn_input(spec)
         for b in range(1, len(BLOCK_FILTERS) + 1):
@@ -369,6 +431,7 @@ class OpenL3Embedder(Embedder):
         self.network.to(self.device).eval()
         for p in self.network.parameters():  # a frozen feature extractor: gradients flow to
             p.requires_grad_(False)  # the waveform only
+        self.network.fuse()
         self.loaded = loaded
         logger.info(
             "OpenL3 %s/%s weights from %s (sha256 %s)",
