@@ -58,7 +58,9 @@ def test_signal(seconds: float, sr: int = SR_IN, seed: int = 0) -> np.ndarray:
     return (y + 0.05 * rng.standard_normal(len(t))).astype(np.float32)
 
 
-def synthetic_openl3_weights(folder: Path, input_repr: str = "mel256", content: str = "music") -> Path:
+def synthetic_openl3_weights(
+    folder: Path, input_repr: str = "mel256", content: str = "music"
+) -> Path:
     from openl3_synthetic import make_weights, write_keras_h5
 
     return write_keras_h5(folder / ol3.weight_file(input_repr, content).filename, make_weights(0))
@@ -86,14 +88,19 @@ def random_vggish():
 
     e = vg.VGGishEmbedder()
     g = torch.Generator().manual_seed(0)
-    sd = {k: torch.randn(shape, generator=g) * 0.01 for k, shape in vg.TORCHVGGISH_MODEL_SHAPES.items()}
+    sd = {
+        k: torch.randn(shape, generator=g) * 0.01
+        for k, shape in vg.TORCHVGGISH_MODEL_SHAPES.items()
+    }
     e._set_network(sd)
     return e
 
 
 def bench_throughput(wdir: Path, cache: Path, seconds: float, results: dict) -> None:
-    log(f"== 1. compute seconds per audio second ({seconds:g} s of 16 kHz audio, "
-        f"{torch.get_num_threads()} torch threads)")
+    log(
+        f"== 1. compute seconds per audio second ({seconds:g} s of 16 kHz audio, "
+        f"{torch.get_num_threads()} torch threads)"
+    )
     y = test_signal(seconds)
     e = openl3_embedder(wdir, cache)
     t = time_embed(e, y, SR_IN)
@@ -101,9 +108,11 @@ def bench_throughput(wdir: Path, cache: Path, seconds: float, results: dict) -> 
     t_res = min(_timeit(lambda: e.resample_numpy(y, SR_IN)) for _ in range(3))
     results["openl3_s_per_audio_s"] = t / seconds
     results["openl3_s_per_window"] = t / n_win
-    log(f"openl3 mel256/6144 hop 0.1: {t / seconds:.3f} s per audio second "
+    log(
+        f"openl3 mel256/6144 hop 0.1: {t / seconds:.3f} s per audio second "
         f"({n_win} windows, {t / n_win * 1000:.0f} ms per window; soxr resampling "
-        f"{t_res / seconds * 1000:.2f} ms per audio second)")
+        f"{t_res / seconds * 1000:.2f} ms per audio second)"
+    )
     try:
         v = random_vggish()
         t = time_embed(v, y, SR_IN, repeats=3)
@@ -160,14 +169,20 @@ def bench_flops(results: dict) -> None:
     f = openl3_flops_per_window()
     g = machine_conv_gflops()
     ideal = f / (g * 1e9)
-    results.update(openl3_gflop_per_window=f / 1e9, machine_conv_gflops=g, openl3_ideal_s_per_window=ideal)
-    log(f"FLOPs per mel256 window: {f / 1e9:.2f} GFLOP; torch conv throughput here: {g:.1f} GFLOP/s "
-        f"-> ideal {ideal * 1000:.0f} ms per window")
+    results.update(
+        openl3_gflop_per_window=f / 1e9, machine_conv_gflops=g, openl3_ideal_s_per_window=ideal
+    )
+    log(
+        f"FLOPs per mel256 window: {f / 1e9:.2f} GFLOP; torch conv throughput here: {g:.1f} GFLOP/s "
+        f"-> ideal {ideal * 1000:.0f} ms per window"
+    )
     if "openl3_s_per_window" in results:
         ratio = results["openl3_s_per_window"] / ideal
         results["openl3_vs_ideal"] = ratio
-        log(f"measured {results['openl3_s_per_window'] * 1000:.0f} ms per window = {ratio:.2f}x the "
-            f"ideal (target <= 1.5x)")
+        log(
+            f"measured {results['openl3_s_per_window'] * 1000:.0f} ms per window = {ratio:.2f}x the "
+            f"ideal (target <= 1.5x)"
+        )
 
 
 # -- 3. torchopenl3 -------------------------------------------------------------------------
@@ -190,36 +205,48 @@ print(json.dumps({"seconds": t, "shape": list(torch.cat(out).shape), "torch": to
 
 def bench_torchopenl3(wdir: Path, cache: Path, python: str, n_windows: int, results: dict) -> None:
     threads = torch.get_num_threads()
-    log(f"== 3. OpenL3 vs torchopenl3 ({n_windows} mel256 windows, 6144-d, batch 8, {threads} threads)")
+    log(
+        f"== 3. OpenL3 vs torchopenl3 ({n_windows} mel256 windows, 6144-d, batch 8, {threads} threads)"
+    )
     e = openl3_embedder(wdir, cache)
     x = torch.randn(n_windows, 48000) * 0.1
     with torch.inference_mode():
         e.network(e.frontend(x[:1]))
         t0 = time.perf_counter()
         for i in range(0, n_windows, 8):
-            e.network(e.frontend(x[i:i + 8]))
+            e.network(e.frontend(x[i : i + 8]))
         ours = time.perf_counter() - t0
         t0 = time.perf_counter()
         for i in range(n_windows):
-            e.network(e.frontend(x[i:i + 1]))
+            e.network(e.frontend(x[i : i + 1]))
         loop = time.perf_counter() - t0
     results.update(ours_batched_s=ours, ours_per_window_loop_s=loop)
     log(f"ours, batched:           {ours:.2f} s ({ours / n_windows * 1000:.0f} ms per window)")
-    log(f"ours, per-window loop:   {loop:.2f} s ({loop / n_windows * 1000:.0f} ms per window) "
-        f"-> batched is {loop / ours:.2f}x faster")
+    log(
+        f"ours, per-window loop:   {loop:.2f} s ({loop / n_windows * 1000:.0f} ms per window) "
+        f"-> batched is {loop / ours:.2f}x faster"
+    )
     if not Path(python).exists():
-        log(f"torchopenl3: not measured (no interpreter at {python}; create it with "
-            "`python3 -m venv /tmp/t3 && /tmp/t3/bin/pip install torch==2.13.0 torchopenl3`)")
+        log(
+            f"torchopenl3: not measured (no interpreter at {python}; create it with "
+            "`python3 -m venv /tmp/t3 && /tmp/t3/bin/pip install torch==2.13.0 torchopenl3`)"
+        )
         return
-    proc = subprocess.run([python, "-c", TORCHOPENL3_SCRIPT, str(threads), str(n_windows), "8"],
-                          capture_output=True, text=True, timeout=1800)
+    proc = subprocess.run(
+        [python, "-c", TORCHOPENL3_SCRIPT, str(threads), str(n_windows), "8"],
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
     if proc.returncode != 0:
         log(f"torchopenl3: failed to run: {proc.stderr.strip().splitlines()[-1:]}")
         return
     r = json.loads(proc.stdout.strip().splitlines()[-1])
     results.update(torchopenl3_s=r["seconds"], speedup_vs_torchopenl3=r["seconds"] / ours)
-    log(f"torchopenl3 {r['torch']}: {r['seconds']:.2f} s ({r['seconds'] / n_windows * 1000:.0f} ms per "
-        f"window) -> ours is {r['seconds'] / ours:.2f}x faster (target >= 1.5x)")
+    log(
+        f"torchopenl3 {r['torch']}: {r['seconds']:.2f} s ({r['seconds'] / n_windows * 1000:.0f} ms per "
+        f"window) -> ours is {r['seconds'] / ours:.2f}x faster (target >= 1.5x)"
+    )
 
 
 # -- 4. resamplers ------------------------------------------------------------------------------
@@ -244,8 +271,10 @@ def bench_resamplers(wdir: Path, cache: Path, results: dict) -> None:
         b, _ = e.embed(y, sr)
         cos = (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
         cos_all.append(cos)
-        log(f"{name} ({sr} Hz): cosine mean {cos.mean():.6f}, min {cos.min():.6f}, "
-            f"relative L2 {np.linalg.norm(a - b) / np.linalg.norm(b):.2e}")
+        log(
+            f"{name} ({sr} Hz): cosine mean {cos.mean():.6f}, min {cos.min():.6f}, "
+            f"relative L2 {np.linalg.norm(a - b) / np.linalg.norm(b):.2e}"
+        )
     c = np.concatenate(cos_all)
     results.update(resampler_cosine_min=float(c.min()), resampler_cosine_mean=float(c.mean()))
     y = test_signal(10.0, 22050)
@@ -254,8 +283,10 @@ def bench_resamplers(wdir: Path, cache: Path, results: dict) -> None:
     e.resampler = "resampy"
     e.resample_numpy(y[:2205], 22050)
     t_resampy = _timeit(lambda: e.resample_numpy(y, 22050))
-    log(f"(random weights) min cosine over {len(c)} frames: {c.min():.6f}; resampling 10 s "
-        f"22.05k->48k: soxr {t_soxr * 1000:.0f} ms, resampy {t_resampy * 1000:.0f} ms")
+    log(
+        f"(random weights) min cosine over {len(c)} frames: {c.min():.6f}; resampling 10 s "
+        f"22.05k->48k: soxr {t_soxr * 1000:.0f} ms, resampy {t_resampy * 1000:.0f} ms"
+    )
 
 
 # -- 5. peak RSS of a long file ---------------------------------------------------------------
@@ -283,35 +314,60 @@ def rss_child(minutes: float, hop: float, wdir: str, cache: str) -> None:
         y, sr = load_audio(path)
         emb, ts = e.embed(y, sr)
         t = time.perf_counter() - t0
-    print(json.dumps({"peak_rss_mb": peak_rss_mb(), "before_embed_rss_mb": base_rss,
-                      "seconds": t, "frames": int(emb.shape[0]), "output_mb": emb.nbytes / 2**20}))
+    print(
+        json.dumps(
+            {
+                "peak_rss_mb": peak_rss_mb(),
+                "before_embed_rss_mb": base_rss,
+                "seconds": t,
+                "frames": int(emb.shape[0]),
+                "output_mb": emb.nbytes / 2**20,
+            }
+        )
+    )
 
 
 def bench_long(wdir: Path, cache: Path, minutes: float, hop: float, results: dict) -> None:
-    log(f"== 5. peak RSS, OpenL3 on a {minutes:g}-minute 16 kHz file (hop {hop:g} s, batch 8 windows)")
-    proc = subprocess.run([sys.executable, __file__, "--_rss-child", str(minutes), str(hop),
-                           str(wdir), str(cache)], capture_output=True, text=True, timeout=7200)
+    log(
+        f"== 5. peak RSS, OpenL3 on a {minutes:g}-minute 16 kHz file (hop {hop:g} s, batch 8 windows)"
+    )
+    proc = subprocess.run(
+        [sys.executable, __file__, "--_rss-child", str(minutes), str(hop), str(wdir), str(cache)],
+        capture_output=True,
+        text=True,
+        timeout=7200,
+    )
     if proc.returncode != 0:
         log(f"failed: {proc.stderr[-2000:]}")
         return
     r = json.loads(proc.stdout.strip().splitlines()[-1])
     results.update(long_file=r)
-    log(f"peak RSS {r['peak_rss_mb']:.0f} MB (model loaded: {r['before_embed_rss_mb']:.0f} MB; output "
+    log(
+        f"peak RSS {r['peak_rss_mb']:.0f} MB (model loaded: {r['before_embed_rss_mb']:.0f} MB; output "
         f"{r['frames']} x 6144 = {r['output_mb']:.0f} MB); {r['seconds']:.0f} s "
-        f"= {r['seconds'] / (minutes * 60):.3f} s per audio second")
+        f"= {r['seconds'] / (minutes * 60):.3f} s per audio second"
+    )
     if hop != 0.1:
         extra = (minutes * 600 - r["frames"]) * 6144 * 4 / 2**20
-        log(f"at hop 0.1 s the output grows by {extra:.0f} MB (to {minutes * 600:.0f} frames); the "
-            f"working set of the chunked network does not change")
+        log(
+            f"at hop 0.1 s the output grows by {extra:.0f} MB (to {minutes * 600:.0f} frames); the "
+            f"working set of the chunked network does not change"
+        )
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--seconds", type=float, default=5.0, help="audio seconds for throughput")
     p.add_argument("--windows", type=int, default=24, help="windows for the torchopenl3 comparison")
     p.add_argument("--long-minutes", type=float, default=10.0)
-    p.add_argument("--long-hop", type=float, default=1.0,
-                   help="hop of the long-file run (0.1 takes ~30 min on 2 cores)")
+    p.add_argument(
+        "--long-hop",
+        type=float,
+        default=1.0,
+        help="hop of the long-file run (0.1 takes ~30 min on 2 cores)",
+    )
     p.add_argument("--skip-long", action="store_true")
     p.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
     p.add_argument("--torchopenl3-python", default="/tmp/t3/bin/python")

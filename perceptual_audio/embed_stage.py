@@ -54,15 +54,29 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_MODELS = ("openl3", "vggish", "cdpam")
 #: Columns of ``<model>_embeddings/manifest.csv``, in order (docs/CONTRACTS.md).
-EMBEDDING_COLUMNS = ("path", "embedding", "model", "variant", "n_frames", "dim", "hop_seconds",
-                     "audio_sha256", "settings", "settings_digest", "weights_sha256", "status")
+EMBEDDING_COLUMNS = (
+    "path",
+    "embedding",
+    "model",
+    "variant",
+    "n_frames",
+    "dim",
+    "hop_seconds",
+    "audio_sha256",
+    "settings",
+    "settings_digest",
+    "weights_sha256",
+    "status",
+)
 EMBEDDING_MANIFEST = "manifest.csv"
 TIMESTAMPS_SUFFIX = ".timestamps.npy"
 STATUS_OK = "ok"
 
 
 # -- paths and manifest --------------------------------------------------------------------
-def embedding_paths(audio_rel: str, model_dir: str | Path, audio_dir: str | Path) -> tuple[Path, Path]:
+def embedding_paths(
+    audio_rel: str, model_dir: str | Path, audio_dir: str | Path
+) -> tuple[Path, Path]:
     """(embedding .npy, timestamps .npy) for an audio path relative to ``audio_dir``."""
     npy = mirror_path(Path(audio_dir) / audio_rel, audio_dir, model_dir, suffix=".npy")
     return npy, npy.with_name(npy.stem + TIMESTAMPS_SUFFIX)
@@ -113,46 +127,98 @@ def add_embedding_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of the embedding half (``--input-dir``, ``--force``, ``--quiet``/``--verbose``
     and ``--workers`` come from the degradation half or :func:`build_parser`)."""
     g = parser.add_argument_group("embeddings")
-    g.add_argument("--models", default=",".join(DEFAULT_MODELS), metavar="LIST",
-                   help="comma-separated models to run (openl3, vggish, cdpam), or 'none' to "
-                        "skip the embedding half")
-    g.add_argument("--openl3-dir", default="openl3_embeddings", metavar="DIR",
-                   help="output folder of OpenL3 embeddings")
-    g.add_argument("--vggish-dir", default="vggish_embeddings", metavar="DIR",
-                   help="output folder of VGGish embeddings")
-    g.add_argument("--cdpam-dir", default="cdpam_embeddings", metavar="DIR",
-                   help="output folder of CDPAM embeddings")
-    g.add_argument("--openl3-input-repr", default="mel256", choices=("mel256", "mel128", "linear"),
-                   help="OpenL3 spectrogram front end")
-    g.add_argument("--openl3-content-type", default="music", choices=("music", "env"),
-                   help="OpenL3 training content")
-    g.add_argument("--openl3-embedding-size", default=6144, type=int, choices=(6144, 512),
-                   help="OpenL3 embedding dimension")
-    g.add_argument("--openl3-hop", default=0.1, type=cli.positive_float, metavar="SECONDS",
-                   help="OpenL3 hop between 1-s windows, in seconds")
-    g.add_argument("--vggish-postprocess", action="store_true",
-                   help="apply VGGish's PCA + 8-bit quantisation post-processing (default: raw "
-                        "128-d embeddings)")
-    g.add_argument("--batch-size", default=None, type=cli.positive_int, metavar="N",
-                   help="windows/patches per network call, bounds memory (default: each "
-                        "model's own: OpenL3 8 windows, VGGish 64 patches)")
-    g.add_argument("--device", default="cpu", metavar="DEV",
-                   help="torch device: cpu, cuda, cuda:1, ...")
-    g.add_argument("--weights-dir", default=None, metavar="DIR",
-                   help="folder holding weight files fetched by hand (searched before the cache "
-                        "$PERCEPTUAL_AUDIO_CACHE, default ~/.cache/perceptual_audio)")
+    g.add_argument(
+        "--models",
+        default=",".join(DEFAULT_MODELS),
+        metavar="LIST",
+        help="comma-separated models to run (openl3, vggish, cdpam), or 'none' to "
+        "skip the embedding half",
+    )
+    g.add_argument(
+        "--openl3-dir",
+        default="openl3_embeddings",
+        metavar="DIR",
+        help="output folder of OpenL3 embeddings",
+    )
+    g.add_argument(
+        "--vggish-dir",
+        default="vggish_embeddings",
+        metavar="DIR",
+        help="output folder of VGGish embeddings",
+    )
+    g.add_argument(
+        "--cdpam-dir",
+        default="cdpam_embeddings",
+        metavar="DIR",
+        help="output folder of CDPAM embeddings",
+    )
+    g.add_argument(
+        "--openl3-input-repr",
+        default="mel256",
+        choices=("mel256", "mel128", "linear"),
+        help="OpenL3 spectrogram front end",
+    )
+    g.add_argument(
+        "--openl3-content-type",
+        default="music",
+        choices=("music", "env"),
+        help="OpenL3 training content",
+    )
+    g.add_argument(
+        "--openl3-embedding-size",
+        default=6144,
+        type=int,
+        choices=(6144, 512),
+        help="OpenL3 embedding dimension",
+    )
+    g.add_argument(
+        "--openl3-hop",
+        default=0.1,
+        type=cli.positive_float,
+        metavar="SECONDS",
+        help="OpenL3 hop between 1-s windows, in seconds",
+    )
+    g.add_argument(
+        "--vggish-postprocess",
+        action="store_true",
+        help="apply VGGish's PCA + 8-bit quantisation post-processing (default: raw "
+        "128-d embeddings)",
+    )
+    g.add_argument(
+        "--batch-size",
+        default=None,
+        type=cli.positive_int,
+        metavar="N",
+        help="windows/patches per network call, bounds memory (default: each "
+        "model's own: OpenL3 8 windows, VGGish 64 patches)",
+    )
+    g.add_argument(
+        "--device", default="cpu", metavar="DEV", help="torch device: cpu, cuda, cuda:1, ..."
+    )
+    g.add_argument(
+        "--weights-dir",
+        default=None,
+        metavar="DIR",
+        help="folder holding weight files fetched by hand (searched before the cache "
+        "$PERCEPTUAL_AUDIO_CACHE, default ~/.cache/perceptual_audio)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
     """A stand-alone parser for the embedding half (the script combines both halves)."""
     parser = argparse.ArgumentParser(
-        prog="embed_stage", formatter_class=cli.HelpFormatter,
+        prog="embed_stage",
+        formatter_class=cli.HelpFormatter,
         description="Embed every clean and degraded file of stage 1/2 with OpenL3, VGGish, CDPAM.",
         epilog="Exit status: 0 ok; 1 some files failed; 2 bad command line; 3 some models "
-               "unavailable (the others ran).",
+        "unavailable (the others ran).",
     )
-    parser.add_argument("--input-dir", default="test_audio", metavar="DIR",
-                        help="folder with manifest.csv, clean/ and degraded/ (stages 1-2)")
+    parser.add_argument(
+        "--input-dir",
+        default="test_audio",
+        metavar="DIR",
+        help="folder with manifest.csv, clean/ and degraded/ (stages 1-2)",
+    )
     cli.add_common_arguments(parser)
     add_embedding_arguments(parser)
     return parser
@@ -183,8 +249,10 @@ def model_options(name: str, args: argparse.Namespace) -> dict[str, Any]:
         opts["batch_size"] = args.batch_size
     if name == "openl3":
         opts.update(
-            input_repr=args.openl3_input_repr, content_type=args.openl3_content_type,
-            embedding_size=args.openl3_embedding_size, hop_seconds=args.openl3_hop,
+            input_repr=args.openl3_input_repr,
+            content_type=args.openl3_content_type,
+            embedding_size=args.openl3_embedding_size,
+            hop_seconds=args.openl3_hop,
         )
     elif name == "vggish":
         opts["postprocess"] = bool(getattr(args, "vggish_postprocess", False))
@@ -225,14 +293,24 @@ class ModelResult:
     load_failed: bool = False
 
 
-def _unavailable(model_dir: Path, name: str, reason: str, args: argparse.Namespace,
-                 options: dict[str, Any], *, load_failed: bool) -> ModelResult:
+def _unavailable(
+    model_dir: Path,
+    name: str,
+    reason: str,
+    args: argparse.Namespace,
+    options: dict[str, Any],
+    *,
+    load_failed: bool,
+) -> ModelResult:
     model_dir.mkdir(parents=True, exist_ok=True)
     # Outputs of an earlier run with weights are stale for this run's settings: the manifest
     # now lists none of them (later stages see the model as skipped).
     write_embedding_manifest(model_dir, [])
     cli.write_run_json(
-        model_dir, stage="embeddings", args=args, params=_jsonable(options),
+        model_dir,
+        stage="embeddings",
+        args=args,
+        params=_jsonable(options),
         extra={"model": name, "available": False, "reason": reason},
     )
     return ModelResult(name, available=False, reason=reason, load_failed=load_failed)
@@ -282,18 +360,28 @@ def embed_model(name: str, args: argparse.Namespace, audio_dir: Path, rows: list
     for row in cli.progress(rows, total=len(rows), desc=name, args=args):
         npy, ts_path = embedding_paths(row.path, model_dir, audio_dir)
         rec: dict[str, Any] = {
-            "path": row.path, "embedding": npy.relative_to(model_dir).as_posix(), "model": name,
-            "variant": variant, "hop_seconds": hop, "settings": settings,
-            "settings_digest": digest, "weights_sha256": weights_sha,
+            "path": row.path,
+            "embedding": npy.relative_to(model_dir).as_posix(),
+            "model": name,
+            "variant": variant,
+            "hop_seconds": hop,
+            "settings": settings,
+            "settings_digest": digest,
+            "weights_sha256": weights_sha,
         }
         try:
             audio_sha = sha256_file(audio_dir / row.path)
             rec["audio_sha256"] = audio_sha
             prev = old.get(row.path)
-            if (not force and prev is not None and prev.get("status") == STATUS_OK
-                    and prev.get("audio_sha256") == audio_sha
-                    and prev.get("settings_digest") == digest
-                    and npy.is_file() and ts_path.is_file()):
+            if (
+                not force
+                and prev is not None
+                and prev.get("status") == STATUS_OK
+                and prev.get("audio_sha256") == audio_sha
+                and prev.get("settings_digest") == digest
+                and npy.is_file()
+                and ts_path.is_file()
+            ):
                 new_rows.append(prev)
                 result.n_skipped += 1
                 continue
@@ -336,15 +424,36 @@ def embed_model(name: str, args: argparse.Namespace, audio_dir: Path, rows: list
     write_embedding_manifest(model_dir, new_rows)
     embed_seconds = time.perf_counter() - t_embed
     cli.write_run_json(
-        model_dir, stage="embeddings", args=args, params=info,
-        timings={"load": round(load_seconds, 3), "embed": round(embed_seconds, 3),
-                 "audio_seconds_embedded": round(audio_seconds, 3)},
-        extra={"model": name, "available": True, "weights_sha256": weights_sha,
-               "counts": {"embedded": result.n_ok, "unchanged": result.n_skipped,
-                          "failed": result.n_failed, "removed": result.n_removed}},
+        model_dir,
+        stage="embeddings",
+        args=args,
+        params=info,
+        timings={
+            "load": round(load_seconds, 3),
+            "embed": round(embed_seconds, 3),
+            "audio_seconds_embedded": round(audio_seconds, 3),
+        },
+        extra={
+            "model": name,
+            "available": True,
+            "weights_sha256": weights_sha,
+            "counts": {
+                "embedded": result.n_ok,
+                "unchanged": result.n_skipped,
+                "failed": result.n_failed,
+                "removed": result.n_removed,
+            },
+        },
     )
-    logger.info("%s: %d embedded, %d unchanged, %d failed, %d removed -> %s", name, result.n_ok,
-                result.n_skipped, result.n_failed, result.n_removed, model_dir)
+    logger.info(
+        "%s: %d embedded, %d unchanged, %d failed, %d removed -> %s",
+        name,
+        result.n_ok,
+        result.n_skipped,
+        result.n_failed,
+        result.n_removed,
+        model_dir,
+    )
     return result
 
 
@@ -365,8 +474,10 @@ def run_embeddings(args: argparse.Namespace) -> int:
         logger.error("%s", e)
         return cli.EXIT_FAILED
     if not rows:
-        logger.error("no audio manifest at %s; run audio_conversion.py (stage 1) first",
-                     audio_dir / "manifest.csv")
+        logger.error(
+            "no audio manifest at %s; run audio_conversion.py (stage 1) first",
+            audio_dir / "manifest.csv",
+        )
         return cli.EXIT_FAILED
 
     # The networks run in this process; --workers sets torch's intra-op threads.
@@ -383,15 +494,25 @@ def run_embeddings(args: argparse.Namespace) -> int:
     unavailable = [r for r in results if not r.available and not r.load_failed]
     failed = any(r.n_failed or r.load_failed for r in results)
     for r in results:
-        status = ("available" if r.available else
-                  "FAILED to load" if r.load_failed else "UNAVAILABLE (weights missing)")
-        summary = (f"{r.name}: {status}" + (
+        status = (
+            "available"
+            if r.available
+            else "FAILED to load"
+            if r.load_failed
+            else "UNAVAILABLE (weights missing)"
+        )
+        summary = f"{r.name}: {status}" + (
             f"; {r.n_ok} embedded, {r.n_skipped} unchanged, {r.n_failed} failed"
-            if r.available else ""))
+            if r.available
+            else ""
+        )
         (logger.warning if (not r.available or r.n_failed) else logger.info)("%s", summary)
     if unavailable:
-        logger.warning("models skipped for lack of weights: %s (see the messages above for what "
-                       "to fetch and where)", ", ".join(r.name for r in unavailable))
+        logger.warning(
+            "models skipped for lack of weights: %s (see the messages above for what "
+            "to fetch and where)",
+            ", ".join(r.name for r in unavailable),
+        )
     if failed:
         return cli.EXIT_FAILED
     if unavailable:

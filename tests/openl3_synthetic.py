@@ -74,8 +74,13 @@ def make_weights(seed: int = 0) -> dict[str, dict[str, np.ndarray]]:
     return out
 
 
-def write_keras_h5(path: str | Path, weights: dict[str, dict[str, np.ndarray]], *,
-                   gzip_it: bool = True, model_weights_group: bool = False) -> Path:
+def write_keras_h5(
+    path: str | Path,
+    weights: dict[str, dict[str, np.ndarray]],
+    *,
+    gzip_it: bool = True,
+    model_weights_group: bool = False,
+) -> Path:
     """Write ``weights`` in the Keras save_weights layout (gzipped when ``gzip_it``)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -87,7 +92,10 @@ def write_keras_h5(path: str | Path, weights: dict[str, dict[str, np.ndarray]], 
         root.attrs["layer_names"] = np.array([n.encode() for n in names])
         root.attrs["backend"] = b"tensorflow"
         root.attrs["keras_version"] = b"2.3.1"
-        order = {"bn": ["gamma", "beta", "moving_mean", "moving_variance"], "conv": ["kernel", "bias"]}
+        order = {
+            "bn": ["gamma", "beta", "moving_mean", "moving_variance"],
+            "conv": ["kernel", "bias"],
+        }
         for name, kind, _ in keras_layers():
             g = root.create_group(name)
             if kind not in order:
@@ -95,7 +103,7 @@ def write_keras_h5(path: str | Path, weights: dict[str, dict[str, np.ndarray]], 
                 continue
             wnames = [f"{name}/{w}:0" for w in order[kind]]
             g.attrs["weight_names"] = np.array([w.encode() for w in wnames])
-            for w, wn in zip(order[kind], wnames):
+            for w, wn in zip(order[kind], wnames, strict=False):
                 g.create_dataset(wn, data=weights[name][w])
     if gzip_it:
         with open(raw, "rb") as src, gzip.open(path, "wb", compresslevel=1) as dst:

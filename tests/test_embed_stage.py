@@ -53,14 +53,21 @@ class FakeEmbedder(base.Embedder):
         return super().embed(waveform, sr)
 
     def info(self) -> dict[str, Any]:
-        return {"model": self.name, "variant": "v1", "hop_seconds": 0.25, "weights_sha256": "f" * 64}
+        return {
+            "model": self.name,
+            "variant": "v1",
+            "hop_seconds": 0.25,
+            "weights_sha256": "f" * 64,
+        }
 
 
 class MissingEmbedder(FakeEmbedder):
     name: ClassVar[str] = "missingmodel"
 
     def load(self) -> None:
-        raise WeightsUnavailableError("missingmodel weights are unavailable: fetch x.bin to /y/x.bin")
+        raise WeightsUnavailableError(
+            "missingmodel weights are unavailable: fetch x.bin to /y/x.bin"
+        )
 
 
 @pytest.fixture(autouse=True)
@@ -84,10 +91,21 @@ def make_audio_dir(root: Path, files: dict[str, np.ndarray]) -> Path:
         kind = "clean" if rel.startswith("clean/") else "degraded"
         fam = rel.split("/")[1] if kind == "degraded" else ""
         lvl = rel.split("/")[2] if kind == "degraded" else ""
-        rows.append(ManifestRow.make(
-            rel, kind=kind, source="x.wav" if kind == "clean" else "clean/" + rel.split("/", 3)[3],
-            parameters={}, sample_rate=SR, duration=len(y) / SR, sha256=sha256_file(p),
-            source_sha256="0" * 64, family=fam, level=lvl, seed=1 if kind == "degraded" else None))
+        rows.append(
+            ManifestRow.make(
+                rel,
+                kind=kind,
+                source="x.wav" if kind == "clean" else "clean/" + rel.split("/", 3)[3],
+                parameters={},
+                sample_rate=SR,
+                duration=len(y) / SR,
+                sha256=sha256_file(p),
+                source_sha256="0" * 64,
+                family=fam,
+                level=lvl,
+                seed=1 if kind == "degraded" else None,
+            )
+        )
     write_manifest(root, rows)
     return root
 
@@ -127,11 +145,14 @@ def tone(seconds: float, f_hz: float, amp: float = 0.5) -> np.ndarray:
 
 @pytest.fixture
 def audio(tmp_path) -> Path:
-    return make_audio_dir(tmp_path / "test_audio", {
-        "clean/speech/a.wav": tone(1.0, 440),
-        "clean/b.wav": tone(0.5, 220, 0.25),
-        "degraded/noise/low/speech/a.wav": tone(1.0, 440) + 0.01,
-    })
+    return make_audio_dir(
+        tmp_path / "test_audio",
+        {
+            "clean/speech/a.wav": tone(1.0, 440),
+            "clean/b.wav": tone(0.5, 220, 0.25),
+            "degraded/noise/low/speech/a.wav": tone(1.0, 440) + 0.01,
+        },
+    )
 
 
 def test_outputs_manifest_and_run_json(tmp_path, audio, monkeypatch):
@@ -148,11 +169,22 @@ def test_outputs_manifest_and_run_json(tmp_path, audio, monkeypatch):
     header, rows = read_rows(out)
     assert header == list(embed_stage.EMBEDDING_COLUMNS)
     by_path = {r["path"]: r for r in rows}
-    assert sorted(by_path) == ["clean/b.wav", "clean/speech/a.wav", "degraded/noise/low/speech/a.wav"]
+    assert sorted(by_path) == [
+        "clean/b.wav",
+        "clean/speech/a.wav",
+        "degraded/noise/low/speech/a.wav",
+    ]
     r = by_path["clean/b.wav"]
-    assert (r["embedding"], r["model"], r["variant"], r["n_frames"], r["dim"], r["hop_seconds"],
-            r["status"], r["weights_sha256"]) == ("clean/b.npy", "fakemodel", "v1", "2", "2",
-                                                  "0.25", "ok", "f" * 64)
+    assert (
+        r["embedding"],
+        r["model"],
+        r["variant"],
+        r["n_frames"],
+        r["dim"],
+        r["hop_seconds"],
+        r["status"],
+        r["weights_sha256"],
+    ) == ("clean/b.npy", "fakemodel", "v1", "2", "2", "0.25", "ok", "f" * 64)
     assert r["audio_sha256"] == sha256_file(audio / "clean/b.wav")
     assert json.loads(r["settings"])["variant"] == "v1"
     run_json = json.loads((out / "run.json").read_text())
@@ -166,24 +198,29 @@ def test_rerun_skips_unchanged_redoes_changed_and_removes_gone(tmp_path, audio, 
     CALLS.clear()
     assert run(tmp_path, *args) == 0 and CALLS == []  # nothing changed
     # b.wav changes (new content, 0.75 s) and speech/a.wav leaves the manifest.
-    make_audio_dir(audio, {"clean/b.wav": tone(0.75, 220),
-                           "degraded/noise/low/speech/a.wav": tone(1.0, 440) + 0.01})
+    make_audio_dir(
+        audio,
+        {"clean/b.wav": tone(0.75, 220), "degraded/noise/low/speech/a.wav": tone(1.0, 440) + 0.01},
+    )
     assert run(tmp_path, *args) == 0
     assert CALLS == [int(0.75 * SR)]
     out = tmp_path / "fakemodel_embeddings"
     assert np.load(out / "clean/b.npy").shape == (3, 2)
     assert not (out / "clean/speech/a.npy").exists()
     assert not (out / "clean/speech/a.timestamps.npy").exists()
-    assert sorted(r["path"] for r in read_rows(out)[1]) == ["clean/b.wav",
-                                                           "degraded/noise/low/speech/a.wav"]
+    assert sorted(r["path"] for r in read_rows(out)[1]) == [
+        "clean/b.wav",
+        "degraded/noise/low/speech/a.wav",
+    ]
     CALLS.clear()
     assert run(tmp_path, *args, "--force") == 0 and len(CALLS) == 2
 
 
 def test_unavailable_model_is_reported_and_others_run(tmp_path, audio, monkeypatch, caplog):
     monkeypatch.setattr(embed_stage, "model_names", lambda: ["fakemodel", "missingmodel"])
-    rc = run(tmp_path, "--models", "missingmodel,fakemodel",
-             *dirs(tmp_path, "fakemodel", "missingmodel"))
+    rc = run(
+        tmp_path, "--models", "missingmodel,fakemodel", *dirs(tmp_path, "fakemodel", "missingmodel")
+    )
     assert rc == 3
     assert "fetch x.bin to /y/x.bin" in caplog.text
     missing = tmp_path / "missingmodel_embeddings"
@@ -219,9 +256,22 @@ def test_openl3_end_to_end_with_synthetic_weights_dir(tmp_path, monkeypatch):
     wdir = tmp_path / "weights"
     wfile = write_keras_h5(wdir / "openl3_audio_mel128_env-v0_4_0.h5.gz", make_weights(seed=3))
     make_audio_dir(tmp_path / "test_audio", {"clean/x.wav": tone(0.5, 1000)})
-    rc = run(tmp_path, "--models", "openl3", "--weights-dir", str(wdir),
-             "--openl3-input-repr", "mel128", "--openl3-content-type", "env",
-             "--openl3-embedding-size", "512", "--openl3-hop", "0.25", *dirs(tmp_path, "openl3"))
+    rc = run(
+        tmp_path,
+        "--models",
+        "openl3",
+        "--weights-dir",
+        str(wdir),
+        "--openl3-input-repr",
+        "mel128",
+        "--openl3-content-type",
+        "env",
+        "--openl3-embedding-size",
+        "512",
+        "--openl3-hop",
+        "0.25",
+        *dirs(tmp_path, "openl3"),
+    )
     assert rc == 0
     out = tmp_path / "openl3_embeddings"
     emb = np.load(out / "clean/x.npy")

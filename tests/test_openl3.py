@@ -22,7 +22,6 @@ from openl3_synthetic import keras_layers, make_weights, write_keras_h5  # noqa:
 
 from perceptual_audio.embeddings import frontends as fe  # noqa: E402
 from perceptual_audio.embeddings import openl3 as ol3  # noqa: E402
-from perceptual_audio.embeddings import weights as W  # noqa: E402
 from perceptual_audio.errors import (  # noqa: E402
     ParameterError,
     WeightsUnavailableError,
@@ -53,8 +52,9 @@ def np_openl3_frontend(x: np.ndarray, input_repr: str) -> np.ndarray:
     else:
         n_mels = int(input_repr[3:])
         mag = np_tf_stft_mag(x, 2048, 242, pad_end=True)
-        fb = librosa.filters.mel(sr=SR, n_fft=2048, n_mels=n_mels, fmin=0.0, fmax=SR / 2,
-                                 htk=False, norm="slaney")
+        fb = librosa.filters.mel(
+            sr=SR, n_fft=2048, n_mels=n_mels, fmin=0.0, fmax=SR / 2, htk=False, norm="slaney"
+        )
         mag = mag @ fb.T.astype(np.float64)
     db = 10 * np.log10(np.maximum(mag, 1e-10))
     return np.maximum(db - db.max(), -80.0).T
@@ -67,7 +67,7 @@ def np_conv_same(x: np.ndarray, k: np.ndarray, b: np.ndarray) -> np.ndarray:
     out = np.zeros((h, w, k.shape[3]), dtype=x.dtype)
     for i in range(3):
         for j in range(3):
-            out += xp[i:i + h, j:j + w, :] @ k[i, j]
+            out += xp[i : i + h, j : j + w, :] @ k[i, j]
     return out + b
 
 
@@ -80,8 +80,9 @@ def np_maxpool(x: np.ndarray, ph: int, pw: int) -> np.ndarray:
     return x[: h // ph * ph, : w // pw * pw].reshape(h // ph, ph, w // pw, pw, c).max(axis=(1, 3))
 
 
-def np_openl3_network(spec: np.ndarray, weights: dict, pool: tuple[int, int], *,
-                      dtype=np.float64) -> np.ndarray:
+def np_openl3_network(
+    spec: np.ndarray, weights: dict, pool: tuple[int, int], *, dtype=np.float64
+) -> np.ndarray:
     """The Keras model, layer by layer in model order, channels-last."""
     x = spec[:, :, None].astype(dtype)
     for name, kind, _ in keras_layers():
@@ -116,7 +117,8 @@ def loaded(server, tmp_path_factory) -> ol3.OpenL3Embedder:
     """mel256/music embedder whose weights came through download(file://) -> convert."""
     e = ol3.OpenL3Embedder(cache_dir=tmp_path_factory.mktemp("cache"))
     e.weight_file = dataclasses.replace(
-        e.weight_file, url=(server / e.weight_file.filename).as_uri())
+        e.weight_file, url=(server / e.weight_file.filename).as_uri()
+    )
     e.load()
     return e
 
@@ -130,18 +132,26 @@ def chirp(seconds: float, sr: int = SR) -> np.ndarray:
 def test_download_convert_places_every_tensor(loaded, synthetic_weights):
     assert loaded.loaded.sources[0].origin == "download"
     assert loaded.loaded.converted_path.name.startswith(
-        "openl3_audio_mel256_music-v0_4_0.h5.gz.torch-v1-")
+        "openl3_audio_mel256_music-v0_4_0.h5.gz.torch-v1-"
+    )
     sd = loaded.network.state_dict()
     # Keras layers with weights, in model order, and where each must land.
     expected_map = [
         ("batch_normalization_1", "bn_input"),
-        ("conv2d_1", "conv1_1"), ("batch_normalization_2", "bn1_1"),
-        ("conv2d_2", "conv1_2"), ("batch_normalization_3", "bn1_2"),
-        ("conv2d_3", "conv2_1"), ("batch_normalization_4", "bn2_1"),
-        ("conv2d_4", "conv2_2"), ("batch_normalization_5", "bn2_2"),
-        ("conv2d_5", "conv3_1"), ("batch_normalization_6", "bn3_1"),
-        ("conv2d_6", "conv3_2"), ("batch_normalization_7", "bn3_2"),
-        ("conv2d_7", "conv4_1"), ("batch_normalization_8", "bn4_1"),
+        ("conv2d_1", "conv1_1"),
+        ("batch_normalization_2", "bn1_1"),
+        ("conv2d_2", "conv1_2"),
+        ("batch_normalization_3", "bn1_2"),
+        ("conv2d_3", "conv2_1"),
+        ("batch_normalization_4", "bn2_1"),
+        ("conv2d_4", "conv2_2"),
+        ("batch_normalization_5", "bn2_2"),
+        ("conv2d_5", "conv3_1"),
+        ("batch_normalization_6", "bn3_1"),
+        ("conv2d_6", "conv3_2"),
+        ("batch_normalization_7", "bn3_2"),
+        ("conv2d_7", "conv4_1"),
+        ("batch_normalization_8", "bn4_1"),
         ("audio_embedding_layer", "conv4_2"),
     ]
     assert len(expected_map) == sum(1 for _, k, _ in keras_layers() if k in ("bn", "conv"))
@@ -158,9 +168,12 @@ def test_download_convert_places_every_tensor(loaded, synthetic_weights):
             np.testing.assert_array_equal(t, np.einsum("abio->oiab", k))
             np.testing.assert_array_equal(sd[f"{tname}.bias"].numpy(), w["bias"])
         else:
-            for keras_name, torch_name in (("gamma", "weight"), ("beta", "bias"),
-                                           ("moving_mean", "running_mean"),
-                                           ("moving_variance", "running_var")):
+            for keras_name, torch_name in (
+                ("gamma", "weight"),
+                ("beta", "bias"),
+                ("moving_mean", "running_mean"),
+                ("moving_variance", "running_var"),
+            ):
                 np.testing.assert_array_equal(sd[f"{tname}.{torch_name}"].numpy(), w[keras_name])
         n_checked += 1
     assert n_checked == 16
@@ -168,10 +181,13 @@ def test_download_convert_places_every_tensor(loaded, synthetic_weights):
 
 
 def test_model_weights_group_and_plain_h5_are_read(tmp_path, synthetic_weights):
-    a = write_keras_h5(tmp_path / "a.h5", synthetic_weights, gzip_it=False, model_weights_group=True)
+    a = write_keras_h5(
+        tmp_path / "a.h5", synthetic_weights, gzip_it=False, model_weights_group=True
+    )
     sd = ol3.convert_keras_weights(a)
-    np.testing.assert_array_equal(sd["conv4_2.bias"].numpy(),
-                                  synthetic_weights["audio_embedding_layer"]["bias"])
+    np.testing.assert_array_equal(
+        sd["conv4_2.bias"].numpy(), synthetic_weights["audio_embedding_layer"]["bias"]
+    )
 
 
 def test_structure_errors_name_file_layer_and_shapes(tmp_path, synthetic_weights):
@@ -182,7 +198,8 @@ def test_structure_errors_name_file_layer_and_shapes(tmp_path, synthetic_weights
         ol3.convert_keras_weights(p)
     assert str(e.value).startswith(
         f"OpenL3 weights file {p}: layer 'conv2d_3' (mapped to conv2_1) should hold "
-        "{'kernel': (3, 3, 64, 128), 'bias': (128,)}, received {'kernel': (3, 3, 64, 100)")
+        "{'kernel': (3, 3, 64, 128), 'bias': (128,)}, received {'kernel': (3, 3, 64, 100)"
+    )
     not_h5 = tmp_path / "x.h5.gz"
     not_h5.write_bytes(b"<html>404</html>")
     with pytest.raises(WeightsVerificationError, match="is not a \\(gzipped\\) HDF5 file"):
@@ -190,22 +207,26 @@ def test_structure_errors_name_file_layer_and_shapes(tmp_path, synthetic_weights
 
 
 def test_unavailable_message_for_openl3(tmp_path):
-    e = ol3.OpenL3Embedder("linear", "env", 512, weights_dir=tmp_path / "wd",
-                           cache_dir=tmp_path / "c", download=False)
+    e = ol3.OpenL3Embedder(
+        "linear", "env", 512, weights_dir=tmp_path / "wd", cache_dir=tmp_path / "c", download=False
+    )
     with pytest.raises(WeightsUnavailableError) as err:
         e.load()
     name = "openl3_audio_linear_env-v0_4_0.h5.gz"
     msg = str(err.value)
-    assert msg.startswith(f"openl3 weights are unavailable: {name} is not in --weights-dir "
-                          f"{tmp_path / 'wd'} nor the cache {tmp_path / 'c' / 'openl3'}")
+    assert msg.startswith(
+        f"openl3 weights are unavailable: {name} is not in --weights-dir "
+        f"{tmp_path / 'wd'} nor the cache {tmp_path / 'c' / 'openl3'}"
+    )
     assert f"    download: https://github.com/marl/openl3/raw/models/{name}\n" in msg
     assert f"    save as:  {tmp_path / 'c' / 'openl3' / name}\n" in msg
     assert msg.endswith(f"    or as:    {tmp_path / 'wd' / name}")
 
 
 # -- front ends -----------------------------------------------------------------------------
-@pytest.mark.parametrize("input_repr, shape", [("linear", (257, 197)), ("mel128", (128, 199)),
-                                               ("mel256", (256, 199))])
+@pytest.mark.parametrize(
+    "input_repr, shape", [("linear", (257, 197)), ("mel128", (128, 199)), ("mel256", (256, 199))]
+)
 def test_frontend_matches_numpy_librosa(input_repr, shape, rng):
     x = (0.3 * rng.standard_normal(SR) + chirp(1.0)).astype(np.float32)
     x[:4000] = 0  # some silence: exercises the -80 dB floor
@@ -218,8 +239,9 @@ def test_frontend_matches_numpy_librosa(input_repr, shape, rng):
 
 def test_decibel_is_per_example_and_floored():
     x = torch.tensor([[1.0, 1e-3, 0.0], [100.0, 10.0, 1.0]])
-    np.testing.assert_allclose(fe.kapre_v014_decibel(x).numpy(),
-                               [[0.0, -30.0, -80.0], [0.0, -10.0, -20.0]], atol=1e-5)
+    np.testing.assert_allclose(
+        fe.kapre_v014_decibel(x).numpy(), [[0.0, -30.0, -80.0], [0.0, -10.0, -20.0]], atol=1e-5
+    )
 
 
 def test_frontend_gradient_is_finite_on_zero_padded_audio():
@@ -232,8 +254,9 @@ def test_frontend_gradient_is_finite_on_zero_padded_audio():
 
 def test_frame_signal_follows_tf_semantics():
     x = torch.arange(10.0)[None]
-    np.testing.assert_array_equal(fe.frame_signal(x, 4, 3)[0].numpy(), 
-                                  [[0, 1, 2, 3], [3, 4, 5, 6], [6, 7, 8, 9]])
+    np.testing.assert_array_equal(
+        fe.frame_signal(x, 4, 3)[0].numpy(), [[0, 1, 2, 3], [3, 4, 5, 6], [6, 7, 8, 9]]
+    )
     padded = fe.frame_signal(x, 4, 3, pad_end=True)[0].numpy()
     assert padded.shape == (4, 4)  # ceil(10 / 3)
     np.testing.assert_array_equal(padded[-1], [9, 0, 0, 0])
@@ -242,11 +265,20 @@ def test_frame_signal_follows_tf_semantics():
 
 
 # -- windowing ------------------------------------------------------------------------------
-@pytest.mark.parametrize("n_samples, center, hop, expected", [
-    (48000, False, 0.1, 1), (48001, False, 0.1, 2), (1, False, 0.1, 1), (1, True, 0.1, 1),
-    (24000, True, 0.1, 1), (24001, True, 0.1, 2), (96000, True, 0.1, 16), (96000, False, 0.5, 3),
-    (96000, False, 0.1, 11),
-])
+@pytest.mark.parametrize(
+    "n_samples, center, hop, expected",
+    [
+        (48000, False, 0.1, 1),
+        (48001, False, 0.1, 2),
+        (1, False, 0.1, 1),
+        (1, True, 0.1, 1),
+        (24000, True, 0.1, 1),
+        (24001, True, 0.1, 2),
+        (96000, True, 0.1, 16),
+        (96000, False, 0.5, 3),
+        (96000, False, 0.1, 11),
+    ],
+)
 def test_window_counts_and_timestamps_follow_openl3(n_samples, center, hop, expected):
     e = ol3.OpenL3Embedder(center=center, hop_seconds=hop)
     ts = e.timestamps(n_samples)
@@ -262,14 +294,16 @@ def test_window_contents_center_padding_and_truncated_hop():
     w = e.windows(x)[0]
     assert torch.all(w[0, :24000] == 0) and torch.equal(w[0, 24000:], x[0, :24000])
     start = 13919 - 24000  # signal index at the start of window 1 (negative: still in zeros)
-    assert torch.all(w[1, : -start] == 0) and torch.equal(w[1, -start:], x[0, : SR + start])
+    assert torch.all(w[1, :-start] == 0) and torch.equal(w[1, -start:], x[0, : SR + start])
     assert torch.all(w[-1][-1] == 0)  # the end is zero-padded
     with pytest.raises(ParameterError, match="non-empty waveform, got 0 samples"):
         e.timestamps(0)
 
 
 def test_bad_options_are_named():
-    with pytest.raises(ParameterError, match="input_repr must be one of linear, mel128, mel256, got 'mel64'"):
+    with pytest.raises(
+        ParameterError, match="input_repr must be one of linear, mel128, mel256, got 'mel64'"
+    ):
         ol3.OpenL3Embedder(input_repr="mel64")
     with pytest.raises(ParameterError, match="embedding_size must be one of 6144, 512, got 128"):
         ol3.OpenL3Embedder(embedding_size=128)
@@ -326,14 +360,19 @@ def test_network_on_tiny_input_equals_numpy(tmp_path, synthetic_weights, rng):
         got = net.features(torch.from_numpy(spec)[None, None])["block4"][0]
     ref = np_conv_stack(spec, synthetic_weights)  # (3, 2, 512) channels-last
     assert tuple(got.shape) == (512, 3, 2) and ref.shape == (3, 2, 512)
-    np.testing.assert_allclose(got.permute(1, 2, 0).numpy(), ref, rtol=NET_RTOL,
-                               atol=NET_RTOL * np.abs(ref).max())
+    np.testing.assert_allclose(
+        got.permute(1, 2, 0).numpy(), ref, rtol=NET_RTOL, atol=NET_RTOL * np.abs(ref).max()
+    )
     # The inference path (BN folded into the convs, im2col first conv) gives the same.
     net.fuse()
     x = torch.from_numpy(spec)[None, None].requires_grad_(True)
     fused = net.features(x)["block4"]
-    np.testing.assert_allclose(fused[0].detach().permute(1, 2, 0).numpy(), ref, rtol=NET_RTOL,
-                               atol=NET_RTOL * np.abs(ref).max())
+    np.testing.assert_allclose(
+        fused[0].detach().permute(1, 2, 0).numpy(),
+        ref,
+        rtol=NET_RTOL,
+        atol=NET_RTOL * np.abs(ref).max(),
+    )
     fused.sum().backward()  # differentiable with respect to the input
     assert torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
     # Final pool and channels-last flatten: D index = (h * W + w) * C + c.
@@ -384,14 +423,46 @@ def test_embed_numpy_path_resamples_and_returns_timestamps(loaded):
 
 # -- parity with the official model (real weights only) ---------------------------------------
 PARITY_CASES = [
-    ("chirp_44k.npz", dict(input_repr="mel256", content_type="music", embedding_size=6144,
-                           center=True, hop_seconds=0.1)),
-    ("chirp_44k_kapre.npz", dict(input_repr="mel256", content_type="music", embedding_size=6144,
-                                 center=True, hop_seconds=0.1)),
-    ("chirp_44k_linear.npz", dict(input_repr="linear", content_type="env", embedding_size=512,
-                                  center=False, hop_seconds=0.5)),
-    ("chirp_44k_kapre_linear.npz", dict(input_repr="linear", content_type="env",
-                                        embedding_size=512, center=False, hop_seconds=0.5)),
+    (
+        "chirp_44k.npz",
+        dict(
+            input_repr="mel256",
+            content_type="music",
+            embedding_size=6144,
+            center=True,
+            hop_seconds=0.1,
+        ),
+    ),
+    (
+        "chirp_44k_kapre.npz",
+        dict(
+            input_repr="mel256",
+            content_type="music",
+            embedding_size=6144,
+            center=True,
+            hop_seconds=0.1,
+        ),
+    ),
+    (
+        "chirp_44k_linear.npz",
+        dict(
+            input_repr="linear",
+            content_type="env",
+            embedding_size=512,
+            center=False,
+            hop_seconds=0.5,
+        ),
+    ),
+    (
+        "chirp_44k_kapre_linear.npz",
+        dict(
+            input_repr="linear",
+            content_type="env",
+            embedding_size=512,
+            center=False,
+            hop_seconds=0.5,
+        ),
+    ),
 ]
 
 
@@ -402,7 +473,9 @@ def test_parity_with_official_embeddings(shared_data, npz, settings):
     try:
         e.load()
     except WeightsUnavailableError as err:
-        pytest.skip(f"real OpenL3 weights absent (not downloadable here): {str(err).splitlines()[0]}")
+        pytest.skip(
+            f"real OpenL3 weights absent (not downloadable here): {str(err).splitlines()[0]}"
+        )
     ref = np.load(ref_dir / npz)
     y, sr = librosa.load(ref_dir / "chirp_44k.wav", sr=None, mono=True)
     emb, ts = e.embed(y, sr)

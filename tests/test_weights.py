@@ -94,14 +94,21 @@ def test_sha256_mismatch_of_a_download_leaves_nothing(source, tmp_path):
 
 def test_sha256_prefix_accepted():
     prefix = hashlib.sha256(PAYLOAD).hexdigest()[:8]
-    wf = W.WeightFile(model="toy", filename="x.pth", url="file:///nowhere/x.pth", sha256_prefix=prefix)
+    wf = W.WeightFile(
+        model="toy", filename="x.pth", url="file:///nowhere/x.pth", sha256_prefix=prefix
+    )
     assert W.verify_sha256(wf, Path("unused"), hashlib.sha256(PAYLOAD).hexdigest())
 
 
 def test_offline_message_names_model_urls_and_paths(tmp_path):
     cache, wdir = tmp_path / "cache", tmp_path / "wd"
-    wf = W.WeightFile(model="toy", filename="a.h5.gz", url="https://example.org/a.h5.gz",
-                      mirrors=("https://mirror.example.org/a.h5.gz",), description="toy model")
+    wf = W.WeightFile(
+        model="toy",
+        filename="a.h5.gz",
+        url="https://example.org/a.h5.gz",
+        mirrors=("https://mirror.example.org/a.h5.gz",),
+        description="toy model",
+    )
     with pytest.raises(WeightsUnavailableError) as e:
         W.resolve_weight_file(wf, weights_dir=wdir, cache_dir=cache, download=False)
     assert str(e.value) == (
@@ -118,8 +125,10 @@ def test_offline_message_names_model_urls_and_paths(tmp_path):
 
 
 def test_failed_download_lists_every_missing_file_and_reason(tmp_path, monkeypatch):
-    missing = [W.WeightFile(model="toy", filename=n, url=(tmp_path / "srv" / n).as_uri())
-               for n in ("m.pth", "pca.pth")]
+    missing = [
+        W.WeightFile(model="toy", filename=n, url=(tmp_path / "srv" / n).as_uri())
+        for n in ("m.pth", "pca.pth")
+    ]
     with pytest.raises(WeightsUnavailableError) as e:
         W.resolve_weight_files(missing, cache_dir=tmp_path / "c")
     msg = str(e.value)
@@ -144,8 +153,11 @@ def test_converted_once_then_loaded_from_cache(source, tmp_path):
     a = W.load_converted(toy(source), convert, tag="v1", cache_dir=cache)
     b = W.load_converted(toy(source), convert, tag="v1", cache_dir=cache)
     assert len(calls) == 1
-    assert a.converted_path == b.converted_path == (
-        cache / "toy" / f"{source.name}.v1-{hashlib.sha256(PAYLOAD).hexdigest()[:16]}.pt")
+    assert (
+        a.converted_path
+        == b.converted_path
+        == (cache / "toy" / f"{source.name}.v1-{hashlib.sha256(PAYLOAD).hexdigest()[:16]}.pt")
+    )
     assert torch.equal(b.state_dict["w"], torch.tensor([float(len(PAYLOAD))]))
     assert b.sha256 == hashlib.sha256(PAYLOAD).hexdigest()
     W.load_converted(toy(source), convert, tag="v2", cache_dir=cache)  # new converter version
@@ -162,7 +174,9 @@ def test_converter_must_return_a_state_dict(source, tmp_path):
 
 
 def test_registry_rejects_conflicting_entries():
-    wf = W.register_weight_file(W.WeightFile(model="toyreg", filename="f.bin", url="https://e/f.bin"))
+    wf = W.register_weight_file(
+        W.WeightFile(model="toyreg", filename="f.bin", url="https://e/f.bin")
+    )
     assert W.register_weight_file(wf) is wf
     assert W.get_weight_file("toyreg", "f.bin") == wf
     with pytest.raises(ValueError, match="already registered differently"):

@@ -101,7 +101,9 @@ def frame_signal(
     return x.unfold(-1, frame_length, hop_length)
 
 
-def hann_window(length: int, *, periodic: bool = True, device=None, dtype=torch.float32) -> torch.Tensor:
+def hann_window(
+    length: int, *, periodic: bool = True, device=None, dtype=torch.float32
+) -> torch.Tensor:
     """Hann window; ``periodic=True`` matches ``tf.signal.hann_window`` and
     ``scipy.signal.get_window("hann", N)``."""
     return torch.hann_window(length, periodic=periodic, device=device, dtype=dtype)
@@ -220,8 +222,13 @@ class OpenL3Frontend(nn.Module):
         self.register_buffer("window", hann_window(self.n_fft), persistent=False)
         if self.n_mels is not None:
             fb = mel_filterbank(
-                sample_rate=OPENL3_SAMPLE_RATE, n_fft=self.n_fft, n_mels=self.n_mels,
-                fmin_hz=0.0, fmax_hz=OPENL3_SAMPLE_RATE / 2, htk=False, norm="slaney",
+                sample_rate=OPENL3_SAMPLE_RATE,
+                n_fft=self.n_fft,
+                n_mels=self.n_mels,
+                fmin_hz=0.0,
+                fmax_hz=OPENL3_SAMPLE_RATE / 2,
+                htk=False,
+                norm="slaney",
             )
             self.register_buffer("mel_fb", fb, persistent=False)
         else:
@@ -234,7 +241,11 @@ class OpenL3Frontend(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         mag = stft_magnitude(
-            x, n_fft=self.n_fft, hop_length=self.hop_length, window=self.window, pad_end=self.pad_end
+            x,
+            n_fft=self.n_fft,
+            hop_length=self.hop_length,
+            window=self.window,
+            pad_end=self.pad_end,
         )  # (B, T, n_freq)
         if self.mel_fb is not None:
             mag = mag @ self.mel_fb  # (B, T, n_mels)

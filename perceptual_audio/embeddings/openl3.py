@@ -66,9 +66,7 @@ POOL_SIZES: dict[str, dict[int, tuple[int, int]]] = {
 }
 #: Filters of the four blocks.
 BLOCK_FILTERS = (64, 128, 256, 512)
-WEIGHTS_URL_TEMPLATE = (
-    "https://github.com/marl/openl3/raw/models/openl3_audio_{input_repr}_{content_type}-v0_4_0.h5.gz"
-)
+WEIGHTS_URL_TEMPLATE = "https://github.com/marl/openl3/raw/models/openl3_audio_{input_repr}_{content_type}-v0_4_0.h5.gz"
 #: Bump when the conversion changes (old converted caches are then ignored).
 CONVERTER_TAG = "torch-v1"
 
@@ -313,7 +311,7 @@ def convert_keras_weights(path: str | Path) -> dict[str, torch.Tensor]:
             f"{len(layers)} ({', '.join(n for n, _ in layers)})"
         )
     sd: dict[str, torch.Tensor] = {}
-    for (kind, tname, dims), (kname, w) in zip(table, layers):
+    for (kind, tname, dims), (kname, w) in zip(table, layers, strict=False):
         if kind == "bn":
             expected = {k: (dims[0],) for k in ("gamma", "beta", "moving_mean", "moving_variance")}
         else:
@@ -435,7 +433,10 @@ class OpenL3Embedder(Embedder):
         self.loaded = loaded
         logger.info(
             "OpenL3 %s/%s weights from %s (sha256 %s)",
-            self.input_repr, self.content_type, loaded.sources[0].path, loaded.sha256,
+            self.input_repr,
+            self.content_type,
+            loaded.sources[0].path,
+            loaded.sha256,
         )
 
     # -- windows ---------------------------------------------------------------------------

@@ -94,7 +94,9 @@ class WeightFile:
 
     def __post_init__(self) -> None:
         if not self.filename or "/" in self.filename or "\\" in self.filename:
-            raise ParameterError(f"WeightFile.filename must be a bare file name, got {self.filename!r}")
+            raise ParameterError(
+                f"WeightFile.filename must be a bare file name, got {self.filename!r}"
+            )
         for name, value in (("sha256", self.sha256), ("sha256_prefix", self.sha256_prefix)):
             if value is not None and (not value or any(c not in "0123456789abcdef" for c in value)):
                 raise ParameterError(
@@ -140,7 +142,9 @@ def register_weight_file(wf: WeightFile) -> WeightFile:
     key = (wf.model, wf.filename)
     old = _WEIGHT_FILES.get(key)
     if old is not None and old != wf:
-        raise ParameterError(f"weight file {wf.model}/{wf.filename} is already registered differently")
+        raise ParameterError(
+            f"weight file {wf.model}/{wf.filename} is already registered differently"
+        )
     _WEIGHT_FILES[key] = wf
     return wf
 
@@ -315,14 +319,20 @@ def unavailable_message(
     """
     head = f"{model} weights are unavailable: " + "; ".join(
         f"{wf.filename} is not in "
-        + (f"--weights-dir {Path(weights_dir).expanduser()} nor " if weights_dir is not None else "")
+        + (
+            f"--weights-dir {Path(weights_dir).expanduser()} nor "
+            if weights_dir is not None
+            else ""
+        )
         + f"the cache {cache_path(wf, cache_dir=cache_dir).parent} and {reason}"
         for wf, reason in failures
     )
     return (
         f"{head}.\nFetch the file(s) by hand and put each at the path shown "
         f"(the cache folder is ${CACHE_ENV}, default {DEFAULT_CACHE_DIR}):\n"
-        + fetch_instructions([wf for wf, _ in failures], weights_dir=weights_dir, cache_dir=cache_dir)
+        + fetch_instructions(
+            [wf for wf, _ in failures], weights_dir=weights_dir, cache_dir=cache_dir
+        )
     )
 
 
@@ -448,7 +458,9 @@ def converted_path(
     if not tag or any(c in tag for c in "/\\ "):
         raise ParameterError(f"conversion tag must be a non-empty word, got {tag!r}")
     wf = source.weight_file
-    return cache_path(wf, cache_dir=cache_dir).parent / f"{wf.filename}.{tag}-{source.sha256[:16]}.pt"
+    return (
+        cache_path(wf, cache_dir=cache_dir).parent / f"{wf.filename}.{tag}-{source.sha256[:16]}.pt"
+    )
 
 
 def _check_state_dict(sd: object, where: str) -> dict[str, torch.Tensor]:
@@ -498,7 +510,10 @@ def load_converted(
     first = sources[0]
     if len(sources) > 1:  # key the conversion on every source
         first = ResolvedWeights(
-            first.weight_file, first.path, combined_sha256([s.sha256 for s in sources]), first.origin
+            first.weight_file,
+            first.path,
+            combined_sha256([s.sha256 for s in sources]),
+            first.origin,
         )
     out = converted_path(first, tag, cache_dir=cache_dir)
     if out.is_file():
