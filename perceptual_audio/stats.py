@@ -35,6 +35,9 @@ CONFIDENCE = 0.95
 N_BOOTSTRAP = 1000
 #: Fewest pairs for a correlation (fewer gives NaN).
 MIN_PAIRS = 3
+#: Fewest clean recordings for a bootstrap CI: with fewer, resampling recordings gives only a
+#: handful of distinct replicates (2 recordings: 3), and the "interval" would mislead.
+MIN_RECORDINGS_FOR_CI = 5
 #: Correlation methods, in column order.
 METHODS = ("pearson", "spearman", "kendall")
 #: Scope name of the rows computed over all pairs (the other scopes are family names).
@@ -258,7 +261,8 @@ def correlate(x: np.ndarray, y: np.ndarray, clusters: Sequence, *,
     clusters : sequence [length n]
         Clean recording of each pair.
     n_bootstrap : int
-        Replicates (0: no CIs).
+        Replicates (0: no CIs). CIs are NaN with fewer than :data:`MIN_RECORDINGS_FOR_CI`
+        recordings.
     seed : int
         Seeds the replicates (the same seed gives the same CIs).
     confidence : float
@@ -299,7 +303,7 @@ def correlate(x: np.ndarray, y: np.ndarray, clusters: Sequence, *,
     row["pearson"], row["pearson_p"] = float(pr.statistic), float(pr.pvalue)
     row["spearman"], row["spearman_p"] = float(sr.statistic), float(sr.pvalue)
     row["kendall"], row["kendall_p"] = float(kr.statistic), float(kr.pvalue)
-    if n_bootstrap > 0 and n_rec >= 2:
+    if n_bootstrap > 0 and n_rec >= MIN_RECORDINGS_FOR_CI:
         rng = np.random.default_rng(seed)
         reps = bootstrap_correlations(x, y, clusters, n_bootstrap=n_bootstrap, rng=rng)
         alpha = (1 - confidence) / 2

@@ -124,6 +124,13 @@ def test_nan_and_inf_pairs_are_left_out(rng):
     assert r["n"] == 17
 
 
+def test_no_interval_from_too_few_recordings(rng):
+    x, y, clusters = clustered_sample(rng, stats.MIN_RECORDINGS_FOR_CI - 1, 5, 0.5)
+    r = stats.correlate(x, y, clusters, n_bootstrap=200)
+    assert r["n"] == 5 * (stats.MIN_RECORDINGS_FOR_CI - 1) and not math.isnan(r["pearson"])
+    assert math.isnan(r["pearson_ci_low"]) and math.isnan(r["kendall_ci_high"])
+
+
 def test_too_few_or_constant_values_give_nan():
     r = stats.correlate([1.0, 2.0], [1.0, 3.0], ["a", "b"], n_bootstrap=10)
     assert r["n"] == 2 and math.isnan(r["pearson"]) and math.isnan(r["kendall_ci_low"])
