@@ -19,6 +19,17 @@ available; writes to the results folder:
 Reruns reuse unchanged cells: each group of cells (the classic metrics of a pair; one model's
 metrics of a pair) is stored with a key made of the input files' sha256 and the metric
 settings, and recomputed only when its key changes (``--force`` recomputes everything).
+Cells that failed for a missing, unreadable or stale input are never reused.
+
+Two kinds of failed cell, both NaN with the reason in ``<metric>_status`` and counted in
+``run.json`` (``failures``, ``input_failures``): a measurement undefined for the audio (PESQ
+finds no speech in music, STOI on too little audio, silence) is a result and does not fail
+the run; an input failure (a missing, unreadable or stale file or embedding) makes the exit
+status 1. Exit status 3: some models were unavailable and skipped; 0: everything scored.
+
+CDPAM's distance uses the clip embeddings stage 2 stores beside the frame embeddings
+(``<stem>.clip.npy``, see :meth:`CDPAMEmbedder.embed_with_clip`); without them it is computed
+from the audio (slow: the CDPAM encoder runs again on both files).
 """
 
 from __future__ import annotations
