@@ -1239,8 +1239,9 @@ def setup_blocks(results: StudyResults) -> list[Any]:
     inp = results.inputs
     lines = [
         f"Results folder: {inp['results_dir']}; audio folder: {inp['audio_dir']}.",
-        f"{inp['n_pairs']} clean/degraded pairs from {inp['n_references']} clean recordings, "
-        f"{len(results.families)} degradation families "
+        f"{inp['n_pairs']} clean/degraded pair{'' if inp['n_pairs'] == 1 else 's'} from "
+        f"{inp['n_references']} clean recording{'' if inp['n_references'] == 1 else 's'}, "
+        f"{len(results.families)} degradation famil{'y' if len(results.families) == 1 else 'ies'} "
         f"({', '.join(f'{f}: ' + ' < '.join(results.level_order[f]) for f in results.families)}; "
         "levels from least to most severe).",
     ]
@@ -1368,7 +1369,7 @@ def _looks_numeric(text: str) -> bool:
 def render_text(sections: Sequence[Section], *, title: str = "Perceptual audio metrics: analysis report",
                 generated_at: str | None = None) -> str:
     """The report as plain text (UTF-8, lines of at most about 100 characters except tables)."""
-    generated_at = generated_at or dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    generated_at = generated_at or dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     out = [title, "=" * len(title), f"Generated {generated_at}", ""]
     for sec in sections:
         out += [sec.title, "-" * len(sec.title)]
@@ -1476,7 +1477,7 @@ def render_html(sections: Sequence[Section], *, title: str = "Perceptual audio m
     in a ``<details>`` element.
     """
     esc = html.escape
-    generated_at = generated_at or dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    generated_at = generated_at or dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     nav = " ".join(f'<a href="#{_slug(s.title)}">{esc(s.title)}</a>' for s in sections)
     parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
              '<meta name="viewport" content="width=device-width, initial-scale=1">',
