@@ -1284,9 +1284,25 @@ def setup_blocks(results: StudyResults) -> list[Any]:
     return blocks
 
 
+def _min_recordings_for_ci() -> int:
+    try:
+        from perceptual_audio import stats
+
+        return int(getattr(stats, "MIN_RECORDINGS_FOR_CI", 2))
+    except Exception:  # noqa: BLE001 - stage 3's module is optional here
+        return 2
+
+
 def build_report(results: StudyResults, figures: Sequence[FigureBlock] = ()) -> list[Section]:
     """The report's sections, in order; rendered by :func:`render_text` and :func:`render_html`."""
     notes = [Paragraph(n, note=True) for n in results.notes]
+    n_rec = int(results.pairs["reference_path"].nunique())
+    min_rec = _min_recordings_for_ci()
+    if 3 <= len(results.pairs) and n_rec < min_rec:
+        notes.append(Paragraph(f"Only {n_rec} clean recording(s): the bootstrap confidence "
+                               f"intervals of the correlations need at least {min_rec}, so the "
+                               "correlations below have no CI and their ranking is not "
+                               "reliable.", note=True))
     if len(results.pairs) < 3:
         notes.append(Paragraph(f"Only {len(results.pairs)} pair(s) were scored: correlations "
                                "need at least 3 and are undefined here.", note=True))

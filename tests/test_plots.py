@@ -21,7 +21,7 @@ FAMILIES = {"noise": ["low", "high", "extreme"], "bitrate": ["low", "medium", "h
 
 @pytest.fixture(scope="module")
 def pairs() -> pd.DataFrame:
-    return make_pairs(n_recordings=4, families=FAMILIES, models=("openl3", "cdpam"))
+    return make_pairs(n_recordings=5, families=FAMILIES, models=("openl3", "cdpam"))
 
 
 @pytest.fixture(scope="module")

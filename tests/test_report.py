@@ -47,7 +47,7 @@ def full(tmp_path_factory) -> report.StudyResults:
 @pytest.fixture(scope="module")
 def no_vggish(tmp_path_factory) -> report.StudyResults:
     folder = tmp_path_factory.mktemp("novgg")
-    write_results(folder, make_pairs(n_recordings=4, models=("openl3", "cdpam")),
+    write_results(folder, make_pairs(n_recordings=5, models=("openl3", "cdpam")),
                   unavailable={"vggish": VGGISH_REASON}, n_bootstrap=100)
     return report.load_results(folder / "results")
 

@@ -70,6 +70,9 @@ def test_report_embeds_every_figure_and_says_what_was_skipped(first_run):
     text = (out / "analysis_report.txt").read_text()
     assert "NOTE: VGGish was unavailable and is left out of this report" in text
     assert "Against PESQ-WB, the neural metric that agrees best is CDPAM" in text
+    # 3 recordings: too few for stage 3's bootstrap CIs, and the report says so.
+    assert "NOTE: Only 3 clean recording(s): the bootstrap confidence intervals" in text
+    assert "95% CI not available" in text
     for f in EXPECTED_FIGURES:
         assert f"- {f}: " in text
 
