@@ -146,6 +146,7 @@ def run_one(args: argparse.Namespace) -> dict:
         "device": args.device, "weights": weights_label, "threads": torch.get_num_threads(),
         "median_s": median, "s_per_audio_s": median / audio_seconds,
         "peak_mb": peak / 2**20, "peak_mb_per_audio_s": peak / 2**20 / audio_seconds,
+        "cpu_count": os.cpu_count(), "loadavg_1min": os.getloadavg()[0],
     }
 
 
@@ -176,7 +177,8 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     header = f"{'model':7} {'loss':9} {'batch':>5} {'s/audio-s':>10} {'peak MB':>9} {'MB/audio-s':>10}  weights"
     print(f"device {args.device}, {args.seconds:g} s of {INPUT_RATE} Hz audio per item, "
-          f"median of {args.repeats} after a warm-up")
+          f"median of {args.repeats} after a warm-up; {os.cpu_count()} CPUs, load average "
+          f"{os.getloadavg()[0]:.1f} (timings on a shared machine scale with it)")
     print(header)
     for model in args.models:
         for batch in args.batches:
@@ -196,6 +198,7 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(row)
             print(f"{model:7} {args.loss:9} {batch:5d} {row['s_per_audio_s']:10.3f} "
                   f"{row['peak_mb']:9.0f} {row['peak_mb_per_audio_s']:10.0f}  {row['weights']}", flush=True)
+    print(f"load average at the end: {os.getloadavg()[0]:.1f}")
     if args.json is not None:
         from perceptual_audio.files import atomic_write_json
 

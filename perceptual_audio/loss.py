@@ -24,6 +24,7 @@ Example
 from __future__ import annotations
 
 import logging
+import numbers
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
@@ -63,7 +64,7 @@ class _PerceptualLoss(nn.Module):
     ) -> None:
         super().__init__()
         self._owner = owner
-        if isinstance(sample_rate, bool) or not isinstance(sample_rate, int) or sample_rate <= 0:
+        if isinstance(sample_rate, bool) or not isinstance(sample_rate, numbers.Integral) or sample_rate <= 0:
             raise ParameterError(
                 f"{owner}: sample_rate must be a positive integer in Hz, got {sample_rate!r}"
             )
@@ -86,9 +87,9 @@ class _PerceptualLoss(nn.Module):
             )
         embedder.load()
         self.embedder = embedder
-        self.sample_rate = sample_rate
+        self.sample_rate = int(sample_rate)
         self.reduction = reduction
-        self.resampler = Resampler(sample_rate, embedder.sample_rate)
+        self.resampler = Resampler(self.sample_rate, embedder.sample_rate)
         for module in self._model_modules():
             module.eval()
             module.requires_grad_(False)
