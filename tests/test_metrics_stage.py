@@ -335,10 +335,14 @@ def test_stage_reproduces_pesq_reference(tmp_path, shared_data):
                          source_sha256=""),
     ]
     write_manifest(audio, rows)
-    run(tmp_path, "results", "--workers", "1", "--pesq-nb-rate", "16000")
+    run(tmp_path, "results", "--workers", "1")  # the defaults reproduce python-pesq's test
     row = read_table(tmp_path / "results" / "pair_metrics.csv").iloc[0]
     assert row["pesq_wb"] == 1.0832337141036987
     assert row["pesq_nb"] == 1.6072081327438354
+    run(tmp_path, "results8k", "--workers", "1", "--pesq-nb-rate", "8000")
+    row = read_table(tmp_path / "results8k" / "pair_metrics.csv").iloc[0]
+    assert row["pesq_wb"] == 1.0832337141036987
+    assert row["pesq_nb"] == 1.6654431819915771  # resampled to 8 kHz with soxr VHQ first
 
 
 # -- CDPAM ---------------------------------------------------------------------------------------
