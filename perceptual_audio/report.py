@@ -556,6 +556,8 @@ def _read_degradations(audio_dir: Path | None) -> tuple[pd.DataFrame, dict[str, 
         return empty, info
     clean = rows[rows["kind"] == "clean"]
     info["n_clean_files"] = len(clean)
+    if len(clean):
+        info["conversion"] = _conversion_settings(clean["parameters"])
     if "duration" in clean and len(clean):
         info["clean_seconds"] = float(pd.to_numeric(clean["duration"], errors="coerce").sum())
     if "sample_rate" in clean and len(clean):
@@ -564,13 +566,15 @@ def _read_degradations(audio_dir: Path | None) -> tuple[pd.DataFrame, dict[str, 
     degraded = rows[rows["kind"] == "degraded"]
     for (fam, lev), grp in degraded.groupby(["family", "level"], sort=False):
         records.append({"family": fam, "level": lev,
-                        "parameters": _common_parameters(grp["parameters"]), "n_files": len(grp)})
+                        "parameters": describe_parameters(grp["parameters"]), "n_files": len(grp)})
     return (pd.DataFrame(records) if records else empty), info
 
 
-def _common_parameters(texts: Iterable[str]) -> str:
-    """The parameters shared by every file of a condition (drawn random values differ per file
-    and are left out, with a note)."""
+#: Bookkeeping keys of a manifest ``parameters`` record that are not degradation settings.
+_PARAMETER_BOOKKEEPING = ("digest", "family", "level", "seed", "version", "settings_digest")
+
+
+def _parse_parameters(texts: Iterable[str]) -> list[dict[str, Any]]:
     dicts = []
     for t in texts:
         try:
@@ -578,14 +582,60 @@ def _common_parameters(texts: Iterable[str]) -> str:
         except ValueError:
             d = {"parameters": t}
         dicts.append(d if isinstance(d, dict) else {"parameters": d})
+    return dicts
+
+
+def describe_parameters(texts: Iterable[str]) -> str:
+    """The settings of one condition in words, from its files' manifest ``parameters``.
+
+    Stage 2 records ``{"params": {...settings}, "details": {...measured}, "seed", "digest", ...}``:
+    the settings are shown as they are, measured values named ``*achieved*`` as their mean over
+    the files, other details only when every file has the same value. A flat record (another
+    or older writer) shows its keys shared by every file and names those drawn per file.
+    """
+    dicts = _parse_parameters(texts)
     if not dicts:
         return ""
-    common = {k: v for k, v in dicts[0].items() if all(k in d and d[k] == v for d in dicts[1:])}
-    varying = sorted({k for d in dicts for k in d} - set(common))
+    if all(isinstance(d.get("params"), dict) for d in dicts):
+        settings = _shared(d["params"] for d in dicts)
+        parts = [", ".join(f"{k}={_short(v)}" for k, v in settings.items())]
+        details = [d.get("details") if isinstance(d.get("details"), dict) else {} for d in dicts]
+        achieved = sorted({k for d in details for k in d if "achieved" in k})
+        measured = []
+        for k in achieved:
+            vals = [float(d[k]) for d in details if isinstance(d.get(k), int | float)]
+            if vals:
+                measured.append(f"{k}={np.mean(vals):.3g}")
+        if measured:
+            parts.append("measured mean: " + ", ".join(measured))
+        same = {k: v for k, v in _shared(details).items()
+                if isinstance(v, str) and k not in achieved}
+        if same:
+            parts.append(", ".join(f"{k}={v}" for k, v in same.items()))
+        return "; ".join(p for p in parts if p)
+    flat = [{k: v for k, v in d.items() if k not in _PARAMETER_BOOKKEEPING} for d in dicts]
+    common = _shared(flat)
+    varying = sorted({k for d in flat for k in d} - set(common))
     text = ", ".join(f"{k}={_short(v)}" for k, v in common.items())
     if varying:
         text += ("; " if text else "") + "drawn per file: " + ", ".join(varying)
     return text
+
+
+def _shared(dicts: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    """Key/value pairs equal in every dict (order of the first)."""
+    dicts = list(dicts)
+    if not dicts:
+        return {}
+    return {k: v for k, v in dicts[0].items() if all(k in d and d[k] == v for d in dicts[1:])}
+
+
+def _conversion_settings(texts: Iterable[str]) -> str:
+    """Stage 1's settings shared by every clean file (inputs' own properties left out)."""
+    shared = _shared(_parse_parameters(texts))
+    keep = {k: v for k, v in shared.items()
+            if not k.startswith("input_") and k not in ("peak", *_PARAMETER_BOOKKEEPING)}
+    return ", ".join(f"{k}={_short(v)}" for k, v in keep.items())
 
 
 def _short(v: Any) -> str:
@@ -1250,6 +1300,7 @@ def setup_blocks(results: StudyResults) -> list[Any]:
         lines.append(f"The audio manifest lists {inp['n_clean_files']} clean files"
                      + (f" ({secs:.1f} s of audio in total)" if secs else "")
                      + (f" at {', '.join(inp['sample_rates_hz'])} Hz" if inp.get("sample_rates_hz") else "")
+                     + (f"; conversion settings: {inp['conversion']}" if inp.get("conversion") else "")
                      + ".")
     if inp.get("metrics_command"):
         lines.append(f"Metrics computed by: {inp['metrics_command']}"
@@ -1278,7 +1329,7 @@ def setup_blocks(results: StudyResults) -> list[Any]:
     for m in results.models:
         model_rows.append([m.display, "yes" if m.available else "no (skipped)", m.variant or "",
                            m.weights_sha256 or "", "" if m.n_embeddings is None else m.n_embeddings,
-                           m.reason if not m.available else ""])
+                           m.reason.splitlines()[0] if m.reason and not m.available else ""])
     blocks.append(Table("Embedding models", ["Model", "Available", "Variant", "Weights sha256",
                                              "Embeddings", "Why skipped"], model_rows))
     return blocks
@@ -1352,10 +1403,15 @@ def build_report(results: StudyResults, figures: Sequence[FigureBlock] = ()) -> 
 
 # -- text ---------------------------------------------------------------------------------------
 def _wrap(text: str, width: int = 100, indent: str = "") -> str:
+    """Wrap each line of ``text`` (its own line breaks are kept)."""
     import textwrap
 
-    return textwrap.fill(text, width=width, initial_indent=indent,
-                         subsequent_indent=" " * len(indent), break_on_hyphens=False)
+    lines = []
+    for i, line in enumerate(text.splitlines() or [""]):
+        lines.append(textwrap.fill(line, width=width, initial_indent=indent if i == 0 else " " * len(indent),
+                                   subsequent_indent=" " * len(indent), break_on_hyphens=False,
+                                   break_long_words=False) or "")
+    return "\n".join(lines)
 
 
 def _text_table(table: Table) -> str:
@@ -1364,7 +1420,7 @@ def _text_table(table: Table) -> str:
     for row in cells:
         for i, c in enumerate(row):
             widths[i] = max(widths[i], len(c))
-    widths = [min(w, 60) for w in widths]
+    widths = [min(w, 100) for w in widths]
 
     def line(values: Sequence[str]) -> str:
         out = []
@@ -1414,7 +1470,7 @@ background:#f6f7f9;color:#1d232b;line-height:1.45}
 main{max-width:1100px;margin:0 auto;padding:24px 32px 64px;background:#fff;min-height:100vh}
 h1{font-size:1.7em;margin:0.2em 0}h2{border-bottom:2px solid #d8dde3;padding-bottom:4px;margin-top:2em}
 .meta{color:#5b6570;font-size:0.9em}
-.note{background:#fff4d6;border:1px solid #e6c36a;border-left:6px solid #d99a00;padding:10px 14px;
+.note{white-space:pre-line;background:#fff4d6;border:1px solid #e6c36a;border-left:6px solid #d99a00;padding:10px 14px;
 margin:8px 0;border-radius:4px}
 table{border-collapse:collapse;margin:10px 0 18px;font-size:0.88em;width:auto;max-width:100%}
 caption{caption-side:top;text-align:left;font-weight:600;padding:4px 0;color:#333}

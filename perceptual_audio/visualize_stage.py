@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from perceptual_audio import cli
+from perceptual_audio import report as report_module
 from perceptual_audio.errors import PerceptualAudioError
 from perceptual_audio.files import atomic_write_text, sha256_file
 from perceptual_audio.report import (
@@ -101,6 +102,9 @@ def inputs_digest(results: StudyResults, params: dict[str, Any]) -> str:
     """sha256 over the input files' contents and the options: equal digest = nothing to redo."""
     h = hashlib.sha256()
     h.update(json.dumps({**params, "output_version": OUTPUT_VERSION}, sort_keys=True).encode())
+    # The code that draws and writes is an input too: a changed figure or sentence redraws.
+    for module in (plots_module_path(), Path(__file__), Path(report_module.__file__)):
+        h.update(sha256_file(module).encode())
     for f in _input_files(results):
         h.update(f.name.encode())
         h.update(sha256_file(f).encode())
@@ -111,6 +115,11 @@ GROUP_SCATTER = "Neural metrics against PESQ-WB and STOI"
 GROUP_HEATMAP = "Correlations among all metrics"
 GROUP_DEGRADATION = "Metrics by degradation"
 GROUP_FAMILY = "One degradation family at a time"
+
+
+def plots_module_path() -> Path:
+    """Source file of :mod:`perceptual_audio.plots` (found without importing matplotlib)."""
+    return Path(__file__).with_name("plots.py")
 
 
 def figure_plan(results: StudyResults) -> list[tuple[str, str, str, Any]]:

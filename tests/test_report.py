@@ -324,3 +324,13 @@ def test_figure_data_uri_rejects_unknown_types(tmp_path):
     with pytest.raises(PerceptualAudioError, match=r"cannot embed a figure of type '\.gif'"):
         report.figure_data_uri(p)
     assert Path(p).exists()
+
+
+def test_describe_parameters_of_stage_2_records():
+    files = [{"params": {"bitrate_kbps": 8}, "seed": s, "digest": "d", "family": "bitrate",
+              "level": "extreme", "version": 1,
+              "details": {"achieved_kbps": kbps, "codec": "MP3 (LAME)", "encoded_bytes": s}}
+             for s, kbps in ((1, 8.0), (2, 8.2))]
+    text = report.describe_parameters(json.dumps(f) for f in files)
+    assert text == "bitrate_kbps=8; measured mean: achieved_kbps=8.1; codec=MP3 (LAME)"
+    assert report.describe_parameters([]) == ""
