@@ -1475,6 +1475,7 @@ margin:8px 0;border-radius:4px}
 table{border-collapse:collapse;margin:10px 0 18px;font-size:0.88em;width:auto;max-width:100%}
 caption{caption-side:top;text-align:left;font-weight:600;padding:4px 0;color:#333}
 th,td{border:1px solid #d8dde3;padding:4px 8px;vertical-align:top}
+td.long{overflow-wrap:anywhere;min-width:12em}
 th{background:#eef1f5;cursor:pointer;user-select:none;white-space:nowrap;text-align:left}
 h3{margin-top:1.6em;color:#2b3440}
 th.sorted-asc::after{content:" \\25B2";font-size:0.7em}th.sorted-desc::after{content:" \\25BC";font-size:0.7em}
@@ -1524,7 +1525,9 @@ def _html_table(table: Table, table_id: str) -> str:
         for v in row:
             text = _cell_text(v)
             numeric = isinstance(v, Cell | int | float | np.integer | np.floating) and _looks_numeric(text)
-            cls = ' class="num"' if numeric else ""
+            # Hashes, URLs and paths may break anywhere; short words keep whole.
+            long_token = any(len(tok) > 24 for tok in text.split())
+            cls = ' class="num"' if numeric else (' class="long"' if long_token else "")
             sort = _cell_sort(v)
             attr = f' data-sort="{esc(sort)}"' if sort != text else ""
             tds.append(f"<td{cls}{attr}>{esc(text)}</td>")
