@@ -493,7 +493,8 @@ def _level_order(pairs: pd.DataFrame, families: Sequence[str],
         computed = {f: order_levels(f, lv) for f, lv in present.items()}
     out = {}
     for f, levels in present.items():
-        base = [str(lv) for lv in recorded.get(f, [])] or list(computed.get(f, levels))
+        rec = recorded.get(f)
+        base = ([str(lv) for lv in rec] if isinstance(rec, list) else []) or list(computed.get(f, levels))
         out[f] = [lv for lv in base if lv in levels] + [lv for lv in levels if lv not in base]
     return out
 
