@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from perceptual_audio import cli
-from perceptual_audio.audio_io import load_audio
+from perceptual_audio.audio_io import load_audio, resampled_length
 from perceptual_audio.embeddings.base import Embedder, get_embedder, model_names
 from perceptual_audio.errors import (
     PerceptualAudioError,
@@ -66,6 +66,8 @@ EMBEDDING_COLUMNS = (
     "settings",
     "settings_digest",
     "weights_sha256",
+    "extras",
+    "flags",
     "status",
 )
 EMBEDDING_MANIFEST = "manifest.csv"
@@ -80,6 +82,16 @@ def embedding_paths(
     """(embedding .npy, timestamps .npy) for an audio path relative to ``audio_dir``."""
     npy = mirror_path(Path(audio_dir) / audio_rel, audio_dir, model_dir, suffix=".npy")
     return npy, npy.with_name(npy.stem + TIMESTAMPS_SUFFIX)
+
+
+def extra_path(npy: Path, key: str) -> Path:
+    """Where a model's extra array ``key`` for embedding ``a.npy`` goes: ``a.<key>.npy``
+    (CDPAM's clip embedding: ``a.clip.npy``)."""
+    return npy.with_name(f"{npy.stem}.{key}.npy")
+
+
+def _split(text: str | None) -> list[str]:
+    return [t for t in (text or "").split(";") if t]
 
 
 def read_embedding_manifest(model_dir: str | Path) -> list[dict[str, str]]:
@@ -381,12 +393,17 @@ def embed_model(name: str, args: argparse.Namespace, audio_dir: Path, rows: list
                 and prev.get("settings_digest") == digest
                 and npy.is_file()
                 and ts_path.is_file()
+                and all(extra_path(npy, k).is_file() for k in _split(prev.get("extras")))
             ):
                 new_rows.append(prev)
                 result.n_skipped += 1
                 continue
             y, sr = load_audio(audio_dir / row.path)
-            emb, ts = embedder.embed(y, sr)
+            extras: dict[str, np.ndarray] = {}
+            if hasattr(embedder, "embed_with_extras"):  # e.g. CDPAM's clip embedding
+                emb, ts, extras = embedder.embed_with_extras(y, sr)
+            else:
+                emb, ts = embedder.embed(y, sr)
             emb = np.asarray(emb, dtype=np.float32)
             ts = np.asarray(ts, dtype=np.float64)
             if emb.ndim != 2 or emb.shape[0] != ts.shape[0] or emb.shape[0] == 0:
@@ -396,16 +413,31 @@ def embed_model(name: str, args: argparse.Namespace, audio_dir: Path, rows: list
                 )
             save_npy_atomic(npy, emb)
             save_npy_atomic(ts_path, ts)
+            for key, value in sorted(extras.items()):
+                save_npy_atomic(extra_path(npy, key), np.asarray(value, dtype=np.float32))
+            flags = []
+            if hasattr(embedder, "flags"):  # e.g. VGGish: "short" when zero-padded to a patch
+                flags = embedder.flags(resampled_length(len(y), sr, embedder.sample_rate))
             audio_seconds += len(y) / sr
-            rec.update(n_frames=emb.shape[0], dim=emb.shape[1], status=STATUS_OK)
+            rec.update(
+                n_frames=emb.shape[0],
+                dim=emb.shape[1],
+                status=STATUS_OK,
+                extras=";".join(sorted(extras)),
+                flags=";".join(flags),
+            )
             result.n_ok += 1
         except Exception as e:  # one bad file never stops the others
             msg = str(e) if isinstance(e, PerceptualAudioError) else f"{type(e).__name__}: {e}"
             msg = " ".join(msg.split())
             logger.error("%s: %s failed: %s", name, row.path, msg)
-            for p in (npy, ts_path):
+            for p in (
+                npy,
+                ts_path,
+                *(extra_path(npy, k) for k in _split((old.get(row.path) or {}).get("extras"))),
+            ):
                 p.unlink(missing_ok=True)
-            rec.update(n_frames="", dim="", status=f"error: {msg}")
+            rec.update(n_frames="", dim="", extras="", flags="", status=f"error: {msg}")
             result.n_failed += 1
         new_rows.append(rec)
 
@@ -415,7 +447,8 @@ def embed_model(name: str, args: argparse.Namespace, audio_dir: Path, rows: list
         if path in current:
             continue
         npy = model_dir / prev["embedding"]
-        for p in (npy, npy.with_name(npy.stem + TIMESTAMPS_SUFFIX)):
+        extra_files = [extra_path(npy, k) for k in _split(prev.get("extras"))]
+        for p in (npy, npy.with_name(npy.stem + TIMESTAMPS_SUFFIX), *extra_files):
             if p.is_file():
                 p.unlink()
         result.n_removed += 1

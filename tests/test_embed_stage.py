@@ -281,3 +281,42 @@ def test_openl3_end_to_end_with_synthetic_weights_dir(tmp_path, monkeypatch):
     assert row["weights_sha256"] == hashlib.sha256(wfile.read_bytes()).hexdigest()
     rj = json.loads((out / "run.json").read_text())
     assert rj["weights_sha256"] == row["weights_sha256"]
+
+
+class ExtrasEmbedder(FakeEmbedder):
+    """Like CDPAM: a clip-level array stored beside the frames; like VGGish: flags."""
+
+    name: ClassVar[str] = "extrasmodel"
+
+    def embed_with_extras(self, waveform, sr):
+        emb, ts = self.embed(waveform, sr)
+        return emb, ts, {"clip": np.asarray([waveform.mean(), waveform.std()], np.float32)}
+
+    def flags(self, n_samples: int) -> list[str]:
+        return ["short"] if n_samples < SR else []
+
+
+def test_extras_are_stored_beside_the_frames_flags_recorded_and_stale_ones_removed(tmp_path):
+    base.register(ExtrasEmbedder)
+    rng = np.random.default_rng(0)
+    long, short = 0.1 * rng.standard_normal(SR * 2), 0.1 * rng.standard_normal(SR // 2)
+    audio = make_audio_dir(tmp_path / "test_audio",
+                           {"clean/a.b.wav": long, "clean/s.wav": short})
+    folder = tmp_path / "extrasmodel_embeddings"
+    assert run(tmp_path, "--models", "extrasmodel", *dirs(tmp_path, "extrasmodel")) == 0
+    _, rows = read_rows(folder)
+    by_path = {r["path"]: r for r in rows}
+    assert by_path["clean/a.b.wav"]["extras"] == "clip" and by_path["clean/a.b.wav"]["flags"] == ""
+    assert by_path["clean/s.wav"]["flags"] == "short"
+    clip = np.load(folder / "clean" / "a.b.clip.npy")
+    y, _ = sf.read(audio / "clean/a.b.wav", dtype="float32")
+    np.testing.assert_allclose(clip, [y.mean(), y.std()], rtol=1e-5)
+    # A missing extra makes the file be embedded again; removing the audio removes all three.
+    (folder / "clean" / "a.b.clip.npy").unlink()
+    CALLS.clear()
+    assert run(tmp_path, "--models", "extrasmodel", *dirs(tmp_path, "extrasmodel")) == 0
+    assert len(CALLS) == 1 and (folder / "clean" / "a.b.clip.npy").is_file()
+    make_audio_dir(tmp_path / "test_audio", {"clean/s.wav": short})
+    assert run(tmp_path, "--models", "extrasmodel", *dirs(tmp_path, "extrasmodel")) == 0
+    assert sorted(p.name for p in (folder / "clean").iterdir()) == [
+        "s.clip.npy", "s.npy", "s.timestamps.npy"]
