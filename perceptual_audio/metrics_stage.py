@@ -386,7 +386,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="calculate_metrics.py",
         description=(
             "Stage 3: score every clean/degraded pair with PESQ (wide band at 16 kHz; narrow "
-            "band at 8 kHz), STOI, ESTOI, SI-SDR, and per available model the frame-aligned "
+            "band, P.862, at --pesq-nb-rate), STOI, ESTOI, SI-SDR, and per available model the frame-aligned "
             "cosine similarity, the cosine of mean-pooled embeddings, the mean frame L2 "
             "distance, and CDPAM's learned distance; then per-degradation summaries, "
             "correlations with cluster-bootstrap CIs and monotonicity. Failed cells are NaN "
@@ -399,11 +399,11 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=cli.HelpFormatter,
     )
     p.add_argument("--audio-dir", type=Path, default=Path("test_audio"),
-                   help="stage 1-2 audio folder holding manifest.csv, clean/ and degraded/")
+                   metavar="DIR", help="stage 1-2 audio folder holding manifest.csv, clean/ and degraded/")
     for model in MODELS:
         p.add_argument(f"--{model}-dir", type=Path, default=Path(f"{model}_embeddings"),
-                       help=f"{model} embeddings folder (skipped when missing or unavailable)")
-    p.add_argument("--results-dir", type=Path, default=Path("results"),
+                       metavar="DIR", help=f"{model} embeddings folder (skipped when missing or unavailable)")
+    p.add_argument("--results-dir", type=Path, default=Path("results"), metavar="DIR",
                    help="output folder for the tables and run.json")
     p.add_argument("--bootstrap", type=_nonnegative_int, default=DEFAULT_BOOTSTRAP, metavar="N",
                    help="cluster-bootstrap replicates per correlation CI (0: no CIs)")
