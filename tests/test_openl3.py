@@ -9,6 +9,7 @@ compared with an independent channels-last NumPy forward pass.
 from __future__ import annotations
 
 import dataclasses
+import os
 import sys
 from pathlib import Path
 
@@ -469,7 +470,9 @@ PARITY_CASES = [
 @pytest.mark.parametrize("npz, settings", PARITY_CASES, ids=[c[0] for c in PARITY_CASES])
 def test_parity_with_official_embeddings(shared_data, npz, settings):
     ref_dir = shared_data / "openl3_reference"
-    e = ol3.OpenL3Embedder(**settings, resampler="resampy", download=False)
+    # Real weights: in the cache, or in $PERCEPTUAL_AUDIO_WEIGHTS_DIR (a folder fetched by hand).
+    e = ol3.OpenL3Embedder(**settings, resampler="resampy", download=False,
+                           weights_dir=os.environ.get("PERCEPTUAL_AUDIO_WEIGHTS_DIR") or None)
     try:
         e.load()
     except WeightsUnavailableError as err:
@@ -481,4 +484,6 @@ def test_parity_with_official_embeddings(shared_data, npz, settings):
     emb, ts = e.embed(y, sr)
     np.testing.assert_allclose(ts, ref["timestamps"], atol=1e-9)
     assert emb.shape == ref["embedding"].shape
+    # Report the tolerance reached (pytest -s shows it), then hold it to 1e-3.
+    print(f"{npz}: max abs diff {np.max(np.abs(emb - ref['embedding'])):.2e}")
     np.testing.assert_allclose(emb, ref["embedding"], rtol=1e-3, atol=1e-3)
