@@ -37,7 +37,9 @@ def best_of(fn, repeats: int) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--minutes", type=float, default=10.0, help="input length in minutes")
     parser.add_argument("--repeats", type=int, default=3, help="timed repeats (best is reported)")
     args = parser.parse_args()
@@ -54,23 +56,39 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         src = Path(tmp) / "long.wav"
         sf.write(src, stereo.astype(np.float32), sr_in, subtype="PCM_16")
-        job = ConvertJob(str(src), "long.wav", str(Path(tmp) / "out.wav"), "clean/long.wav",
-                         sr_out, "0" * 64)
+        job = ConvertJob(
+            str(src), "long.wav", str(Path(tmp) / "out.wav"), "clean/long.wav", sr_out, "0" * 64
+        )
         full = best_of(lambda: convert_file(job), args.repeats)
 
     import librosa
 
     rows = [("full conversion (read+mix+soxr VHQ+write)", full)]
-    rows.append(("resample only: soxr VHQ (pipeline)", best_of(lambda: resample(mono, sr_in, sr_out), args.repeats)))
-    rows.append(("resample only: librosa default (soxr_hq)",
-                 best_of(lambda: librosa.resample(mono, orig_sr=sr_in, target_sr=sr_out), args.repeats)))
+    rows.append(
+        (
+            "resample only: soxr VHQ (pipeline)",
+            best_of(lambda: resample(mono, sr_in, sr_out), args.repeats),
+        )
+    )
+    rows.append(
+        (
+            "resample only: librosa default (soxr_hq)",
+            best_of(lambda: librosa.resample(mono, orig_sr=sr_in, target_sr=sr_out), args.repeats),
+        )
+    )
     short = mono[: sr_in * 60]  # resampy is slow: time one minute and scale
     import resampy
 
-    t_res = best_of(lambda: resampy.resample(short, sr_in, sr_out, filter="kaiser_best"), 1) * seconds / 60
+    t_res = (
+        best_of(lambda: resampy.resample(short, sr_in, sr_out, filter="kaiser_best"), 1)
+        * seconds
+        / 60
+    )
     rows.append(("resample only: resampy kaiser_best (1 min, scaled)", t_res))
 
-    print(f"input: {args.minutes:g} min, {sr_in} Hz stereo -> {sr_out} Hz mono; best of {args.repeats}")
+    print(
+        f"input: {args.minutes:g} min, {sr_in} Hz stereo -> {sr_out} Hz mono; best of {args.repeats}"
+    )
     print(f"{'what':55s} {'wall s':>8s} {'audio-s/wall-s':>15s} {'vs soxr VHQ':>12s}")
     ref = rows[1][1]
     for name, sec in rows:

@@ -108,8 +108,9 @@ def run_one(args: argparse.Namespace) -> dict:
     from perceptual_audio.loss import DeepFeatureLoss, EmbeddingLoss
 
     torch.manual_seed(0)
-    embedder, weights_label = make_embedder(args.model, args.device, args.random_weights,
-                                            args.openl3_hop_seconds)
+    embedder, weights_label = make_embedder(
+        args.model, args.device, args.random_weights, args.openl3_hop_seconds
+    )
     cls = EmbeddingLoss if args.loss == "embedding" else DeepFeatureLoss
     loss_fn = cls(embedder, sample_rate=INPUT_RATE).to(args.device)
     n = int(args.seconds * INPUT_RATE)
@@ -142,27 +143,44 @@ def run_one(args: argparse.Namespace) -> dict:
     audio_seconds = args.batch * args.seconds
     median = statistics.median(times)
     return {
-        "model": args.model, "loss": args.loss, "batch": args.batch, "seconds": args.seconds,
-        "device": args.device, "weights": weights_label, "threads": torch.get_num_threads(),
-        "median_s": median, "s_per_audio_s": median / audio_seconds,
-        "peak_mb": peak / 2**20, "peak_mb_per_audio_s": peak / 2**20 / audio_seconds,
-        "cpu_count": os.cpu_count(), "loadavg_1min": os.getloadavg()[0],
+        "model": args.model,
+        "loss": args.loss,
+        "batch": args.batch,
+        "seconds": args.seconds,
+        "device": args.device,
+        "weights": weights_label,
+        "threads": torch.get_num_threads(),
+        "median_s": median,
+        "s_per_audio_s": median / audio_seconds,
+        "peak_mb": peak / 2**20,
+        "peak_mb_per_audio_s": peak / 2**20 / audio_seconds,
+        "cpu_count": os.cpu_count(),
+        "loadavg_1min": os.getloadavg()[0],
     }
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description="forward+backward time and peak memory of the perceptual losses",
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(
+        description="forward+backward time and peak memory of the perceptual losses",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     p.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS))
     p.add_argument("--batches", nargs="+", type=int, default=[1, 8])
     p.add_argument("--seconds", type=float, default=1.0, help="audio per batch item, seconds")
     p.add_argument("--repeats", type=int, default=2, help="timed repetitions after the warm-up")
     p.add_argument("--loss", choices=("embedding", "deep"), default="embedding")
     p.add_argument("--device", default="cpu")
-    p.add_argument("--openl3-hop-seconds", type=float, default=0.5,
-                   help="OpenL3 window hop (its default 0.1 s makes 5x the windows)")
-    p.add_argument("--random-weights", action="store_true",
-                   help="time models without weights using random ones (timing only)")
+    p.add_argument(
+        "--openl3-hop-seconds",
+        type=float,
+        default=0.5,
+        help="OpenL3 window hop (its default 0.1 s makes 5x the windows)",
+    )
+    p.add_argument(
+        "--random-weights",
+        action="store_true",
+        help="time models without weights using random ones (timing only)",
+    )
     p.add_argument("--json", type=Path, default=None, help="also write the rows as JSON here")
     p.add_argument("--model", help=argparse.SUPPRESS)  # child mode: one configuration
     p.add_argument("--batch", type=int, help=argparse.SUPPRESS)
@@ -176,16 +194,32 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     rows = []
     header = f"{'model':7} {'loss':9} {'batch':>5} {'s/audio-s':>10} {'peak MB':>9} {'MB/audio-s':>10}  weights"
-    print(f"device {args.device}, {args.seconds:g} s of {INPUT_RATE} Hz audio per item, "
-          f"median of {args.repeats} after a warm-up; {os.cpu_count()} CPUs, load average "
-          f"{os.getloadavg()[0]:.1f} (timings on a shared machine scale with it)")
+    print(
+        f"device {args.device}, {args.seconds:g} s of {INPUT_RATE} Hz audio per item, "
+        f"median of {args.repeats} after a warm-up; {os.cpu_count()} CPUs, load average "
+        f"{os.getloadavg()[0]:.1f} (timings on a shared machine scale with it)"
+    )
     print(header)
     for model in args.models:
         for batch in args.batches:
-            cmd = [sys.executable, __file__, "--model", model, "--batch", str(batch),
-                   "--seconds", str(args.seconds), "--repeats", str(args.repeats),
-                   "--loss", args.loss, "--device", args.device,
-                   "--openl3-hop-seconds", str(args.openl3_hop_seconds)]
+            cmd = [
+                sys.executable,
+                __file__,
+                "--model",
+                model,
+                "--batch",
+                str(batch),
+                "--seconds",
+                str(args.seconds),
+                "--repeats",
+                str(args.repeats),
+                "--loss",
+                args.loss,
+                "--device",
+                args.device,
+                "--openl3-hop-seconds",
+                str(args.openl3_hop_seconds),
+            ]
             if args.random_weights:
                 cmd.append("--random-weights")
             proc = subprocess.run(cmd, capture_output=True, text=True)
@@ -194,10 +228,13 @@ def main(argv: list[str] | None = None) -> int:
                 err = (proc.stderr.strip().splitlines() or ["no output"])[-1]
                 print(f"{model:7} {args.loss:9} {batch:5d}  failed: {err}")
                 continue
-            row = json.loads(lines[-1][len("RESULT "):])
+            row = json.loads(lines[-1][len("RESULT ") :])
             rows.append(row)
-            print(f"{model:7} {args.loss:9} {batch:5d} {row['s_per_audio_s']:10.3f} "
-                  f"{row['peak_mb']:9.0f} {row['peak_mb_per_audio_s']:10.0f}  {row['weights']}", flush=True)
+            print(
+                f"{model:7} {args.loss:9} {batch:5d} {row['s_per_audio_s']:10.3f} "
+                f"{row['peak_mb']:9.0f} {row['peak_mb_per_audio_s']:10.0f}  {row['weights']}",
+                flush=True,
+            )
     print(f"load average at the end: {os.getloadavg()[0]:.1f}")
     if args.json is not None:
         from perceptual_audio.files import atomic_write_json

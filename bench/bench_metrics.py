@@ -48,8 +48,10 @@ def speech_like(seconds: float, rng: np.random.Generator) -> np.ndarray:
     t = np.arange(int(seconds * SR)) / SR
     f0 = 110 + 30 * rng.random() + 20 * np.sin(2 * np.pi * 0.8 * t)
     phase = 2 * np.pi * np.cumsum(f0) / SR
-    x = sum((math.exp(-0.5 * ((k * 120 - 700) / 300) ** 2) + 0.1) / k * np.sin(k * phase)
-            for k in range(1, 30))
+    x = sum(
+        (math.exp(-0.5 * ((k * 120 - 700) / 300) ** 2) + 0.1) / k * np.sin(k * phase)
+        for k in range(1, 30)
+    )
     x = x * np.clip(np.sin(2 * np.pi * (3.5 + rng.random()) * t), 0, None) ** 2
     return (0.3 * x / np.max(np.abs(x))).astype(np.float32)
 
@@ -74,18 +76,35 @@ def build(root: Path, n_recordings: int, n_levels: int, seconds: float) -> None:
         for level, snr_db in zip(levels, SNRS_DB, strict=False):
             noise = rng.standard_normal(len(y)).astype(np.float32)
             gain = math.sqrt(float(np.mean(y**2)) / 10 ** (snr_db / 10))
-            items.append((f"degraded/noise/{level}/r{i}.wav", y + np.float32(gain) * noise,
-                          "degraded", "noise", level))
+            items.append(
+                (
+                    f"degraded/noise/{level}/r{i}.wav",
+                    y + np.float32(gain) * noise,
+                    "degraded",
+                    "noise",
+                    level,
+                )
+            )
         for rel, sig, kind, family, level in items:
             save_wav(audio / rel, sig, SR)
             emb = model / Path(rel).with_suffix(".npy")
             emb.parent.mkdir(parents=True, exist_ok=True)
             np.save(emb, stand_in_embedding(sig, projection))
-            rows.append(ManifestRow.make(
-                rel, kind=kind, source=f"r{i}.flac" if kind == "clean" else f"clean/r{i}.wav",
-                family=family, level=level, parameters={}, seed=0 if family else None,
-                sample_rate=SR, duration=seconds, sha256=sha256_file(audio / rel),
-                source_sha256=""))
+            rows.append(
+                ManifestRow.make(
+                    rel,
+                    kind=kind,
+                    source=f"r{i}.flac" if kind == "clean" else f"clean/r{i}.wav",
+                    family=family,
+                    level=level,
+                    parameters={},
+                    seed=0 if family else None,
+                    sample_rate=SR,
+                    duration=seconds,
+                    sha256=sha256_file(audio / rel),
+                    source_sha256="",
+                )
+            )
     write_manifest(audio, rows)
 
 
@@ -128,11 +147,26 @@ def _time_pairs(root: Path, audio: Path, pairs: list[Path], costs: dict[str, lis
 def stage_run(root: Path, workers: int, bootstrap: int) -> dict[str, float]:
     """``calculate_metrics.py`` in a fresh process (so both runs pay the same imports)."""
     results = root / f"results_w{workers}"
-    argv = [sys.executable, str(REPO / "calculate_metrics.py"),
-            "--audio-dir", str(root / "test_audio"), "--results-dir", str(results),
-            "--openl3-dir", str(root / "openl3_embeddings"),
-            "--vggish-dir", str(root / "none"), "--cdpam-dir", str(root / "none"),
-            "--workers", str(workers), "--bootstrap", str(bootstrap), "--force", "-q"]
+    argv = [
+        sys.executable,
+        str(REPO / "calculate_metrics.py"),
+        "--audio-dir",
+        str(root / "test_audio"),
+        "--results-dir",
+        str(results),
+        "--openl3-dir",
+        str(root / "openl3_embeddings"),
+        "--vggish-dir",
+        str(root / "none"),
+        "--cdpam-dir",
+        str(root / "none"),
+        "--workers",
+        str(workers),
+        "--bootstrap",
+        str(bootstrap),
+        "--force",
+        "-q",
+    ]
     t0 = time.perf_counter()
     done = subprocess.run(argv, cwd=REPO, capture_output=True, text=True)
     wall = time.perf_counter() - t0
@@ -145,7 +179,9 @@ def stage_run(root: Path, workers: int, bootstrap: int) -> dict[str, float]:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--recordings", type=int, default=10, help="clean recordings")
-    p.add_argument("--levels", type=int, default=4, help=f"SNR levels per recording (<= {len(SNRS_DB)})")
+    p.add_argument(
+        "--levels", type=int, default=4, help=f"SNR levels per recording (<= {len(SNRS_DB)})"
+    )
     p.add_argument("--seconds", type=float, default=10.0, help="length of each file in s")
     p.add_argument("--workers", type=int, default=2, help="parallel run's worker count")
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap replicates")
@@ -165,16 +201,23 @@ def main() -> int:
 
         serial = stage_run(root, 1, args.bootstrap)
         parallel = stage_run(root, args.workers, args.bootstrap)
-        same = ((root / "results_w1" / "pair_metrics.csv").read_bytes()
-                == (root / f"results_w{args.workers}" / "pair_metrics.csv").read_bytes())
-        print(f"\ncalculate_metrics.py in a fresh process, {n_pairs} pairs (--force, "
-              f"--bootstrap {args.bootstrap}); 'scoring' is the parallel phase alone:")
+        same = (root / "results_w1" / "pair_metrics.csv").read_bytes() == (
+            root / f"results_w{args.workers}" / "pair_metrics.csv"
+        ).read_bytes()
+        print(
+            f"\ncalculate_metrics.py in a fresh process, {n_pairs} pairs (--force, "
+            f"--bootstrap {args.bootstrap}); 'scoring' is the parallel phase alone:"
+        )
         print(f"  {'':12s} {'scoring s':>10s} {'pairs/s':>8s} {'run s':>8s} {'pairs/s':>8s}")
         for label, r in (("--workers 1", serial), (f"--workers {args.workers}", parallel)):
-            print(f"  {label:12s} {r['scoring']:10.2f} {n_pairs / r['scoring']:8.2f} "
-                  f"{r['wall']:8.2f} {n_pairs / r['wall']:8.2f}")
-        print(f"  speedup: scoring {serial['scoring'] / parallel['scoring']:.2f}x, "
-              f"whole run {serial['wall'] / parallel['wall']:.2f}x (target >= 1.7x on 2 cores)")
+            print(
+                f"  {label:12s} {r['scoring']:10.2f} {n_pairs / r['scoring']:8.2f} "
+                f"{r['wall']:8.2f} {n_pairs / r['wall']:8.2f}"
+            )
+        print(
+            f"  speedup: scoring {serial['scoring'] / parallel['scoring']:.2f}x, "
+            f"whole run {serial['wall'] / parallel['wall']:.2f}x (target >= 1.7x on 2 cores)"
+        )
         print(f"  statistics phase: {serial['statistics']:.2f} s; tables identical: {same}")
     return 0
 

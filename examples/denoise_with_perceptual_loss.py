@@ -76,9 +76,11 @@ def get_clean(args: argparse.Namespace, rng: np.random.Generator) -> tuple[np.nd
     # the loudest stretch of the requested length (hop 0.1 s)
     hop = SAMPLE_RATE // 10
     starts = range(0, max(1, len(y) - n + 1), hop)
-    best = max(starts, key=lambda s: float(np.sum(y[s:s + n] ** 2)))
-    y = y[best:best + n]
-    return (0.5 * y / max(float(np.abs(y).max()), 1e-9)).astype(np.float32), f"{path} from {best / SAMPLE_RATE:.1f} s"
+    best = max(starts, key=lambda s: float(np.sum(y[s : s + n] ** 2)))
+    y = y[best : best + n]
+    return (0.5 * y / max(float(np.abs(y).max()), 1e-9)).astype(
+        np.float32
+    ), f"{path} from {best / SAMPLE_RATE:.1f} s"
 
 
 def quality(reference: np.ndarray, degraded: np.ndarray) -> tuple[float, float]:
@@ -101,19 +103,34 @@ def fir(x: torch.Tensor, taps: torch.Tensor) -> torch.Tensor:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--clean", type=Path, default=None, help="clean recording (any rate; resampled to 16 kHz)")
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
+    p.add_argument(
+        "--clean", type=Path, default=None, help="clean recording (any rate; resampled to 16 kHz)"
+    )
     p.add_argument("--seconds", type=float, default=1.5, help="length of audio used, seconds")
     p.add_argument("--snr-db", type=float, default=5.0, help="SNR of the added white noise, dB")
-    p.add_argument("--mode", choices=("fir", "waveform"), default="fir",
-                   help="optimise a learnable FIR filter applied to the noisy audio, or the waveform itself")
+    p.add_argument(
+        "--mode",
+        choices=("fir", "waveform"),
+        default="fir",
+        help="optimise a learnable FIR filter applied to the noisy audio, or the waveform itself",
+    )
     p.add_argument("--taps", type=int, default=31, help="FIR length in samples (odd)")
     p.add_argument("--steps", type=int, default=12, help="Adam steps")
-    p.add_argument("--lr", type=float, default=None,
-                   help="Adam learning rate (default 0.02 for fir, 0.002 for waveform)")
-    p.add_argument("--loss", choices=("embedding", "deep"), default="embedding",
-                   help="EmbeddingLoss (cosine) or DeepFeatureLoss")
+    p.add_argument(
+        "--lr",
+        type=float,
+        default=None,
+        help="Adam learning rate (default 0.02 for fir, 0.002 for waveform)",
+    )
+    p.add_argument(
+        "--loss",
+        choices=("embedding", "deep"),
+        default="embedding",
+        help="EmbeddingLoss (cosine) or DeepFeatureLoss",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the noise and the synthetic signal")
     return p
 
@@ -129,15 +146,19 @@ def main(argv: list[str] | None = None) -> int:
     noise = rng.standard_normal(len(clean_np)).astype(np.float32)
     noise *= np.linalg.norm(clean_np) / np.linalg.norm(noise) / 10 ** (args.snr_db / 20)
     noisy_np = clean_np + noise
-    print(f"audio: {source}, {len(clean_np) / SAMPLE_RATE:.2f} s at {SAMPLE_RATE} Hz; "
-          f"white noise at {args.snr_db:g} dB SNR")
+    print(
+        f"audio: {source}, {len(clean_np) / SAMPLE_RATE:.2f} s at {SAMPLE_RATE} Hz; "
+        f"white noise at {args.snr_db:g} dB SNR"
+    )
 
     t0 = time.perf_counter()
     if args.loss == "embedding":
         loss_fn = EmbeddingLoss("cdpam", sample_rate=SAMPLE_RATE, distance="cosine")
     else:
         loss_fn = DeepFeatureLoss("cdpam", sample_rate=SAMPLE_RATE)
-    print(f"loss: {loss_fn.__class__.__name__} with CDPAM (real weights), loaded in {time.perf_counter() - t0:.1f} s")
+    print(
+        f"loss: {loss_fn.__class__.__name__} with CDPAM (real weights), loaded in {time.perf_counter() - t0:.1f} s"
+    )
 
     clean, noisy = torch.from_numpy(clean_np), torch.from_numpy(noisy_np)
     if args.mode == "fir":
@@ -152,6 +173,7 @@ def main(argv: list[str] | None = None) -> int:
 
         def output() -> torch.Tensor:
             return param
+
     lr = args.lr if args.lr is not None else (0.02 if args.mode == "fir" else 0.002)
     opt = torch.optim.Adam([param], lr=lr)
 
@@ -163,15 +185,20 @@ def main(argv: list[str] | None = None) -> int:
         loss = loss_fn(output(), clean)
         loss.backward()
         opt.step()
-        print(f"step {step:3d}/{args.steps}  loss {loss.item():.5f}  ({time.perf_counter() - t0:.0f} s)", flush=True)
+        print(
+            f"step {step:3d}/{args.steps}  loss {loss.item():.5f}  ({time.perf_counter() - t0:.0f} s)",
+            flush=True,
+        )
     with torch.no_grad():
         final = output().detach()
         final_loss = loss_fn(final, clean).item()
     out_np = final.numpy().astype(np.float32)
     p1, s1 = quality(clean_np, out_np)
     print(f"final loss {final_loss:.5f}")
-    print(f"after:  PESQ-WB {p1:.3f}  STOI {s1:.3f}   (optimised the {args.mode} for {args.steps} "
-          f"steps in {time.perf_counter() - t0:.0f} s)")
+    print(
+        f"after:  PESQ-WB {p1:.3f}  STOI {s1:.3f}   (optimised the {args.mode} for {args.steps} "
+        f"steps in {time.perf_counter() - t0:.0f} s)"
+    )
     return 0
 
 

@@ -21,8 +21,9 @@ from perceptual_audio.files import TMP_MARKER, atomic_path
 logger = logging.getLogger(__name__)
 
 #: File extensions (lower case) that stage 1 picks up as audio.
-AUDIO_EXTENSIONS = frozenset({".wav", ".wave", ".flac", ".ogg", ".oga", ".opus", ".mp3",
-                              ".aiff", ".aif", ".aifc"})
+AUDIO_EXTENSIONS = frozenset(
+    {".wav", ".wave", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aiff", ".aif", ".aifc"}
+)
 
 #: soxr quality used everywhere in the pipeline ("VHQ": very high quality, linear phase).
 SOXR_QUALITY = "VHQ"
@@ -171,8 +172,12 @@ def _describe_read_error(path: Path, err: Exception) -> str:
     msg = str(err)
     low = msg.lower()
     if "format not recognised" in low or "unknown format" in low or "not recognised" in low:
-        return (f"{path}: not a recognised audio file (libsndfile: {msg.split(': ')[-1]}); "
-                "is it really a {ext} file?".format(ext=path.suffix.lstrip(".").upper() or "audio"))
+        return (
+            f"{path}: not a recognised audio file (libsndfile: {msg.split(': ')[-1]}); "
+            "is it really a {ext} file?".format(ext=path.suffix.lstrip(".").upper() or "audio")
+        )
     if "permission" in low:
         return f"{path}: permission denied ({msg})"
-    return f"{path}: cannot decode the audio, the file may be truncated or corrupt (libsndfile: {msg})"
+    return (
+        f"{path}: cannot decode the audio, the file may be truncated or corrupt (libsndfile: {msg})"
+    )

@@ -33,9 +33,22 @@ EXIT_USAGE = 2
 EXIT_MODELS_UNAVAILABLE = 3
 
 #: Packages whose versions every run.json records.
-RECORDED_PACKAGES = ("numpy", "scipy", "torch", "soundfile", "soxr",
-                     "librosa", "resampy", "pedalboard", "pesq", "pystoi", "pandas",
-                     "matplotlib", "cdpam", "h5py")
+RECORDED_PACKAGES = (
+    "numpy",
+    "scipy",
+    "torch",
+    "soundfile",
+    "soxr",
+    "librosa",
+    "resampy",
+    "pedalboard",
+    "pesq",
+    "pystoi",
+    "pandas",
+    "matplotlib",
+    "cdpam",
+    "h5py",
+)
 
 
 # -- argparse types ---------------------------------------------------------------------------
@@ -82,16 +95,28 @@ def default_workers() -> int:
 
 def add_common_arguments(parser: argparse.ArgumentParser, *, workers: bool = True) -> None:
     """Add ``--force``, ``--quiet``/``--verbose`` and (optionally) ``--workers``."""
-    parser.add_argument("--force", action="store_true",
-                        help="redo every output, even those whose inputs and parameters are unchanged")
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="redo every output, even those whose inputs and parameters are unchanged",
+    )
     loud = parser.add_mutually_exclusive_group()
-    loud.add_argument("-q", "--quiet", action="store_true",
-                      help="print only warnings, errors and the final summary; no progress bar")
+    loud.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        help="print only warnings, errors and the final summary; no progress bar",
+    )
     loud.add_argument("-v", "--verbose", action="store_true", help="print debug messages")
     if workers:
         n = default_workers()
-        parser.add_argument("--workers", type=positive_int, default=n, metavar="N",
-                            help=f"parallel worker processes (default: {n}, the usable cores here)")
+        parser.add_argument(
+            "--workers",
+            type=positive_int,
+            default=n,
+            metavar="N",
+            help=f"parallel worker processes (default: {n}, the usable cores here)",
+        )
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
@@ -100,8 +125,12 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
 
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
-        if ("default" in text or action.default in (None, argparse.SUPPRESS)
-                or action.nargs == 0 or not action.option_strings):
+        if (
+            "default" in text
+            or action.default in (None, argparse.SUPPRESS)
+            or action.nargs == 0
+            or not action.option_strings
+        ):
             return text
         return text + " (default: %(default)s)"
 
@@ -128,14 +157,25 @@ def setup_logging(args: argparse.Namespace | None = None) -> None:
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
 
 
-def progress(iterable: Iterable, *, total: int | None = None, desc: str = "",
-             args: argparse.Namespace | None = None) -> Iterable:
+def progress(
+    iterable: Iterable,
+    *,
+    total: int | None = None,
+    desc: str = "",
+    args: argparse.Namespace | None = None,
+) -> Iterable:
     """Wrap ``iterable`` in a tqdm bar when stderr is a terminal and not ``--quiet``."""
     from tqdm import tqdm
 
     quiet = args is not None and getattr(args, "quiet", False)
-    return tqdm(iterable, total=total, desc=desc, unit="file", leave=False,
-                disable=quiet or not sys.stderr.isatty())
+    return tqdm(
+        iterable,
+        total=total,
+        desc=desc,
+        unit="file",
+        leave=False,
+        disable=quiet or not sys.stderr.isatty(),
+    )
 
 
 # -- parallel map -----------------------------------------------------------------------------
@@ -174,8 +214,14 @@ def _init_worker(threads: int) -> None:
         sys.modules["torch"].set_num_threads(threads)
 
 
-def parallel_map(func: Callable[[Any], Any], items: Sequence[Any], *, workers: int = 1,
-                 desc: str = "", args: argparse.Namespace | None = None) -> list[Outcome]:
+def parallel_map(
+    func: Callable[[Any], Any],
+    items: Sequence[Any],
+    *,
+    workers: int = 1,
+    desc: str = "",
+    args: argparse.Namespace | None = None,
+) -> list[Outcome]:
     """Apply ``func`` to every item, in ``workers`` processes, keeping the order of ``items``.
 
     ``func`` must be a module-level function (it is pickled). An exception on an item becomes
@@ -184,13 +230,16 @@ def parallel_map(func: Callable[[Any], Any], items: Sequence[Any], *, workers: i
     """
     items = list(items)
     if workers <= 1 or len(items) <= 1:
-        return [_run_one(func, it) for it in progress(items, total=len(items), desc=desc, args=args)]
+        return [
+            _run_one(func, it) for it in progress(items, total=len(items), desc=desc, args=args)
+        ]
     workers = min(workers, len(items))
     threads = max(1, default_workers() // workers)
     ctx = multiprocessing.get_context("spawn")
     results: list[Outcome | None] = [None] * len(items)
-    with cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker,
-                                initargs=(threads,)) as pool:
+    with cf.ProcessPoolExecutor(
+        max_workers=workers, mp_context=ctx, initializer=_init_worker, initargs=(threads,)
+    ) as pool:
         futures = {pool.submit(_run_one, func, it): i for i, it in enumerate(items)}
         for fut in progress(cf.as_completed(futures), total=len(futures), desc=desc, args=args):
             i = futures[fut]
@@ -213,10 +262,17 @@ def package_versions(names: Iterable[str] = RECORDED_PACKAGES) -> dict[str, str 
     return out
 
 
-def write_run_json(folder: str | os.PathLike, *, stage: str, args: argparse.Namespace | None,
-                   params: dict[str, Any] | None = None, seed: int | None = None,
-                   timings: dict[str, float] | None = None,
-                   extra: dict[str, Any] | None = None, name: str = "run.json") -> Path:
+def write_run_json(
+    folder: str | os.PathLike,
+    *,
+    stage: str,
+    args: argparse.Namespace | None,
+    params: dict[str, Any] | None = None,
+    seed: int | None = None,
+    timings: dict[str, float] | None = None,
+    extra: dict[str, Any] | None = None,
+    name: str = "run.json",
+) -> Path:
     """Record how a folder was made: command line, parameters, seed, versions, timings."""
     record: dict[str, Any] = {
         "stage": stage,
@@ -224,7 +280,7 @@ def write_run_json(folder: str | os.PathLike, *, stage: str, args: argparse.Name
         "arguments": {k: v for k, v in vars(args).items()} if args is not None else {},
         "parameters": params or {},
         "seed": seed,
-        "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "finished_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "python": platform.python_version(),
         "platform": platform.platform(),
         "perceptual_audio_version": __version__,

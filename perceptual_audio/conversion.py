@@ -53,17 +53,22 @@ class ConvertJob:
     """One input file to convert (picklable, for the worker processes)."""
 
     input_path: str
-    source: str        # input path relative to the input root (POSIX)
+    source: str  # input path relative to the input root (POSIX)
     output_path: str
-    rel_output: str    # output path relative to the output root (POSIX)
+    rel_output: str  # output path relative to the output root (POSIX)
     sample_rate: int
     source_sha256: str
 
 
 def conversion_settings(sample_rate: int) -> dict:
     """The parameters that decide a conversion's output (a change redoes every file)."""
-    return {"target_sample_rate": int(sample_rate), "downmix": "mean of channels",
-            "resampler": "soxr", "soxr_quality": SOXR_QUALITY, "output_format": "WAV float32"}
+    return {
+        "target_sample_rate": int(sample_rate),
+        "downmix": "mean of channels",
+        "resampler": "soxr",
+        "soxr_quality": SOXR_QUALITY,
+        "output_format": "WAV float32",
+    }
 
 
 def convert_file(job: ConvertJob) -> ManifestRow:
@@ -79,17 +84,34 @@ def convert_file(job: ConvertJob) -> ManifestRow:
         flags.append("silent")
     if peak > 1.0:
         flags.append("clipped_peak")
-        logger.warning("%s: peak %.3f (%.2f dBFS) is above full scale after resampling; kept "
-                       "unclipped in the float WAV", job.input_path, peak, 20 * np.log10(peak))
+        logger.warning(
+            "%s: peak %.3f (%.2f dBFS) is above full scale after resampling; kept "
+            "unclipped in the float WAV",
+            job.input_path,
+            peak,
+            20 * np.log10(peak),
+        )
     save_wav(job.output_path, y, sr)
     settings = conversion_settings(job.sample_rate)
-    params = {**settings, "settings_digest": params_digest(settings),
-              "input_sample_rate": int(info.samplerate), "input_channels": int(info.channels),
-              "input_format": info.format, "input_subtype": info.subtype,
-              "input_frames": int(info.frames), "peak": round(peak, 6)}
+    params = {
+        **settings,
+        "settings_digest": params_digest(settings),
+        "input_sample_rate": int(info.samplerate),
+        "input_channels": int(info.channels),
+        "input_format": info.format,
+        "input_subtype": info.subtype,
+        "input_frames": int(info.frames),
+        "peak": round(peak, 6),
+    }
     return ManifestRow.make(
-        job.rel_output, kind="clean", source=job.source, parameters=params, sample_rate=sr,
-        duration=duration, sha256=sha256_file(job.output_path), source_sha256=job.source_sha256,
+        job.rel_output,
+        kind="clean",
+        source=job.source,
+        parameters=params,
+        sample_rate=sr,
+        duration=duration,
+        sha256=sha256_file(job.output_path),
+        source_sha256=job.source_sha256,
         flags=flags,
     )
 
@@ -105,20 +127,32 @@ def _is_up_to_date(row: ManifestRow | None, job: ConvertJob, output_root: Path) 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="audio_conversion.py", formatter_class=cli.HelpFormatter,
+        prog="audio_conversion.py",
+        formatter_class=cli.HelpFormatter,
         description="Stage 1: convert every audio file below --input to mono float32 WAV at "
-                    "--sr Hz under OUTPUT/clean/, mirroring the folder tree, and record each "
-                    "file in OUTPUT/manifest.csv.",
+        "--sr Hz under OUTPUT/clean/, mirroring the folder tree, and record each "
+        "file in OUTPUT/manifest.csv.",
         epilog=f"Reads: {', '.join(sorted(AUDIO_EXTENSIONS))} (any rate, channels, bit depth).\n"
-               "Exit status: 0 all converted or up to date; 1 some inputs failed (the others "
-               "were converted); 2 bad command line.",
+        "Exit status: 0 all converted or up to date; 1 some inputs failed (the others "
+        "were converted); 2 bad command line.",
     )
-    parser.add_argument("--input", type=Path, default=Path("original_audio"), metavar="DIR",
-                        help="folder of input audio (searched recursively)")
-    parser.add_argument("--output", type=Path, default=Path("test_audio"), metavar="DIR",
-                        help="output folder: clean/, manifest.csv and run.json go here")
-    parser.add_argument("--sr", type=cli.positive_int, default=16000, metavar="HZ",
-                        help="output sample rate in Hz")
+    parser.add_argument(
+        "--input",
+        type=Path,
+        default=Path("original_audio"),
+        metavar="DIR",
+        help="folder of input audio (searched recursively)",
+    )
+    parser.add_argument(
+        "--output",
+        type=Path,
+        default=Path("test_audio"),
+        metavar="DIR",
+        help="output folder: clean/, manifest.csv and run.json go here",
+    )
+    parser.add_argument(
+        "--sr", type=cli.positive_int, default=16000, metavar="HZ", help="output sample rate in Hz"
+    )
     cli.add_common_arguments(parser)
     return parser
 
@@ -134,7 +168,10 @@ def run(args: argparse.Namespace) -> int:
     except PerceptualAudioError as e:
         logger.error("%s", e)
         return cli.EXIT_FAILED
-    if output_root.resolve() == input_root.resolve() or input_root.resolve() in output_root.resolve().parents:
+    if (
+        output_root.resolve() == input_root.resolve()
+        or input_root.resolve() in output_root.resolve().parents
+    ):
         logger.error("--output %s must not be inside --input %s", output_root, input_root)
         return cli.EXIT_USAGE
     output_root.mkdir(parents=True, exist_ok=True)
@@ -151,8 +188,11 @@ def run(args: argparse.Namespace) -> int:
     for out, srcs in sorted(by_output.items()):
         if len(srcs) > 1:
             names = ", ".join(str(s) for s in srcs)
-            msg = str(OutputConflictError(
-                f"{names}: these inputs would all be written to {out}; rename all but one"))
+            msg = str(
+                OutputConflictError(
+                    f"{names}: these inputs would all be written to {out}; rename all but one"
+                )
+            )
             failures.extend((str(s), msg) for s in srcs)
             continue
         src = srcs[0]
@@ -161,10 +201,16 @@ def run(args: argparse.Namespace) -> int:
         except OSError as e:
             failures.append((str(src), f"{src}: cannot read the file ({e.strerror})"))
             continue
-        jobs.append(ConvertJob(
-            input_path=str(src), source=src.relative_to(input_root).as_posix(),
-            output_path=str(out), rel_output=out.relative_to(output_root).as_posix(),
-            sample_rate=args.sr, source_sha256=digest))
+        jobs.append(
+            ConvertJob(
+                input_path=str(src),
+                source=src.relative_to(input_root).as_posix(),
+                output_path=str(out),
+                rel_output=out.relative_to(output_root).as_posix(),
+                sample_rate=args.sr,
+                source_sha256=digest,
+            )
+        )
 
     todo, rows = [], []
     for job in jobs:
@@ -175,8 +221,9 @@ def run(args: argparse.Namespace) -> int:
             todo.append(job)
     skipped = len(rows)
 
-    outcomes = cli.parallel_map(convert_file, todo, workers=args.workers, desc="converting",
-                                args=args)
+    outcomes = cli.parallel_map(
+        convert_file, todo, workers=args.workers, desc="converting", args=args
+    )
     for oc in outcomes:
         if oc.ok:
             rows.append(oc.value)
@@ -198,23 +245,37 @@ def run(args: argparse.Namespace) -> int:
     for msg in dict.fromkeys(m if s in m else f"{s}: {m}" for s, m in failures):
         logger.error("%s", msg)  # a collision is one message for all its inputs
     cli.write_run_json(
-        output_root, stage=STAGE, args=args, params=conversion_settings(args.sr),
+        output_root,
+        stage=STAGE,
+        args=args,
+        params=conversion_settings(args.sr),
         timings={"total": round(time.perf_counter() - t0, 3)},
-        extra={"counts": {"inputs": len(inputs), "converted": len(outcomes) - sum(not o.ok for o in outcomes),
-                          "skipped": skipped, "failed": len(failures), "removed": removed},
-               "failures": [{"file": s, "error": m} for s, m in failures]})
+        extra={
+            "counts": {
+                "inputs": len(inputs),
+                "converted": len(outcomes) - sum(not o.ok for o in outcomes),
+                "skipped": skipped,
+                "failed": len(failures),
+                "removed": removed,
+            },
+            "failures": [{"file": s, "error": m} for s, m in failures],
+        },
+    )
     converted = sum(o.ok for o in outcomes)
-    print(f"audio_conversion: converted {converted}, skipped {skipped} (up to date), "
-          f"failed {len(failures)}, removed {removed} stale -> {output_root / 'manifest.csv'}",
-          file=sys.stderr)
+    print(
+        f"audio_conversion: converted {converted}, skipped {skipped} (up to date), "
+        f"failed {len(failures)}, removed {removed} stale -> {output_root / 'manifest.csv'}",
+        file=sys.stderr,
+    )
     return cli.EXIT_FAILED if failures else cli.EXIT_OK
 
 
 def _prune_empty_dirs(root: Path) -> None:
     if not root.is_dir():
         return
-    for d in sorted((p for p in root.rglob("*") if p.is_dir()), key=lambda p: len(p.parts),
-                    reverse=True):
+    for d in sorted(
+        (p for p in root.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True
+    ):
         if not any(d.iterdir()):
             d.rmdir()
 

@@ -15,11 +15,12 @@ from perceptual_audio import cli, degrade_stage, embed_stage
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="extract_embeddings.py", formatter_class=cli.HelpFormatter,
+        prog="extract_embeddings.py",
+        formatter_class=cli.HelpFormatter,
         description="Stage 2: degrade every clean file of stage 1 in controlled ways, then "
-                    "extract OpenL3, VGGish and CDPAM embeddings of clean and degraded audio.",
+        "extract OpenL3, VGGish and CDPAM embeddings of clean and degraded audio.",
         epilog=degrade_stage.describe_families() + "\n\nExit status: 0 ok; 1 some files "
-               "failed; 2 bad command line; 3 some models unavailable (the others ran).",
+        "failed; 2 bad command line; 3 some models unavailable (the others ran).",
     )
     degrade_stage.add_degradation_arguments(parser)
     embed_stage.add_embedding_arguments(parser)

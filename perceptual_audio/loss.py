@@ -59,12 +59,21 @@ class _PerceptualLoss(nn.Module):
     """Model resolution, freezing, input checks and resampling shared by both losses."""
 
     def __init__(
-        self, model: str | Embedder, *, sample_rate: int, reduction: str, owner: str,
+        self,
+        model: str | Embedder,
+        *,
+        sample_rate: int,
+        reduction: str,
+        owner: str,
         model_options: dict[str, Any],
     ) -> None:
         super().__init__()
         self._owner = owner
-        if isinstance(sample_rate, bool) or not isinstance(sample_rate, numbers.Integral) or sample_rate <= 0:
+        if (
+            isinstance(sample_rate, bool)
+            or not isinstance(sample_rate, numbers.Integral)
+            or sample_rate <= 0
+        ):
             raise ParameterError(
                 f"{owner}: sample_rate must be a positive integer in Hz, got {sample_rate!r}"
             )
@@ -115,7 +124,10 @@ class _PerceptualLoss(nn.Module):
         for module in self._model_modules():
             module._apply(fn)
         new_device = self.resampler.kernel.device
-        if getattr(self.embedder, "device", None) is not None and self.embedder.device != new_device:
+        if (
+            getattr(self.embedder, "device", None) is not None
+            and self.embedder.device != new_device
+        ):
             logger.debug("%s: moving %s to %s", self._owner, self.embedder.name, new_device)
             self.embedder.device = new_device
         return self
@@ -127,7 +139,9 @@ class _PerceptualLoss(nn.Module):
             module.eval()
         return self
 
-    def _prepare(self, estimate: torch.Tensor, reference: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, bool]:
+    def _prepare(
+        self, estimate: torch.Tensor, reference: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, bool]:
         """Check shapes, make (B, n), resample both to the model rate."""
         for label, x in (("estimate", estimate), ("reference", reference)):
             if not torch.is_tensor(x):
@@ -161,8 +175,10 @@ class _PerceptualLoss(nn.Module):
         return per_item[0] if single else per_item
 
     def extra_repr(self) -> str:
-        return (f"model={self.embedder.name}, sample_rate={self.sample_rate}, "
-                f"model_rate={self.embedder.sample_rate}, reduction={self.reduction}")
+        return (
+            f"model={self.embedder.name}, sample_rate={self.sample_rate}, "
+            f"model_rate={self.embedder.sample_rate}, reduction={self.reduction}"
+        )
 
 
 def _run(fn, x: torch.Tensor):
@@ -221,8 +237,13 @@ class EmbeddingLoss(_PerceptualLoss):
             raise ParameterError(
                 f"EmbeddingLoss: distance must be one of {', '.join(DISTANCES)}, got {distance!r}"
             )
-        super().__init__(model, sample_rate=sample_rate, reduction=reduction,
-                         owner="EmbeddingLoss", model_options=model_options)
+        super().__init__(
+            model,
+            sample_rate=sample_rate,
+            reduction=reduction,
+            owner="EmbeddingLoss",
+            model_options=model_options,
+        )
         self.distance = distance
 
     def extra_repr(self) -> str:
@@ -303,11 +324,20 @@ class DeepFeatureLoss(_PerceptualLoss):
         reduction: str = "mean",
         **model_options: Any,
     ) -> None:
-        super().__init__(model, sample_rate=sample_rate, reduction=reduction,
-                         owner="DeepFeatureLoss", model_options=model_options)
-        self.channel_axis = int(getattr(
-            self.embedder, "feature_channel_axis", FEATURE_CHANNEL_AXIS.get(self.embedder.name, 1)
-        ))
+        super().__init__(
+            model,
+            sample_rate=sample_rate,
+            reduction=reduction,
+            owner="DeepFeatureLoss",
+            model_options=model_options,
+        )
+        self.channel_axis = int(
+            getattr(
+                self.embedder,
+                "feature_channel_axis",
+                FEATURE_CHANNEL_AXIS.get(self.embedder.name, 1),
+            )
+        )
         if layers is not None:
             if isinstance(layers, str) or len(layers) == 0:
                 raise ParameterError(

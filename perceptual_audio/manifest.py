@@ -21,8 +21,21 @@ from perceptual_audio.files import atomic_write_text
 MANIFEST_NAME = "manifest.csv"
 #: Bumped whenever the columns change; recorded in run.json of the stages that write it.
 MANIFEST_SCHEMA_VERSION = 1
-COLUMNS = ("id", "path", "kind", "source", "family", "level", "parameters", "seed",
-           "sample_rate", "duration", "sha256", "source_sha256", "flags")
+COLUMNS = (
+    "id",
+    "path",
+    "kind",
+    "source",
+    "family",
+    "level",
+    "parameters",
+    "seed",
+    "sample_rate",
+    "duration",
+    "sha256",
+    "source_sha256",
+    "flags",
+)
 KINDS = ("clean", "degraded")
 
 
@@ -83,19 +96,37 @@ class ManifestRow:
 
     @staticmethod
     def make(
-        path: str, *, kind: str, source: str, parameters: dict[str, Any], sample_rate: int,
-        duration: float, sha256: str, source_sha256: str, family: str = "", level: str = "",
-        seed: int | None = None, flags: tuple[str, ...] | list[str] = (),
+        path: str,
+        *,
+        kind: str,
+        source: str,
+        parameters: dict[str, Any],
+        sample_rate: int,
+        duration: float,
+        sha256: str,
+        source_sha256: str,
+        family: str = "",
+        level: str = "",
+        seed: int | None = None,
+        flags: tuple[str, ...] | list[str] = (),
     ) -> ManifestRow:
         """Build a row, deriving ``id`` from ``path`` and encoding ``parameters`` as JSON."""
         if kind not in KINDS:
             raise ValueError(f"manifest kind must be one of {KINDS}, got {kind!r}")
         return ManifestRow(
             id=path.rsplit(".", 1)[0] if "." in Path(path).name else path,
-            path=path, kind=kind, source=source, family=family, level=level,
+            path=path,
+            kind=kind,
+            source=source,
+            family=family,
+            level=level,
             parameters=json.dumps(parameters, sort_keys=True, default=str),
-            seed=seed, sample_rate=int(sample_rate), duration=float(duration), sha256=sha256,
-            source_sha256=source_sha256, flags=";".join(sorted(set(flags))),
+            seed=seed,
+            sample_rate=int(sample_rate),
+            duration=float(duration),
+            sha256=sha256,
+            source_sha256=source_sha256,
+            flags=";".join(sorted(set(flags))),
         )
 
 
@@ -127,14 +158,23 @@ def read_manifest(folder_or_file: str | os.PathLike) -> list[ManifestRow]:
         rows = []
         for i, rec in enumerate(reader, start=2):
             try:
-                rows.append(ManifestRow(
-                    id=rec["id"], path=rec["path"], kind=rec["kind"], source=rec["source"],
-                    family=rec["family"], level=rec["level"], parameters=rec["parameters"],
-                    seed=int(rec["seed"]) if rec["seed"] not in ("", None) else None,
-                    sample_rate=int(rec["sample_rate"]), duration=float(rec["duration"]),
-                    sha256=rec["sha256"], source_sha256=rec["source_sha256"],
-                    flags=rec["flags"] or "",
-                ))
+                rows.append(
+                    ManifestRow(
+                        id=rec["id"],
+                        path=rec["path"],
+                        kind=rec["kind"],
+                        source=rec["source"],
+                        family=rec["family"],
+                        level=rec["level"],
+                        parameters=rec["parameters"],
+                        seed=int(rec["seed"]) if rec["seed"] not in ("", None) else None,
+                        sample_rate=int(rec["sample_rate"]),
+                        duration=float(rec["duration"]),
+                        sha256=rec["sha256"],
+                        source_sha256=rec["source_sha256"],
+                        flags=rec["flags"] or "",
+                    )
+                )
             except (TypeError, ValueError) as e:
                 raise SchemaError(f"{path}, line {i}: malformed manifest row ({e})") from None
     return rows

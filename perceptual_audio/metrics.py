@@ -158,15 +158,25 @@ def common_length(reference: np.ndarray, degraded: np.ndarray) -> tuple[np.ndarr
     """Both signals cut to the shorter length (STOI and SI-SDR compare sample by sample)."""
     n = min(len(reference), len(degraded))
     if len(reference) != len(degraded):
-        logger.debug("signals differ in length (%d vs %d samples): comparing the first %d",
-                     len(reference), len(degraded), n)
+        logger.debug(
+            "signals differ in length (%d vs %d samples): comparing the first %d",
+            len(reference),
+            len(degraded),
+            n,
+        )
     return reference[:n], degraded[:n]
 
 
 # -- classic metrics ------------------------------------------------------------------------
-def pesq_score(reference: np.ndarray, degraded: np.ndarray, sample_rate: int, *,
-               mode: str = "wb", pesq_sample_rate: int | None = None,
-               resample_quality: str = "VHQ") -> float:
+def pesq_score(
+    reference: np.ndarray,
+    degraded: np.ndarray,
+    sample_rate: int,
+    *,
+    mode: str = "wb",
+    pesq_sample_rate: int | None = None,
+    resample_quality: str = "VHQ",
+) -> float:
     """PESQ MOS-LQO (ITU-T P.862 narrow-band or P.862.2 wide-band) from the ``pesq`` package.
 
     Parameters
@@ -218,8 +228,9 @@ def pesq_score(reference: np.ndarray, degraded: np.ndarray, sample_rate: int, *,
         raise MetricError(f"PESQ ({mode}) failed: {type(e).__name__}: {text}") from None
 
 
-def stoi_score(reference: np.ndarray, degraded: np.ndarray, sample_rate: int, *,
-               extended: bool = False) -> float:
+def stoi_score(
+    reference: np.ndarray, degraded: np.ndarray, sample_rate: int, *, extended: bool = False
+) -> float:
     """STOI (Taal et al. 2011) or extended STOI (Jensen & Taal 2016) from ``pystoi``.
 
     Parameters
@@ -311,8 +322,12 @@ def si_sdr(reference: np.ndarray, degraded: np.ndarray) -> float:
     return 10.0 * math.log10(target_energy / noise_energy)
 
 
-def classic_metrics(reference: np.ndarray, degraded: np.ndarray, sample_rate: int,
-                    settings: ClassicSettings | None = None) -> dict[str, Measurement]:
+def classic_metrics(
+    reference: np.ndarray,
+    degraded: np.ndarray,
+    sample_rate: int,
+    settings: ClassicSettings | None = None,
+) -> dict[str, Measurement]:
     """PESQ-WB, PESQ-NB, STOI, ESTOI and SI-SDR of one pair.
 
     Parameters
@@ -331,11 +346,23 @@ def classic_metrics(reference: np.ndarray, degraded: np.ndarray, sample_rate: in
     """
     s = settings or ClassicSettings()
     return {
-        "pesq_wb": measure(pesq_score, reference, degraded, sample_rate, mode="wb",
-                           resample_quality=s.resample_quality),
-        "pesq_nb": measure(pesq_score, reference, degraded, sample_rate, mode="nb",
-                           pesq_sample_rate=s.pesq_nb_sample_rate,
-                           resample_quality=s.resample_quality),
+        "pesq_wb": measure(
+            pesq_score,
+            reference,
+            degraded,
+            sample_rate,
+            mode="wb",
+            resample_quality=s.resample_quality,
+        ),
+        "pesq_nb": measure(
+            pesq_score,
+            reference,
+            degraded,
+            sample_rate,
+            mode="nb",
+            pesq_sample_rate=s.pesq_nb_sample_rate,
+            resample_quality=s.resample_quality,
+        ),
         "stoi": measure(stoi_score, reference, degraded, sample_rate),
         "estoi": measure(stoi_score, reference, degraded, sample_rate, extended=True),
         "si_sdr": measure(si_sdr, reference, degraded),

@@ -125,7 +125,9 @@ def discover_model(name: str, folder: str | Path) -> ModelSource:
     return ModelSource(name, folder, True, "", entries)
 
 
-def locate_embedding(model: ModelSource, audio_path: str, audio_sha256: str) -> tuple[Path, str | None]:
+def locate_embedding(
+    model: ModelSource, audio_path: str, audio_sha256: str
+) -> tuple[Path, str | None]:
     """Frame-embedding file of an audio file, and a problem (None when usable).
 
     The folder's manifest gives the file and says whether stage 2 succeeded and from which
@@ -143,9 +145,11 @@ def locate_embedding(model: ModelSource, audio_path: str, audio_sha256: str) -> 
             return path, f"{model.name} embedding of {audio_path} failed in stage 2: {status}"
         emb_sha = entry.get("audio_sha256", "")
         if emb_sha and audio_sha256 and emb_sha != audio_sha256:
-            return path, (f"{model.name} embedding of {audio_path} is stale: made from audio "
-                          f"sha256 {emb_sha[:12]}, the file is now {audio_sha256[:12]}; rerun "
-                          "extract_embeddings.py")
+            return path, (
+                f"{model.name} embedding of {audio_path} is stale: made from audio "
+                f"sha256 {emb_sha[:12]}, the file is now {audio_sha256[:12]}; rerun "
+                "extract_embeddings.py"
+            )
     if not path.is_file():
         return path, f"missing {model.name} embedding {path}"
     return path, None
@@ -266,8 +270,7 @@ def score_pair(job: PairJob) -> PairScores:
             ref, sr_ref = load_audio(job.reference)
             deg, sr_deg = load_audio(job.degraded)
             if sr_ref != sr_deg:
-                audio_problem = (f"sample rates differ: reference {sr_ref} Hz, degraded "
-                                 f"{sr_deg} Hz")
+                audio_problem = f"sample rates differ: reference {sr_ref} Hz, degraded {sr_deg} Hz"
             else:
                 audio = (ref, deg, sr_ref)
         except PerceptualAudioError as e:
@@ -297,8 +300,9 @@ def score_pair(job: PairJob) -> PairScores:
     return PairScores({k: (v.value, v.status) for k, v in out.items()}, frozenset(input_failed))
 
 
-def _cdpam_cell(mj: ModelJob, audio: tuple[np.ndarray, np.ndarray, int] | None,
-                audio_problem: str | None) -> tuple[metrics.Measurement, bool]:
+def _cdpam_cell(
+    mj: ModelJob, audio: tuple[np.ndarray, np.ndarray, int] | None, audio_problem: str | None
+) -> tuple[metrics.Measurement, bool]:
     """CDPAM distance of one pair, and whether a failure is an input failure."""
     if mj.reference_clip is not None and mj.degraded_clip is not None:
         try:
@@ -343,8 +347,9 @@ def _parse_value(text: str) -> float:
     return float(text) if text not in ("", None) else math.nan
 
 
-def write_pair_table(path: Path, rows: list[dict[str, Any]], columns: Sequence[str],
-                     value_columns: Sequence[str]) -> None:
+def write_pair_table(
+    path: Path, rows: list[dict[str, Any]], columns: Sequence[str], value_columns: Sequence[str]
+) -> None:
     """Write ``pair_metrics.csv`` atomically; floats as Python ``repr`` (exact round trip)."""
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
@@ -373,10 +378,20 @@ def read_pair_table(path: str | Path) -> pd.DataFrame:
 
     with open(path, newline="", encoding="utf-8") as f:
         header = next(csv.reader(f))
-    text_cols = {c for c in header if c in LEADING_COLUMNS or c.endswith("_status")
-                 or c.endswith("_key") or c.endswith("_sha256")}
-    return pd.read_csv(path, dtype={c: str for c in text_cols}, keep_default_na=False,
-                       na_values={c: [""] for c in header if c not in text_cols})
+    text_cols = {
+        c
+        for c in header
+        if c in LEADING_COLUMNS
+        or c.endswith("_status")
+        or c.endswith("_key")
+        or c.endswith("_sha256")
+    }
+    return pd.read_csv(
+        path,
+        dtype={c: str for c in text_cols},
+        keep_default_na=False,
+        na_values={c: [""] for c in header if c not in text_cols},
+    )
 
 
 # -- the stage ------------------------------------------------------------------------------
@@ -390,28 +405,56 @@ def build_parser() -> argparse.ArgumentParser:
             "cosine similarity, the cosine of mean-pooled embeddings, the mean frame L2 "
             "distance, and CDPAM's learned distance; then per-degradation summaries, "
             "correlations with cluster-bootstrap CIs and monotonicity. Failed cells are NaN "
-            "with a reason in <metric>_status."),
-        epilog=("exit status: 0 success; 1 some cells failed for a missing, unreadable or stale "
-                "input (see the *_status columns); 2 bad command line; 3 some models "
-                "unavailable (the others were scored). A measurement undefined for the audio "
-                "(PESQ finding no speech, STOI on too little audio) is NaN with its reason and "
-                "counted in run.json, but does not fail the run."),
+            "with a reason in <metric>_status."
+        ),
+        epilog=(
+            "exit status: 0 success; 1 some cells failed for a missing, unreadable or stale "
+            "input (see the *_status columns); 2 bad command line; 3 some models "
+            "unavailable (the others were scored). A measurement undefined for the audio "
+            "(PESQ finding no speech, STOI on too little audio) is NaN with its reason and "
+            "counted in run.json, but does not fail the run."
+        ),
         formatter_class=cli.HelpFormatter,
     )
-    p.add_argument("--audio-dir", type=Path, default=Path("test_audio"),
-                   metavar="DIR", help="stage 1-2 audio folder holding manifest.csv, clean/ and degraded/")
+    p.add_argument(
+        "--audio-dir",
+        type=Path,
+        default=Path("test_audio"),
+        metavar="DIR",
+        help="stage 1-2 audio folder holding manifest.csv, clean/ and degraded/",
+    )
     for model in MODELS:
-        p.add_argument(f"--{model}-dir", type=Path, default=Path(f"{model}_embeddings"),
-                       metavar="DIR", help=f"{model} embeddings folder (skipped when missing or unavailable)")
-    p.add_argument("--results-dir", type=Path, default=Path("results"), metavar="DIR",
-                   help="output folder for the tables and run.json")
-    p.add_argument("--bootstrap", type=_nonnegative_int, default=DEFAULT_BOOTSTRAP, metavar="N",
-                   help="cluster-bootstrap replicates per correlation CI (0: no CIs)")
+        p.add_argument(
+            f"--{model}-dir",
+            type=Path,
+            default=Path(f"{model}_embeddings"),
+            metavar="DIR",
+            help=f"{model} embeddings folder (skipped when missing or unavailable)",
+        )
+    p.add_argument(
+        "--results-dir",
+        type=Path,
+        default=Path("results"),
+        metavar="DIR",
+        help="output folder for the tables and run.json",
+    )
+    p.add_argument(
+        "--bootstrap",
+        type=_nonnegative_int,
+        default=DEFAULT_BOOTSTRAP,
+        metavar="N",
+        help="cluster-bootstrap replicates per correlation CI (0: no CIs)",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap replicates")
-    p.add_argument("--pesq-nb-rate", type=int, choices=metrics.PESQ_NB_SAMPLE_RATES,
-                   default=metrics.PESQ_NB_SAMPLE_RATE, metavar="HZ",
-                   help="rate in Hz of narrow-band PESQ: 8000 (audio resampled with soxr VHQ) "
-                        "or 16000 (P.862 on the 16 kHz audio)")
+    p.add_argument(
+        "--pesq-nb-rate",
+        type=int,
+        choices=metrics.PESQ_NB_SAMPLE_RATES,
+        default=metrics.PESQ_NB_SAMPLE_RATE,
+        metavar="HZ",
+        help="rate in Hz of narrow-band PESQ: 8000 (audio resampled with soxr VHQ) "
+        "or 16000 (P.862 on the 16 kHz audio)",
+    )
     cli.add_common_arguments(p, workers=True)
     return p
 
@@ -450,8 +493,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     results_dir: Path = args.results_dir
     manifest_file = audio_dir / "manifest.csv"
     if not manifest_file.exists():
-        logger.error("%s not found: run audio_conversion.py and extract_embeddings.py first "
-                     "(--audio-dir is %s)", manifest_file, audio_dir)
+        logger.error(
+            "%s not found: run audio_conversion.py and extract_embeddings.py first "
+            "(--audio-dir is %s)",
+            manifest_file,
+            audio_dir,
+        )
         return cli.EXIT_FAILED
     try:
         rows = read_manifest(manifest_file)
@@ -461,8 +508,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     clean = {r.path: r for r in rows if r.kind == "clean"}
     degraded = sorted((r for r in rows if r.kind == "degraded"), key=lambda r: r.path)
     if not degraded:
-        logger.error("%s lists no degraded files: run extract_embeddings.py (stage 2) first",
-                     manifest_file)
+        logger.error(
+            "%s lists no degraded files: run extract_embeddings.py (stage 2) first", manifest_file
+        )
         return cli.EXIT_FAILED
 
     sources = {m: discover_model(m, getattr(args, f"{m}_dir")) for m in MODELS}
@@ -485,17 +533,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         ref_path, deg_path = audio_dir / ref_rel, audio_dir / row.path
         ref_problem = None
         if ref_rel not in clean:
-            logger.warning("%s: its source %r is not a clean file of the manifest", row.path,
-                           ref_rel)
+            logger.warning(
+                "%s: its source %r is not a clean file of the manifest", row.path, ref_rel
+            )
         if not ref_path.is_file():
             ref_problem = f"reference {ref_path} not found"
         ref_sha, deg_sha = hashes(ref_path), hashes(deg_path)
-        out: dict[str, Any] = {"reference_path": ref_rel, "degraded_path": row.path,
-                               "family": row.family, "level": row.level,
-                               "reference_sha256": ref_sha, "degraded_sha256": deg_sha}
+        out: dict[str, Any] = {
+            "reference_path": ref_rel,
+            "degraded_path": row.path,
+            "family": row.family,
+            "level": row.level,
+            "reference_sha256": ref_sha,
+            "degraded_sha256": deg_sha,
+        }
         prev = previous.get(row.path, {})
-        classic_key = params_digest({"v": METRICS_VERSION, "ref": ref_sha, "deg": deg_sha,
-                                     "settings": classic_params, "ref_path": ref_rel})
+        classic_key = params_digest(
+            {
+                "v": METRICS_VERSION,
+                "ref": ref_sha,
+                "deg": deg_sha,
+                "settings": classic_params,
+                "ref_path": ref_rel,
+            }
+        )
         out["classic_key"] = classic_key
         need_classic = not _reuse(prev, "classic_key", classic_key, metrics.CLASSIC_METRICS, out)
         model_jobs = []
@@ -508,11 +569,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             if m == "cdpam" and problem is None:
                 if clip_path(e_ref).is_file() and clip_path(e_deg).is_file():
                     c_ref, c_deg = str(clip_path(e_ref)), str(clip_path(e_deg))
-            key_parts = {"v": METRICS_VERSION, "model": m, "problem": problem,
-                         "ref": hashes(e_ref), "deg": hashes(e_deg)}
+            key_parts = {
+                "v": METRICS_VERSION,
+                "model": m,
+                "problem": problem,
+                "ref": hashes(e_ref),
+                "deg": hashes(e_deg),
+            }
             if m == "cdpam":
-                key_parts["clips"] = ([hashes(Path(c_ref)), hashes(Path(c_deg))] if c_ref
-                                      else ["audio", ref_sha, deg_sha])
+                key_parts["clips"] = (
+                    [hashes(Path(c_ref)), hashes(Path(c_deg))]
+                    if c_ref
+                    else ["audio", ref_sha, deg_sha]
+                )
                 key_parts["weights"] = src.entries.get(row.path, {}).get("weights_sha256", "")
             key = params_digest(key_parts) if problem is None else ""
             out[f"{m}_key"] = key
@@ -520,19 +589,30 @@ def main(argv: Sequence[str] | None = None) -> int:
                 model_jobs.append(ModelJob(m, str(e_ref), str(e_deg), problem, c_ref, c_deg))
         table.append(out)
         if need_classic or model_jobs:
-            jobs.append(PairJob(str(ref_path), str(deg_path), ref_problem,
-                                classic_settings if need_classic else None, tuple(model_jobs)))
+            jobs.append(
+                PairJob(
+                    str(ref_path),
+                    str(deg_path),
+                    ref_problem,
+                    classic_settings if need_classic else None,
+                    tuple(model_jobs),
+                )
+            )
             job_rows.append(len(table) - 1)
             computed += 1
         else:
             reused += 1
-    logger.info("%d pairs: %d to score, %d fully reused from %s", len(table), computed, reused,
-                results_dir / PAIR_METRICS_NAME)
+    logger.info(
+        "%d pairs: %d to score, %d fully reused from %s",
+        len(table),
+        computed,
+        reused,
+        results_dir / PAIR_METRICS_NAME,
+    )
 
     t_score = time.perf_counter()
     with single_threaded_blas():  # for the in-process (--workers 1) path; workers do it too
-        outcomes = cli.parallel_map(score_pair, jobs, workers=args.workers, desc="pairs",
-                                    args=args)
+        outcomes = cli.parallel_map(score_pair, jobs, workers=args.workers, desc="pairs", args=args)
     input_failures: dict[str, int] = {}
     for job, i, oc in zip(jobs, job_rows, outcomes, strict=True):
         if oc.ok:
@@ -554,13 +634,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     score_seconds = time.perf_counter() - t_score
 
     status_cols = [f"{c}_status" for c in value_cols]
-    columns = [*LEADING_COLUMNS, *value_cols, *status_cols, "reference_sha256",
-               "degraded_sha256", "classic_key", *(f"{m}_key" for m in available)]
+    columns = [
+        *LEADING_COLUMNS,
+        *value_cols,
+        *status_cols,
+        "reference_sha256",
+        "degraded_sha256",
+        "classic_key",
+        *(f"{m}_key" for m in available),
+    ]
     results_dir.mkdir(parents=True, exist_ok=True)
     write_pair_table(results_dir / PAIR_METRICS_NAME, table, columns, value_cols)
 
-    failures = {c: sum(1 for r in table if r.get(f"{c}_status") != metrics.STATUS_OK)
-                for c in value_cols}
+    failures = {
+        c: sum(1 for r in table if r.get(f"{c}_status") != metrics.STATUS_OK) for c in value_cols
+    }
     for c, n in failures.items():
         if n:
             reasons = sorted({r[f"{c}_status"] for r in table if r[f"{c}_status"] != "ok"})
@@ -577,31 +665,60 @@ def main(argv: Sequence[str] | None = None) -> int:
     order = stats.level_order({f: g["level"] for f, g in frame.groupby("family")})
     neural = [c for c in value_cols if c not in metrics.CLASSIC_METRICS]
     summary = stats.summary_by_degradation(frame, value_cols, order)
-    corr = stats.correlation_table(frame, stats.metric_pairs(neural, list(metrics.CLASSIC_METRICS)),
-                                   n_bootstrap=args.bootstrap, seed=args.seed)
+    corr = stats.correlation_table(
+        frame,
+        stats.metric_pairs(neural, list(metrics.CLASSIC_METRICS)),
+        n_bootstrap=args.bootstrap,
+        seed=args.seed,
+    )
     mono = stats.monotonicity(frame, value_cols, order)
     for name, df in ((SUMMARY_NAME, summary), (CORRELATIONS_NAME, corr), (MONOTONICITY_NAME, mono)):
         atomic_write_text(results_dir / name, df.to_csv(index=False, lineterminator="\n"))
     stats_seconds = time.perf_counter() - t_stats
 
     cli.write_run_json(
-        results_dir, stage=STAGE, args=args, seed=args.seed,
-        params={"classic": classic_params, "metrics_version": METRICS_VERSION,
-                "bootstrap": args.bootstrap, "confidence": stats.CONFIDENCE,
-                "summary_interval": "Student t, 95%",
-                "correlation_interval": "percentile cluster bootstrap over clean recordings"},
-        timings={"total": time.perf_counter() - t_start, "scoring": score_seconds,
-                 "statistics": stats_seconds},
-        extra={"models": {m: {"available": s.available, "reason": s.reason,
-                              "folder": str(s.folder)} for m, s in sources.items()},
-               "n_pairs": len(table), "pairs_scored": computed, "pairs_reused": reused,
-               "failures": failures, "input_failures": input_failures, "level_order": order},
+        results_dir,
+        stage=STAGE,
+        args=args,
+        seed=args.seed,
+        params={
+            "classic": classic_params,
+            "metrics_version": METRICS_VERSION,
+            "bootstrap": args.bootstrap,
+            "confidence": stats.CONFIDENCE,
+            "summary_interval": "Student t, 95%",
+            "correlation_interval": "percentile cluster bootstrap over clean recordings",
+        },
+        timings={
+            "total": time.perf_counter() - t_start,
+            "scoring": score_seconds,
+            "statistics": stats_seconds,
+        },
+        extra={
+            "models": {
+                m: {"available": s.available, "reason": s.reason, "folder": str(s.folder)}
+                for m, s in sources.items()
+            },
+            "n_pairs": len(table),
+            "pairs_scored": computed,
+            "pairs_reused": reused,
+            "failures": failures,
+            "input_failures": input_failures,
+            "level_order": order,
+        },
     )
     n_failed = sum(failures.values())
     n_input = sum(input_failures.values())
-    logger.info("wrote %s: %d pairs, %d metrics, %d failed cells (%d for missing, unreadable or "
-                "stale inputs); models: %s", results_dir, len(table), len(value_cols), n_failed,
-                n_input, ", ".join(available) or "none")
+    logger.info(
+        "wrote %s: %d pairs, %d metrics, %d failed cells (%d for missing, unreadable or "
+        "stale inputs); models: %s",
+        results_dir,
+        len(table),
+        len(value_cols),
+        n_failed,
+        n_input,
+        ", ".join(available) or "none",
+    )
     if n_input:
         return cli.EXIT_FAILED
     if len(available) < len(MODELS):
@@ -609,8 +726,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     return cli.EXIT_OK
 
 
-def _reuse(prev: dict[str, str], key_column: str, key: str, names: Sequence[str],
-           out: dict[str, Any]) -> bool:
+def _reuse(
+    prev: dict[str, str], key_column: str, key: str, names: Sequence[str], out: dict[str, Any]
+) -> bool:
     """Copy cached cells into ``out`` when the previous row has the same key and all cells."""
     if not prev or not key or prev.get(key_column) != key:
         return False

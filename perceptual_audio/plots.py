@@ -79,35 +79,58 @@ def _rank_labels(level_order: Mapping[str, Sequence[str]], families: Sequence[st
     depth = max((len(level_order.get(f, [])) for f in families), default=0)
     labels = []
     for i in range(depth):
-        names = list(dict.fromkeys(level_order[f][i] for f in families if len(level_order.get(f, [])) > i))
+        names = list(
+            dict.fromkeys(level_order[f][i] for f in families if len(level_order.get(f, [])) > i)
+        )
         labels.append(" / ".join(names))
     return labels
 
 
-def _style_legend_handles(families: Sequence[str], level_order: Mapping[str, Sequence[str]],
-                          colors: Mapping[str, tuple]) -> tuple[list, list[str]]:
+def _style_legend_handles(
+    families: Sequence[str], level_order: Mapping[str, Sequence[str]], colors: Mapping[str, tuple]
+) -> tuple[list, list[str]]:
     handles: list = [Patch(color=colors[f]) for f in families]
     labels = [f"family: {f}" for f in families]
     for i, text in enumerate(_rank_labels(level_order, families)):
-        handles.append(Line2D([], [], linestyle="", marker=LEVEL_MARKERS[i % len(LEVEL_MARKERS)],
-                              color="0.35", markersize=7))
+        handles.append(
+            Line2D(
+                [],
+                [],
+                linestyle="",
+                marker=LEVEL_MARKERS[i % len(LEVEL_MARKERS)],
+                color="0.35",
+                markersize=7,
+            )
+        )
         labels.append(f"level {i + 1}: {text}")
     return handles, labels
 
 
-def _correlation_text(correlations: pd.DataFrame | None, x: np.ndarray, y: np.ndarray,
-                      metric_x: str, metric_y: str, scope: str = SCOPE_ALL) -> str:
+def _correlation_text(
+    correlations: pd.DataFrame | None,
+    x: np.ndarray,
+    y: np.ndarray,
+    metric_x: str,
+    metric_y: str,
+    scope: str = SCOPE_ALL,
+) -> str:
     """``Pearson r = 0.88 [0.80, 0.93]`` / ``Spearman ρ = ...``, n: from correlations.csv when it
     has the pair, else computed here (without CI)."""
     lines = []
     n_here = len(x)
     for method in ("pearson", "spearman"):
-        c = (lookup_correlation(correlations, scope, metric_x, metric_y, method)
-             if correlations is not None else None)
+        c = (
+            lookup_correlation(correlations, scope, metric_x, metric_y, method)
+            if correlations is not None
+            else None
+        )
         sym = f"{METHOD_NAME[method]} {METHOD_SYMBOL[method]}"
         if c is not None and not math.isnan(c.r):
-            ci = ("CI n/a" if math.isnan(c.ci_low) or math.isnan(c.ci_high)
-                  else f"[{c.ci_low:.2f}, {c.ci_high:.2f}]")
+            ci = (
+                "CI n/a"
+                if math.isnan(c.ci_low) or math.isnan(c.ci_high)
+                else f"[{c.ci_low:.2f}, {c.ci_high:.2f}]"
+            )
             lines.append(f"{sym} = {c.r:.2f} {ci}")
             if not math.isnan(c.n):
                 n_here = int(c.n)
@@ -120,10 +143,18 @@ def _correlation_text(correlations: pd.DataFrame | None, x: np.ndarray, y: np.nd
     return "\n".join(lines)
 
 
-def scatter_panel(ax: plt.Axes, pairs: pd.DataFrame, *, x_metric: str, y_metric: str,
-                  level_order: Mapping[str, Sequence[str]], colors: Mapping[str, tuple],
-                  correlations: pd.DataFrame | None = None, scope: str = SCOPE_ALL,
-                  color_by: str = "family") -> int:
+def scatter_panel(
+    ax: plt.Axes,
+    pairs: pd.DataFrame,
+    *,
+    x_metric: str,
+    y_metric: str,
+    level_order: Mapping[str, Sequence[str]],
+    colors: Mapping[str, tuple],
+    correlations: pd.DataFrame | None = None,
+    scope: str = SCOPE_ALL,
+    color_by: str = "family",
+) -> int:
     """One scatter of ``y_metric`` against ``x_metric`` on ``ax``, with a least-squares line.
 
     Rows where either metric is NaN are left out. ``color_by="family"`` colours by family and
@@ -140,18 +171,31 @@ def scatter_panel(ax: plt.Axes, pairs: pd.DataFrame, *, x_metric: str, y_metric:
     rank_colors = sns.color_palette("rocket_r", n_colors=max(len(LEVEL_MARKERS), 1))
     for (fam, lev), grp in data.groupby(["family", "level"], sort=False):
         rank = _level_rank(level_order, fam, lev)
-        color = colors.get(fam, (0.3, 0.3, 0.3)) if color_by == "family" else rank_colors[
-            min(1 + 2 * rank, len(rank_colors) - 1)]
-        ax.scatter(grp[x_metric], grp[y_metric], s=28, alpha=0.8, color=color,
-                   marker=LEVEL_MARKERS[rank % len(LEVEL_MARKERS)], edgecolors="white",
-                   linewidths=0.4, label="_nolegend_" if color_by == "family" else lev)
+        color = (
+            colors.get(fam, (0.3, 0.3, 0.3))
+            if color_by == "family"
+            else rank_colors[min(1 + 2 * rank, len(rank_colors) - 1)]
+        )
+        ax.scatter(
+            grp[x_metric],
+            grp[y_metric],
+            s=28,
+            alpha=0.8,
+            color=color,
+            marker=LEVEL_MARKERS[rank % len(LEVEL_MARKERS)],
+            edgecolors="white",
+            linewidths=0.4,
+            label="_nolegend_" if color_by == "family" else lev,
+        )
     x = data[x_metric].to_numpy(dtype=float)
     y = data[y_metric].to_numpy(dtype=float)
     text = _correlation_text(correlations, x, y, x_metric, y_metric, scope)
     if len(x) >= 2 and np.ptp(x) > 0:
         slope, intercept = np.polyfit(x, y, 1)
         xs = np.linspace(x.min(), x.max(), 50)
-        ax.plot(xs, slope * xs + intercept, color="black", linewidth=1.2, label=f"linear fit\n{text}")
+        ax.plot(
+            xs, slope * xs + intercept, color="black", linewidth=1.2, label=f"linear fit\n{text}"
+        )
     else:
         ax.plot([], [], color="black", linewidth=1.2, label=f"no fit (too few points)\n{text}")
     ax.set_xlabel(metric_info(x_metric).axis_label)
@@ -161,9 +205,15 @@ def scatter_panel(ax: plt.Axes, pairs: pd.DataFrame, *, x_metric: str, y_metric:
     return int(len(x))
 
 
-def scatter_figure(pairs: pd.DataFrame, *, neural_metric: str, references: Sequence[str],
-                   families: Sequence[str], level_order: Mapping[str, Sequence[str]],
-                   correlations: pd.DataFrame | None = None) -> Figure:
+def scatter_figure(
+    pairs: pd.DataFrame,
+    *,
+    neural_metric: str,
+    references: Sequence[str],
+    families: Sequence[str],
+    level_order: Mapping[str, Sequence[str]],
+    correlations: pd.DataFrame | None = None,
+) -> Figure:
     """A neural metric against each reference (PESQ-WB, STOI): one panel per reference.
 
     Parameters
@@ -181,50 +231,93 @@ def scatter_figure(pairs: pd.DataFrame, *, neural_metric: str, references: Seque
     """
     refs = [r for r in references if r in pairs.columns]
     if not refs:
-        raise ParameterError(f"scatter_figure: none of the references {list(references)} is a "
-                             f"column of the pairs table (columns: {list(pairs.columns)[:12]})")
+        raise ParameterError(
+            f"scatter_figure: none of the references {list(references)} is a "
+            f"column of the pairs table (columns: {list(pairs.columns)[:12]})"
+        )
     colors = family_colors(families)
-    fig, axes = plt.subplots(1, len(refs), figsize=(PANEL_WIDTH_IN * len(refs) + 1.8, PANEL_HEIGHT_IN + 0.6),
-                             squeeze=False, layout="constrained")
+    fig, axes = plt.subplots(
+        1,
+        len(refs),
+        figsize=(PANEL_WIDTH_IN * len(refs) + 1.8, PANEL_HEIGHT_IN + 0.6),
+        squeeze=False,
+        layout="constrained",
+    )
     for ax, ref in zip(axes[0], refs, strict=True):
-        scatter_panel(ax, pairs, x_metric=ref, y_metric=neural_metric, level_order=level_order,
-                      colors=colors, correlations=correlations)
+        scatter_panel(
+            ax,
+            pairs,
+            x_metric=ref,
+            y_metric=neural_metric,
+            level_order=level_order,
+            colors=colors,
+            correlations=correlations,
+        )
         ax.set_title(f"{metric_info(neural_metric).label} vs {metric_info(ref).label}", fontsize=10)
     handles, labels = _style_legend_handles(families, level_order, colors)
-    fig.legend(handles, labels, loc="outside right upper", fontsize=8, title="colour / marker",
-               title_fontsize=8)
-    _suptitle(fig, f"{metric_info(neural_metric).label} against the classic metrics (all pairs)", 11)
+    fig.legend(
+        handles,
+        labels,
+        loc="outside right upper",
+        fontsize=8,
+        title="colour / marker",
+        title_fontsize=8,
+    )
+    _suptitle(
+        fig, f"{metric_info(neural_metric).label} against the classic metrics (all pairs)", 11
+    )
     return fig
 
 
-def correlation_heatmap(pairs: pd.DataFrame, metrics: Sequence[str], *,
-                        method: str = "pearson") -> Figure:
+def correlation_heatmap(
+    pairs: pd.DataFrame, metrics: Sequence[str], *, method: str = "pearson"
+) -> Figure:
     """Annotated matrix of ``method`` correlations among ``metrics`` over all pairs.
 
     Correlations use pairwise-complete rows (at least 3); metrics with fewer than 3 values or a
     constant value are left out (the title says how many).
     """
     if method not in ("pearson", "spearman", "kendall"):
-        raise ParameterError(f"correlation_heatmap: method must be pearson, spearman or kendall, "
-                             f"got {method!r}")
-    usable = [m for m in metrics if m in pairs.columns and pairs[m].notna().sum() >= 3
-              and pairs[m].nunique(dropna=True) > 1]
+        raise ParameterError(
+            f"correlation_heatmap: method must be pearson, spearman or kendall, got {method!r}"
+        )
+    usable = [
+        m
+        for m in metrics
+        if m in pairs.columns and pairs[m].notna().sum() >= 3 and pairs[m].nunique(dropna=True) > 1
+    ]
     labels = [metric_info(m).label for m in usable]
     size = max(4.5, 0.55 * len(usable) + 2.5)
     fig, ax = plt.subplots(figsize=(size + 1.2, size), layout="constrained")
     sym = f"{METHOD_NAME[method]} {METHOD_SYMBOL[method]}"
     if len(usable) < 2:
-        ax.text(0.5, 0.5, "fewer than two metrics with at least 3 varying values:\nno correlation to show",
-                ha="center", va="center", transform=ax.transAxes)
+        ax.text(
+            0.5,
+            0.5,
+            "fewer than two metrics with at least 3 varying values:\nno correlation to show",
+            ha="center",
+            va="center",
+            transform=ax.transAxes,
+        )
         ax.set_xticks([])
         ax.set_yticks([])
     else:
         matrix = pairs[usable].corr(method=method, min_periods=3)
         matrix.index = labels
         matrix.columns = labels
-        sns.heatmap(matrix, ax=ax, vmin=-1, vmax=1, cmap="vlag", annot=True, fmt=".2f",
-                    annot_kws={"fontsize": 7}, square=True, linewidths=0.5,
-                    cbar_kws={"label": f"{sym} (-1 to 1)", "shrink": 0.7})
+        sns.heatmap(
+            matrix,
+            ax=ax,
+            vmin=-1,
+            vmax=1,
+            cmap="vlag",
+            annot=True,
+            fmt=".2f",
+            annot_kws={"fontsize": 7},
+            square=True,
+            linewidths=0.5,
+            cbar_kws={"label": f"{sym} (-1 to 1)", "shrink": 0.7},
+        )
         ax.tick_params(axis="x", labelrotation=60, labelsize=8)
         ax.tick_params(axis="y", labelsize=8)
         for t in ax.get_xticklabels():
@@ -232,15 +325,18 @@ def correlation_heatmap(pairs: pd.DataFrame, metrics: Sequence[str], *,
     ax.set_xlabel("metric (column of pair_metrics.csv)")
     ax.set_ylabel("metric (column of pair_metrics.csv)")
     skipped = len([m for m in metrics if m in pairs.columns]) - len(usable)
-    ax.set_title(f"{sym} between metrics over all pairs (n = {len(pairs)}; a distance that "
-                 "agrees with a similarity correlates negatively)"
-                 + (f"; {skipped} metric(s) without enough values left out" if skipped else ""),
-                 fontsize=10)
+    ax.set_title(
+        f"{sym} between metrics over all pairs (n = {len(pairs)}; a distance that "
+        "agrees with a similarity correlates negatively)"
+        + (f"; {skipped} metric(s) without enough values left out" if skipped else ""),
+        fontsize=10,
+    )
     return fig
 
 
-def _summary_values(summary: pd.DataFrame, family: str, level: str,
-                    metric: str) -> tuple[float, float, float]:
+def _summary_values(
+    summary: pd.DataFrame, family: str, level: str, metric: str
+) -> tuple[float, float, float]:
     rows = summary[(summary["family"] == family) & (summary["level"] == level)]
     if rows.empty:
         return math.nan, math.nan, math.nan
@@ -257,49 +353,86 @@ def _grid(n_panels: int, ncols: int = 3) -> tuple[int, int]:
     return math.ceil(n_panels / ncols), ncols
 
 
-def bar_chart(summary: pd.DataFrame, metrics: Sequence[str], *, families: Sequence[str],
-              level_order: Mapping[str, Sequence[str]], ncols: int = 3) -> Figure:
+def bar_chart(
+    summary: pd.DataFrame,
+    metrics: Sequence[str],
+    *,
+    families: Sequence[str],
+    level_order: Mapping[str, Sequence[str]],
+    ncols: int = 3,
+) -> Figure:
     """Mean of every metric per degradation (family and level) with 95% CI error bars.
 
     One panel per metric; bars ordered by family, then severity; colour = family. A metric
     without any ``<metric>_mean`` value is left out.
     """
-    metrics = [m for m in metrics if f"{m}_mean" in summary.columns
-               and summary[f"{m}_mean"].notna().any()]
+    metrics = [
+        m for m in metrics if f"{m}_mean" in summary.columns and summary[f"{m}_mean"].notna().any()
+    ]
     conditions = [(f, lv) for f in families for lv in level_order.get(f, [])]
     colors = family_colors(families)
     nrows, ncols = _grid(max(len(metrics), 1), ncols)
     width = max(PANEL_WIDTH_IN, 0.38 * len(conditions) + 1.2)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(width * ncols, (PANEL_HEIGHT_IN + 0.9) * nrows + 0.6),
-                             squeeze=False, layout="constrained")
-    for ax in axes.flat[len(metrics):]:
+    fig, axes = plt.subplots(
+        nrows,
+        ncols,
+        figsize=(width * ncols, (PANEL_HEIGHT_IN + 0.9) * nrows + 0.6),
+        squeeze=False,
+        layout="constrained",
+    )
+    for ax in axes.flat[len(metrics) :]:
         ax.set_visible(False)
     xs = np.arange(len(conditions))
     for ax, metric in zip(axes.flat, metrics, strict=False):
-        vals = np.array([_summary_values(summary, f, lv, metric) for f, lv in conditions]).reshape(-1, 3)
+        vals = np.array([_summary_values(summary, f, lv, metric) for f, lv in conditions]).reshape(
+            -1, 3
+        )
         mean, lo, hi = vals[:, 0], vals[:, 1], vals[:, 2]
-        err = np.vstack([np.where(np.isnan(lo), 0, np.clip(mean - lo, 0, None)),
-                         np.where(np.isnan(hi), 0, np.clip(hi - mean, 0, None))])
-        ax.bar(xs, np.nan_to_num(mean), yerr=err, capsize=3,
-               color=[colors[f] for f, _ in conditions], edgecolor="0.25", linewidth=0.5,
-               error_kw={"elinewidth": 1, "ecolor": "0.15"})
-        ax.set_xticks(xs, [condition_label(f, lv) for f, lv in conditions], rotation=45,
-                      ha="right", fontsize=8)
+        err = np.vstack(
+            [
+                np.where(np.isnan(lo), 0, np.clip(mean - lo, 0, None)),
+                np.where(np.isnan(hi), 0, np.clip(hi - mean, 0, None)),
+            ]
+        )
+        ax.bar(
+            xs,
+            np.nan_to_num(mean),
+            yerr=err,
+            capsize=3,
+            color=[colors[f] for f, _ in conditions],
+            edgecolor="0.25",
+            linewidth=0.5,
+            error_kw={"elinewidth": 1, "ecolor": "0.15"},
+        )
+        ax.set_xticks(
+            xs,
+            [condition_label(f, lv) for f, lv in conditions],
+            rotation=45,
+            ha="right",
+            fontsize=8,
+        )
         info = metric_info(metric)
-        ax.set_title(f"{info.label} ({'higher' if info.higher_is_better else 'lower'} = closer to clean)",
-                     fontsize=9)
+        ax.set_title(
+            f"{info.label} ({'higher' if info.higher_is_better else 'lower'} = closer to clean)",
+            fontsize=9,
+        )
         ax.set_ylabel(info.axis_label, fontsize=8)
         ax.set_xlabel("degradation (family, level)", fontsize=8)
         ax.grid(True, axis="y", alpha=0.3)
-    fig.legend([Patch(color=colors[f]) for f in families] + [Line2D([], [], color="0.15")],
-               [f"family: {f}" for f in families] + ["95% confidence interval"],
-               loc="outside lower center", ncols=min(len(families) + 1, 6), fontsize=9)
+    fig.legend(
+        [Patch(color=colors[f]) for f in families] + [Line2D([], [], color="0.15")],
+        [f"family: {f}" for f in families] + ["95% confidence interval"],
+        loc="outside lower center",
+        ncols=min(len(families) + 1, 6),
+        fontsize=9,
+    )
     _suptitle(fig, "Mean of each metric per degradation, with 95% confidence intervals", 12)
     return fig
 
 
-def normalised_means(summary: pd.DataFrame, metric: str,
-                     conditions: Sequence[tuple[str, str]]) -> np.ndarray:
+def normalised_means(
+    summary: pd.DataFrame, metric: str, conditions: Sequence[tuple[str, str]]
+) -> np.ndarray:
     """Means of ``metric`` per condition scaled to [0, 1]: 1 = best observed, 0 = worst.
 
     "Best" follows the metric's direction (a distance's best is its minimum), so every metric
@@ -310,7 +443,9 @@ def normalised_means(summary: pd.DataFrame, metric: str,
     np.ndarray [shape=(len(conditions),)]
         NaN where the summary has no value.
     """
-    means = np.array([_summary_values(summary, f, lv, metric)[0] for f, lv in conditions], dtype=float)
+    means = np.array(
+        [_summary_values(summary, f, lv, metric)[0] for f, lv in conditions], dtype=float
+    )
     finite = means[np.isfinite(means)]
     if finite.size == 0:
         return means
@@ -321,22 +456,35 @@ def normalised_means(summary: pd.DataFrame, metric: str,
     return scaled if metric_info(metric).higher_is_better else 1.0 - scaled
 
 
-def severity_curves(summary: pd.DataFrame, metrics: Sequence[str], *, families: Sequence[str],
-                    level_order: Mapping[str, Sequence[str]], ncols: int = 3) -> Figure:
+def severity_curves(
+    summary: pd.DataFrame,
+    metrics: Sequence[str],
+    *,
+    families: Sequence[str],
+    level_order: Mapping[str, Sequence[str]],
+    ncols: int = 3,
+) -> Figure:
     """Each metric against severity, one line per family, on a shared normalised axis.
 
     x = severity rank of the level in its family (1 = least severe); y = the normalised mean of
     :func:`normalised_means` (1 = best observed value of that metric, 0 = worst), so every panel
     shares the y axis and a good metric falls from left to right.
     """
-    metrics = [m for m in metrics if f"{m}_mean" in summary.columns
-               and summary[f"{m}_mean"].notna().any()]
+    metrics = [
+        m for m in metrics if f"{m}_mean" in summary.columns and summary[f"{m}_mean"].notna().any()
+    ]
     conditions = [(f, lv) for f in families for lv in level_order.get(f, [])]
     colors = family_colors(families)
     nrows, ncols = _grid(max(len(metrics), 1), ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(PANEL_WIDTH_IN * ncols, PANEL_HEIGHT_IN * nrows + 0.6),
-                             squeeze=False, sharey=True, layout="constrained")
-    for ax in axes.flat[len(metrics):]:
+    fig, axes = plt.subplots(
+        nrows,
+        ncols,
+        figsize=(PANEL_WIDTH_IN * ncols, PANEL_HEIGHT_IN * nrows + 0.6),
+        squeeze=False,
+        sharey=True,
+        layout="constrained",
+    )
+    for ax in axes.flat[len(metrics) :]:
         ax.set_visible(False)
     depth = max((len(level_order.get(f, [])) for f in families), default=1)
     for ax, metric in zip(axes.flat, metrics, strict=False):
@@ -345,8 +493,14 @@ def severity_curves(summary: pd.DataFrame, metrics: Sequence[str], *, families: 
             idx = [i for i, (f, _) in enumerate(conditions) if f == fam]
             levels = [conditions[i][1] for i in idx]
             ranks = np.arange(1, len(idx) + 1)
-            ax.plot(ranks, scaled[idx], marker="o", color=colors[fam], linewidth=1.6,
-                    label=f"{fam} ({' > '.join(levels)})" if len(levels) < 5 else fam)
+            ax.plot(
+                ranks,
+                scaled[idx],
+                marker="o",
+                color=colors[fam],
+                linewidth=1.6,
+                label=f"{fam} ({' > '.join(levels)})" if len(levels) < 5 else fam,
+            )
         ax.set_title(metric_info(metric).label, fontsize=9)
         ax.set_xticks(np.arange(1, depth + 1))
         ax.set_xlim(0.7, depth + 0.3)
@@ -356,35 +510,71 @@ def severity_curves(summary: pd.DataFrame, metrics: Sequence[str], *, families: 
         ax.grid(True, alpha=0.3)
     if metrics:
         handles, labels = axes.flat[0].get_legend_handles_labels()
-        fig.legend(handles, labels, loc="outside lower center", ncols=min(len(families), 4),
-                   fontsize=9, title="family (levels from least to most severe)", title_fontsize=9)
-    _suptitle(fig, "Severity curves: each metric's mean as the degradation gets stronger "
-                   "(normalised per metric)", 12)
+        fig.legend(
+            handles,
+            labels,
+            loc="outside lower center",
+            ncols=min(len(families), 4),
+            fontsize=9,
+            title="family (levels from least to most severe)",
+            title_fontsize=9,
+        )
+    _suptitle(
+        fig,
+        "Severity curves: each metric's mean as the degradation gets stronger "
+        "(normalised per metric)",
+        12,
+    )
     return fig
 
 
-def family_small_multiples(pairs: pd.DataFrame, *, family: str, neural_metrics: Sequence[str],
-                           references: Sequence[str], level_order: Mapping[str, Sequence[str]],
-                           correlations: pd.DataFrame | None = None) -> Figure:
+def family_small_multiples(
+    pairs: pd.DataFrame,
+    *,
+    family: str,
+    neural_metrics: Sequence[str],
+    references: Sequence[str],
+    level_order: Mapping[str, Sequence[str]],
+    correlations: pd.DataFrame | None = None,
+) -> Figure:
     """One family's pairs: a grid of each neural metric (rows) against each reference (columns),
     coloured and marked by level, with that family's correlations in each legend."""
     refs = [r for r in references if r in pairs.columns]
     rows = [m for m in neural_metrics if m in pairs.columns]
     if not refs or not rows:
-        raise ParameterError(f"family_small_multiples({family!r}): need at least one neural metric "
-                             f"and one reference column; got {list(neural_metrics)} and {list(references)}")
+        raise ParameterError(
+            f"family_small_multiples({family!r}): need at least one neural metric "
+            f"and one reference column; got {list(neural_metrics)} and {list(references)}"
+        )
     data = pairs[pairs["family"] == family]
-    fig, axes = plt.subplots(len(rows), len(refs),
-                             figsize=(PANEL_WIDTH_IN * len(refs), PANEL_HEIGHT_IN * len(rows) + 0.6),
-                             squeeze=False, layout="constrained")
+    fig, axes = plt.subplots(
+        len(rows),
+        len(refs),
+        figsize=(PANEL_WIDTH_IN * len(refs), PANEL_HEIGHT_IN * len(rows) + 0.6),
+        squeeze=False,
+        layout="constrained",
+    )
     for i, m in enumerate(rows):
         for j, ref in enumerate(refs):
             ax = axes[i, j]
-            scatter_panel(ax, data, x_metric=ref, y_metric=m, level_order=level_order, colors={},
-                          correlations=correlations, scope=family, color_by="level")
+            scatter_panel(
+                ax,
+                data,
+                x_metric=ref,
+                y_metric=m,
+                level_order=level_order,
+                colors={},
+                correlations=correlations,
+                scope=family,
+                color_by="level",
+            )
             ax.set_title(f"{metric_info(m).label} vs {metric_info(ref).label}", fontsize=9)
-    _suptitle(fig, f"Degradation family '{family}': neural metrics against the classic metrics "
-                   f"({len(data)} pairs; colour and marker = level)", 11)
+    _suptitle(
+        fig,
+        f"Degradation family '{family}': neural metrics against the classic metrics "
+        f"({len(data)} pairs; colour and marker = level)",
+        11,
+    )
     return fig
 
 

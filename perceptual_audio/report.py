@@ -73,13 +73,34 @@ SCOPE_ALL = "all"
 MODELS = {"openl3": "OpenL3", "vggish": "VGGish", "cdpam": "CDPAM"}
 
 #: Severity words in increasing order, used to order levels when no registry says otherwise.
-SEVERITY_WORDS = ("none", "minimal", "very_low", "verylow", "low", "light", "mild", "medium",
-                  "moderate", "mid", "high", "heavy", "strong", "very_high", "veryhigh", "severe",
-                  "extreme")
+SEVERITY_WORDS = (
+    "none",
+    "minimal",
+    "very_low",
+    "verylow",
+    "low",
+    "light",
+    "mild",
+    "medium",
+    "moderate",
+    "mid",
+    "high",
+    "heavy",
+    "strong",
+    "very_high",
+    "veryhigh",
+    "severe",
+    "extreme",
+)
 
 #: |correlation| thresholds for the words of the findings (Cohen-style conventions).
-STRENGTH_WORDS = ((0.9, "very strong"), (0.7, "strong"), (0.5, "moderate"), (0.3, "weak"),
-                  (0.0, "negligible"))
+STRENGTH_WORDS = (
+    (0.9, "very strong"),
+    (0.7, "strong"),
+    (0.5, "moderate"),
+    (0.3, "weak"),
+    (0.0, "negligible"),
+)
 
 
 # =============================================================================================
@@ -156,7 +177,7 @@ def metric_info(name: str) -> MetricInfo:
     for model, display in MODELS.items():
         prefix = model + "_"
         if name.startswith(prefix):
-            kind = name[len(prefix):]
+            kind = name[len(prefix) :]
             if kind in _NEURAL_KINDS:
                 label, unit, better = _NEURAL_KINDS[kind]
                 return MetricInfo(name, f"{display} {label}", unit, better, model)
@@ -174,8 +195,12 @@ def metric_sort_key(name: str) -> tuple[int, int, str]:
     info = metric_info(name)
     if info.model is not None:
         kinds = list(_NEURAL_KINDS)
-        kind = name[len(info.model) + 1:]
-        return (1 + list(MODELS).index(info.model), kinds.index(kind) if kind in kinds else 99, name)
+        kind = name[len(info.model) + 1 :]
+        return (
+            1 + list(MODELS).index(info.model),
+            kinds.index(kind) if kind in kinds else 99,
+            name,
+        )
     return (9, 0, name)
 
 
@@ -190,9 +215,11 @@ def primary_neural_metrics(metrics: Iterable[str]) -> list[str]:
 
 def condition_label(family: str, level: str) -> str:
     """``noise``, ``low`` -> ``Noise (Low)`` (the seed study's row names)."""
+
     def nice(s: str) -> str:
         s = str(s).replace("_", " ")
         return s[:1].upper() + s[1:]
+
     return f"{nice(family)} ({nice(level)})"
 
 
@@ -274,7 +301,9 @@ class StudyResults:
         """(family, level) pairs in report order (family order, then severity)."""
         return [(f, lv) for f in self.families for lv in self.level_order.get(f, [])]
 
-    def summary_cell(self, family: str, level: str, metric: str) -> tuple[float, float, float, float]:
+    def summary_cell(
+        self, family: str, level: str, metric: str
+    ) -> tuple[float, float, float, float]:
         """(mean, ci_low, ci_high, n) of ``metric`` at one condition; NaN where unknown."""
         rows = self.summary[(self.summary["family"] == family) & (self.summary["level"] == level)]
         if rows.empty:
@@ -295,20 +324,25 @@ def _read_csv(path: Path, *, text_columns: Sequence[str]) -> pd.DataFrame:
     try:
         frame = pd.read_csv(path, dtype={c: str for c in text_columns}, keep_default_na=True)
     except pd.errors.EmptyDataError:
-        raise SchemaError(f"{path}: the file is empty; expected a CSV table with a header "
-                          "row. Rerun calculate_metrics.py.") from None
+        raise SchemaError(
+            f"{path}: the file is empty; expected a CSV table with a header "
+            "row. Rerun calculate_metrics.py."
+        ) from None
     except (pd.errors.ParserError, UnicodeDecodeError) as e:
-        raise SchemaError(f"{path}: not a readable CSV table ({e}). Rerun calculate_metrics.py.") from None
+        raise SchemaError(
+            f"{path}: not a readable CSV table ({e}). Rerun calculate_metrics.py."
+        ) from None
     for c in text_columns:
         if c in frame.columns:
             frame[c] = frame[c].fillna("").astype(str)
     return frame
 
 
-def _require_columns(path: Path, frame: pd.DataFrame, required: Sequence[str], *,
-                     leading: bool = False) -> None:
+def _require_columns(
+    path: Path, frame: pd.DataFrame, required: Sequence[str], *, leading: bool = False
+) -> None:
     cols = list(frame.columns)
-    ok = cols[:len(required)] == list(required) if leading else all(c in cols for c in required)
+    ok = cols[: len(required)] == list(required) if leading else all(c in cols for c in required)
     if not ok:
         how = "leading columns" if leading else "columns"
         raise SchemaError(
@@ -337,7 +371,7 @@ def read_pair_metrics(path: str | os.PathLike) -> tuple[pd.DataFrame, list[str]]
     # After the metrics come their <metric>_status columns and bookkeeping (hashes, cache
     # keys): neither is a metric. A column holding text that is not a number is not either.
     metrics = []
-    for c in map(str, frame.columns[len(PAIR_KEY_COLUMNS):]):
+    for c in map(str, frame.columns[len(PAIR_KEY_COLUMNS) :]):
         if c.endswith(("_status", "_key", "_sha256")):
             continue
         raw = frame[c]
@@ -346,8 +380,10 @@ def read_pair_metrics(path: str | os.PathLike) -> tuple[pd.DataFrame, list[str]]
             continue
         metrics.append(c)
     if not metrics:
-        raise SchemaError(f"{path}: no metric columns after {list(PAIR_KEY_COLUMNS)}; expected "
-                          "at least pesq_wb, stoi. Rerun calculate_metrics.py --force.")
+        raise SchemaError(
+            f"{path}: no metric columns after {list(PAIR_KEY_COLUMNS)}; expected "
+            "at least pesq_wb, stoi. Rerun calculate_metrics.py --force."
+        )
     for m in metrics:
         frame[m] = pd.to_numeric(frame[m], errors="coerce")
     for c in frame.columns:
@@ -368,8 +404,10 @@ def read_summary(path: str | os.PathLike) -> pd.DataFrame:
     frame = _read_csv(path, text_columns=SUMMARY_KEY_COLUMNS)
     _require_columns(path, frame, SUMMARY_KEY_COLUMNS)
     if not any(str(c).endswith("_mean") for c in frame.columns):
-        raise SchemaError(f"{path}: expected <metric>_mean columns (e.g. pesq_wb_mean), received "
-                          f"{list(frame.columns)[:12]}. Rerun calculate_metrics.py --force.")
+        raise SchemaError(
+            f"{path}: expected <metric>_mean columns (e.g. pesq_wb_mean), received "
+            f"{list(frame.columns)[:12]}. Rerun calculate_metrics.py --force."
+        )
     for c in frame.columns:
         if c not in SUMMARY_KEY_COLUMNS:
             frame[c] = pd.to_numeric(frame[c], errors="coerce")
@@ -389,11 +427,18 @@ def read_correlations(path: str | os.PathLike) -> pd.DataFrame:
     _require_columns(path, frame, CORRELATION_KEY_COLUMNS)
     # stats.correlation_table names the value column after the method ("pearson"); accept
     # "pearson_r" too, and use the latter internally.
-    frame = frame.rename(columns={m: f"{m}_r" for m in CORRELATION_METHODS
-                                  if m in frame.columns and f"{m}_r" not in frame.columns})
+    frame = frame.rename(
+        columns={
+            m: f"{m}_r"
+            for m in CORRELATION_METHODS
+            if m in frame.columns and f"{m}_r" not in frame.columns
+        }
+    )
     if not any(f"{m}_r" in frame.columns for m in CORRELATION_METHODS):
-        raise SchemaError(f"{path}: expected pearson / spearman / kendall columns, "
-                          f"received {list(frame.columns)[:12]}. Rerun calculate_metrics.py --force.")
+        raise SchemaError(
+            f"{path}: expected pearson / spearman / kendall columns, "
+            f"received {list(frame.columns)[:12]}. Rerun calculate_metrics.py --force."
+        )
     for c in frame.columns:
         if c not in CORRELATION_KEY_COLUMNS:
             frame[c] = pd.to_numeric(frame[c], errors="coerce")
@@ -437,8 +482,9 @@ def _locate(recorded: str | None, results_dir: Path, default_name: str) -> Path 
     return None
 
 
-def _model_status(name: str, folder: Path | None, metrics: list[str],
-                  pairs: pd.DataFrame) -> ModelStatus:
+def _model_status(
+    name: str, folder: Path | None, metrics: list[str], pairs: pd.DataFrame
+) -> ModelStatus:
     cols = [m for m in metrics if metric_info(m).model == name]
     has_values = any(pairs[c].notna().any() for c in cols) if cols else False
     run = _read_json(folder / RUN_JSON_NAME) if folder is not None else {}
@@ -446,7 +492,9 @@ def _model_status(name: str, folder: Path | None, metrics: list[str],
     if run:
         available = run.get("available")
         reason = run.get("reason") or run.get("unavailable_reason") or ""
-        if isinstance(run.get("models"), dict) and name in run["models"]:  # one run.json, many models
+        if (
+            isinstance(run.get("models"), dict) and name in run["models"]
+        ):  # one run.json, many models
             sub = run["models"][name]
             available = sub.get("available", available)
             reason = sub.get("reason", reason)
@@ -454,14 +502,18 @@ def _model_status(name: str, folder: Path | None, metrics: list[str],
         status.reason = str(reason or "")
         if available is not None:
             status.available = bool(available) and (has_values or not cols)
-        status.variant = str(run.get("variant") or _run_argument(run, "variant", f"{name}_variant") or "")
+        status.variant = str(
+            run.get("variant") or _run_argument(run, "variant", f"{name}_variant") or ""
+        )
         sha = run.get("weights_sha256") or _run_argument(run, "weights_sha256")
         status.weights_sha256 = str(sha or "")
     manifest = folder / "manifest.csv" if folder is not None else None
     if manifest is not None and manifest.exists():
         try:
             rows = pd.read_csv(manifest, dtype=str).fillna("")
-            status.n_embeddings = int((rows.get("status", pd.Series(["ok"] * len(rows))) == "ok").sum())
+            status.n_embeddings = int(
+                (rows.get("status", pd.Series(["ok"] * len(rows))) == "ok").sum()
+            )
             if not status.variant and "variant" in rows and len(rows):
                 status.variant = rows["variant"].iloc[0]
             if not status.weights_sha256 and "weights_sha256" in rows and len(rows):
@@ -478,8 +530,9 @@ def _model_status(name: str, folder: Path | None, metrics: list[str],
     return status
 
 
-def _level_order(pairs: pd.DataFrame, families: Sequence[str],
-                 run: dict[str, Any]) -> dict[str, list[str]]:
+def _level_order(
+    pairs: pd.DataFrame, families: Sequence[str], run: dict[str, Any]
+) -> dict[str, list[str]]:
     """Severity order of each family's levels: as the metrics stage recorded it in run.json
     (``level_order``), else :func:`perceptual_audio.stats.level_order`, else
     :func:`order_levels`. Levels present in the pairs but not in the recorded order go last."""
@@ -494,7 +547,9 @@ def _level_order(pairs: pd.DataFrame, families: Sequence[str],
     out = {}
     for f, levels in present.items():
         rec = recorded.get(f)
-        base = ([str(lv) for lv in rec] if isinstance(rec, list) else []) or list(computed.get(f, levels))
+        base = ([str(lv) for lv in rec] if isinstance(rec, list) else []) or list(
+            computed.get(f, levels)
+        )
         out[f] = [lv for lv in base if lv in levels] + [lv for lv in levels if lv not in base]
     return out
 
@@ -566,8 +621,14 @@ def _read_degradations(audio_dir: Path | None) -> tuple[pd.DataFrame, dict[str, 
     records = []
     degraded = rows[rows["kind"] == "degraded"]
     for (fam, lev), grp in degraded.groupby(["family", "level"], sort=False):
-        records.append({"family": fam, "level": lev,
-                        "parameters": describe_parameters(grp["parameters"]), "n_files": len(grp)})
+        records.append(
+            {
+                "family": fam,
+                "level": lev,
+                "parameters": describe_parameters(grp["parameters"]),
+                "n_files": len(grp),
+            }
+        )
     return (pd.DataFrame(records) if records else empty), info
 
 
@@ -609,8 +670,9 @@ def describe_parameters(texts: Iterable[str]) -> str:
                 measured.append(f"{k}={np.mean(vals):.3g}")
         if measured:
             parts.append("measured mean: " + ", ".join(measured))
-        same = {k: v for k, v in _shared(details).items()
-                if isinstance(v, str) and k not in achieved}
+        same = {
+            k: v for k, v in _shared(details).items() if isinstance(v, str) and k not in achieved
+        }
         if same:
             parts.append(", ".join(f"{k}={v}" for k, v in same.items()))
         return "; ".join(p for p in parts if p)
@@ -634,8 +696,11 @@ def _shared(dicts: Iterable[dict[str, Any]]) -> dict[str, Any]:
 def _conversion_settings(texts: Iterable[str]) -> str:
     """Stage 1's settings shared by every clean file (inputs' own properties left out)."""
     shared = _shared(_parse_parameters(texts))
-    keep = {k: v for k, v in shared.items()
-            if not k.startswith("input_") and k not in ("peak", *_PARAMETER_BOOKKEEPING)}
+    keep = {
+        k: v
+        for k, v in shared.items()
+        if not k.startswith("input_") and k not in ("peak", *_PARAMETER_BOOKKEEPING)
+    }
     return ", ".join(f"{k}={_short(v)}" for k, v in keep.items())
 
 
@@ -647,8 +712,12 @@ def _short(v: Any) -> str:
     return str(v)
 
 
-def load_results(results_dir: str | os.PathLike, *, audio_dir: str | os.PathLike | None = None,
-                 model_dirs: dict[str, str | os.PathLike] | None = None) -> StudyResults:
+def load_results(
+    results_dir: str | os.PathLike,
+    *,
+    audio_dir: str | os.PathLike | None = None,
+    model_dirs: dict[str, str | os.PathLike] | None = None,
+) -> StudyResults:
     """Read a results folder and what can be found of its upstream folders.
 
     Parameters
@@ -671,22 +740,30 @@ def load_results(results_dir: str | os.PathLike, *, audio_dir: str | os.PathLike
     """
     results_dir = Path(results_dir)
     if not results_dir.is_dir():
-        raise PerceptualAudioError(f"--results-dir {results_dir}: no such folder; run "
-                                   f"calculate_metrics.py --results-dir {results_dir} first.")
+        raise PerceptualAudioError(
+            f"--results-dir {results_dir}: no such folder; run "
+            f"calculate_metrics.py --results-dir {results_dir} first."
+        )
     notes: list[str] = []
     pair_path = results_dir / PAIR_METRICS_NAME
     if not pair_path.exists():
-        raise PerceptualAudioError(f"{pair_path}: not found; expected the table written by "
-                                   "calculate_metrics.py. Run stage 3 first.")
+        raise PerceptualAudioError(
+            f"{pair_path}: not found; expected the table written by "
+            "calculate_metrics.py. Run stage 3 first."
+        )
     pairs, metrics = read_pair_metrics(pair_path)
     if pairs.empty:
-        raise SchemaError(f"{pair_path}: has a header but no rows; expected one row per "
-                          "clean/degraded pair. Check stage 2 produced degraded files.")
+        raise SchemaError(
+            f"{pair_path}: has a header but no rows; expected one row per "
+            "clean/degraded pair. Check stage 2 produced degraded files."
+        )
 
     summary_path = results_dir / SUMMARY_NAME
     if not summary_path.exists():
-        raise PerceptualAudioError(f"{summary_path}: not found; expected the per-degradation "
-                                   "summary written by calculate_metrics.py. Rerun stage 3.")
+        raise PerceptualAudioError(
+            f"{summary_path}: not found; expected the per-degradation "
+            "summary written by calculate_metrics.py. Rerun stage 3."
+        )
     summary = read_summary(summary_path)
 
     corr_path = results_dir / CORRELATIONS_NAME
@@ -703,7 +780,9 @@ def load_results(results_dir: str | os.PathLike, *, audio_dir: str | os.PathLike
         except (pd.errors.ParserError, pd.errors.EmptyDataError) as e:
             notes.append(f"{mono_path} is unreadable ({e}); monotonicity is not reported.")
     else:
-        notes.append(f"{MONOTONICITY_NAME} is missing from {results_dir}: monotonicity is not reported.")
+        notes.append(
+            f"{MONOTONICITY_NAME} is missing from {results_dir}: monotonicity is not reported."
+        )
     run = _read_json(results_dir / RUN_JSON_NAME)
 
     families = list(dict.fromkeys(pairs["family"].tolist()))
@@ -717,8 +796,11 @@ def load_results(results_dir: str | os.PathLike, *, audio_dir: str | os.PathLike
     for name in MODELS:
         given = (model_dirs or {}).get(name)
         recorded_model = run_models.get(name) if isinstance(run_models.get(name), dict) else {}
-        recorded = (str(given) if given is not None else
-                    recorded_model.get("folder") or _run_argument(run, f"{name}_dir"))
+        recorded = (
+            str(given)
+            if given is not None
+            else recorded_model.get("folder") or _run_argument(run, f"{name}_dir")
+        )
         folder = _locate(recorded, results_dir, f"{name}_embeddings")
         status = _model_status(name, folder, metrics, pairs)
         if recorded_model.get("available") is False:
@@ -745,12 +827,25 @@ def load_results(results_dir: str | os.PathLike, *, audio_dir: str | os.PathLike
         **audio_info,
     }
     if not run:
-        notes.append(f"{results_dir / RUN_JSON_NAME} is missing or unreadable: the setup section "
-                     "cannot say how the metrics were computed.")
-    return StudyResults(results_dir=results_dir, pairs=pairs, metrics=metrics, summary=summary,
-                        correlations=correlations, monotonicity=monotonicity, run=run,
-                        families=families, level_order=level_order, models=models,
-                        degradations=degradations, inputs=inputs, notes=notes)
+        notes.append(
+            f"{results_dir / RUN_JSON_NAME} is missing or unreadable: the setup section "
+            "cannot say how the metrics were computed."
+        )
+    return StudyResults(
+        results_dir=results_dir,
+        pairs=pairs,
+        metrics=metrics,
+        summary=summary,
+        correlations=correlations,
+        monotonicity=monotonicity,
+        run=run,
+        families=families,
+        level_order=level_order,
+        models=models,
+        degradations=degradations,
+        inputs=inputs,
+        notes=notes,
+    )
 
 
 # =============================================================================================
@@ -807,26 +902,40 @@ class Correlation:
 
     def describe(self, *, with_n: bool = True) -> str:
         """``Spearman ρ = 0.82 (95% CI 0.75 to 0.88, n = 120)``."""
-        ci = ("95% CI not available" if math.isnan(self.ci_low) or math.isnan(self.ci_high)
-              else f"95% CI {fmt(self.ci_low, 2)} to {fmt(self.ci_high, 2)}")
+        ci = (
+            "95% CI not available"
+            if math.isnan(self.ci_low) or math.isnan(self.ci_high)
+            else f"95% CI {fmt(self.ci_low, 2)} to {fmt(self.ci_high, 2)}"
+        )
         n = f", n = {_fmt_n(self.n)}" if with_n else ""
-        return f"{METHOD_NAME[self.method]} {METHOD_SYMBOL[self.method]} = {fmt(self.r, 2)} ({ci}{n})"
+        return (
+            f"{METHOD_NAME[self.method]} {METHOD_SYMBOL[self.method]} = {fmt(self.r, 2)} ({ci}{n})"
+        )
 
     def short(self) -> str:
         """``ρ = 0.82 [0.75, 0.88], n = 120`` (the method named elsewhere)."""
-        ci = ("" if math.isnan(self.ci_low) or math.isnan(self.ci_high)
-              else f" [{fmt(self.ci_low, 2)}, {fmt(self.ci_high, 2)}]")
+        ci = (
+            ""
+            if math.isnan(self.ci_low) or math.isnan(self.ci_high)
+            else f" [{fmt(self.ci_low, 2)}, {fmt(self.ci_high, 2)}]"
+        )
         return f"{METHOD_SYMBOL[self.method]} = {fmt(self.r, 2)}{ci}, n = {_fmt_n(self.n)}"
 
 
-def lookup_correlation(correlations: pd.DataFrame, scope: str, a: str, b: str,
-                       method: str = PRIMARY_METHOD) -> Correlation | None:
+def lookup_correlation(
+    correlations: pd.DataFrame, scope: str, a: str, b: str, method: str = PRIMARY_METHOD
+) -> Correlation | None:
     """The correlation of metrics ``a`` and ``b`` in ``scope`` (either order), or None."""
     if correlations.empty or f"{method}_r" not in correlations.columns:
         return None
     c = correlations
-    hit = c[(c["scope"] == scope) & (((c["metric_x"] == a) & (c["metric_y"] == b))
-                                     | ((c["metric_x"] == b) & (c["metric_y"] == a)))]
+    hit = c[
+        (c["scope"] == scope)
+        & (
+            ((c["metric_x"] == a) & (c["metric_y"] == b))
+            | ((c["metric_x"] == b) & (c["metric_y"] == a))
+        )
+    ]
     if hit.empty:
         return None
     row = hit.iloc[0]
@@ -837,8 +946,17 @@ def lookup_correlation(correlations: pd.DataFrame, scope: str, a: str, b: str,
     n = get(f"{method}_n")
     if math.isnan(n):
         n = get("n")
-    return Correlation(scope, a, b, method, get(f"{method}_r"), get(f"{method}_ci_low"),
-                       get(f"{method}_ci_high"), get(f"{method}_p"), n)
+    return Correlation(
+        scope,
+        a,
+        b,
+        method,
+        get(f"{method}_r"),
+        get(f"{method}_ci_low"),
+        get(f"{method}_ci_high"),
+        get(f"{method}_p"),
+        n,
+    )
 
 
 def agreement(metric: str, corr: Correlation) -> tuple[float, float, float]:
@@ -878,8 +996,10 @@ def correlation_findings(results: StudyResults) -> list[str]:
         return ["No correlations were computed (correlations.csv is missing or empty)."]
     neural = results.neural_metrics
     if not neural:
-        return ["No neural metric is present in pair_metrics.csv, so nothing can be compared "
-                "with PESQ or STOI."]
+        return [
+            "No neural metric is present in pair_metrics.csv, so nothing can be compared "
+            "with PESQ or STOI."
+        ]
     best_for: dict[str, str] = {}
     for ref in REFERENCE_METRICS:
         if ref not in results.metrics:
@@ -891,16 +1011,20 @@ def correlation_findings(results: StudyResults) -> list[str]:
                 ranked.append((agreement(m, c)[0], m, c))
         ref_label = metric_info(ref).label
         if not ranked:
-            out.append(f"No neural metric has a defined correlation with {ref_label} over all "
-                       "pairs (too few pairs, or constant values).")
+            out.append(
+                f"No neural metric has a defined correlation with {ref_label} over all "
+                "pairs (too few pairs, or constant values)."
+            )
             continue
         ranked.sort(key=lambda t: -t[0])
         value, best, c = ranked[0]
         best_for[ref] = best
         word = strength_word(value) if value > 0 else "no (or reversed)"
-        sentence = (f"Against {ref_label}, the neural metric that agrees best is "
-                    f"{metric_info(best).label}{_sign_note(best)}: {c.describe()}, "
-                    f"{word} agreement over all pairs.")
+        sentence = (
+            f"Against {ref_label}, the neural metric that agrees best is "
+            f"{metric_info(best).label}{_sign_note(best)}: {c.describe()}, "
+            f"{word} agreement over all pairs."
+        )
         # The runner-up comes from another model when there is one: "OpenL3 frame cosine beats
         # OpenL3 pooled cosine" says little about which model to use.
         others = [t for t in ranked[1:] if metric_info(t[1]).model != metric_info(best).model]
@@ -914,18 +1038,24 @@ def correlation_findings(results: StudyResults) -> list[str]:
                 sure = "the confidence intervals do not overlap, so the lead is clear"
             else:
                 sure = "the confidence intervals overlap, so the data do not separate the two"
-            sentence += (f" Runner-up: {metric_info(second).label}, with "
-                         f"{c2.describe(with_n=False)}; {sure}.")
+            sentence += (
+                f" Runner-up: {metric_info(second).label}, with "
+                f"{c2.describe(with_n=False)}; {sure}."
+            )
         out.append(sentence)
     if len(best_for) == 2:
         a, b = (best_for[r] for r in REFERENCE_METRICS)
         la, lb = (metric_info(r).label for r in REFERENCE_METRICS)
         if a == b:
-            out.append(f"The same neural metric, {metric_info(a).label}, agrees best with both "
-                       f"{la} and {lb}.")
+            out.append(
+                f"The same neural metric, {metric_info(a).label}, agrees best with both "
+                f"{la} and {lb}."
+            )
         else:
-            out.append(f"{la} and {lb} favour different neural metrics: {metric_info(a).label} "
-                       f"tracks {la} best, {metric_info(b).label} tracks {lb} best.")
+            out.append(
+                f"{la} and {lb} favour different neural metrics: {metric_info(a).label} "
+                f"tracks {la} best, {metric_info(b).label} tracks {lb} best."
+            )
     if all(r in results.metrics for r in REFERENCE_METRICS):
         c = lookup_correlation(corr, SCOPE_ALL, *REFERENCE_METRICS)
         if c is not None:
@@ -939,8 +1069,10 @@ def family_findings(results: StudyResults) -> list[str]:
     are uncertain and which run the opposite way."""
     if len(results.families) < 2:
         fam = results.families[0] if results.families else "none"
-        return [f"Only one degradation family ({fam}) is present, so the per-family breakdown "
-                "equals the overall result."]
+        return [
+            f"Only one degradation family ({fam}) is present, so the per-family breakdown "
+            "equals the overall result."
+        ]
     out = []
     primary = primary_neural_metrics(results.metrics) or results.neural_metrics
     disagreements = []
@@ -948,36 +1080,52 @@ def family_findings(results: StudyResults) -> list[str]:
         for ref in REFERENCE_METRICS:
             if ref not in results.metrics:
                 continue
-            groups: dict[str, list[str]] = {"agrees": [], "uncertain": [], "opposite": [],
-                                            "undefined": []}
+            groups: dict[str, list[str]] = {
+                "agrees": [],
+                "uncertain": [],
+                "opposite": [],
+                "undefined": [],
+            }
             for m in primary:
                 c = lookup_correlation(results.correlations, fam, m, ref)
                 kind = classify_agreement(m, c)
-                text = metric_info(m).label + ("" if c is None or math.isnan(c.r)
-                                               else f" ({c.short()})")
+                text = metric_info(m).label + (
+                    "" if c is None or math.isnan(c.r) else f" ({c.short()})"
+                )
                 groups[kind].append(text)
                 if kind == "opposite":
-                    disagreements.append(f"{metric_info(m).label} vs {metric_info(ref).label} "
-                                         f"on {fam} ({c.short()})")
+                    disagreements.append(
+                        f"{metric_info(m).label} vs {metric_info(ref).label} on {fam} ({c.short()})"
+                    )
             parts = []
             if groups["agrees"]:
                 parts.append("agree: " + "; ".join(groups["agrees"]))
             if groups["uncertain"]:
-                parts.append("uncertain (the 95% CI spans no agreement): "
-                             + "; ".join(groups["uncertain"]))
+                parts.append(
+                    "uncertain (the 95% CI spans no agreement): " + "; ".join(groups["uncertain"])
+                )
             if groups["opposite"]:
                 parts.append("run the opposite way: " + "; ".join(groups["opposite"]))
             if groups["undefined"]:
-                parts.append("undefined (too few pairs or a constant metric): "
-                             + ", ".join(groups["undefined"]))
-            out.append(f"On {fam}, against {metric_info(ref).label} (Spearman, 95% CI): "
-                       + " | ".join(parts) + ".")
+                parts.append(
+                    "undefined (too few pairs or a constant metric): "
+                    + ", ".join(groups["undefined"])
+                )
+            out.append(
+                f"On {fam}, against {metric_info(ref).label} (Spearman, 95% CI): "
+                + " | ".join(parts)
+                + "."
+            )
     if disagreements:
-        out.append("Where the neural metrics disagree with the classic ones (confidence interval "
-                   "entirely on the wrong side): " + "; ".join(disagreements) + ".")
+        out.append(
+            "Where the neural metrics disagree with the classic ones (confidence interval "
+            "entirely on the wrong side): " + "; ".join(disagreements) + "."
+        )
     else:
-        out.append("No headline neural metric runs clearly the opposite way to PESQ-WB or STOI "
-                   "within any degradation family.")
+        out.append(
+            "No headline neural metric runs clearly the opposite way to PESQ-WB or STOI "
+            "within any degradation family."
+        )
     return out
 
 
@@ -992,15 +1140,20 @@ def family_agreement_table(results: StudyResults) -> Table:
             row: list[Any] = [fam, metric_info(m).label]
             for ref in refs:
                 c = lookup_correlation(results.correlations, fam, m, ref)
-                row.append(Cell("n/a", math.nan) if c is None else
-                           _ci_cell(c.r, c.ci_low, c.ci_high))
+                row.append(
+                    Cell("n/a", math.nan) if c is None else _ci_cell(c.r, c.ci_low, c.ci_high)
+                )
                 row.append(classify_agreement(m, c))
             rows.append(row)
     cols = ["Family", "Neural metric"]
     for ref in refs:
         cols += [f"Spearman ρ vs {metric_info(ref).label} [95% CI]", f"vs {metric_info(ref).label}"]
-    return Table("Agreement within each degradation family (agrees: the CI is entirely on the "
-                 "agreeing side; a distance agrees when negative)", cols, rows)
+    return Table(
+        "Agreement within each degradation family (agrees: the CI is entirely on the "
+        "agreeing side; a distance agrees when negative)",
+        cols,
+        rows,
+    )
 
 
 def monotonicity_findings(results: StudyResults) -> tuple[list[str], pd.DataFrame, pd.DataFrame]:
@@ -1021,12 +1174,23 @@ def monotonicity_findings(results: StudyResults) -> tuple[list[str], pd.DataFram
     mono = results.monotonicity
     empty = pd.DataFrame()
     if mono is None or mono.empty:
-        return (["Monotonicity was not computed (monotonicity.csv is missing or has no rows; "
-                 "it needs at least two levels in a family)."], empty, empty)
+        return (
+            [
+                "Monotonicity was not computed (monotonicity.csv is missing or has no rows; "
+                "it needs at least two levels in a family)."
+            ],
+            empty,
+            empty,
+        )
     if not {"family", "metric", "fraction_right"} <= set(mono.columns):
-        return ([f"monotonicity.csv has columns {list(mono.columns)}; expected family, metric, "
-                 "fraction_right (rerun calculate_metrics.py), so it is not summarised."],
-                empty, empty)
+        return (
+            [
+                f"monotonicity.csv has columns {list(mono.columns)}; expected family, metric, "
+                "fraction_right (rerun calculate_metrics.py), so it is not summarised."
+            ],
+            empty,
+            empty,
+        )
     m = mono.copy()
     m["family"] = m["family"].astype(str)
     if "step" in m.columns:
@@ -1038,35 +1202,53 @@ def monotonicity_findings(results: StudyResults) -> tuple[list[str], pd.DataFram
         if col not in m.columns or m.empty:
             return pd.DataFrame()
         vals = m.assign(**{col: pd.to_numeric(m[col], errors="coerce")})
-        table = vals.pivot_table(index="metric", columns="family", values=col, aggfunc="mean",
-                                 dropna=False)
-        table = table.reindex(index=sorted(table.index, key=metric_sort_key),
-                              columns=[f for f in results.families if f in table.columns])
+        table = vals.pivot_table(
+            index="metric", columns="family", values=col, aggfunc="mean", dropna=False
+        )
+        table = table.reindex(
+            index=sorted(table.index, key=metric_sort_key),
+            columns=[f for f in results.families if f in table.columns],
+        )
         table["mean over families"] = table.mean(axis=1)
         return table
 
     right, monotone = pivot("fraction_right"), pivot("fraction_monotone")
     out = []
-    overall = right["mean over families"].dropna().sort_values(ascending=False) if not right.empty else pd.Series(dtype=float)
+    overall = (
+        right["mean over families"].dropna().sort_values(ascending=False)
+        if not right.empty
+        else pd.Series(dtype=float)
+    )
     if overall.empty:
-        return ["No metric has enough values at two consecutive levels to judge monotonicity."], right, monotone
+        return (
+            ["No metric has enough values at two consecutive levels to judge monotonicity."],
+            right,
+            monotone,
+        )
     top = overall.index[0]
-    out.append(f"The metric that most often moves the right way at each step up in severity is "
-               f"{metric_info(top).label}: {100 * overall.iloc[0]:.0f}% of recording-steps, "
-               "averaged over families.")
+    out.append(
+        f"The metric that most often moves the right way at each step up in severity is "
+        f"{metric_info(top).label}: {100 * overall.iloc[0]:.0f}% of recording-steps, "
+        "averaged over families."
+    )
     neural = [x for x in overall.index if metric_info(x).neural]
     if neural:
         nb = neural[0]
-        out.append(f"Among the neural metrics, {metric_info(nb).label} is the most monotonic "
-                   f"({100 * overall[nb]:.0f}% of recording-steps move the right way).")
+        out.append(
+            f"Among the neural metrics, {metric_info(nb).label} is the most monotonic "
+            f"({100 * overall[nb]:.0f}% of recording-steps move the right way)."
+        )
     weak = []
     for metric, row in right.drop(columns="mean over families").iterrows():
         for fam, v in row.items():
             if pd.notna(v) and v < 0.8:
                 weak.append(f"{metric_info(metric).label} on {fam} ({100 * v:.0f}%)")
     if weak:
-        out.append("Below 80% (the metric often fails to rank the severities of a family): "
-                   + "; ".join(weak) + ".")
+        out.append(
+            "Below 80% (the metric often fails to rank the severities of a family): "
+            + "; ".join(weak)
+            + "."
+        )
     else:
         out.append("Every metric moves the right way at 80% or more of the steps in every family.")
     return out, right, monotone
@@ -1092,32 +1274,49 @@ def failure_summary(results: StudyResults) -> tuple[list[str], list[list[Any]], 
             reasons = pairs.loc[bad, status_col].replace("", "missing value (no reason given)")
         else:
             bad = missing
-            reasons = pd.Series(["missing value (no status column)"] * int(bad.sum()),
-                                index=pairs.index[bad])
+            reasons = pd.Series(
+                ["missing value (no status column)"] * int(bad.sum()), index=pairs.index[bad]
+            )
         n_bad = int(bad.sum())
         if n_bad == 0:
             continue
         total += n_bad
         counts = reasons.value_counts()
-        per_metric.append([metric_info(m).label, n_bad, len(pairs),
-                           "; ".join(f"{r} (x{k})" for r, k in counts.items())])
+        per_metric.append(
+            [
+                metric_info(m).label,
+                n_bad,
+                len(pairs),
+                "; ".join(f"{r} (x{k})" for r, k in counts.items()),
+            ]
+        )
         for idx in pairs.index[bad]:
             if len(per_pair) < 200:
-                per_pair.append([pairs.at[idx, "degraded_path"], metric_info(m).label,
-                                 str(reasons.get(idx, ""))])
+                per_pair.append(
+                    [
+                        pairs.at[idx, "degraded_path"],
+                        metric_info(m).label,
+                        str(reasons.get(idx, "")),
+                    ]
+                )
     if total == 0:
         sentences = [f"Every metric was computed on all {len(pairs)} pairs; nothing failed."]
     else:
-        sentences = [f"{total} metric values out of {len(pairs) * len(results.metrics)} "
-                     f"({len(pairs)} pairs x {len(results.metrics)} metrics) are missing; each is "
-                     "NaN in pair_metrics.csv with its reason in the status column, and is left "
-                     "out of means and correlations."]
+        sentences = [
+            f"{total} metric values out of {len(pairs) * len(results.metrics)} "
+            f"({len(pairs)} pairs x {len(results.metrics)} metrics) are missing; each is "
+            "NaN in pair_metrics.csv with its reason in the status column, and is left "
+            "out of means and correlations."
+        ]
     failures = results.run.get("failures") or results.run.get("failure_counts")
     if isinstance(failures, dict):
         nonzero = {k: v for k, v in failures.items() if v}
         if nonzero:
-            sentences.append("The metrics stage counted failed pairs per metric: "
-                             + ", ".join(f"{k}: {v}" for k, v in nonzero.items()) + ".")
+            sentences.append(
+                "The metrics stage counted failed pairs per metric: "
+                + ", ".join(f"{k}: {v}" for k, v in nonzero.items())
+                + "."
+            )
     return sentences, per_metric, per_pair
 
 
@@ -1217,9 +1416,12 @@ def sample_results_table(results: StudyResults) -> Table:
         for m, _ in columns:
             row.append(results.summary_cell(fam, lev, m)[0])
         rows.append(row)
-    return Table("Sample Results: mean per degradation (similarity = frame-aligned cosine of the "
-                 "embeddings; PESQ = wide-band; 95% CIs in the next table)",
-                 ["Degradation", "n", *[label for _, label in columns]], rows)
+    return Table(
+        "Sample Results: mean per degradation (similarity = frame-aligned cosine of the "
+        "embeddings; PESQ = wide-band; 95% CIs in the next table)",
+        ["Degradation", "n", *[label for _, label in columns]],
+        rows,
+    )
 
 
 def _model_available(results: StudyResults, model: str) -> bool:
@@ -1234,10 +1436,14 @@ def summary_table(results: StudyResults) -> Table:
             mean, lo, hi, n = results.summary_cell(fam, lev, m)
             if math.isnan(mean) and math.isnan(n):
                 continue
-            rows.append([condition_label(fam, lev), metric_info(m).label, Cell(_fmt_n(n), n),
-                         mean, lo, hi])
-    return Table("Every metric per degradation: mean and 95% confidence interval",
-                 ["Degradation", "Metric", "n", "Mean", "95% CI low", "95% CI high"], rows)
+            rows.append(
+                [condition_label(fam, lev), metric_info(m).label, Cell(_fmt_n(n), n), mean, lo, hi]
+            )
+    return Table(
+        "Every metric per degradation: mean and 95% confidence interval",
+        ["Degradation", "Metric", "n", "Mean", "95% CI low", "95% CI high"],
+        rows,
+    )
 
 
 def reference_correlation_table(results: StudyResults) -> Table:
@@ -1258,10 +1464,17 @@ def reference_correlation_table(results: StudyResults) -> Table:
                 continue
             cells.insert(2, Cell(_fmt_n(first.n), first.n))
             rows.append(cells)
-    return Table("Neural metrics against the classic references, over all pairs: correlation "
-                 "[95% bootstrap CI] (a distance agrees when negative)",
-                 ["Neural metric", "Reference", "n",
-                  *[f"{METHOD_NAME[m]} {METHOD_SYMBOL[m]}" for m in methods]], rows)
+    return Table(
+        "Neural metrics against the classic references, over all pairs: correlation "
+        "[95% bootstrap CI] (a distance agrees when negative)",
+        [
+            "Neural metric",
+            "Reference",
+            "n",
+            *[f"{METHOD_NAME[m]} {METHOD_SYMBOL[m]}" for m in methods],
+        ],
+        rows,
+    )
 
 
 def full_correlation_table(results: StudyResults) -> Table:
@@ -1270,12 +1483,19 @@ def full_correlation_table(results: StudyResults) -> Table:
     methods = [m for m in CORRELATION_METHODS if f"{m}_r" in corr.columns]
     rows = []
     for _, r in corr.iterrows():
-        row: list[Any] = [r["scope"], metric_info(r["metric_x"]).label, metric_info(r["metric_y"]).label]
+        row: list[Any] = [
+            r["scope"],
+            metric_info(r["metric_x"]).label,
+            metric_info(r["metric_y"]).label,
+        ]
         n = r.get("n", r.get(f"{methods[0]}_n", math.nan)) if methods else math.nan
         row.append(Cell(_fmt_n(n), float(n) if pd.notna(n) else math.nan))
         for m in methods:
-            row.append(_ci_cell(r[f"{m}_r"], r.get(f"{m}_ci_low", math.nan),
-                                r.get(f"{m}_ci_high", math.nan)))
+            row.append(
+                _ci_cell(
+                    r[f"{m}_r"], r.get(f"{m}_ci_low", math.nan), r.get(f"{m}_ci_high", math.nan)
+                )
+            )
             p = r.get(f"{m}_p", math.nan)
             row.append(Cell("n/a" if pd.isna(p) else f"{float(p):.2g}", p))
         rows.append(row)
@@ -1298,41 +1518,82 @@ def setup_blocks(results: StudyResults) -> list[Any]:
     ]
     if "n_clean_files" in inp:
         secs = inp.get("clean_seconds")
-        lines.append(f"The audio manifest lists {inp['n_clean_files']} clean files"
-                     + (f" ({secs:.1f} s of audio in total)" if secs else "")
-                     + (f" at {', '.join(inp['sample_rates_hz'])} Hz" if inp.get("sample_rates_hz") else "")
-                     + (f"; conversion settings: {inp['conversion']}" if inp.get("conversion") else "")
-                     + ".")
+        lines.append(
+            f"The audio manifest lists {inp['n_clean_files']} clean files"
+            + (f" ({secs:.1f} s of audio in total)" if secs else "")
+            + (f" at {', '.join(inp['sample_rates_hz'])} Hz" if inp.get("sample_rates_hz") else "")
+            + (f"; conversion settings: {inp['conversion']}" if inp.get("conversion") else "")
+            + "."
+        )
     if inp.get("metrics_command"):
-        lines.append(f"Metrics computed by: {inp['metrics_command']}"
-                     + (f" (finished {inp['metrics_finished_at']})" if inp.get("metrics_finished_at") else "")
-                     + ".")
-    params = results.run.get("parameters") if isinstance(results.run.get("parameters"), dict) else {}
+        lines.append(
+            f"Metrics computed by: {inp['metrics_command']}"
+            + (
+                f" (finished {inp['metrics_finished_at']})"
+                if inp.get("metrics_finished_at")
+                else ""
+            )
+            + "."
+        )
+    params = (
+        results.run.get("parameters") if isinstance(results.run.get("parameters"), dict) else {}
+    )
     if params:
-        lines.append("Metric stage parameters: " + ", ".join(f"{k}={_short(v)}" for k, v in params.items()) + ".")
+        lines.append(
+            "Metric stage parameters: "
+            + ", ".join(f"{k}={_short(v)}" for k, v in params.items())
+            + "."
+        )
     blocks: list[Any] = [Bullets(lines)]
     if not results.degradations.empty:
         rows = []
         for fam, lev in results.conditions:
-            hit = results.degradations[(results.degradations["family"] == fam)
-                                       & (results.degradations["level"] == lev)]
+            hit = results.degradations[
+                (results.degradations["family"] == fam) & (results.degradations["level"] == lev)
+            ]
             if hit.empty:
                 rows.append([condition_label(fam, lev), "not in the audio manifest", ""])
             else:
-                rows.append([condition_label(fam, lev), hit.iloc[0]["parameters"],
-                             int(hit.iloc[0]["n_files"])])
-        blocks.append(Table("Degradations and their parameters (from the audio manifest)",
-                            ["Degradation", "Parameters", "Files"], rows))
+                rows.append(
+                    [
+                        condition_label(fam, lev),
+                        hit.iloc[0]["parameters"],
+                        int(hit.iloc[0]["n_files"]),
+                    ]
+                )
+        blocks.append(
+            Table(
+                "Degradations and their parameters (from the audio manifest)",
+                ["Degradation", "Parameters", "Files"],
+                rows,
+            )
+        )
     else:
-        blocks.append(Paragraph("The audio manifest (test_audio/manifest.csv) was not found, so "
-                                "the degradation parameters cannot be listed."))
+        blocks.append(
+            Paragraph(
+                "The audio manifest (test_audio/manifest.csv) was not found, so "
+                "the degradation parameters cannot be listed."
+            )
+        )
     model_rows = []
     for m in results.models:
-        model_rows.append([m.display, "yes" if m.available else "no (skipped)", m.variant or "",
-                           m.weights_sha256 or "", "" if m.n_embeddings is None else m.n_embeddings,
-                           m.reason.splitlines()[0] if m.reason and not m.available else ""])
-    blocks.append(Table("Embedding models", ["Model", "Available", "Variant", "Weights sha256",
-                                             "Embeddings", "Why skipped"], model_rows))
+        model_rows.append(
+            [
+                m.display,
+                "yes" if m.available else "no (skipped)",
+                m.variant or "",
+                m.weights_sha256 or "",
+                "" if m.n_embeddings is None else m.n_embeddings,
+                m.reason.splitlines()[0] if m.reason and not m.available else "",
+            ]
+        )
+    blocks.append(
+        Table(
+            "Embedding models",
+            ["Model", "Available", "Variant", "Weights sha256", "Embeddings", "Why skipped"],
+            model_rows,
+        )
+    )
     return blocks
 
 
@@ -1351,20 +1612,41 @@ def build_report(results: StudyResults, figures: Sequence[FigureBlock] = ()) -> 
     n_rec = int(results.pairs["reference_path"].nunique())
     min_rec = _min_recordings_for_ci()
     if 3 <= len(results.pairs) and n_rec < min_rec:
-        notes.append(Paragraph(f"Only {n_rec} clean recording(s): the bootstrap confidence "
-                               f"intervals of the correlations need at least {min_rec}, so the "
-                               "correlations below have no CI and their ranking is not "
-                               "reliable.", note=True))
+        notes.append(
+            Paragraph(
+                f"Only {n_rec} clean recording(s): the bootstrap confidence "
+                f"intervals of the correlations need at least {min_rec}, so the "
+                "correlations below have no CI and their ranking is not "
+                "reliable.",
+                note=True,
+            )
+        )
     if len(results.pairs) < 3:
-        notes.append(Paragraph(f"Only {len(results.pairs)} pair(s) were scored: correlations "
-                               "need at least 3 and are undefined here.", note=True))
-    all_nan = [m for m in results.metrics if results.pairs[m].isna().all()
-               and metric_info(m).model is None]
+        notes.append(
+            Paragraph(
+                f"Only {len(results.pairs)} pair(s) were scored: correlations "
+                "need at least 3 and are undefined here.",
+                note=True,
+            )
+        )
+    all_nan = [
+        m for m in results.metrics if results.pairs[m].isna().all() and metric_info(m).model is None
+    ]
     if all_nan:
-        notes.append(Paragraph("No value at all for: " + ", ".join(metric_info(m).label for m in all_nan)
-                               + " (see Failures).", note=True))
+        notes.append(
+            Paragraph(
+                "No value at all for: "
+                + ", ".join(metric_info(m).label for m in all_nan)
+                + " (see Failures).",
+                note=True,
+            )
+        )
     findings = correlation_findings(results)
-    per_family = family_findings(results) if not results.correlations.empty and results.neural_metrics else []
+    per_family = (
+        family_findings(results)
+        if not results.correlations.empty and results.neural_metrics
+        else []
+    )
     mono_sentences, mono_right, mono_monotone = monotonicity_findings(results)
     fail_sentences, fail_metric_rows, fail_pair_rows = failure_summary(results)
 
@@ -1372,7 +1654,9 @@ def build_report(results: StudyResults, figures: Sequence[FigureBlock] = ()) -> 
     key = findings + per_family[-1:] + mono_sentences[:2]
     sections.append(Section("Key findings", [Bullets(key)]))
     sections.append(Section("Setup", setup_blocks(results)))
-    sections.append(Section("Sample Results", [sample_results_table(results), summary_table(results)]))
+    sections.append(
+        Section("Sample Results", [sample_results_table(results), summary_table(results)])
+    )
     corr_blocks: list[Any] = [Bullets(findings + per_family), reference_correlation_table(results)]
     if per_family and len(results.families) > 1:
         corr_blocks.append(family_agreement_table(results))
@@ -1381,21 +1665,36 @@ def build_report(results: StudyResults, figures: Sequence[FigureBlock] = ()) -> 
     sections.append(Section("Correlation findings", corr_blocks))
     mono_blocks: list[Any] = [Bullets(mono_sentences)]
     for table, caption in (
-            (mono_right, "Fraction of recording-steps whose score moves the right way at a step "
-                         "up in severity (1 = always)"),
-            (mono_monotone, "Fraction of recordings whose score moves the right way at every "
-                            "step of the family (1 = all)")):
+        (
+            mono_right,
+            "Fraction of recording-steps whose score moves the right way at a step "
+            "up in severity (1 = always)",
+        ),
+        (
+            mono_monotone,
+            "Fraction of recordings whose score moves the right way at every "
+            "step of the family (1 = all)",
+        ),
+    ):
         if not table.empty:
-            rows = [[metric_info(idx).label, *[Cell(fmt(v, 2), v) for v in r]]
-                    for idx, r in zip(table.index, table.to_numpy(dtype=float), strict=True)]
+            rows = [
+                [metric_info(idx).label, *[Cell(fmt(v, 2), v) for v in r]]
+                for idx, r in zip(table.index, table.to_numpy(dtype=float), strict=True)
+            ]
             mono_blocks.append(Table(caption, ["Metric", *[str(c) for c in table.columns]], rows))
     sections.append(Section("Monotonicity", mono_blocks))
     fail_blocks: list[Any] = [Paragraph(" ".join(fail_sentences))]
     if fail_metric_rows:
-        fail_blocks.append(Table("Failures per metric", ["Metric", "Failed", "Pairs", "Reasons"],
-                                 fail_metric_rows))
-        fail_blocks.append(Table("Failed pairs" + (" (first 200)" if len(fail_pair_rows) >= 200 else ""),
-                                 ["Degraded file", "Metric", "Reason"], fail_pair_rows))
+        fail_blocks.append(
+            Table("Failures per metric", ["Metric", "Failed", "Pairs", "Reasons"], fail_metric_rows)
+        )
+        fail_blocks.append(
+            Table(
+                "Failed pairs" + (" (first 200)" if len(fail_pair_rows) >= 200 else ""),
+                ["Degraded file", "Metric", "Reason"],
+                fail_pair_rows,
+            )
+        )
     sections.append(Section("Failures", fail_blocks))
     if figures:
         sections.append(Section("Figures", list(figures)))
@@ -1409,9 +1708,17 @@ def _wrap(text: str, width: int = 100, indent: str = "") -> str:
 
     lines = []
     for i, line in enumerate(text.splitlines() or [""]):
-        lines.append(textwrap.fill(line, width=width, initial_indent=indent if i == 0 else " " * len(indent),
-                                   subsequent_indent=" " * len(indent), break_on_hyphens=False,
-                                   break_long_words=False) or "")
+        lines.append(
+            textwrap.fill(
+                line,
+                width=width,
+                initial_indent=indent if i == 0 else " " * len(indent),
+                subsequent_indent=" " * len(indent),
+                break_on_hyphens=False,
+                break_long_words=False,
+            )
+            or ""
+        )
     return "\n".join(lines)
 
 
@@ -1426,8 +1733,10 @@ def _text_table(table: Table) -> str:
     def line(values: Sequence[str]) -> str:
         out = []
         for i, v in enumerate(values):
-            v = v if len(v) <= widths[i] else v[:widths[i] - 3] + "..."
-            out.append(v.ljust(widths[i]) if i == 0 or not _looks_numeric(v) else v.rjust(widths[i]))
+            v = v if len(v) <= widths[i] else v[: widths[i] - 3] + "..."
+            out.append(
+                v.ljust(widths[i]) if i == 0 or not _looks_numeric(v) else v.rjust(widths[i])
+            )
         return "  ".join(out).rstrip()
 
     parts = [table.caption + ":", line(table.columns), "  ".join("-" * w for w in widths)]
@@ -1439,8 +1748,12 @@ def _looks_numeric(text: str) -> bool:
     return bool(re.match(r"^-?\d", text)) or text == "n/a"
 
 
-def render_text(sections: Sequence[Section], *, title: str = "Perceptual audio metrics: analysis report",
-                generated_at: str | None = None) -> str:
+def render_text(
+    sections: Sequence[Section],
+    *,
+    title: str = "Perceptual audio metrics: analysis report",
+    generated_at: str | None = None,
+) -> str:
     """The report as plain text (UTF-8, lines of at most about 100 characters except tables)."""
     generated_at = generated_at or dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     out = [title, "=" * len(title), f"Generated {generated_at}", ""]
@@ -1509,23 +1822,30 @@ document.querySelectorAll('table.sortable').forEach(function(t){
 def figure_data_uri(path: str | os.PathLike) -> str:
     """A ``data:`` URI of a PNG or SVG file (base64)."""
     path = Path(path)
-    mime = {".png": "image/png", ".svg": "image/svg+xml", ".jpg": "image/jpeg",
-            ".jpeg": "image/jpeg"}.get(path.suffix.lower())
+    mime = {
+        ".png": "image/png",
+        ".svg": "image/svg+xml",
+        ".jpg": "image/jpeg",
+        ".jpeg": "image/jpeg",
+    }.get(path.suffix.lower())
     if mime is None:
-        raise PerceptualAudioError(f"{path}: cannot embed a figure of type {path.suffix!r}; "
-                                   "expected .png or .svg")
+        raise PerceptualAudioError(
+            f"{path}: cannot embed a figure of type {path.suffix!r}; expected .png or .svg"
+        )
     return f"data:{mime};base64," + base64.b64encode(path.read_bytes()).decode("ascii")
 
 
 def _html_table(table: Table, table_id: str) -> str:
     esc = html.escape
-    head = "".join(f"<th scope=\"col\">{esc(c)}</th>" for c in table.columns)
+    head = "".join(f'<th scope="col">{esc(c)}</th>' for c in table.columns)
     body = []
     for row in table.rows:
         tds = []
         for v in row:
             text = _cell_text(v)
-            numeric = isinstance(v, Cell | int | float | np.integer | np.floating) and _looks_numeric(text)
+            numeric = isinstance(
+                v, Cell | int | float | np.integer | np.floating
+            ) and _looks_numeric(text)
             # Hashes, URLs and paths may break anywhere; short words keep whole.
             long_token = any(len(tok) > 24 for tok in text.split())
             cls = ' class="num"' if numeric else (' class="long"' if long_token else "")
@@ -1535,17 +1855,25 @@ def _html_table(table: Table, table_id: str) -> str:
         body.append("<tr>" + "".join(tds) + "</tr>")
     if not body:
         body.append(f'<tr><td colspan="{len(table.columns)}">(no rows)</td></tr>')
-    return (f'<div class="wide"><table class="sortable" id="{table_id}"><caption>'
-            f"{esc(table.caption)}</caption><thead><tr>{head}</tr></thead><tbody>"
-            + "\n".join(body) + "</tbody></table></div>")
+    return (
+        f'<div class="wide"><table class="sortable" id="{table_id}"><caption>'
+        f"{esc(table.caption)}</caption><thead><tr>{head}</tr></thead><tbody>"
+        + "\n".join(body)
+        + "</tbody></table></div>"
+    )
 
 
 def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
 
 
-def render_html(sections: Sequence[Section], *, title: str = "Perceptual audio metrics: analysis report",
-                generated_at: str | None = None, collapse_rows: int = 40) -> str:
+def render_html(
+    sections: Sequence[Section],
+    *,
+    title: str = "Perceptual audio metrics: analysis report",
+    generated_at: str | None = None,
+    collapse_rows: int = 40,
+) -> str:
     """The report as one self-contained HTML page.
 
     Figures are embedded as ``data:`` URIs; styles and the table-sorting script are inline; no
@@ -1555,34 +1883,45 @@ def render_html(sections: Sequence[Section], *, title: str = "Perceptual audio m
     esc = html.escape
     generated_at = generated_at or dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     nav = " ".join(f'<a href="#{_slug(s.title)}">{esc(s.title)}</a>' for s in sections)
-    parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
-             '<meta name="viewport" content="width=device-width, initial-scale=1">',
-             f"<title>{esc(title)}</title><style>{_CSS}</style></head><body><main>",
-             f"<h1>{esc(title)}</h1>", f'<p class="meta">Generated {esc(generated_at)}</p>',
-             f"<nav>{nav}</nav>"]
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>{esc(title)}</title><style>{_CSS}</style></head><body><main>",
+        f"<h1>{esc(title)}</h1>",
+        f'<p class="meta">Generated {esc(generated_at)}</p>',
+        f"<nav>{nav}</nav>",
+    ]
     n_table = 0
     for sec in sections:
         parts.append(f'<section id="{_slug(sec.title)}"><h2>{esc(sec.title)}</h2>')
         group = ""
         for b in sec.blocks:
             if isinstance(b, Paragraph):
-                parts.append(f'<p class="note"><strong>Note:</strong> {esc(b.text)}</p>' if b.note
-                             else f"<p>{esc(b.text)}</p>")
+                parts.append(
+                    f'<p class="note"><strong>Note:</strong> {esc(b.text)}</p>'
+                    if b.note
+                    else f"<p>{esc(b.text)}</p>"
+                )
             elif isinstance(b, Bullets):
                 parts.append("<ul>" + "".join(f"<li>{esc(i)}</li>" for i in b.items) + "</ul>")
             elif isinstance(b, Table):
                 n_table += 1
                 rendered = _html_table(b, f"table-{n_table}")
                 if len(b.rows) > collapse_rows:
-                    rendered = (f"<details><summary>{esc(b.caption)} ({len(b.rows)} rows, click "
-                                f"to show)</summary>{rendered}</details>")
+                    rendered = (
+                        f"<details><summary>{esc(b.caption)} ({len(b.rows)} rows, click "
+                        f"to show)</summary>{rendered}</details>"
+                    )
                 parts.append(rendered)
             elif isinstance(b, FigureBlock):
                 if b.group and b.group != group:
                     parts.append(f"<h3>{esc(b.group)}</h3>")
                     group = b.group
-                parts.append(f'<figure><img src="{figure_data_uri(b.path)}" alt="{esc(b.caption)}">'
-                             f"<figcaption>{esc(b.caption)} ({esc(b.path.name)})</figcaption></figure>")
+                parts.append(
+                    f'<figure><img src="{figure_data_uri(b.path)}" alt="{esc(b.caption)}">'
+                    f"<figcaption>{esc(b.caption)} ({esc(b.path.name)})</figcaption></figure>"
+                )
         parts.append("</section>")
     parts += [f"<script>{_SORT_JS}</script>", "</main></body></html>"]
     return "\n".join(parts) + "\n"

@@ -45,8 +45,18 @@ ALL_SCOPE = "all"
 
 #: Fallback severity rank of level names when the degradation registry gives no order.
 DEFAULT_LEVEL_RANK = {
-    "none": 0, "minimal": 1, "mild": 2, "light": 2, "low": 2, "moderate": 3, "medium": 3,
-    "high": 4, "strong": 4, "severe": 5, "heavy": 5, "extreme": 6,
+    "none": 0,
+    "minimal": 1,
+    "mild": 2,
+    "light": 2,
+    "low": 2,
+    "moderate": 3,
+    "medium": 3,
+    "high": 4,
+    "strong": 4,
+    "severe": 5,
+    "heavy": 5,
+    "extreme": 6,
 }
 
 
@@ -78,8 +88,12 @@ def level_order(family_levels: Mapping[str, Iterable[str]]) -> dict[str, list[st
             continue
         unknown = [lv for lv in present if lv not in DEFAULT_LEVEL_RANK]
         if unknown:
-            logger.warning("family %r: no severity order known for levels %s; ordering them "
-                           "alphabetically after the known levels", family, unknown)
+            logger.warning(
+                "family %r: no severity order known for levels %s; ordering them "
+                "alphabetically after the known levels",
+                family,
+                unknown,
+            )
         out[family] = sorted(present, key=lambda lv: (DEFAULT_LEVEL_RANK.get(lv, 99), lv))
     return out
 
@@ -100,8 +114,7 @@ def _registry_levels(family: str) -> list[str] | None:
             if isinstance(levels, Mapping | Sequence) and not isinstance(levels, str):
                 return [str(lv) for lv in levels]
     except Exception:  # a registry shape this code does not know: use the fallback
-        logger.debug("cannot read the level order of %r from the registry", family,
-                     exc_info=True)
+        logger.debug("cannot read the level order of %r from the registry", family, exc_info=True)
     return None
 
 
@@ -184,8 +197,9 @@ def weighted_midranks(v: np.ndarray, group_weights: np.ndarray, groups: np.ndarr
     return ranks[:, groups]
 
 
-def _kendall_sign_matrix(x: np.ndarray, y: np.ndarray, codes: np.ndarray, n_clusters: int,
-                         block: int = 2048) -> np.ndarray:
+def _kendall_sign_matrix(
+    x: np.ndarray, y: np.ndarray, codes: np.ndarray, n_clusters: int, block: int = 2048
+) -> np.ndarray:
     """(C, C) matrix of summed sign(dx) sign(dy) between the pairs of clusters a and b."""
     a = _indicator(codes, n_clusters)
     out = np.zeros((n_clusters, n_clusters))
@@ -196,9 +210,14 @@ def _kendall_sign_matrix(x: np.ndarray, y: np.ndarray, codes: np.ndarray, n_clus
     return out
 
 
-def bootstrap_correlations(x: np.ndarray, y: np.ndarray, clusters: Sequence, *,
-                           n_bootstrap: int = N_BOOTSTRAP,
-                           rng: np.random.Generator) -> dict[str, np.ndarray]:
+def bootstrap_correlations(
+    x: np.ndarray,
+    y: np.ndarray,
+    clusters: Sequence,
+    *,
+    n_bootstrap: int = N_BOOTSTRAP,
+    rng: np.random.Generator,
+) -> dict[str, np.ndarray]:
     """Pearson, Spearman and Kendall tau-b of every cluster-bootstrap replicate.
 
     Parameters
@@ -228,8 +247,9 @@ def bootstrap_correlations(x: np.ndarray, y: np.ndarray, clusters: Sequence, *,
     # Total weight of each tie group: (B, C) @ (C, G).
     tx = wc @ (_indicator(codes, n_clusters).T @ _indicator(gx, n_gx))
     ty = wc @ (_indicator(codes, n_clusters).T @ _indicator(gy, n_gy))
-    out["spearman"] = weighted_pearson(weighted_midranks(x, tx, gx),
-                                       weighted_midranks(y, ty, gy), w)
+    out["spearman"] = weighted_pearson(
+        weighted_midranks(x, tx, gx), weighted_midranks(y, ty, gy), w
+    )
 
     # Kendall tau-b on the replicated sample: copies of one pair are tied in x and y.
     total = w.sum(axis=1)
@@ -249,9 +269,15 @@ def _stable_seed(*parts: object) -> int:
     return zlib.crc32("\x1f".join(str(p) for p in parts).encode())
 
 
-def correlate(x: np.ndarray, y: np.ndarray, clusters: Sequence, *,
-              n_bootstrap: int = N_BOOTSTRAP, seed: int = 0,
-              confidence: float = CONFIDENCE) -> dict[str, float]:
+def correlate(
+    x: np.ndarray,
+    y: np.ndarray,
+    clusters: Sequence,
+    *,
+    n_bootstrap: int = N_BOOTSTRAP,
+    seed: int = 0,
+    confidence: float = CONFIDENCE,
+) -> dict[str, float]:
     """Pearson, Spearman and Kendall (tau-b) of ``x`` and ``y`` with p-values and cluster-
     bootstrap percentile CIs; pairs where either value is NaN or infinite are left out.
 
@@ -284,16 +310,18 @@ def correlate(x: np.ndarray, y: np.ndarray, clusters: Sequence, *,
     y = np.asarray(y, dtype=np.float64)
     clusters = np.asarray(clusters, dtype=object)
     if not (len(x) == len(y) == len(clusters)):
-        raise ParameterError(f"x, y and clusters must have one length, got {len(x)}, {len(y)}, "
-                             f"{len(clusters)}")
+        raise ParameterError(
+            f"x, y and clusters must have one length, got {len(x)}, {len(y)}, {len(clusters)}"
+        )
     keep = np.isfinite(x) & np.isfinite(y)
     x, y, clusters = x[keep], y[keep], clusters[keep]
     n = len(x)
     n_rec = len(set(clusters.tolist()))
     row: dict[str, float] = {"n": n, "n_recordings": n_rec}
     for m in METHODS:
-        row.update({m: math.nan, f"{m}_p": math.nan, f"{m}_ci_low": math.nan,
-                    f"{m}_ci_high": math.nan})
+        row.update(
+            {m: math.nan, f"{m}_p": math.nan, f"{m}_ci_low": math.nan, f"{m}_ci_high": math.nan}
+        )
     if n < MIN_PAIRS or np.ptp(x) == 0 or np.ptp(y) == 0:
         return row
     with np.errstate(all="ignore"):
@@ -318,14 +346,20 @@ def correlate(x: np.ndarray, y: np.ndarray, clusters: Sequence, *,
 def metric_pairs(neural: Sequence[str], classic: Sequence[str]) -> list[tuple[str, str]]:
     """Every neural metric against every classic one, then each pair of classic metrics."""
     pairs = [(n, c) for n in neural for c in classic]
-    pairs += [(a, b) for i, a in enumerate(classic) for b in classic[i + 1:]]
+    pairs += [(a, b) for i, a in enumerate(classic) for b in classic[i + 1 :]]
     return pairs
 
 
-def correlation_table(pairs: pd.DataFrame, metric_pairs: Sequence[tuple[str, str]], *,
-                      cluster_column: str = "reference_path", family_column: str = "family",
-                      n_bootstrap: int = N_BOOTSTRAP, seed: int = 0,
-                      confidence: float = CONFIDENCE) -> pd.DataFrame:
+def correlation_table(
+    pairs: pd.DataFrame,
+    metric_pairs: Sequence[tuple[str, str]],
+    *,
+    cluster_column: str = "reference_path",
+    family_column: str = "family",
+    n_bootstrap: int = N_BOOTSTRAP,
+    seed: int = 0,
+    confidence: float = CONFIDENCE,
+) -> pd.DataFrame:
     """Correlations of metric pairs over all pairs and within each family.
 
     Parameters
@@ -359,9 +393,14 @@ def correlation_table(pairs: pd.DataFrame, metric_pairs: Sequence[tuple[str, str
         for mx, my in metric_pairs:
             if mx not in frame or my not in frame:
                 continue
-            r = correlate(frame[mx].to_numpy(float), frame[my].to_numpy(float),
-                          frame[cluster_column].to_numpy(object), n_bootstrap=n_bootstrap,
-                          seed=_stable_seed(seed, scope, mx, my), confidence=confidence)
+            r = correlate(
+                frame[mx].to_numpy(float),
+                frame[my].to_numpy(float),
+                frame[cluster_column].to_numpy(object),
+                n_bootstrap=n_bootstrap,
+                seed=_stable_seed(seed, scope, mx, my),
+                confidence=confidence,
+            )
             rows.append({"scope": scope, "metric_x": mx, "metric_y": my, **r})
     return pd.DataFrame(rows, columns=columns)
 
@@ -389,9 +428,13 @@ def mean_ci(values: np.ndarray, confidence: float = CONFIDENCE) -> tuple[float, 
     return mean, mean - half, mean + half, n
 
 
-def summary_by_degradation(pairs: pd.DataFrame, metrics: Sequence[str],
-                           order: Mapping[str, Sequence[str]] | None = None, *,
-                           confidence: float = CONFIDENCE) -> pd.DataFrame:
+def summary_by_degradation(
+    pairs: pd.DataFrame,
+    metrics: Sequence[str],
+    order: Mapping[str, Sequence[str]] | None = None,
+    *,
+    confidence: float = CONFIDENCE,
+) -> pd.DataFrame:
     """Per family and level: the number of pairs and, per metric, mean, t-interval and n.
 
     Only finite values count (a failed cell is NaN; SI-SDR of an exact copy is +inf).
@@ -417,16 +460,19 @@ def summary_by_degradation(pairs: pd.DataFrame, metrics: Sequence[str],
             for m in metrics:
                 vals = g[m].to_numpy(float) if m in g else np.array([])
                 mean, lo, hi, n = mean_ci(vals, confidence)
-                row.update({f"{m}_mean": mean, f"{m}_ci_low": lo, f"{m}_ci_high": hi,
-                            f"{m}_n": n})
+                row.update({f"{m}_mean": mean, f"{m}_ci_low": lo, f"{m}_ci_high": hi, f"{m}_n": n})
             rows.append(row)
     return pd.DataFrame(rows, columns=columns)
 
 
 # -- monotonicity ---------------------------------------------------------------------------
-def monotonicity(pairs: pd.DataFrame, metrics: Sequence[str],
-                 order: Mapping[str, Sequence[str]] | None = None, *,
-                 recording_column: str = "reference_path") -> pd.DataFrame:
+def monotonicity(
+    pairs: pd.DataFrame,
+    metrics: Sequence[str],
+    order: Mapping[str, Sequence[str]] | None = None,
+    *,
+    recording_column: str = "reference_path",
+) -> pd.DataFrame:
     """Does each metric move the right way at each step up in severity, recording by recording?
 
     For a family with levels ``l1 < l2 < ... < lk`` and a metric, step ``l_i -> l_{i+1}``
@@ -443,8 +489,15 @@ def monotonicity(pairs: pd.DataFrame, metrics: Sequence[str],
     """
     if order is None:
         order = level_order({f: g["level"] for f, g in pairs.groupby("family")})
-    columns = ["family", "metric", "direction", "step", "n_recordings", "fraction_right",
-               "fraction_monotone"]
+    columns = [
+        "family",
+        "metric",
+        "direction",
+        "step",
+        "n_recordings",
+        "fraction_right",
+        "fraction_monotone",
+    ]
     rows = []
     for family in sorted(order):
         levels = list(order[family])
@@ -455,8 +508,9 @@ def monotonicity(pairs: pd.DataFrame, metrics: Sequence[str],
             if m not in fam:
                 continue
             sign = -1.0 if higher_is_better(m) else 1.0  # required sign of (next - previous)
-            wide = fam.pivot_table(index=recording_column, columns="level", values=m,
-                                   aggfunc="first", dropna=False)
+            wide = fam.pivot_table(
+                index=recording_column, columns="level", values=m, aggfunc="first", dropna=False
+            )
             wide = wide.reindex(columns=levels)
             values = wide.to_numpy(float)
             right_all = 0
@@ -468,17 +522,29 @@ def monotonicity(pairs: pd.DataFrame, metrics: Sequence[str],
                 n = int(ok.sum())
                 right_all += int(right.sum())
                 n_all += n
-                rows.append({"family": family, "metric": m,
-                             "direction": "falls" if sign < 0 else "rises",
-                             "step": f"{levels[i]}->{levels[i + 1]}", "n_recordings": n,
-                             "fraction_right": right.mean() if n else math.nan,
-                             "fraction_monotone": math.nan})
+                rows.append(
+                    {
+                        "family": family,
+                        "metric": m,
+                        "direction": "falls" if sign < 0 else "rises",
+                        "step": f"{levels[i]}->{levels[i + 1]}",
+                        "n_recordings": n,
+                        "fraction_right": right.mean() if n else math.nan,
+                        "fraction_monotone": math.nan,
+                    }
+                )
             complete = np.all(np.isfinite(values), axis=1)
             steps = np.sign(np.diff(values[complete], axis=1)) == sign
             monotone = steps.all(axis=1)
-            rows.append({"family": family, "metric": m,
-                         "direction": "falls" if sign < 0 else "rises", "step": "all",
-                         "n_recordings": int(complete.sum()),
-                         "fraction_right": right_all / n_all if n_all else math.nan,
-                         "fraction_monotone": monotone.mean() if len(monotone) else math.nan})
+            rows.append(
+                {
+                    "family": family,
+                    "metric": m,
+                    "direction": "falls" if sign < 0 else "rises",
+                    "step": "all",
+                    "n_recordings": int(complete.sum()),
+                    "fraction_right": right_all / n_all if n_all else math.nan,
+                    "fraction_monotone": monotone.mean() if len(monotone) else math.nan,
+                }
+            )
     return pd.DataFrame(rows, columns=columns)

@@ -65,31 +65,62 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="visualize_results.py",
         description="Stage 4: figures, analysis_report.txt and a self-contained report.html "
-                    "from the tables of calculate_metrics.py.",
+        "from the tables of calculate_metrics.py.",
         formatter_class=cli.HelpFormatter,
         epilog="Example:\n  python visualize_results.py --results-dir results "
-               "--output-dir results/visualizations",
+        "--output-dir results/visualizations",
     )
-    parser.add_argument("--results-dir", type=Path, default=Path(DEFAULT_RESULTS_DIR), metavar="DIR",
-                        help="folder written by calculate_metrics.py (pair_metrics.csv, "
-                             "summary_by_degradation.csv, correlations.csv, monotonicity.csv)")
-    parser.add_argument("--output-dir", type=Path, default=None, metavar="DIR",
-                        help="where figures and reports go (default: <results-dir>/visualizations)")
-    parser.add_argument("--format", choices=("png", "svg"), default="png",
-                        help="figure file format (both embed in report.html)")
-    parser.add_argument("--dpi", type=cli.positive_int, default=DEFAULT_DPI,
-                        help="resolution of PNG figures, dots per inch")
-    parser.add_argument("--audio-dir", type=Path, default=None, metavar="DIR",
-                        help="audio folder of stages 1-2, for the degradation parameters in the "
-                             "setup section (default: as recorded in <results-dir>/run.json, "
-                             "else test_audio beside the results folder)")
+    parser.add_argument(
+        "--results-dir",
+        type=Path,
+        default=Path(DEFAULT_RESULTS_DIR),
+        metavar="DIR",
+        help="folder written by calculate_metrics.py (pair_metrics.csv, "
+        "summary_by_degradation.csv, correlations.csv, monotonicity.csv)",
+    )
+    parser.add_argument(
+        "--output-dir",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="where figures and reports go (default: <results-dir>/visualizations)",
+    )
+    parser.add_argument(
+        "--format",
+        choices=("png", "svg"),
+        default="png",
+        help="figure file format (both embed in report.html)",
+    )
+    parser.add_argument(
+        "--dpi",
+        type=cli.positive_int,
+        default=DEFAULT_DPI,
+        help="resolution of PNG figures, dots per inch",
+    )
+    parser.add_argument(
+        "--audio-dir",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="audio folder of stages 1-2, for the degradation parameters in the "
+        "setup section (default: as recorded in <results-dir>/run.json, "
+        "else test_audio beside the results folder)",
+    )
     cli.add_common_arguments(parser, workers=False)
     return parser
 
 
 def _input_files(results: StudyResults) -> list[Path]:
-    files = [results.results_dir / n for n in (PAIR_METRICS_NAME, SUMMARY_NAME, CORRELATIONS_NAME,
-                                               MONOTONICITY_NAME, RUN_JSON_NAME)]
+    files = [
+        results.results_dir / n
+        for n in (
+            PAIR_METRICS_NAME,
+            SUMMARY_NAME,
+            CORRELATIONS_NAME,
+            MONOTONICITY_NAME,
+            RUN_JSON_NAME,
+        )
+    ]
     audio = Path(results.inputs.get("audio_dir", ""))
     files.append(audio / "manifest.csv")
     for m in results.models:
@@ -139,37 +170,74 @@ def figure_plan(results: StudyResults) -> list[tuple[str, str, str, Any]]:
     neural = [m for m in results.neural_metrics if pairs[m].notna().any()]
     if refs:
         for m in neural:
-            plan.append((f"scatter_{m}", GROUP_SCATTER,
-                         f"{metric_info(m).label} against "
-                         + " and ".join(metric_info(r).label for r in refs)
-                         + ": one point per pair, colour = family, marker = level; the legend "
-                           "gives Pearson and Spearman with 95% CI and n.",
-                         lambda m=m: plots.scatter_figure(pairs, neural_metric=m, references=refs,
-                                                          families=families, level_order=order,
-                                                          correlations=corr)))
+            plan.append(
+                (
+                    f"scatter_{m}",
+                    GROUP_SCATTER,
+                    f"{metric_info(m).label} against "
+                    + " and ".join(metric_info(r).label for r in refs)
+                    + ": one point per pair, colour = family, marker = level; the legend "
+                    "gives Pearson and Spearman with 95% CI and n.",
+                    lambda m=m: plots.scatter_figure(
+                        pairs,
+                        neural_metric=m,
+                        references=refs,
+                        families=families,
+                        level_order=order,
+                        correlations=corr,
+                    ),
+                )
+            )
     for method in ("pearson", "spearman"):
-        plan.append((f"heatmap_{method}", GROUP_HEATMAP,
-                     f"{method.capitalize()} correlation between every pair of metrics over all pairs.",
-                     lambda method=method: plots.correlation_heatmap(pairs, results.metrics,
-                                                                     method=method)))
-    plan.append(("bars_by_degradation", GROUP_DEGRADATION,
-                 "Mean of every metric per degradation family and level, with 95% CI error bars.",
-                 lambda: plots.bar_chart(summary, results.metrics, families=families, level_order=order)))
-    plan.append(("severity_curves", GROUP_DEGRADATION,
-                 "Every metric against the severity of the degradation, one line per family, "
-                 "normalised per metric (1 = best observed mean, 0 = worst).",
-                 lambda: plots.severity_curves(summary, results.metrics, families=families,
-                                               level_order=order)))
+        plan.append(
+            (
+                f"heatmap_{method}",
+                GROUP_HEATMAP,
+                f"{method.capitalize()} correlation between every pair of metrics over all pairs.",
+                lambda method=method: plots.correlation_heatmap(
+                    pairs, results.metrics, method=method
+                ),
+            )
+        )
+    plan.append(
+        (
+            "bars_by_degradation",
+            GROUP_DEGRADATION,
+            "Mean of every metric per degradation family and level, with 95% CI error bars.",
+            lambda: plots.bar_chart(summary, results.metrics, families=families, level_order=order),
+        )
+    )
+    plan.append(
+        (
+            "severity_curves",
+            GROUP_DEGRADATION,
+            "Every metric against the severity of the degradation, one line per family, "
+            "normalised per metric (1 = best observed mean, 0 = worst).",
+            lambda: plots.severity_curves(
+                summary, results.metrics, families=families, level_order=order
+            ),
+        )
+    )
     primary = [m for m in primary_neural_metrics(results.metrics) if m in neural]
     if len(families) > 1 and refs and primary:
         for fam in families:
-            plan.append((f"family_{fam}", GROUP_FAMILY,
-                         f"Family '{fam}' only: headline neural metrics against "
-                         + " and ".join(metric_info(r).label for r in refs)
-                         + ", by level, with this family's correlations.",
-                         lambda fam=fam: plots.family_small_multiples(
-                             pairs, family=fam, neural_metrics=primary, references=refs,
-                             level_order=order, correlations=corr)))
+            plan.append(
+                (
+                    f"family_{fam}",
+                    GROUP_FAMILY,
+                    f"Family '{fam}' only: headline neural metrics against "
+                    + " and ".join(metric_info(r).label for r in refs)
+                    + ", by level, with this family's correlations.",
+                    lambda fam=fam: plots.family_small_multiples(
+                        pairs,
+                        family=fam,
+                        neural_metrics=primary,
+                        references=refs,
+                        level_order=order,
+                        correlations=corr,
+                    ),
+                )
+            )
     return plan
 
 
@@ -191,8 +259,12 @@ def run_stage(args: argparse.Namespace) -> int:
         except ValueError:
             previous = {}
     prev_outputs = [output_dir / p for p in previous.get("outputs", [])]
-    if (not args.force and previous.get("inputs_digest") == digest and prev_outputs
-            and all(p.exists() for p in prev_outputs)):
+    if (
+        not args.force
+        and previous.get("inputs_digest") == digest
+        and prev_outputs
+        and all(p.exists() for p in prev_outputs)
+    ):
         logger.info("%s is up to date with %s (use --force to redraw)", output_dir, results_dir)
         print(output_dir / HTML_REPORT_NAME)
         return cli.EXIT_OK
@@ -204,7 +276,9 @@ def run_stage(args: argparse.Namespace) -> int:
     failed: list[str] = []
     plan = figure_plan(results)
     t_fig = time.perf_counter()
-    for stem, group, caption, builder in cli.progress(plan, total=len(plan), desc="figures", args=args):
+    for stem, group, caption, builder in cli.progress(
+        plan, total=len(plan), desc="figures", args=args
+    ):
         path = output_dir / f"{stem}.{args.format}"
         try:
             plots.save_figure(builder(), path, dpi=args.dpi)
@@ -227,16 +301,32 @@ def run_stage(args: argparse.Namespace) -> int:
             logger.info("removed %s (no longer produced)", stale)
     t_end = time.perf_counter()
     cli.write_run_json(
-        output_dir, stage=STAGE_NAME, args=args, params=params,
+        output_dir,
+        stage=STAGE_NAME,
+        args=args,
+        params=params,
         timings={"load": t_fig - t0, "figures": t_report - t_fig, "report": t_end - t_report},
-        extra={"inputs_digest": digest, "outputs": outputs, "failed_figures": failed,
-               "models": {m.name: {"available": m.available, "reason": m.reason}
-                          for m in results.models if m.name in MODELS},
-               "notes": results.notes},
+        extra={
+            "inputs_digest": digest,
+            "outputs": outputs,
+            "failed_figures": failed,
+            "models": {
+                m.name: {"available": m.available, "reason": m.reason}
+                for m in results.models
+                if m.name in MODELS
+            },
+            "notes": results.notes,
+        },
     )
-    logger.info("%d figures, %s and %s written to %s in %.1f s%s", len(figures), TEXT_REPORT_NAME,
-                HTML_REPORT_NAME, output_dir, t_end - t0,
-                f"; {len(failed)} figure(s) failed" if failed else "")
+    logger.info(
+        "%d figures, %s and %s written to %s in %.1f s%s",
+        len(figures),
+        TEXT_REPORT_NAME,
+        HTML_REPORT_NAME,
+        output_dir,
+        t_end - t0,
+        f"; {len(failed)} figure(s) failed" if failed else "",
+    )
     print(html_path)
     return cli.EXIT_FAILED if failed else cli.EXIT_OK
 

@@ -27,14 +27,30 @@ SEED = 20261125
 
 #: (file stem, espeak-ng voice, words per minute, text)
 SPEECH = [
-    ("harvard_01_male_us", "en-us+m3", 150,
-     "The birch canoe slid on the smooth planks. Glue the sheet to the dark blue background."),
-    ("harvard_02_female_gb", "en-gb+f3", 145,
-     "It is easy to tell the depth of a well. These days a chicken leg is a rare dish."),
-    ("harvard_03_female_us", "en-us+f2", 155,
-     "Rice is often served in round bowls. The juice of lemons makes fine punch."),
-    ("harvard_04_male_gb", "en-gb+m1", 140,
-     "The box was thrown beside the parked truck. Four hours of steady work faced us."),
+    (
+        "harvard_01_male_us",
+        "en-us+m3",
+        150,
+        "The birch canoe slid on the smooth planks. Glue the sheet to the dark blue background.",
+    ),
+    (
+        "harvard_02_female_gb",
+        "en-gb+f3",
+        145,
+        "It is easy to tell the depth of a well. These days a chicken leg is a rare dish.",
+    ),
+    (
+        "harvard_03_female_us",
+        "en-us+f2",
+        155,
+        "Rice is often served in round bowls. The juice of lemons makes fine punch.",
+    ),
+    (
+        "harvard_04_male_gb",
+        "en-gb+m1",
+        140,
+        "The box was thrown beside the parked truck. Four hours of steady work faced us.",
+    ),
 ]
 
 
@@ -64,7 +80,11 @@ def _note(freq_hz: float, dur_s: float, sr: int, rng: np.random.Generator) -> np
         f = freq_hz * k * np.sqrt(1 + 1e-4 * k * k)
         if f > sr / 2 - 1000:
             break
-        y += (0.6 ** (k - 1)) * np.exp(-t * (1.5 + 0.8 * k)) * np.sin(2 * np.pi * f * t + rng.uniform(0, 2 * np.pi))
+        y += (
+            (0.6 ** (k - 1))
+            * np.exp(-t * (1.5 + 0.8 * k))
+            * np.sin(2 * np.pi * f * t + rng.uniform(0, 2 * np.pi))
+        )
     attack = np.minimum(1, t / 0.005)
     return y * attack
 
@@ -80,17 +100,17 @@ def make_music(path: Path, *, sr: int = 44100, seconds: float = 5.0) -> None:
         start = int(i * 2 * beat * sr)
         for m in chord:  # chord, panned slightly right
             tone = _note(midi(m), 2 * beat, sr, rng)[: n - start]
-            left[start:start + len(tone)] += 0.35 * tone
-            right[start:start + len(tone)] += 0.5 * tone
+            left[start : start + len(tone)] += 0.35 * tone
+            right[start : start + len(tone)] += 0.5 * tone
         bass = _note(midi(chord[0] - 24), 2 * beat, sr, rng)[: n - start]
-        left[start:start + len(bass)] += 0.6 * bass
-        right[start:start + len(bass)] += 0.6 * bass
+        left[start : start + len(bass)] += 0.6 * bass
+        right[start : start + len(bass)] += 0.6 * bass
     melody = [72, 74, 76, 79, 77, 76, 74, 72, 71, 72, 74, 76, 74, 72, 71, 67]
     for j, m in enumerate(melody):  # melody, panned left
         start = int(j * beat / 2 * sr)
         tone = _note(midi(m), beat, sr, rng)[: n - start]
-        left[start:start + len(tone)] += 0.5 * tone
-        right[start:start + len(tone)] += 0.25 * tone
+        left[start : start + len(tone)] += 0.5 * tone
+        right[start : start + len(tone)] += 0.25 * tone
     stereo = np.stack([left, right], axis=1)
     stereo *= 10 ** (-3 / 20) / np.max(np.abs(stereo))
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -110,7 +130,9 @@ def make_environment(path: Path, *, sr: int = 32000, seconds: float = 5.0) -> No
     # Rain: sparse decaying clicks.
     rain = np.zeros(n)
     for pos in rng.integers(0, n - 400, size=120):
-        rain[pos:pos + 400] += rng.uniform(0.02, 0.12) * np.exp(-np.arange(400) / 40) * rng.standard_normal(400)
+        rain[pos : pos + 400] += (
+            rng.uniform(0.02, 0.12) * np.exp(-np.arange(400) / 40) * rng.standard_normal(400)
+        )
     # Birds: frequency-modulated chirps.
     birds = np.zeros(n)
     for start_s in (0.6, 0.9, 2.2, 2.45, 3.7, 4.1):
@@ -119,7 +141,7 @@ def make_environment(path: Path, *, sr: int = 32000, seconds: float = 5.0) -> No
         tt = np.arange(d) / sr
         f = 3000 + 1500 * np.sin(2 * np.pi * 8 * tt) + 4000 * tt
         chirp = np.sin(2 * np.pi * np.cumsum(f) / sr) * np.hanning(d)
-        birds[s:s + d] += 0.4 * chirp
+        birds[s : s + d] += 0.4 * chirp
     y = wind + rain + birds
     y *= 10 ** (-3 / 20) / np.max(np.abs(y))
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -128,8 +150,12 @@ def make_environment(path: Path, *, sr: int = 32000, seconds: float = 5.0) -> No
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--output", type=Path, default=Path("original_audio"), help="folder to write into")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--output", type=Path, default=Path("original_audio"), help="folder to write into"
+    )
     args = parser.parse_args()
     make_speech(args.output / "speech")
     make_music(args.output / "music" / "piano_chords.flac")

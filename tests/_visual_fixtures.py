@@ -15,13 +15,21 @@ import pandas as pd
 
 from perceptual_audio import stats
 
-FAMILIES = {"noise": ["low", "high", "extreme"], "bitrate": ["low", "medium", "high"],
-            "compression": ["mild", "strong", "extreme"]}
+FAMILIES = {
+    "noise": ["low", "high", "extreme"],
+    "bitrate": ["low", "medium", "high"],
+    "compression": ["mild", "strong", "extreme"],
+}
 CLASSIC = ["pesq_wb", "pesq_nb", "stoi", "estoi", "si_sdr"]
 
 
-def make_pairs(*, n_recordings: int = 6, families: dict | None = None,
-               models: tuple[str, ...] = ("openl3", "vggish", "cdpam"), seed: int = 0) -> pd.DataFrame:
+def make_pairs(
+    *,
+    n_recordings: int = 6,
+    families: dict | None = None,
+    models: tuple[str, ...] = ("openl3", "vggish", "cdpam"),
+    seed: int = 0,
+) -> pd.DataFrame:
     """pair_metrics.csv rows with a known structure (see module docstring)."""
     families = FAMILIES if families is None else families
     rng = np.random.default_rng(seed)
@@ -31,16 +39,25 @@ def make_pairs(*, n_recordings: int = 6, families: dict | None = None,
             for i in range(n_recordings):
                 q = 0.9 - 0.3 * rank + rng.normal(0, 0.04)  # latent quality, falls with severity
                 ref = f"clean/speech/rec{i}.wav"
-                row = {"reference_path": ref, "degraded_path": f"degraded/{fam}/{lev}/speech/rec{i}.wav",
-                       "family": fam, "level": lev,
-                       "pesq_wb": 1.0 + 3.5 * q, "pesq_nb": 1.2 + 3.2 * q, "stoi": 0.5 + 0.5 * q,
-                       "estoi": 0.3 + 0.7 * q, "si_sdr": 30 * q - 5}
+                row = {
+                    "reference_path": ref,
+                    "degraded_path": f"degraded/{fam}/{lev}/speech/rec{i}.wav",
+                    "family": fam,
+                    "level": lev,
+                    "pesq_wb": 1.0 + 3.5 * q,
+                    "pesq_nb": 1.2 + 3.2 * q,
+                    "stoi": 0.5 + 0.5 * q,
+                    "estoi": 0.3 + 0.7 * q,
+                    "si_sdr": 30 * q - 5,
+                }
                 for m in CLASSIC:
                     row[f"{m}_status"] = "ok"
                 vgg_sign = -1 if fam == "compression" else 1
-                model_q = {"openl3": q + rng.normal(0, 0.02),
-                           "vggish": 0.5 + vgg_sign * (q - 0.5) + rng.normal(0, 0.1),
-                           "cdpam": q + rng.normal(0, 0.05)}
+                model_q = {
+                    "openl3": q + rng.normal(0, 0.02),
+                    "vggish": 0.5 + vgg_sign * (q - 0.5) + rng.normal(0, 0.1),
+                    "cdpam": q + rng.normal(0, 0.05),
+                }
                 for m in models:
                     row[f"{m}_cosine"] = 0.5 + 0.5 * model_q[m]
                     row[f"{m}_cosine_pooled"] = 0.6 + 0.4 * model_q[m]
@@ -62,8 +79,14 @@ def metric_columns(pairs: pd.DataFrame) -> list[str]:
     return [c for c in pairs.columns[4:] if f"{c}_status" in pairs.columns]
 
 
-def write_results(folder: Path, pairs: pd.DataFrame, *, unavailable: dict[str, str] | None = None,
-                  n_bootstrap: int = 200, run: dict | None = None) -> Path:
+def write_results(
+    folder: Path,
+    pairs: pd.DataFrame,
+    *,
+    unavailable: dict[str, str] | None = None,
+    n_bootstrap: int = 200,
+    run: dict | None = None,
+) -> Path:
     """Write results/ for ``pairs`` with the metrics stage's own statistics functions (so the
     schema is the one stage 3 writes), a run.json like stage 3's, and for each unavailable
     model a sibling ``<model>_embeddings/run.json``; returns the results folder."""
@@ -77,18 +100,37 @@ def write_results(folder: Path, pairs: pd.DataFrame, *, unavailable: dict[str, s
     neural = [c for c in value_cols if c not in CLASSIC]
     order = stats.level_order({f: g["level"] for f, g in pairs.groupby("family")})
     stats.summary_by_degradation(pairs, value_cols, order).to_csv(
-        results / "summary_by_degradation.csv", index=False)
-    stats.correlation_table(pairs, stats.metric_pairs(neural, [c for c in CLASSIC if c in value_cols]),
-                            n_bootstrap=n_bootstrap, seed=0).to_csv(results / "correlations.csv", index=False)
+        results / "summary_by_degradation.csv", index=False
+    )
+    stats.correlation_table(
+        pairs,
+        stats.metric_pairs(neural, [c for c in CLASSIC if c in value_cols]),
+        n_bootstrap=n_bootstrap,
+        seed=0,
+    ).to_csv(results / "correlations.csv", index=False)
     stats.monotonicity(pairs, value_cols, order).to_csv(results / "monotonicity.csv", index=False)
-    models = {m: {"available": m not in (unavailable or {}), "reason": (unavailable or {}).get(m, ""),
-                  "folder": str(folder / f"{m}_embeddings")} for m in ("openl3", "vggish", "cdpam")}
-    record = run if run is not None else {
-        "stage": "calculate_metrics", "command": ["calculate_metrics.py", "--results-dir", "results"],
-        "arguments": {"audio_dir": str(folder / "test_audio"), "results_dir": str(results)},
-        "parameters": {"bootstrap": n_bootstrap}, "finished_at": "2026-01-01T00:00:00+00:00",
-        "models": models, "level_order": order,
-        "failures": {c: int((pairs[f"{c}_status"] != "ok").sum()) for c in value_cols}}
+    models = {
+        m: {
+            "available": m not in (unavailable or {}),
+            "reason": (unavailable or {}).get(m, ""),
+            "folder": str(folder / f"{m}_embeddings"),
+        }
+        for m in ("openl3", "vggish", "cdpam")
+    }
+    record = (
+        run
+        if run is not None
+        else {
+            "stage": "calculate_metrics",
+            "command": ["calculate_metrics.py", "--results-dir", "results"],
+            "arguments": {"audio_dir": str(folder / "test_audio"), "results_dir": str(results)},
+            "parameters": {"bootstrap": n_bootstrap},
+            "finished_at": "2026-01-01T00:00:00+00:00",
+            "models": models,
+            "level_order": order,
+            "failures": {c: int((pairs[f"{c}_status"] != "ok").sum()) for c in value_cols},
+        }
+    )
     (results / "run.json").write_text(json.dumps(record))
     for model, reason in (unavailable or {}).items():
         d = folder / f"{model}_embeddings"

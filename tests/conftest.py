@@ -22,8 +22,10 @@ def rng() -> np.random.Generator:
 def shared_data() -> Path:
     """``../shared/data`` (reference recordings and outputs); skips when absent."""
     if not SHARED_DATA.is_dir():
-        pytest.skip(f"reference data folder {SHARED_DATA} is absent (only in the project's "
-                    "development checkout, not in a user's clone)")
+        pytest.skip(
+            f"reference data folder {SHARED_DATA} is absent (only in the project's "
+            "development checkout, not in a user's clone)"
+        )
     return SHARED_DATA
 
 

@@ -32,8 +32,9 @@ LOSSLESS = [
 ]
 
 
-@pytest.mark.parametrize(("ext", "kwargs", "tol"), LOSSLESS,
-                         ids=[f"{e}-{k['subtype']}" for e, k, _ in LOSSLESS])
+@pytest.mark.parametrize(
+    ("ext", "kwargs", "tol"), LOSSLESS, ids=[f"{e}-{k['subtype']}" for e, k, _ in LOSSLESS]
+)
 def test_lossless_round_trip(tmp_path, ext, kwargs, tol):
     y = sine(441.0, 0.5, 44100, amplitude=0.8)
     p = write_audio(tmp_path / f"x.{ext}", y, 44100, **kwargs)
@@ -42,8 +43,13 @@ def test_lossless_round_trip(tmp_path, ext, kwargs, tol):
     assert np.max(np.abs(back - y)) <= tol
 
 
-@pytest.mark.parametrize(("ext", "kwargs"), [("ogg", dict(format="OGG", subtype="VORBIS")),
-                                             ("mp3", dict(format="MP3", subtype="MPEG_LAYER_III"))])
+@pytest.mark.parametrize(
+    ("ext", "kwargs"),
+    [
+        ("ogg", dict(format="OGG", subtype="VORBIS")),
+        ("mp3", dict(format="MP3", subtype="MPEG_LAYER_III")),
+    ],
+)
 def test_lossy_formats_decode_to_the_same_tone(tmp_path, ext, kwargs):
     sr = 44100
     y = sine(1000.0, 1.0, sr, amplitude=0.5)
@@ -51,7 +57,7 @@ def test_lossy_formats_decode_to_the_same_tone(tmp_path, ext, kwargs):
     assert sr_back == sr
     spectrum = np.abs(np.fft.rfft(back * np.hanning(len(back))))
     assert np.argmax(spectrum) * sr / len(back) == pytest.approx(1000.0, abs=2.0)
-    rms_db = 20 * np.log10(np.sqrt(np.mean(back[sr // 4: -sr // 4] ** 2)) / (0.5 / np.sqrt(2)))
+    rms_db = 20 * np.log10(np.sqrt(np.mean(back[sr // 4 : -sr // 4] ** 2)) / (0.5 / np.sqrt(2)))
     assert abs(rms_db) < 0.5
 
 
@@ -64,28 +70,36 @@ def test_stereo_is_mixed_to_the_mean_of_channels(tmp_path):
     assert both.shape == (len(left), 2)
 
 
-@pytest.mark.parametrize(("sr_in", "sr_out"), [(44100, 16000), (48000, 16000), (8000, 16000),
-                                                (22050, 16000), (16000, 48000)])
+@pytest.mark.parametrize(
+    ("sr_in", "sr_out"),
+    [(44100, 16000), (48000, 16000), (8000, 16000), (22050, 16000), (16000, 48000)],
+)
 def test_resampling_keeps_frequency_level_and_length(sr_in, sr_out):
     y = sine(1000.0, 2.0, sr_in, amplitude=0.5)
     out = resample(y, sr_in, sr_out)
     assert len(out) == round(len(y) * sr_out / sr_in)
-    core = out[len(out) // 8: -len(out) // 8]  # away from the edges' filter transients
+    core = out[len(out) // 8 : -len(out) // 8]  # away from the edges' filter transients
     spectrum = np.abs(np.fft.rfft(core * np.hanning(len(core)), n=8 * len(core)))
     peak_hz = np.argmax(spectrum) * sr_out / (8 * len(core))
     assert peak_hz == pytest.approx(1000.0, abs=0.5)
-    level_db = 20 * np.log10(np.sqrt(np.mean(core ** 2)) / (0.5 / np.sqrt(2)))
+    level_db = 20 * np.log10(np.sqrt(np.mean(core**2)) / (0.5 / np.sqrt(2)))
     assert abs(level_db) < 0.1
 
 
 @pytest.mark.parametrize("n", [1, 2, 100, 44099, 44100, 44101, 123457])
 def test_resampled_length_is_rounded_exactly(n):
     x = np.random.default_rng(n).standard_normal(n).astype(np.float32) * 0.1
-    assert len(resample(x, 44100, 16000)) == resampled_length(n, 44100, 16000) == round(n * 16000 / 44100)
+    assert (
+        len(resample(x, 44100, 16000))
+        == resampled_length(n, 44100, 16000)
+        == round(n * 16000 / 44100)
+    )
 
 
 def test_resample_rejects_bad_rates():
-    with pytest.raises(ParameterError, match="sample rates must be positive, got sr_in=0, sr_out=16000"):
+    with pytest.raises(
+        ParameterError, match="sample rates must be positive, got sr_in=0, sr_out=16000"
+    ):
         resample(np.zeros(10, np.float32), 0, 16000)
 
 
@@ -110,7 +124,10 @@ def test_empty_file(tmp_path):
 def test_text_file_named_wav(tmp_path):
     p = tmp_path / "notes.wav"
     p.write_text("these are my notes, not audio\n")
-    with pytest.raises(AudioFormatError, match=r"notes\.wav: not a recognised audio file .*is it really a WAV file\?"):
+    with pytest.raises(
+        AudioFormatError,
+        match=r"notes\.wav: not a recognised audio file .*is it really a WAV file\?",
+    ):
         load_audio(p)
 
 

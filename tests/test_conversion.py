@@ -114,7 +114,7 @@ def test_rerun_skips_unchanged_redoes_changed_and_removes_stale(tmp_path):
     hashes = {r.path: r.sha256 for r in read_manifest(out)}
 
     write_audio(src / "b.wav", sine(600, 0.8, 22050), 22050)  # changed content
-    (src / "c.wav").unlink()                                    # disappeared
+    (src / "c.wav").unlink()  # disappeared
     assert _run("--input", src, "--output", out) == 0
     assert (out / "clean" / "a.wav").stat().st_mtime_ns == stamps["a.wav"]  # untouched
     assert not (out / "clean" / "c.wav").exists()
@@ -167,8 +167,18 @@ def test_crash_mid_write_leaves_no_partial_file_and_the_rerun_completes(tmp_path
 def test_parallel_equals_serial(tmp_path):
     src = tmp_path / "in"
     _make_good(src)
-    assert conversion.main(["--input", str(src), "--output", str(tmp_path / "s"), "--workers", "1", "-q"]) == 0
-    assert conversion.main(["--input", str(src), "--output", str(tmp_path / "p"), "--workers", "2", "-q"]) == 0
+    assert (
+        conversion.main(
+            ["--input", str(src), "--output", str(tmp_path / "s"), "--workers", "1", "-q"]
+        )
+        == 0
+    )
+    assert (
+        conversion.main(
+            ["--input", str(src), "--output", str(tmp_path / "p"), "--workers", "2", "-q"]
+        )
+        == 0
+    )
     strip = lambda rows: [(r.path, r.sha256, r.duration) for r in rows]  # noqa: E731
     assert strip(read_manifest(tmp_path / "s")) == strip(read_manifest(tmp_path / "p"))
 
@@ -177,8 +187,16 @@ def test_script_exit_status_summary_and_help(tmp_path):
     src = tmp_path / "in"
     write_audio(src / "ok.wav", sine(300, 0.5, 16000), 16000)
     (src / "bad.wav").write_text("nope")
-    cmd = [sys.executable, str(REPO_ROOT / "audio_conversion.py"), "--input", str(src),
-           "--output", str(tmp_path / "out"), "--sr", "16000"]
+    cmd = [
+        sys.executable,
+        str(REPO_ROOT / "audio_conversion.py"),
+        "--input",
+        str(src),
+        "--output",
+        str(tmp_path / "out"),
+        "--sr",
+        "16000",
+    ]
     res = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path)
     assert res.returncode == 1
     assert "bad.wav: not a recognised audio file" in res.stderr
@@ -187,8 +205,11 @@ def test_script_exit_status_summary_and_help(tmp_path):
     assert "converted 0, skipped 1 (up to date), failed 1" in res.stderr
     os.remove(src / "bad.wav")
     assert subprocess.run(cmd, capture_output=True, cwd=tmp_path).returncode == 0
-    helptext = subprocess.run([sys.executable, str(REPO_ROOT / "audio_conversion.py"), "--help"],
-                              capture_output=True, text=True).stdout
+    helptext = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "audio_conversion.py"), "--help"],
+        capture_output=True,
+        text=True,
+    ).stdout
     for opt in ("--input", "--output", "--sr", "--workers", "--force", "--quiet", "--verbose"):
         assert opt in helptext
     assert "output sample rate in Hz (default: 16000)" in helptext

@@ -300,8 +300,7 @@ def test_extras_are_stored_beside_the_frames_flags_recorded_and_stale_ones_remov
     base.register(ExtrasEmbedder)
     rng = np.random.default_rng(0)
     long, short = 0.1 * rng.standard_normal(SR * 2), 0.1 * rng.standard_normal(SR // 2)
-    audio = make_audio_dir(tmp_path / "test_audio",
-                           {"clean/a.b.wav": long, "clean/s.wav": short})
+    audio = make_audio_dir(tmp_path / "test_audio", {"clean/a.b.wav": long, "clean/s.wav": short})
     folder = tmp_path / "extrasmodel_embeddings"
     assert run(tmp_path, "--models", "extrasmodel", *dirs(tmp_path, "extrasmodel")) == 0
     _, rows = read_rows(folder)
@@ -319,4 +318,7 @@ def test_extras_are_stored_beside_the_frames_flags_recorded_and_stale_ones_remov
     make_audio_dir(tmp_path / "test_audio", {"clean/s.wav": short})
     assert run(tmp_path, "--models", "extrasmodel", *dirs(tmp_path, "extrasmodel")) == 0
     assert sorted(p.name for p in (folder / "clean").iterdir()) == [
-        "s.clip.npy", "s.npy", "s.timestamps.npy"]
+        "s.clip.npy",
+        "s.npy",
+        "s.timestamps.npy",
+    ]

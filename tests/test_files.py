@@ -67,6 +67,7 @@ def test_hashes(tmp_path):
 def test_mirror_path_maps_nested_awkward_names(tmp_path):
     src = tmp_path / "in" / "día 1 (take 2)" / "voix.flac"
     assert mirror_path(src, tmp_path / "in", tmp_path / "out" / "clean", suffix=".wav") == (
-        tmp_path / "out" / "clean" / "día 1 (take 2)" / "voix.wav")
+        tmp_path / "out" / "clean" / "día 1 (take 2)" / "voix.wav"
+    )
     with pytest.raises(ValueError):
         mirror_path(tmp_path / "elsewhere.wav", tmp_path / "in", tmp_path / "out")

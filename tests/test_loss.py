@@ -99,7 +99,9 @@ def add_noise(clean: torch.Tensor, snr_db: float, *, seed: int = 1) -> torch.Ten
     return clean + noise
 
 
-def adam_steps(loss_fn: nn.Module, noisy: torch.Tensor, clean: torch.Tensor, *, steps: int, lr: float) -> list[float]:
+def adam_steps(
+    loss_fn: nn.Module, noisy: torch.Tensor, clean: torch.Tensor, *, steps: int, lr: float
+) -> list[float]:
     """Optimise the waveform itself from ``noisy`` towards ``clean``; losses before each step
     and after the last."""
     x = noisy.clone().requires_grad_(True)
@@ -126,7 +128,9 @@ def tiny() -> TinyEmbedder:
 @pytest.mark.parametrize("distance", ["cosine", "l1", "l2"])
 def test_identical_inputs_give_zero(tiny: TinyEmbedder, distance: str) -> None:
     x = speech_like(0.25, 16000)
-    assert EmbeddingLoss(tiny, sample_rate=16000, distance=distance)(x, x).item() == pytest.approx(0, abs=1e-6)
+    assert EmbeddingLoss(tiny, sample_rate=16000, distance=distance)(x, x).item() == pytest.approx(
+        0, abs=1e-6
+    )
     assert DeepFeatureLoss(tiny, sample_rate=16000)(x, x).item() == pytest.approx(0, abs=1e-6)
 
 
@@ -155,16 +159,21 @@ def test_resampling_happens_inside(tiny: TinyEmbedder) -> None:
     x16 = speech_like(0.25, 16000)
     y16 = add_noise(x16, 10.0)
     at16 = EmbeddingLoss(tiny, sample_rate=16000)(y16, x16)
-    at24 = EmbeddingLoss(tiny, sample_rate=24000)(resample(y16, 16000, 24000), resample(x16, 16000, 24000))
+    at24 = EmbeddingLoss(tiny, sample_rate=24000)(
+        resample(y16, 16000, 24000), resample(x16, 16000, 24000)
+    )
     assert at16.item() == pytest.approx(at24.item(), rel=1e-6)
 
 
-@pytest.mark.parametrize("make", [
-    lambda m: EmbeddingLoss(m, sample_rate=16000, distance="cosine"),
-    lambda m: EmbeddingLoss(m, sample_rate=16000, distance="l1"),
-    lambda m: EmbeddingLoss(m, sample_rate=16000, distance="l2"),
-    lambda m: DeepFeatureLoss(m, sample_rate=16000),
-])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda m: EmbeddingLoss(m, sample_rate=16000, distance="cosine"),
+        lambda m: EmbeddingLoss(m, sample_rate=16000, distance="l1"),
+        lambda m: EmbeddingLoss(m, sample_rate=16000, distance="l2"),
+        lambda m: DeepFeatureLoss(m, sample_rate=16000),
+    ],
+)
 def test_larger_degradation_gives_larger_loss(tiny: TinyEmbedder, make) -> None:
     loss_fn = make(tiny)
     clean = speech_like(0.5, 16000)
@@ -180,8 +189,12 @@ def test_reductions_and_batch_shapes(tiny: TinyEmbedder) -> None:
     for i in range(3):  # each batch item equals its own loss
         single = EmbeddingLoss(tiny, sample_rate=16000, reduction="none")(noisy[i], clean[i])
         assert single.shape == () and single.item() == pytest.approx(none[i].item(), rel=1e-5)
-    assert EmbeddingLoss(tiny, sample_rate=16000)(noisy, clean).item() == pytest.approx(none.mean().item(), rel=1e-6)
-    assert EmbeddingLoss(tiny, sample_rate=16000, reduction="sum")(noisy, clean).item() == pytest.approx(none.sum().item(), rel=1e-6)
+    assert EmbeddingLoss(tiny, sample_rate=16000)(noisy, clean).item() == pytest.approx(
+        none.mean().item(), rel=1e-6
+    )
+    assert EmbeddingLoss(tiny, sample_rate=16000, reduction="sum")(
+        noisy, clean
+    ).item() == pytest.approx(none.sum().item(), rel=1e-6)
     dfl = DeepFeatureLoss(tiny, sample_rate=16000, reduction="none")(noisy, clean)
     assert dfl.shape == (3,) and torch.all(dfl > 0)
 
@@ -195,32 +208,51 @@ def test_deep_feature_layers_and_weights(tiny: TinyEmbedder) -> None:
     d1 = DeepFeatureLoss(tiny, sample_rate=16000, layers=["conv1"])(noisy, clean).item()
     d2 = DeepFeatureLoss(tiny, sample_rate=16000, layers=["conv2"])(noisy, clean).item()
     assert total == pytest.approx((d1 + d2) / 2, rel=1e-6)
-    weighted = DeepFeatureLoss(tiny, sample_rate=16000, layers=["conv1", "conv2"], layer_weights=[3.0, 0.5])
+    weighted = DeepFeatureLoss(
+        tiny, sample_rate=16000, layers=["conv1", "conv2"], layer_weights=[3.0, 0.5]
+    )
     assert weighted(noisy, clean).item() == pytest.approx(3 * d1 + 0.5 * d2, rel=1e-6)
-    by_name = DeepFeatureLoss(tiny, sample_rate=16000, layers=["conv1", "conv2"], layer_weights={"conv2": 1.0, "conv1": 0.0})
+    by_name = DeepFeatureLoss(
+        tiny,
+        sample_rate=16000,
+        layers=["conv1", "conv2"],
+        layer_weights={"conv2": 1.0, "conv1": 0.0},
+    )
     assert by_name(noisy, clean).item() == pytest.approx(d2, rel=1e-6)
     # by hand: unit channel vectors along axis 1 of (B, C, T), squared distance, mean over T
-    fa, fb = tiny.features(resample(noisy, 16000, 24000)[None]), tiny.features(resample(clean, 16000, 24000)[None])
-    a, b = fa["conv1"] / fa["conv1"].norm(dim=1, keepdim=True), fb["conv1"] / fb["conv1"].norm(dim=1, keepdim=True)
+    fa, fb = (
+        tiny.features(resample(noisy, 16000, 24000)[None]),
+        tiny.features(resample(clean, 16000, 24000)[None]),
+    )
+    a, b = (
+        fa["conv1"] / fa["conv1"].norm(dim=1, keepdim=True),
+        fb["conv1"] / fb["conv1"].norm(dim=1, keepdim=True),
+    )
     assert d1 == pytest.approx((a - b).pow(2).sum(1).mean().item(), rel=1e-5)
 
 
 # -- gradients --------------------------------------------------------------------------------------
-@pytest.mark.parametrize("make", [
-    lambda m: EmbeddingLoss(m, sample_rate=16000, distance="cosine", reduction="sum"),
-    lambda m: EmbeddingLoss(m, sample_rate=16000, distance="l2"),
-    lambda m: EmbeddingLoss(m, sample_rate=16000, distance="l1", reduction="none"),
-    lambda m: DeepFeatureLoss(m, sample_rate=16000, reduction="none"),
-])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda m: EmbeddingLoss(m, sample_rate=16000, distance="cosine", reduction="sum"),
+        lambda m: EmbeddingLoss(m, sample_rate=16000, distance="l2"),
+        lambda m: EmbeddingLoss(m, sample_rate=16000, distance="l1", reduction="none"),
+        lambda m: DeepFeatureLoss(m, sample_rate=16000, reduction="none"),
+    ],
+)
 def test_gradcheck_float64_through_resampler_and_model(make) -> None:
     tiny = TinyEmbedder()
     tiny.net.double()
     loss_fn = make(tiny)
     g = torch.Generator().manual_seed(7)
     reference = torch.randn(2, 32, dtype=torch.float64, generator=g)
-    estimate = (reference + 0.3 * torch.randn(2, 32, dtype=torch.float64, generator=g)).requires_grad_(True)
-    assert torch.autograd.gradcheck(lambda e: loss_fn(e, reference), (estimate,), eps=1e-6, atol=1e-6,
-                                    fast_mode=True)
+    estimate = (
+        reference + 0.3 * torch.randn(2, 32, dtype=torch.float64, generator=g)
+    ).requires_grad_(True)
+    assert torch.autograd.gradcheck(
+        lambda e: loss_fn(e, reference), (estimate,), eps=1e-6, atol=1e-6, fast_mode=True
+    )
 
 
 def test_gradient_flows_to_both_inputs_when_asked(tiny: TinyEmbedder) -> None:
@@ -249,19 +281,37 @@ def test_weights_frozen_and_stay_in_eval_mode(tiny: TinyEmbedder) -> None:
 def test_adam_steps_reduce_the_loss_tiny(tiny: TinyEmbedder) -> None:
     clean = speech_like(0.25, 16000)
     noisy = add_noise(clean, 10.0)
-    for loss_fn in (EmbeddingLoss(tiny, sample_rate=16000), DeepFeatureLoss(tiny, sample_rate=16000)):
+    for loss_fn in (
+        EmbeddingLoss(tiny, sample_rate=16000),
+        DeepFeatureLoss(tiny, sample_rate=16000),
+    ):
         losses = adam_steps(loss_fn, noisy, clean, steps=5, lr=2e-3)
         assert losses[-1] < 0.8 * losses[0], losses
 
 
 # -- errors -------------------------------------------------------------------------------------
-@pytest.mark.parametrize(("kwargs", "message"), [
-    ({"sample_rate": 0}, "EmbeddingLoss: sample_rate must be a positive integer in Hz, got 0"),
-    ({"sample_rate": 16000.0}, "EmbeddingLoss: sample_rate must be a positive integer in Hz, got 16000.0"),
-    ({"sample_rate": 16000, "distance": "l3"}, "EmbeddingLoss: distance must be one of cosine, l1, l2, got 'l3'"),
-    ({"sample_rate": 16000, "reduction": "max"}, "EmbeddingLoss: reduction must be one of mean, sum, none, got 'max'"),
-    ({"sample_rate": 16000, "device": "cpu"}, r"EmbeddingLoss: model options \['device'\] can only be given with a model name"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"sample_rate": 0}, "EmbeddingLoss: sample_rate must be a positive integer in Hz, got 0"),
+        (
+            {"sample_rate": 16000.0},
+            "EmbeddingLoss: sample_rate must be a positive integer in Hz, got 16000.0",
+        ),
+        (
+            {"sample_rate": 16000, "distance": "l3"},
+            "EmbeddingLoss: distance must be one of cosine, l1, l2, got 'l3'",
+        ),
+        (
+            {"sample_rate": 16000, "reduction": "max"},
+            "EmbeddingLoss: reduction must be one of mean, sum, none, got 'max'",
+        ),
+        (
+            {"sample_rate": 16000, "device": "cpu"},
+            r"EmbeddingLoss: model options \['device'\] can only be given with a model name",
+        ),
+    ],
+)
 def test_bad_construction_raises(tiny: TinyEmbedder, kwargs: dict, message: str) -> None:
     with pytest.raises(ParameterError, match=message):
         EmbeddingLoss(tiny, **kwargs)
@@ -270,18 +320,28 @@ def test_bad_construction_raises(tiny: TinyEmbedder, kwargs: dict, message: str)
 def test_bad_model_raises() -> None:
     with pytest.raises(ParameterError, match="unknown model 'wav2vec'"):
         EmbeddingLoss("wav2vec", sample_rate=16000)
-    with pytest.raises(ParameterError, match="model must be a model name .str. or an Embedder, got int"):
+    with pytest.raises(
+        ParameterError, match="model must be a model name .str. or an Embedder, got int"
+    ):
         EmbeddingLoss(3, sample_rate=16000)
 
 
 def test_bad_inputs_raise(tiny: TinyEmbedder) -> None:
     loss_fn = EmbeddingLoss(tiny, sample_rate=16000)
     x = torch.zeros(2, 800)
-    with pytest.raises(ParameterError, match=r"estimate and reference must have the same shape, got \(2, 800\) and \(800,\)"):
+    with pytest.raises(
+        ParameterError,
+        match=r"estimate and reference must have the same shape, got \(2, 800\) and \(800,\)",
+    ):
         loss_fn(x, x[0])
-    with pytest.raises(ParameterError, match=r"estimate must have shape \(n,\) or \(B, n\) with n > 0, got \(1, 2, 800\)"):
+    with pytest.raises(
+        ParameterError,
+        match=r"estimate must have shape \(n,\) or \(B, n\) with n > 0, got \(1, 2, 800\)",
+    ):
         loss_fn(x[None], x[None])
-    with pytest.raises(ParameterError, match="reference must be a floating-point tensor, got torch.int64"):
+    with pytest.raises(
+        ParameterError, match="reference must be a floating-point tensor, got torch.int64"
+    ):
         loss_fn(x, x.long())
     with pytest.raises(ParameterError, match="estimate must be a torch.Tensor, got ndarray"):
         loss_fn(x.numpy(), x)
@@ -289,13 +349,20 @@ def test_bad_inputs_raise(tiny: TinyEmbedder) -> None:
 
 def test_bad_layers_raise(tiny: TinyEmbedder) -> None:
     x = speech_like(0.1, 16000)
-    with pytest.raises(ParameterError, match=r"unknown layers \['conv9'\] for tiny; features available: \['conv1', 'conv2', 'embedding'\]"):
+    with pytest.raises(
+        ParameterError,
+        match=r"unknown layers \['conv9'\] for tiny; features available: \['conv1', 'conv2', 'embedding'\]",
+    ):
         DeepFeatureLoss(tiny, sample_rate=16000, layers=["conv9"])(x, x)
-    with pytest.raises(ParameterError, match=r"one weight per layer \(2: \['conv1', 'conv2'\]\), got 1"):
+    with pytest.raises(
+        ParameterError, match=r"one weight per layer \(2: \['conv1', 'conv2'\]\), got 1"
+    ):
         DeepFeatureLoss(tiny, sample_rate=16000, layers=["conv1", "conv2"], layer_weights=[1.0])
     with pytest.raises(ParameterError, match="layer_weights must be >= 0"):
         DeepFeatureLoss(tiny, sample_rate=16000, layers=["conv1"], layer_weights=[-1.0])
-    with pytest.raises(ParameterError, match="layers must be a non-empty sequence of names, got 'conv1'"):
+    with pytest.raises(
+        ParameterError, match="layers must be a non-empty sequence of names, got 'conv1'"
+    ):
         DeepFeatureLoss(tiny, sample_rate=16000, layers="conv1")
 
 
@@ -334,7 +401,9 @@ def test_cdpam_real_weights_identity_monotone_and_adam(cdpam_loss: EmbeddingLoss
 
 @pytest.mark.slow
 def test_cdpam_deep_feature_loss_real_weights(cdpam_loss: EmbeddingLoss) -> None:
-    dfl = DeepFeatureLoss(cdpam_loss.embedder, sample_rate=16000, layers=["layer00", "layer07", "layer15"])
+    dfl = DeepFeatureLoss(
+        cdpam_loss.embedder, sample_rate=16000, layers=["layer00", "layer07", "layer15"]
+    )
     clean = speech_like(0.2, 16000)
     assert dfl(clean, clean).item() == pytest.approx(0, abs=1e-6)
     losses = [dfl(add_noise(clean, snr), clean).item() for snr in SNRS_DB]
@@ -348,8 +417,15 @@ def openl3_synthetic(tmp_path_factory) -> Embedder:
     root = tmp_path_factory.mktemp("openl3_synthetic_weights")
     wf = ol3.weight_file("mel128", "env")
     synthetic.write_keras_h5(root / wf.filename, synthetic.make_weights(seed=3))
-    embedder = ol3.OpenL3Embedder("mel128", "env", 512, hop_seconds=0.5, weights_dir=root,
-                                  cache_dir=root / "cache", download=False)
+    embedder = ol3.OpenL3Embedder(
+        "mel128",
+        "env",
+        512,
+        hop_seconds=0.5,
+        weights_dir=root,
+        cache_dir=root / "cache",
+        download=False,
+    )
     embedder.load()
     return embedder
 
@@ -415,4 +491,6 @@ def test_cuda_vggish_architecture_matches_cpu() -> None:
         on_gpu = loss_fn(xg, clean.cuda())
         on_gpu.backward()
         assert on_gpu.item() == pytest.approx(on_cpu.item(), rel=1e-3)
-        assert torch.allclose(xg.grad.cpu(), x.grad, rtol=1e-2, atol=1e-3 * x.grad.abs().max().item())
+        assert torch.allclose(
+            xg.grad.cpu(), x.grad, rtol=1e-2, atol=1e-3 * x.grad.abs().max().item()
+        )

@@ -9,16 +9,32 @@ from perceptual_audio.manifest import ManifestRow, read_manifest, replace_kind, 
 
 
 def _row(path, kind="clean", **kw):
-    base = dict(kind=kind, source="x.flac", parameters={"target_sample_rate": 16000},
-                sample_rate=16000, duration=1.5, sha256="a" * 64, source_sha256="b" * 64)
+    base = dict(
+        kind=kind,
+        source="x.flac",
+        parameters={"target_sample_rate": 16000},
+        sample_rate=16000,
+        duration=1.5,
+        sha256="a" * 64,
+        source_sha256="b" * 64,
+    )
     base.update(kw)
     return ManifestRow.make(path, **base)
 
 
 def test_round_trip_preserves_every_field(tmp_path):
-    rows = [_row("clean/día (1).wav", flags=["short", "silent"]),
-            _row("degraded/noise/low/día (1).wav", kind="degraded", source="clean/día (1).wav",
-                 family="noise", level="low", seed=7, parameters={"snr_db": 30, "noise_rms": 0.01})]
+    rows = [
+        _row("clean/día (1).wav", flags=["short", "silent"]),
+        _row(
+            "degraded/noise/low/día (1).wav",
+            kind="degraded",
+            source="clean/día (1).wav",
+            family="noise",
+            level="low",
+            seed=7,
+            parameters={"snr_db": 30, "noise_rms": 0.01},
+        ),
+    ]
     write_manifest(tmp_path, rows)
     back = read_manifest(tmp_path)
     assert back == rows
@@ -27,8 +43,9 @@ def test_round_trip_preserves_every_field(tmp_path):
 
 
 def test_replace_kind_keeps_the_other_stage_rows(tmp_path):
-    write_manifest(tmp_path, [_row("clean/a.wav"),
-                              _row("degraded/noise/low/a.wav", kind="degraded", seed=1)])
+    write_manifest(
+        tmp_path, [_row("clean/a.wav"), _row("degraded/noise/low/a.wav", kind="degraded", seed=1)]
+    )
     replace_kind(tmp_path, "clean", [_row("clean/b.wav")])
     assert [r.path for r in read_manifest(tmp_path)] == ["clean/b.wav", "degraded/noise/low/a.wav"]
 

@@ -161,8 +161,9 @@ def test_silent_reference_fails_every_classic_metric(speech):
         assert math.isnan(out[name].value)
         assert out[name].status == "the reference signal is digital silence (all samples are 0)"
     assert math.isnan(out["si_sdr"].value)
-    assert out["si_sdr"].status == ("SI-SDR is undefined: the reference signal is constant "
-                                    "(zero energy)")
+    assert out["si_sdr"].status == (
+        "SI-SDR is undefined: the reference signal is constant (zero energy)"
+    )
 
 
 def test_silent_degraded_fails_pesq_but_not_stoi(speech):
@@ -186,8 +187,9 @@ def test_pystoi_too_few_frames_is_a_failure_not_1e5(speech):
 def test_pesq_too_short_is_reported(speech):
     m = metrics.measure(metrics.pesq_score, speech[:2000], speech[:2000], SR, mode="wb")
     assert math.isnan(m.value)
-    assert m.status == ("PESQ (wb) failed: BufferTooShortError: Buffer needs to be at least "
-                        "1/4 of a second long")
+    assert m.status == (
+        "PESQ (wb) failed: BufferTooShortError: Buffer needs to be at least 1/4 of a second long"
+    )
 
 
 def test_unexpected_library_errors_become_status():
@@ -238,8 +240,9 @@ def test_embedding_failures_become_status():
     zero = good.copy()
     zero[1] = 0
     out = metrics.embedding_metrics("m", good, zero)
-    assert out["m_cosine"].status == ("cosine similarity is undefined: an embedding frame is "
-                                      "all zeros")
+    assert out["m_cosine"].status == (
+        "cosine similarity is undefined: an embedding frame is all zeros"
+    )
     assert out["m_l2"].ok
 
 

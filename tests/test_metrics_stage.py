@@ -20,8 +20,20 @@ from perceptual_audio.manifest import ManifestRow, write_manifest
 
 SR = 16000
 SNR_DB = {"low": 30.0, "high": 15.0, "extreme": 5.0}
-EMB_COLUMNS = ("path", "embedding", "model", "variant", "n_frames", "dim", "hop_seconds",
-               "audio_sha256", "settings", "settings_digest", "weights_sha256", "status")
+EMB_COLUMNS = (
+    "path",
+    "embedding",
+    "model",
+    "variant",
+    "n_frames",
+    "dim",
+    "hop_seconds",
+    "audio_sha256",
+    "settings",
+    "settings_digest",
+    "weights_sha256",
+    "status",
+)
 
 
 def speech_like(seconds: float, rng: np.random.Generator) -> np.ndarray:
@@ -29,8 +41,10 @@ def speech_like(seconds: float, rng: np.random.Generator) -> np.ndarray:
     t = np.arange(int(seconds * SR)) / SR
     f0 = 110 + 30 * rng.random() + 20 * np.sin(2 * np.pi * 0.8 * t)
     phase = 2 * np.pi * np.cumsum(f0) / SR
-    x = sum((math.exp(-0.5 * ((k * 120 - 700) / 300) ** 2) + 0.1) / k * np.sin(k * phase)
-            for k in range(1, 30))
+    x = sum(
+        (math.exp(-0.5 * ((k * 120 - 700) / 300) ** 2) + 0.1) / k * np.sin(k * phase)
+        for k in range(1, 30)
+    )
     x = x * np.clip(np.sin(2 * np.pi * (3.5 + rng.random()) * t), 0, None) ** 2
     return (0.3 * x / np.max(np.abs(x))).astype(np.float32)
 
@@ -42,8 +56,9 @@ def fake_embedding(y: np.ndarray) -> np.ndarray:
     return np.log10(spec.reshape(len(frames), 64, 16).sum(axis=2) + 1e-6).astype(np.float32)
 
 
-def write_model(root: Path, model: str, audio_dir: Path, rows: list[ManifestRow], *,
-                skip: tuple[str, ...] = ()) -> Path:
+def write_model(
+    root: Path, model: str, audio_dir: Path, rows: list[ManifestRow], *, skip: tuple[str, ...] = ()
+) -> Path:
     """``<model>_embeddings`` with .npy files, manifest.csv and run.json as stage 2 writes."""
     folder = root / f"{model}_embeddings"
     records = []
@@ -54,10 +69,22 @@ def write_model(root: Path, model: str, audio_dir: Path, rows: list[ManifestRow]
             e = fake_embedding(y)
             (folder / emb_rel).parent.mkdir(parents=True, exist_ok=True)
             np.save(folder / emb_rel, e)
-        records.append({"path": r.path, "embedding": emb_rel, "model": model, "variant": "test",
-                        "n_frames": "", "dim": "", "hop_seconds": "0.064",
-                        "audio_sha256": r.sha256, "settings": "{}", "settings_digest": "x",
-                        "weights_sha256": "w", "status": "ok"})
+        records.append(
+            {
+                "path": r.path,
+                "embedding": emb_rel,
+                "model": model,
+                "variant": "test",
+                "n_frames": "",
+                "dim": "",
+                "hop_seconds": "0.064",
+                "audio_sha256": r.sha256,
+                "settings": "{}",
+                "settings_digest": "x",
+                "weights_sha256": "w",
+                "status": "ok",
+            }
+        )
     folder.mkdir(parents=True, exist_ok=True)
     with open(folder / "manifest.csv", "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=EMB_COLUMNS, lineterminator="\n")
@@ -70,12 +97,14 @@ def write_model(root: Path, model: str, audio_dir: Path, rows: list[ManifestRow]
 def write_unavailable(root: Path, model: str) -> None:
     folder = root / f"{model}_embeddings"
     folder.mkdir(parents=True)
-    (folder / "run.json").write_text(json.dumps({"available": False,
-                                                 "reason": "no weights on this machine"}))
+    (folder / "run.json").write_text(
+        json.dumps({"available": False, "reason": "no weights on this machine"})
+    )
 
 
-def make_dataset(root: Path, *, n_recordings: int = 3, seconds: float = 2.0,
-                 silent: bool = False) -> tuple[Path, list[ManifestRow]]:
+def make_dataset(
+    root: Path, *, n_recordings: int = 3, seconds: float = 2.0, silent: bool = False
+) -> tuple[Path, list[ManifestRow]]:
     """test_audio/ with clean recordings and noise at three SNRs, plus the manifest."""
     audio = root / "test_audio"
     rng = np.random.default_rng(42)
@@ -86,28 +115,60 @@ def make_dataset(root: Path, *, n_recordings: int = 3, seconds: float = 2.0,
         if silent and i == 0:
             y = np.zeros_like(y)
         save_wav(audio / rel, y, SR)
-        rows.append(ManifestRow.make(rel, kind="clean", source=f"speech/r{i}.flac",
-                                     parameters={"sr": SR}, sample_rate=SR, duration=seconds,
-                                     sha256=sha256_file(audio / rel), source_sha256="s"))
+        rows.append(
+            ManifestRow.make(
+                rel,
+                kind="clean",
+                source=f"speech/r{i}.flac",
+                parameters={"sr": SR},
+                sample_rate=SR,
+                duration=seconds,
+                sha256=sha256_file(audio / rel),
+                source_sha256="s",
+            )
+        )
         for level, snr_db in SNR_DB.items():
             noise = rng.standard_normal(len(y)).astype(np.float32)
             power = max(float(np.mean(y**2)), 1e-6)
             noisy = y + noise * np.float32(math.sqrt(power / 10 ** (snr_db / 10)))
             drel = f"degraded/noise/{level}/speech/r{i}.wav"
             save_wav(audio / drel, noisy, SR)
-            rows.append(ManifestRow.make(drel, kind="degraded", source=rel, family="noise",
-                                         level=level, parameters={"snr_db": snr_db}, seed=i,
-                                         sample_rate=SR, duration=seconds,
-                                         sha256=sha256_file(audio / drel), source_sha256="s"))
+            rows.append(
+                ManifestRow.make(
+                    drel,
+                    kind="degraded",
+                    source=rel,
+                    family="noise",
+                    level=level,
+                    parameters={"snr_db": snr_db},
+                    seed=i,
+                    sample_rate=SR,
+                    duration=seconds,
+                    sha256=sha256_file(audio / drel),
+                    source_sha256="s",
+                )
+            )
     write_manifest(audio, rows)
     return audio, rows
 
 
 def run(root: Path, results: str = "results", *extra: str) -> int:
-    argv = ["--audio-dir", str(root / "test_audio"), "--results-dir", str(root / results),
-            "--openl3-dir", str(root / "openl3_embeddings"),
-            "--vggish-dir", str(root / "vggish_embeddings"),
-            "--cdpam-dir", str(root / "cdpam_embeddings"), "--bootstrap", "200", "-q", *extra]
+    argv = [
+        "--audio-dir",
+        str(root / "test_audio"),
+        "--results-dir",
+        str(root / results),
+        "--openl3-dir",
+        str(root / "openl3_embeddings"),
+        "--vggish-dir",
+        str(root / "vggish_embeddings"),
+        "--cdpam-dir",
+        str(root / "cdpam_embeddings"),
+        "--bootstrap",
+        "200",
+        "-q",
+        *extra,
+    ]
     return metrics_stage.main(argv)
 
 
@@ -136,10 +197,23 @@ def test_pair_table_columns_and_values(first_run):
     root, rows, code = first_run
     assert code == cli.EXIT_MODELS_UNAVAILABLE  # vggish and cdpam skipped, no failed cell
     df = read_table(root / "results" / "pair_metrics.csv")
-    values = ["pesq_wb", "pesq_nb", "stoi", "estoi", "si_sdr", "openl3_cosine",
-              "openl3_cosine_pooled", "openl3_l2"]
-    assert list(df.columns[:4 + len(values)]) == ["reference_path", "degraded_path", "family",
-                                                  "level", *values]
+    values = [
+        "pesq_wb",
+        "pesq_nb",
+        "stoi",
+        "estoi",
+        "si_sdr",
+        "openl3_cosine",
+        "openl3_cosine_pooled",
+        "openl3_l2",
+    ]
+    assert list(df.columns[: 4 + len(values)]) == [
+        "reference_path",
+        "degraded_path",
+        "family",
+        "level",
+        *values,
+    ]
     assert [f"{v}_status" for v in values] == list(df.columns[12:20])
     assert not any(c.startswith(("vggish", "cdpam")) for c in df.columns)
     assert len(df) == 15 and set(df["family"]) == {"noise"}
@@ -175,8 +249,9 @@ def test_scores_fall_with_severity_and_tables_follow(first_run):
     assert allrows.loc["openl3_l2", "direction"] == "rises"
     corr = pd.read_csv(res / "correlations.csv")
     assert set(corr["scope"]) == {"all", "noise"}
-    row = corr[(corr.scope == "all") & (corr.metric_x == "openl3_cosine")
-               & (corr.metric_y == "pesq_wb")].iloc[0]
+    row = corr[
+        (corr.scope == "all") & (corr.metric_x == "openl3_cosine") & (corr.metric_y == "pesq_wb")
+    ].iloc[0]
     assert row["n"] == 15 and row["n_recordings"] == 5
     assert row["spearman"] > 0.5
     assert row["spearman_ci_low"] <= row["spearman"] <= row["spearman_ci_high"]
@@ -185,9 +260,11 @@ def test_scores_fall_with_severity_and_tables_follow(first_run):
     run_json = json.loads((res / "run.json").read_text())
     assert run_json["stage"] == "calculate_metrics"
     assert run_json["models"]["cdpam"] == {
-        "available": False, "folder": str(root / "cdpam_embeddings"),
+        "available": False,
+        "folder": str(root / "cdpam_embeddings"),
         "reason": f"{root / 'cdpam_embeddings' / 'run.json'} says unavailable: "
-                  "no weights on this machine"}
+        "no weights on this machine",
+    }
     assert run_json["models"]["vggish"]["available"] is False
     assert run_json["failures"]["pesq_wb"] == 0
 
@@ -195,8 +272,12 @@ def test_scores_fall_with_severity_and_tables_follow(first_run):
 def test_serial_equals_parallel(first_run):
     root, _, _ = first_run
     assert run(root, "results_parallel", "--workers", "2", "--force") == cli.EXIT_MODELS_UNAVAILABLE
-    for name in ("pair_metrics.csv", "summary_by_degradation.csv", "correlations.csv",
-                 "monotonicity.csv"):
+    for name in (
+        "pair_metrics.csv",
+        "summary_by_degradation.csv",
+        "correlations.csv",
+        "monotonicity.csv",
+    ):
         a = (root / "results" / name).read_bytes()
         b = (root / "results_parallel" / name).read_bytes()
         assert a == b, name
@@ -211,8 +292,9 @@ def test_rerun_reuses_and_recomputes_only_new_cells(tmp_path, monkeypatch):
 
     calls = []
     real = metrics.classic_metrics
-    monkeypatch.setattr(metrics, "classic_metrics",
-                        lambda *a, **k: calls.append(1) or real(*a, **k))
+    monkeypatch.setattr(
+        metrics, "classic_metrics", lambda *a, **k: calls.append(1) or real(*a, **k)
+    )
     assert run(tmp_path, "results", "--workers", "1") == cli.EXIT_MODELS_UNAVAILABLE
     assert calls == []
     assert (tmp_path / "results" / "pair_metrics.csv").read_bytes() == first
@@ -246,8 +328,9 @@ def test_failures_are_nan_with_status_never_dropped(tmp_path):
     assert len(df) == 6
     silent = df[df.reference_path == "clean/speech/r0.wav"]
     assert silent["pesq_wb"].isna().all()
-    assert (silent["pesq_wb_status"]
-            == "the reference signal is digital silence (all samples are 0)").all()
+    assert (
+        silent["pesq_wb_status"] == "the reference signal is digital silence (all samples are 0)"
+    ).all()
     assert silent["stoi"].isna().all()
     missing = df[df.degraded_path == "degraded/noise/low/speech/r1.wav"].iloc[0]
     assert math.isnan(missing["openl3_cosine"])
@@ -258,8 +341,11 @@ def test_failures_are_nan_with_status_never_dropped(tmp_path):
     assert run_json["failures"]["pesq_wb"] == 3
     assert run_json["failures"]["openl3_cosine"] == 1
     # Only the missing file is an input failure (exit 1); silence makes PESQ undefined.
-    assert run_json["input_failures"] == {"openl3_cosine": 1, "openl3_cosine_pooled": 1,
-                                          "openl3_l2": 1}
+    assert run_json["input_failures"] == {
+        "openl3_cosine": 1,
+        "openl3_cosine_pooled": 1,
+        "openl3_l2": 1,
+    }
     assert missing["openl3_key"] == "" and silent["classic_key"].str.len().min() == 16
     s = pd.read_csv(tmp_path / "results" / "summary_by_degradation.csv")
     assert (s["n_pairs"] == 2).all() and (s["pesq_wb_n"] == 1).all()
@@ -294,7 +380,8 @@ def test_stale_embedding_is_reported(tmp_path):
     run(tmp_path, "results", "--workers", "1")
     df = read_table(tmp_path / "results" / "pair_metrics.csv").set_index("degraded_path")
     assert df.loc[changed, "openl3_cosine_status"].startswith(
-        f"openl3 embedding of {changed} is stale: made from audio sha256")
+        f"openl3 embedding of {changed} is stale: made from audio sha256"
+    )
     assert df.loc["degraded/noise/low/speech/r0.wav", "openl3_cosine_status"] == "ok"
 
 
@@ -325,14 +412,29 @@ def test_stage_reproduces_pesq_reference(tmp_path, shared_data):
     shutil.copy(folder / "speech.wav", audio / "clean/speech.wav")
     shutil.copy(folder / "speech_bab_0dB.wav", audio / "degraded/noise/high/speech.wav")
     rows = [
-        ManifestRow.make("clean/speech.wav", kind="clean", source="speech.wav", parameters={},
-                         sample_rate=SR, duration=3.1, sha256=sha256_file(audio / "clean/speech.wav"),
-                         source_sha256=""),
-        ManifestRow.make("degraded/noise/high/speech.wav", kind="degraded",
-                         source="clean/speech.wav", family="noise", level="high", parameters={},
-                         seed=0, sample_rate=SR, duration=3.1,
-                         sha256=sha256_file(audio / "degraded/noise/high/speech.wav"),
-                         source_sha256=""),
+        ManifestRow.make(
+            "clean/speech.wav",
+            kind="clean",
+            source="speech.wav",
+            parameters={},
+            sample_rate=SR,
+            duration=3.1,
+            sha256=sha256_file(audio / "clean/speech.wav"),
+            source_sha256="",
+        ),
+        ManifestRow.make(
+            "degraded/noise/high/speech.wav",
+            kind="degraded",
+            source="clean/speech.wav",
+            family="noise",
+            level="high",
+            parameters={},
+            seed=0,
+            sample_rate=SR,
+            duration=3.1,
+            sha256=sha256_file(audio / "degraded/noise/high/speech.wav"),
+            source_sha256="",
+        ),
     ]
     write_manifest(audio, rows)
     run(tmp_path, "results", "--workers", "1")  # the defaults reproduce python-pesq's test
@@ -363,6 +465,9 @@ def test_cdpam_distance_from_stored_clip_embeddings(tmp_path):
     assert (df["cdpam_distance_status"] == "ok").all()
     model = CDPAMEmbedder()
     for _, row in df.iterrows():
-        expected = float(model.distance_from_embeddings(clips[row["reference_path"]],
-                                                        clips[row["degraded_path"]]))
+        expected = float(
+            model.distance_from_embeddings(
+                clips[row["reference_path"]], clips[row["degraded_path"]]
+            )
+        )
         assert row["cdpam_distance"] == pytest.approx(expected, rel=1e-6)

@@ -471,8 +471,12 @@ PARITY_CASES = [
 def test_parity_with_official_embeddings(shared_data, npz, settings):
     ref_dir = shared_data / "openl3_reference"
     # Real weights: in the cache, or in $PERCEPTUAL_AUDIO_WEIGHTS_DIR (a folder fetched by hand).
-    e = ol3.OpenL3Embedder(**settings, resampler="resampy", download=False,
-                           weights_dir=os.environ.get("PERCEPTUAL_AUDIO_WEIGHTS_DIR") or None)
+    e = ol3.OpenL3Embedder(
+        **settings,
+        resampler="resampy",
+        download=False,
+        weights_dir=os.environ.get("PERCEPTUAL_AUDIO_WEIGHTS_DIR") or None,
+    )
     try:
         e.load()
     except WeightsUnavailableError as err:

@@ -33,8 +33,9 @@ def order(pairs) -> dict[str, list[str]]:
 def correlations(pairs, tmp_path_factory) -> pd.DataFrame:
     metrics = metric_columns(pairs)
     neural = [m for m in metrics if m.startswith(("openl3", "cdpam"))]
-    table = stats.correlation_table(pairs, stats.metric_pairs(neural, ["pesq_wb", "stoi"]),
-                                    n_bootstrap=100, seed=0)
+    table = stats.correlation_table(
+        pairs, stats.metric_pairs(neural, ["pesq_wb", "stoi"]), n_bootstrap=100, seed=0
+    )
     path = tmp_path_factory.mktemp("corr") / "correlations.csv"
     table.to_csv(path, index=False)
     return read_correlations(path)
@@ -54,24 +55,41 @@ def test_agg_backend_is_selected():
 
 
 def test_scatter_figure_points_labels_and_legends(pairs, order, correlations):
-    fig = plots.scatter_figure(pairs, neural_metric="openl3_cosine", references=["pesq_wb", "stoi"],
-                               families=list(FAMILIES), level_order=order, correlations=correlations)
+    fig = plots.scatter_figure(
+        pairs,
+        neural_metric="openl3_cosine",
+        references=["pesq_wb", "stoi"],
+        families=list(FAMILIES),
+        level_order=order,
+        correlations=correlations,
+    )
     axes = [ax for ax in fig.axes if ax.get_xlabel()]
     assert [ax.get_xlabel() for ax in axes] == ["PESQ-WB (MOS-LQO, 1-4.64)", "STOI (0-1)"]
     assert all(ax.get_ylabel() == "OpenL3 cosine (frame-aligned) (-1 to 1)" for ax in axes)
     assert all(ax.get_title() for ax in axes) and fig.get_suptitle()
     assert [_n_points(ax) for ax in axes] == [len(pairs), len(pairs)]
     # The fit line's legend entry quotes correlations.csv: value and CI, both methods, and n.
-    row = correlations[(correlations["scope"] == "all") & (correlations["metric_x"] == "openl3_cosine")
-                       & (correlations["metric_y"] == "pesq_wb")].iloc[0]
+    row = correlations[
+        (correlations["scope"] == "all")
+        & (correlations["metric_x"] == "openl3_cosine")
+        & (correlations["metric_y"] == "pesq_wb")
+    ].iloc[0]
     text = axes[0].get_legend().get_texts()[0].get_text()
-    assert f"Pearson r = {row['pearson_r']:.2f} [{row['pearson_ci_low']:.2f}, {row['pearson_ci_high']:.2f}]" in text
+    assert (
+        f"Pearson r = {row['pearson_r']:.2f} [{row['pearson_ci_low']:.2f}, {row['pearson_ci_high']:.2f}]"
+        in text
+    )
     assert f"Spearman ρ = {row['spearman_r']:.2f}" in text
     assert f"n = {len(pairs)}" in text
     # Figure legend: one entry per family (colour) and per severity rank (marker).
     labels = [t.get_text() for t in fig.legends[0].get_texts()]
-    assert labels == ["family: noise", "family: bitrate", "level 1: low", "level 2: high / medium",
-                      "level 3: extreme / high"]
+    assert labels == [
+        "family: noise",
+        "family: bitrate",
+        "level 1: low",
+        "level 2: high / medium",
+        "level 3: extreme / high",
+    ]
     # The fitted line is the least-squares line of the plotted points.
     line = axes[0].get_lines()[0]
     slope, intercept = np.polyfit(pairs["pesq_wb"], pairs["openl3_cosine"], 1)
@@ -83,16 +101,26 @@ def test_scatter_figure_points_labels_and_legends(pairs, order, correlations):
 def test_scatter_leaves_out_nan_and_says_when_too_few_points(pairs, order):
     broken = pairs.copy()
     broken.loc[[0, 5], "openl3_cosine"] = np.nan
-    fig = plots.scatter_figure(broken, neural_metric="openl3_cosine", references=["pesq_wb"],
-                               families=list(FAMILIES), level_order=order)
+    fig = plots.scatter_figure(
+        broken,
+        neural_metric="openl3_cosine",
+        references=["pesq_wb"],
+        families=list(FAMILIES),
+        level_order=order,
+    )
     ax = fig.axes[0]
     assert _n_points(ax) == len(pairs) - 2
     # Without correlations.csv the values are computed here and say the CI is missing.
     assert "(CI n/a)" in ax.get_legend().get_texts()[0].get_text()
     plots.plt.close(fig)
     one = pairs.iloc[:1]
-    fig = plots.scatter_figure(one, neural_metric="openl3_cosine", references=["pesq_wb"],
-                               families=["noise"], level_order=order)
+    fig = plots.scatter_figure(
+        one,
+        neural_metric="openl3_cosine",
+        references=["pesq_wb"],
+        families=["noise"],
+        level_order=order,
+    )
     text = fig.axes[0].get_legend().get_texts()[0].get_text()
     assert _n_points(fig.axes[0]) == 1
     assert text.startswith("no fit (too few points)") and "Pearson r undefined" in text
@@ -101,8 +129,13 @@ def test_scatter_leaves_out_nan_and_says_when_too_few_points(pairs, order):
 
 def test_scatter_without_any_reference_column_names_the_columns(pairs, order):
     with pytest.raises(ParameterError, match=r"none of the references \['visqol'\] is a column"):
-        plots.scatter_figure(pairs, neural_metric="openl3_cosine", references=["visqol"],
-                             families=list(FAMILIES), level_order=order)
+        plots.scatter_figure(
+            pairs,
+            neural_metric="openl3_cosine",
+            references=["visqol"],
+            families=list(FAMILIES),
+            level_order=order,
+        )
 
 
 def test_heatmap_annotates_pandas_correlations_and_drops_empty_metrics(pairs):
@@ -115,13 +148,21 @@ def test_heatmap_annotates_pandas_correlations_and_drops_empty_metrics(pairs):
     assert len(texts) == 4 * 4
     expected = data[metrics[:4]].corr(method="spearman")
     assert texts == [f"{v:.2f}" for v in expected.to_numpy().ravel()]
-    assert [t.get_text() for t in ax.get_xticklabels()] == ["PESQ-WB", "STOI",
-                                                             "OpenL3 cosine (frame-aligned)",
-                                                             "CDPAM distance (learned)"]
-    assert "Spearman ρ" in ax.get_title() and "1 metric(s) without enough values left out" in ax.get_title()
+    assert [t.get_text() for t in ax.get_xticklabels()] == [
+        "PESQ-WB",
+        "STOI",
+        "OpenL3 cosine (frame-aligned)",
+        "CDPAM distance (learned)",
+    ]
+    assert (
+        "Spearman ρ" in ax.get_title()
+        and "1 metric(s) without enough values left out" in ax.get_title()
+    )
     assert fig.axes[1].get_ylabel() == "Spearman ρ (-1 to 1)"  # colour bar
     plots.plt.close(fig)
-    with pytest.raises(ParameterError, match="method must be pearson, spearman or kendall, got 'cosine'"):
+    with pytest.raises(
+        ParameterError, match="method must be pearson, spearman or kendall, got 'cosine'"
+    ):
         plots.correlation_heatmap(data, metrics, method="cosine")
 
 
@@ -139,8 +180,10 @@ def test_bar_chart_heights_and_error_bars_are_the_summary(summary, order):
     ax = visible[0]
     conditions = [(f, lv) for f in FAMILIES for lv in order[f]]
     heights = [p.get_height() for p in ax.patches]
-    expected = [summary[(summary.family == f) & (summary.level == lv)]["pesq_wb_mean"].item()
-                for f, lv in conditions]
+    expected = [
+        summary[(summary.family == f) & (summary.level == lv)]["pesq_wb_mean"].item()
+        for f, lv in conditions
+    ]
     np.testing.assert_allclose(heights, expected)
     assert [t.get_text() for t in ax.get_xticklabels()][:2] == ["Noise (Low)", "Noise (High)"]
     assert ax.get_ylabel() == "PESQ-WB (MOS-LQO, 1-4.64)"
@@ -150,28 +193,46 @@ def test_bar_chart_heights_and_error_bars_are_the_summary(summary, order):
     segments = errorbar.lines[2][0].get_segments()
     lows = [s[0][1] for s in segments]
     highs = [s[1][1] for s in segments]
-    ci = [summary[(summary.family == f) & (summary.level == lv)][["pesq_wb_ci_low", "pesq_wb_ci_high"]]
-          .to_numpy().ravel() for f, lv in conditions]
+    ci = [
+        summary[(summary.family == f) & (summary.level == lv)][
+            ["pesq_wb_ci_low", "pesq_wb_ci_high"]
+        ]
+        .to_numpy()
+        .ravel()
+        for f, lv in conditions
+    ]
     np.testing.assert_allclose(lows, [c[0] for c in ci])
     np.testing.assert_allclose(highs, [c[1] for c in ci])
-    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["family: noise", "family: bitrate",
-                                                                  "95% confidence interval"]
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == [
+        "family: noise",
+        "family: bitrate",
+        "95% confidence interval",
+    ]
     plots.plt.close(fig)
 
 
 def test_normalised_means_follow_each_metrics_direction():
-    summary = pd.DataFrame({"family": ["a", "a", "a"], "level": ["low", "high", "extreme"],
-                            "pesq_wb_mean": [4.0, 3.0, 2.0], "cdpam_distance_mean": [0.1, 0.3, 0.5],
-                            "stoi_mean": [0.9, 0.9, np.nan]})
+    summary = pd.DataFrame(
+        {
+            "family": ["a", "a", "a"],
+            "level": ["low", "high", "extreme"],
+            "pesq_wb_mean": [4.0, 3.0, 2.0],
+            "cdpam_distance_mean": [0.1, 0.3, 0.5],
+            "stoi_mean": [0.9, 0.9, np.nan],
+        }
+    )
     cond = [("a", "low"), ("a", "high"), ("a", "extreme")]
     np.testing.assert_allclose(plots.normalised_means(summary, "pesq_wb", cond), [1.0, 0.5, 0.0])
-    np.testing.assert_allclose(plots.normalised_means(summary, "cdpam_distance", cond), [1.0, 0.5, 0.0])
+    np.testing.assert_allclose(
+        plots.normalised_means(summary, "cdpam_distance", cond), [1.0, 0.5, 0.0]
+    )
     np.testing.assert_array_equal(plots.normalised_means(summary, "stoi", cond), [1.0, 1.0, np.nan])
 
 
 def test_severity_curves_one_line_per_family_on_a_shared_axis(summary, order):
-    fig = plots.severity_curves(summary, ["pesq_wb", "openl3_l2"], families=list(FAMILIES),
-                                level_order=order)
+    fig = plots.severity_curves(
+        summary, ["pesq_wb", "openl3_l2"], families=list(FAMILIES), level_order=order
+    )
     visible = [ax for ax in fig.axes if ax.get_visible()]
     assert len(visible) == 2
     for ax in visible:
@@ -189,9 +250,14 @@ def test_severity_curves_one_line_per_family_on_a_shared_axis(summary, order):
 
 
 def test_family_small_multiples_grid_and_points(pairs, order, correlations):
-    fig = plots.family_small_multiples(pairs, family="noise", neural_metrics=["openl3_cosine", "cdpam_distance"],
-                                       references=["pesq_wb", "stoi"], level_order=order,
-                                       correlations=correlations)
+    fig = plots.family_small_multiples(
+        pairs,
+        family="noise",
+        neural_metrics=["openl3_cosine", "cdpam_distance"],
+        references=["pesq_wb", "stoi"],
+        level_order=order,
+        correlations=correlations,
+    )
     axes = [ax for ax in fig.axes if ax.get_xlabel()]
     assert len(axes) == 4
     n_noise = int((pairs["family"] == "noise").sum())
@@ -199,8 +265,11 @@ def test_family_small_multiples_grid_and_points(pairs, order, correlations):
     # Colour by level: the legend lists the family's levels, then the fit with the family's CI.
     texts = [t.get_text() for t in axes[0].get_legend().get_texts()]
     assert texts[:3] == ["low", "high", "extreme"]
-    row = correlations[(correlations["scope"] == "noise") & (correlations["metric_x"] == "openl3_cosine")
-                       & (correlations["metric_y"] == "pesq_wb")].iloc[0]
+    row = correlations[
+        (correlations["scope"] == "noise")
+        & (correlations["metric_x"] == "openl3_cosine")
+        & (correlations["metric_y"] == "pesq_wb")
+    ].iloc[0]
     assert f"Spearman ρ = {row['spearman_r']:.2f} [{row['spearman_ci_low']:.2f}" in texts[3]
     assert "'noise'" in fig.get_suptitle()
     plots.plt.close(fig)

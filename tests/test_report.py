@@ -29,17 +29,38 @@ def full(tmp_path_factory) -> report.StudyResults:
     # An audio manifest beside the results: degradation parameters for the setup section.
     audio = folder / "test_audio"
     audio.mkdir()
-    rows = [{"id": "clean/speech/rec0", "path": "clean/speech/rec0.wav", "kind": "clean",
-             "source": "speech/rec0.flac", "family": "", "level": "", "parameters": "{}", "seed": "",
-             "sample_rate": 16000, "duration": 2.5, "sha256": "a", "source_sha256": "b", "flags": ""}]
+    rows = [
+        {
+            "id": "clean/speech/rec0",
+            "path": "clean/speech/rec0.wav",
+            "kind": "clean",
+            "source": "speech/rec0.flac",
+            "family": "",
+            "level": "",
+            "parameters": "{}",
+            "seed": "",
+            "sample_rate": 16000,
+            "duration": 2.5,
+            "sha256": "a",
+            "source_sha256": "b",
+            "flags": "",
+        }
+    ]
     for i, snr in enumerate([30, 15, 5]):
         lev = ["low", "high", "extreme"][i]
         for rec in range(2):
-            rows.append({**rows[0], "id": f"degraded/noise/{lev}/speech/rec{rec}",
-                         "path": f"degraded/noise/{lev}/speech/rec{rec}.wav", "kind": "degraded",
-                         "family": "noise", "level": lev,
-                         "parameters": json.dumps({"snr_db": snr, "color": "white", "gain": rec * 0.1}),
-                         "seed": 7})
+            rows.append(
+                {
+                    **rows[0],
+                    "id": f"degraded/noise/{lev}/speech/rec{rec}",
+                    "path": f"degraded/noise/{lev}/speech/rec{rec}.wav",
+                    "kind": "degraded",
+                    "family": "noise",
+                    "level": lev,
+                    "parameters": json.dumps({"snr_db": snr, "color": "white", "gain": rec * 0.1}),
+                    "seed": 7,
+                }
+            )
     pd.DataFrame(rows).to_csv(audio / "manifest.csv", index=False)
     return report.load_results(folder / "results")
 
@@ -47,24 +68,36 @@ def full(tmp_path_factory) -> report.StudyResults:
 @pytest.fixture(scope="module")
 def no_vggish(tmp_path_factory) -> report.StudyResults:
     folder = tmp_path_factory.mktemp("novgg")
-    write_results(folder, make_pairs(n_recordings=5, models=("openl3", "cdpam")),
-                  unavailable={"vggish": VGGISH_REASON}, n_bootstrap=100)
+    write_results(
+        folder,
+        make_pairs(n_recordings=5, models=("openl3", "cdpam")),
+        unavailable={"vggish": VGGISH_REASON},
+        n_bootstrap=100,
+    )
     return report.load_results(folder / "results")
 
 
 # -- vocabulary -----------------------------------------------------------------------------
-@pytest.mark.parametrize("name, label, unit, higher, model", [
-    ("pesq_wb", "PESQ-WB", "MOS-LQO, 1-4.64", True, None),
-    ("si_sdr", "SI-SDR", "dB", True, None),
-    ("openl3_cosine", "OpenL3 cosine (frame-aligned)", "-1 to 1", True, "openl3"),
-    ("vggish_cosine_pooled", "VGGish cosine (mean-pooled)", "-1 to 1", True, "vggish"),
-    ("cdpam_l2", "CDPAM L2 distance", "embedding units", False, "cdpam"),
-    ("cdpam_distance", "CDPAM distance (learned)", "CDPAM units", False, "cdpam"),
-    ("my_new_distance", "my new distance", "", False, None),
-])
+@pytest.mark.parametrize(
+    "name, label, unit, higher, model",
+    [
+        ("pesq_wb", "PESQ-WB", "MOS-LQO, 1-4.64", True, None),
+        ("si_sdr", "SI-SDR", "dB", True, None),
+        ("openl3_cosine", "OpenL3 cosine (frame-aligned)", "-1 to 1", True, "openl3"),
+        ("vggish_cosine_pooled", "VGGish cosine (mean-pooled)", "-1 to 1", True, "vggish"),
+        ("cdpam_l2", "CDPAM L2 distance", "embedding units", False, "cdpam"),
+        ("cdpam_distance", "CDPAM distance (learned)", "CDPAM units", False, "cdpam"),
+        ("my_new_distance", "my new distance", "", False, None),
+    ],
+)
 def test_metric_info(name, label, unit, higher, model):
     info = report.metric_info(name)
-    assert (info.label, info.unit, info.higher_is_better, info.model) == (label, unit, higher, model)
+    assert (info.label, info.unit, info.higher_is_better, info.model) == (
+        label,
+        unit,
+        higher,
+        model,
+    )
 
 
 def test_condition_label_is_the_seed_studys_row_name():
@@ -101,7 +134,9 @@ def test_old_correlation_and_summary_schemas_are_schema_errors(tmp_path):
 
 
 def test_missing_inputs_name_the_path(tmp_path):
-    with pytest.raises(PerceptualAudioError, match=f"--results-dir {tmp_path / 'nope'}: no such folder"):
+    with pytest.raises(
+        PerceptualAudioError, match=f"--results-dir {tmp_path / 'nope'}: no such folder"
+    ):
         report.load_results(tmp_path / "nope")
     (tmp_path / "results").mkdir()
     with pytest.raises(PerceptualAudioError, match="pair_metrics.csv: not found"):
@@ -115,21 +150,29 @@ def test_bookkeeping_columns_are_not_metrics(full):
 
 
 def test_levels_are_ordered_by_severity(full):
-    assert full.level_order == {"noise": ["low", "high", "extreme"],
-                                "bitrate": ["low", "medium", "high"],
-                                "compression": ["mild", "strong", "extreme"]}
+    assert full.level_order == {
+        "noise": ["low", "high", "extreme"],
+        "bitrate": ["low", "medium", "high"],
+        "compression": ["mild", "strong", "extreme"],
+    }
 
 
 def test_unavailable_model_is_noted_and_left_out(no_vggish):
     vgg = next(m for m in no_vggish.models if m.name == "vggish")
     assert not vgg.available and vgg.reason == VGGISH_REASON
-    assert f"VGGish was unavailable and is left out of this report: {VGGISH_REASON}" in no_vggish.notes
+    assert (
+        f"VGGish was unavailable and is left out of this report: {VGGISH_REASON}" in no_vggish.notes
+    )
     assert not any(m.startswith("vggish") for m in no_vggish.metrics)
 
 
 def test_stale_columns_of_a_model_called_unavailable_are_left_out(tmp_path):
-    write_results(tmp_path, make_pairs(n_recordings=3, models=("openl3", "vggish")),
-                  unavailable={"vggish": "no weights"}, n_bootstrap=50)
+    write_results(
+        tmp_path,
+        make_pairs(n_recordings=3, models=("openl3", "vggish")),
+        unavailable={"vggish": "no weights"},
+        n_bootstrap=50,
+    )
     results = report.load_results(tmp_path / "results")
     assert not any(m.startswith("vggish") for m in results.metrics)
 
@@ -143,27 +186,42 @@ def test_findings_name_the_best_neural_metric_with_ci_and_n(full):
     findings = report.correlation_findings(full)
     c = _corr(full, "openl3_cosine", "pesq_wb")
     assert c.n == len(full.pairs) - 1  # one PESQ value failed
-    expected = (f"Against PESQ-WB, the neural metric that agrees best is OpenL3 cosine "
-                f"(frame-aligned): Spearman ρ = {c.r:.2f} (95% CI {c.ci_low:.2f} to "
-                f"{c.ci_high:.2f}, n = {int(c.n)})")
+    expected = (
+        f"Against PESQ-WB, the neural metric that agrees best is OpenL3 cosine "
+        f"(frame-aligned): Spearman ρ = {c.r:.2f} (95% CI {c.ci_low:.2f} to "
+        f"{c.ci_high:.2f}, n = {int(c.n)})"
+    )
     assert findings[0].startswith(expected)
     # Runner-up from another model (CDPAM), not OpenL3's own pooled cosine.
     assert "Runner-up: CDPAM" in findings[0]
-    assert findings[1].startswith("Against STOI, the neural metric that agrees best is OpenL3 cosine")
-    assert "The same neural metric, OpenL3 cosine (frame-aligned), agrees best with both PESQ-WB and STOI." in findings
+    assert findings[1].startswith(
+        "Against STOI, the neural metric that agrees best is OpenL3 cosine"
+    )
+    assert (
+        "The same neural metric, OpenL3 cosine (frame-aligned), agrees best with both PESQ-WB and STOI."
+        in findings
+    )
 
 
 def test_a_distance_agrees_when_its_correlation_is_negative(no_vggish):
     # Without OpenL3's cosine the learned CDPAM distance (negative rho) must still rank as agreeing.
     res = no_vggish
-    only_cdpam = report.StudyResults(**{**res.__dict__, "metrics": [
-        m for m in res.metrics if not report.metric_info(m).neural or m == "cdpam_distance"]})
+    only_cdpam = report.StudyResults(
+        **{
+            **res.__dict__,
+            "metrics": [
+                m for m in res.metrics if not report.metric_info(m).neural or m == "cdpam_distance"
+            ],
+        }
+    )
     c = _corr(res, "cdpam_distance", "pesq_wb")
     assert c.r < 0
     assert report.classify_agreement("cdpam_distance", c) == "agrees"
     findings = report.correlation_findings(only_cdpam)
-    assert findings[0].startswith("Against PESQ-WB, the neural metric that agrees best is CDPAM "
-                                  "distance (learned) (a distance: negative means agreement)")
+    assert findings[0].startswith(
+        "Against PESQ-WB, the neural metric that agrees best is CDPAM "
+        "distance (learned) (a distance: negative means agreement)"
+    )
 
 
 def test_family_findings_find_the_disagreement(full):
@@ -181,9 +239,13 @@ def test_family_findings_find_the_disagreement(full):
 def test_classify_agreement_cases():
     c = report.Correlation("all", "a", "b", "spearman", 0.2, -0.1, 0.5, 0.3, 10)
     assert report.classify_agreement("openl3_cosine", c) == "uncertain"
-    assert report.classify_agreement("cdpam_distance",
-                                     report.Correlation("all", "a", "b", "spearman", 0.6, 0.3, 0.8,
-                                                        0.01, 10)) == "opposite"
+    assert (
+        report.classify_agreement(
+            "cdpam_distance",
+            report.Correlation("all", "a", "b", "spearman", 0.6, 0.3, 0.8, 0.01, 10),
+        )
+        == "opposite"
+    )
     assert report.classify_agreement("openl3_cosine", None) == "undefined"
 
 
@@ -198,17 +260,28 @@ def test_monotonicity_findings(full):
 
 def test_failure_summary_counts_nan_with_reasons(full):
     sentences, per_metric, per_pair = report.failure_summary(full)
-    assert per_metric == [["PESQ-WB", 1, len(full.pairs), "NoUtterancesError: no utterances detected (x1)"]]
-    assert per_pair == [[full.pairs.loc[2, "degraded_path"], "PESQ-WB",
-                         "NoUtterancesError: no utterances detected"]]
+    assert per_metric == [
+        ["PESQ-WB", 1, len(full.pairs), "NoUtterancesError: no utterances detected (x1)"]
+    ]
+    assert per_pair == [
+        [full.pairs.loc[2, "degraded_path"], "PESQ-WB", "NoUtterancesError: no utterances detected"]
+    ]
     assert sentences[0].startswith("1 metric values out of")
     assert "The metrics stage counted failed pairs per metric: pesq_wb: 1." in sentences
 
 
 def test_sample_results_table_rows_and_values(full):
     table = report.sample_results_table(full)
-    assert table.columns == ["Degradation", "n", "OpenL3 similarity", "VGGish similarity",
-                             "CDPAM similarity", "CDPAM distance", "PESQ", "STOI"]
+    assert table.columns == [
+        "Degradation",
+        "n",
+        "OpenL3 similarity",
+        "VGGish similarity",
+        "CDPAM similarity",
+        "CDPAM distance",
+        "PESQ",
+        "STOI",
+    ]
     assert [r[0] for r in table.rows][:3] == ["Noise (Low)", "Noise (High)", "Noise (Extreme)"]
     assert len(table.rows) == 9
     s = full.summary
@@ -220,12 +293,16 @@ def test_sample_results_table_rows_and_values(full):
 
 def test_setup_lists_degradation_parameters_and_models(full):
     blocks = report.setup_blocks(full)
-    degr = next(b for b in blocks if isinstance(b, report.Table) and b.caption.startswith("Degradations"))
+    degr = next(
+        b for b in blocks if isinstance(b, report.Table) and b.caption.startswith("Degradations")
+    )
     noise_low = next(r for r in degr.rows if r[0] == "Noise (Low)")
     # Shared parameters are shown; the per-file drawn value is named, not averaged.
     assert noise_low[1] == "snr_db=30, color=white; drawn per file: gain"
     assert noise_low[2] == 2
-    models = next(b for b in blocks if isinstance(b, report.Table) and b.caption == "Embedding models")
+    models = next(
+        b for b in blocks if isinstance(b, report.Table) and b.caption == "Embedding models"
+    )
     assert [r[:2] for r in models.rows] == [["OpenL3", "yes"], ["VGGish", "yes"], ["CDPAM", "yes"]]
 
 
@@ -259,7 +336,9 @@ def test_html_is_self_contained(no_vggish, figure_files):
     parser.feed(page)
     srcs = [v for tag, k, v in parser.refs if tag == "img"]
     assert len(srcs) == 2
-    assert srcs[0].startswith("data:image/png;base64,") and srcs[1].startswith("data:image/svg+xml;base64,")
+    assert srcs[0].startswith("data:image/png;base64,") and srcs[1].startswith(
+        "data:image/svg+xml;base64,"
+    )
     # Only in-page anchors and data URIs: nothing remote, nothing on disk.
     assert all(v.startswith(("#", "data:")) for _, _, v in parser.refs), parser.refs
     assert not re.search(r"""(src|href)\s*=\s*["']?\s*(https?:)?//""", page)
@@ -285,8 +364,14 @@ def test_html_tables_carry_sort_keys(full):
 
 def test_text_report_sections_and_sentences(full):
     text = report.render_text(report.build_report(full), generated_at="T")
-    for title in ("Key findings", "Setup", "Sample Results", "Correlation findings",
-                  "Monotonicity", "Failures"):
+    for title in (
+        "Key findings",
+        "Setup",
+        "Sample Results",
+        "Correlation findings",
+        "Monotonicity",
+        "Failures",
+    ):
         assert f"\n{title}\n{'-' * len(title)}\n" in text
     assert "Against PESQ-WB, the neural metric that agrees best is OpenL3 cosine" in text
     assert "Noise (Low)" in text and "Compression (Extreme)" in text
@@ -301,7 +386,10 @@ def test_one_family_one_pair_still_reports(tmp_path):
     results = report.load_results(tmp_path / "results")
     sections = report.build_report(results)
     text = report.render_text(sections)
-    assert "NOTE: Only 1 pair(s) were scored: correlations need at least 3 and are undefined here." in text
+    assert (
+        "NOTE: Only 1 pair(s) were scored: correlations need at least 3 and are undefined here."
+        in text
+    )
     assert "No neural metric has a defined correlation with PESQ-WB" in text
     assert "Monotonicity was not computed" in text
     assert "Noise (Low)" in text
@@ -310,10 +398,13 @@ def test_one_family_one_pair_still_reports(tmp_path):
 
 def test_correlation_value_column_named_with_r_suffix_is_accepted(tmp_path):
     path = tmp_path / "c.csv"
-    path.write_text("scope,metric_x,metric_y,n,pearson_r,pearson_ci_low,pearson_ci_high,pearson_p\n"
-                    "all,openl3_cosine,pesq_wb,10,0.5,0.2,0.7,0.01\n")
-    c = report.lookup_correlation(report.read_correlations(path), "all", "pesq_wb", "openl3_cosine",
-                                  "pearson")
+    path.write_text(
+        "scope,metric_x,metric_y,n,pearson_r,pearson_ci_low,pearson_ci_high,pearson_p\n"
+        "all,openl3_cosine,pesq_wb,10,0.5,0.2,0.7,0.01\n"
+    )
+    c = report.lookup_correlation(
+        report.read_correlations(path), "all", "pesq_wb", "openl3_cosine", "pearson"
+    )
     assert (c.r, c.ci_low, c.ci_high, c.n) == (0.5, 0.2, 0.7, 10)
     assert c.describe() == "Pearson r = 0.50 (95% CI 0.20 to 0.70, n = 10)"
 
@@ -327,10 +418,18 @@ def test_figure_data_uri_rejects_unknown_types(tmp_path):
 
 
 def test_describe_parameters_of_stage_2_records():
-    files = [{"params": {"bitrate_kbps": 8}, "seed": s, "digest": "d", "family": "bitrate",
-              "level": "extreme", "version": 1,
-              "details": {"achieved_kbps": kbps, "codec": "MP3 (LAME)", "encoded_bytes": s}}
-             for s, kbps in ((1, 8.0), (2, 8.2))]
+    files = [
+        {
+            "params": {"bitrate_kbps": 8},
+            "seed": s,
+            "digest": "d",
+            "family": "bitrate",
+            "level": "extreme",
+            "version": 1,
+            "details": {"achieved_kbps": kbps, "codec": "MP3 (LAME)", "encoded_bytes": s},
+        }
+        for s, kbps in ((1, 8.0), (2, 8.2))
+    ]
     text = report.describe_parameters(json.dumps(f) for f in files)
     assert text == "bitrate_kbps=8; measured mean: achieved_kbps=8.1; codec=MP3 (LAME)"
     assert report.describe_parameters([]) == ""

@@ -152,10 +152,17 @@ def test_module_moves_with_to_and_casts() -> None:
     ("kwargs", "message"),
     [
         ({"orig_rate": 0, "new_rate": 16000}, "orig_rate must be a positive integer in Hz, got 0"),
-        ({"orig_rate": 16000, "new_rate": 22050.5}, "new_rate must be a positive integer in Hz, got 22050.5"),
+        (
+            {"orig_rate": 16000, "new_rate": 22050.5},
+            "new_rate must be a positive integer in Hz, got 22050.5",
+        ),
         ({"orig_rate": 16000, "new_rate": 48000, "filter": "sinc"}, "filter must be one of"),
         (
-            {"orig_rate": 16000, "new_rate": 48000, "filter": SincFilter(num_zeros=0, rolloff=0.9, beta=5.0)},
+            {
+                "orig_rate": 16000,
+                "new_rate": 48000,
+                "filter": SincFilter(num_zeros=0, rolloff=0.9, beta=5.0),
+            },
             "expected num_zeros >= 1",
         ),
     ],

@@ -27,8 +27,11 @@ def clustered_sample(rng, n_clusters, per_cluster, rho, *, decimals=None):
 def test_point_estimates_and_p_values_are_scipys(rng):
     x, y, clusters = clustered_sample(rng, 20, 3, 0.5, decimals=1)
     r = stats.correlate(x, y, clusters, n_bootstrap=0)
-    for method, fn in (("pearson", sps.pearsonr), ("spearman", sps.spearmanr),
-                       ("kendall", sps.kendalltau)):
+    for method, fn in (
+        ("pearson", sps.pearsonr),
+        ("spearman", sps.spearmanr),
+        ("kendall", sps.kendalltau),
+    ):
         res = fn(x, y)
         assert r[method] == res.statistic
         assert r[f"{method}_p"] == res.pvalue
@@ -49,8 +52,9 @@ def test_known_data_values():
 def test_each_replicate_equals_scipy_on_the_replicated_sample(rng):
     x, y, clusters = clustered_sample(rng, 12, 4, 0.4, decimals=1)  # many ties
     n_boot = 8
-    reps = stats.bootstrap_correlations(x, y, clusters, n_bootstrap=n_boot,
-                                        rng=np.random.default_rng(5))
+    reps = stats.bootstrap_correlations(
+        x, y, clusters, n_bootstrap=n_boot, rng=np.random.default_rng(5)
+    )
     weights = stats.bootstrap_weights(12, n_boot, np.random.default_rng(5))
     codes = np.unique(clusters, return_inverse=True)[1]
     for b in range(n_boot):
@@ -69,8 +73,11 @@ def test_bootstrap_weights_draw_whole_clusters(rng):
 
 def test_cis_cover_the_true_correlation():
     rho = 0.6
-    truth = {"pearson": rho, "spearman": 6 / math.pi * math.asin(rho / 2),
-             "kendall": 2 / math.pi * math.asin(rho)}
+    truth = {
+        "pearson": rho,
+        "spearman": 6 / math.pi * math.asin(rho / 2),
+        "kendall": 2 / math.pi * math.asin(rho),
+    }
     rng = np.random.default_rng(2024)
     n_sets = 60
     covered = {m: 0 for m in truth}
@@ -93,8 +100,7 @@ def test_cluster_bootstrap_widens_for_clustered_pairs():
     xy = np.repeat(effect, per, axis=0) + 0.3 * rng.standard_normal((n_rec * per, 2))
     clusters = np.repeat(np.arange(n_rec), per)
     by_recording = stats.correlate(xy[:, 0], xy[:, 1], clusters, n_bootstrap=1000, seed=1)
-    by_pair = stats.correlate(xy[:, 0], xy[:, 1], np.arange(n_rec * per), n_bootstrap=1000,
-                              seed=1)
+    by_pair = stats.correlate(xy[:, 0], xy[:, 1], np.arange(n_rec * per), n_bootstrap=1000, seed=1)
     width = lambda r: r["pearson_ci_high"] - r["pearson_ci_low"]  # noqa: E731
     assert width(by_recording) > 1.8 * width(by_pair)
 
@@ -151,17 +157,24 @@ def synthetic_pairs(rng, n_rec=8):
         for k, level in enumerate(lv):
             for i in range(n_rec):
                 quality = 4.0 - k - 0.3 * rng.random()
-                rows.append({"reference_path": f"clean/r{i}.wav",
-                             "degraded_path": f"degraded/{family}/{level}/r{i}.wav",
-                             "family": family, "level": level, "pesq_wb": quality,
-                             "m_cosine": 0.9 + 0.02 * quality + 0.001 * rng.standard_normal(),
-                             "m_l2": 10 - quality})
+                rows.append(
+                    {
+                        "reference_path": f"clean/r{i}.wav",
+                        "degraded_path": f"degraded/{family}/{level}/r{i}.wav",
+                        "family": family,
+                        "level": level,
+                        "pesq_wb": quality,
+                        "m_cosine": 0.9 + 0.02 * quality + 0.001 * rng.standard_normal(),
+                        "m_l2": 10 - quality,
+                    }
+                )
     return pd.DataFrame(rows)
 
 
 def test_level_order_fallback():
-    order = stats.level_order({"noise": ["extreme", "low", "high"],
-                               "compression": ["strong", "extreme", "mild"]})
+    order = stats.level_order(
+        {"noise": ["extreme", "low", "high"], "compression": ["strong", "extreme", "mild"]}
+    )
     assert order["noise"] == ["low", "high", "extreme"]
     assert order["compression"] == ["mild", "strong", "extreme"]
 
@@ -171,8 +184,13 @@ def test_summary_by_degradation_t_interval(rng):
     df.loc[0, "pesq_wb"] = np.nan  # a failed cell is left out, not counted as a value
     s = stats.summary_by_degradation(df, ["pesq_wb", "m_cosine"])
     assert list(s[["family", "level"]].itertuples(index=False, name=None)) == [
-        ("compression", "mild"), ("compression", "strong"), ("compression", "extreme"),
-        ("noise", "low"), ("noise", "high"), ("noise", "extreme")]
+        ("compression", "mild"),
+        ("compression", "strong"),
+        ("compression", "extreme"),
+        ("noise", "low"),
+        ("noise", "high"),
+        ("noise", "extreme"),
+    ]
     row = s[(s.family == "noise") & (s.level == "low")].iloc[0]
     vals = df[(df.family == "noise") & (df.level == "low")]["pesq_wb"].dropna().to_numpy()
     half = sps.t.ppf(0.975, len(vals) - 1) * vals.std(ddof=1) / math.sqrt(len(vals))
@@ -185,8 +203,13 @@ def test_summary_by_degradation_t_interval(rng):
 def test_correlation_table_scopes_and_pairs(rng):
     df = synthetic_pairs(rng)
     pairs = stats.metric_pairs(["m_cosine", "m_l2"], ["pesq_wb", "stoi"])
-    assert pairs == [("m_cosine", "pesq_wb"), ("m_cosine", "stoi"), ("m_l2", "pesq_wb"),
-                     ("m_l2", "stoi"), ("pesq_wb", "stoi")]
+    assert pairs == [
+        ("m_cosine", "pesq_wb"),
+        ("m_cosine", "stoi"),
+        ("m_l2", "pesq_wb"),
+        ("m_l2", "stoi"),
+        ("pesq_wb", "stoi"),
+    ]
     t = stats.correlation_table(df, pairs, n_bootstrap=200, seed=0)
     # "stoi" is not a column: its pairs are skipped.
     assert set(t["scope"]) == {"all", "compression", "noise"}
@@ -195,8 +218,13 @@ def test_correlation_table_scopes_and_pairs(rng):
     assert allrow["n"] == 48 and allrow["n_recordings"] == 8
     assert allrow["pearson"] == pytest.approx(-1.0)
     noise = df[df.family == "noise"]
-    r = stats.correlate(noise["m_cosine"], noise["pesq_wb"], noise["reference_path"],
-                        n_bootstrap=200, seed=stats._stable_seed(0, "noise", "m_cosine", "pesq_wb"))
+    r = stats.correlate(
+        noise["m_cosine"],
+        noise["pesq_wb"],
+        noise["reference_path"],
+        n_bootstrap=200,
+        seed=stats._stable_seed(0, "noise", "m_cosine", "pesq_wb"),
+    )
     got = t[(t.scope == "noise") & (t.metric_x == "m_cosine")].iloc[0]
     assert got["spearman"] == r["spearman"] and got["spearman_ci_low"] == r["spearman_ci_low"]
 

@@ -28,23 +28,35 @@ def _small_pairs(**kwargs):
 @pytest.fixture(scope="module")
 def results_dir(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("run")
-    return write_results(folder, _small_pairs(n_recordings=3, families=FAMILIES),
-                         unavailable={"openl3": "no weights in --weights-dir",
-                                      "vggish": "no weights in --weights-dir"},
-                         n_bootstrap=50)
+    return write_results(
+        folder,
+        _small_pairs(n_recordings=3, families=FAMILIES),
+        unavailable={
+            "openl3": "no weights in --weights-dir",
+            "vggish": "no weights in --weights-dir",
+        },
+        n_bootstrap=50,
+    )
 
 
 @pytest.fixture(scope="module")
 def first_run(results_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("vis") / "visualizations"
-    code = visualize_stage.main(["--results-dir", str(results_dir), "--output-dir", str(out),
-                                 "--dpi", "30", "--quiet"])
+    code = visualize_stage.main(
+        ["--results-dir", str(results_dir), "--output-dir", str(out), "--dpi", "30", "--quiet"]
+    )
     return code, out
 
 
-EXPECTED_FIGURES = ["scatter_cdpam_distance.png", "heatmap_pearson.png",
-                    "heatmap_spearman.png", "bars_by_degradation.png", "severity_curves.png",
-                    "family_noise.png", "family_bitrate.png"]
+EXPECTED_FIGURES = [
+    "scatter_cdpam_distance.png",
+    "heatmap_pearson.png",
+    "heatmap_spearman.png",
+    "bars_by_degradation.png",
+    "severity_curves.png",
+    "family_noise.png",
+    "family_bitrate.png",
+]
 
 
 def test_writes_every_output(first_run):
@@ -66,7 +78,9 @@ def test_report_embeds_every_figure_and_says_what_was_skipped(first_run):
     page = (out / "report.html").read_text()
     assert page.count('<img src="data:image/png;base64,') == len(EXPECTED_FIGURES)
     assert "http://" not in page and "https://" not in page
-    assert "OpenL3 was unavailable and is left out of this report: no weights in --weights-dir" in page
+    assert (
+        "OpenL3 was unavailable and is left out of this report: no weights in --weights-dir" in page
+    )
     text = (out / "analysis_report.txt").read_text()
     assert "NOTE: VGGish was unavailable and is left out of this report" in text
     assert "Against PESQ-WB, the neural metric that agrees best is CDPAM" in text
@@ -81,13 +95,24 @@ def test_rerun_with_unchanged_inputs_does_nothing_and_force_redoes(first_run, re
     _, out = first_run
     before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
     with caplog.at_level(logging.INFO):
-        code = visualize_stage.main(["--results-dir", str(results_dir), "--output-dir", str(out),
-                                     "--dpi", "30"])
+        code = visualize_stage.main(
+            ["--results-dir", str(results_dir), "--output-dir", str(out), "--dpi", "30"]
+        )
     assert code == cli.EXIT_OK
     assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before
     assert f"{out} is up to date with {results_dir} (use --force to redraw)" in caplog.text
-    code = visualize_stage.main(["--results-dir", str(results_dir), "--output-dir", str(out),
-                                 "--dpi", "30", "--force", "--quiet"])
+    code = visualize_stage.main(
+        [
+            "--results-dir",
+            str(results_dir),
+            "--output-dir",
+            str(out),
+            "--dpi",
+            "30",
+            "--force",
+            "--quiet",
+        ]
+    )
     assert code == cli.EXIT_OK
     assert (out / "report.html").stat().st_mtime_ns > before["report.html"]
 
@@ -95,17 +120,35 @@ def test_rerun_with_unchanged_inputs_does_nothing_and_force_redoes(first_run, re
 def test_svg_format_replaces_the_png_figures(first_run, results_dir, tmp_path):
     out = tmp_path / "vis"
     shutil.copytree(first_run[1], out)
-    assert visualize_stage.main(["--results-dir", str(results_dir), "--output-dir", str(out),
-                                 "--format", "svg", "--quiet"]) == cli.EXIT_OK
-    assert sorted(p.suffix for p in out.iterdir() if p.suffix in (".png", ".svg")) == [".svg"] * len(EXPECTED_FIGURES)
+    assert (
+        visualize_stage.main(
+            [
+                "--results-dir",
+                str(results_dir),
+                "--output-dir",
+                str(out),
+                "--format",
+                "svg",
+                "--quiet",
+            ]
+        )
+        == cli.EXIT_OK
+    )
+    assert sorted(p.suffix for p in out.iterdir() if p.suffix in (".png", ".svg")) == [
+        ".svg"
+    ] * len(EXPECTED_FIGURES)
     page = (out / "report.html").read_text()
     assert page.count('<img src="data:image/svg+xml;base64,') == len(EXPECTED_FIGURES)
 
 
 def test_default_output_dir_is_inside_the_results_dir(tmp_path):
-    results = write_results(tmp_path, _small_pairs(n_recordings=2, families={"noise": ["low", "high"]}),
-                            n_bootstrap=10)
-    assert visualize_stage.main(["--results-dir", str(results), "--dpi", "20", "--quiet"]) == cli.EXIT_OK
+    results = write_results(
+        tmp_path, _small_pairs(n_recordings=2, families={"noise": ["low", "high"]}), n_bootstrap=10
+    )
+    assert (
+        visualize_stage.main(["--results-dir", str(results), "--dpi", "20", "--quiet"])
+        == cli.EXIT_OK
+    )
     # One family: no per-family small multiples.
     assert not list((results / "visualizations").glob("family_*"))
     assert (results / "visualizations" / "report.html").exists()
@@ -124,7 +167,10 @@ def test_older_results_schema_fails_with_a_clear_message(tmp_path, caplog):
     (results / "pair_metrics.csv").write_text("clean,degraded,pesq\na.wav,b.wav,2.0\n")
     with caplog.at_level(logging.ERROR):
         assert visualize_stage.main(["--results-dir", str(results)]) == cli.EXIT_FAILED
-    assert "expected leading columns ['reference_path', 'degraded_path', 'family', 'level']" in caplog.text
+    assert (
+        "expected leading columns ['reference_path', 'degraded_path', 'family', 'level']"
+        in caplog.text
+    )
     assert "rerun calculate_metrics.py --force" in caplog.text
     assert not (results / "visualizations").exists()
 
@@ -139,9 +185,22 @@ def test_bad_options_are_usage_errors(capsys):
 
 
 def test_script_help_lists_the_options():
-    proc = subprocess.run([sys.executable, "visualize_results.py", "--help"], cwd=REPO,
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "visualize_results.py", "--help"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 0, proc.stderr
-    for opt in ("--results-dir", "--output-dir", "--format", "--dpi", "--quiet", "--verbose", "--force"):
+    for opt in (
+        "--results-dir",
+        "--output-dir",
+        "--format",
+        "--dpi",
+        "--quiet",
+        "--verbose",
+        "--force",
+    ):
         assert opt in proc.stdout
     assert "--workers" not in proc.stdout

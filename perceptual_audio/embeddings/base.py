@@ -96,7 +96,9 @@ class Embedder(abc.ABC):
         """
         x = np.asarray(waveform, dtype=np.float32)
         if x.ndim != 1:
-            raise ParameterError(f"{self.name}.embed: waveform must be 1-D (n,), got shape {x.shape}")
+            raise ParameterError(
+                f"{self.name}.embed: waveform must be 1-D (n,), got shape {x.shape}"
+            )
         x = self.resample_numpy(x, sr)
         with torch.inference_mode():
             emb = self.forward(torch.from_numpy(x).to(self.device)[None])[0]

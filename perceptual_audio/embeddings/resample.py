@@ -193,7 +193,9 @@ class Resampler(torch.nn.Module):
     >>> y = rs(torch.zeros(2, 16000))   # (2, 48000)
     """
 
-    def __init__(self, orig_rate: int, new_rate: int, *, filter: str | SincFilter = "kaiser_best") -> None:
+    def __init__(
+        self, orig_rate: int, new_rate: int, *, filter: str | SincFilter = "kaiser_best"
+    ) -> None:
         super().__init__()
         self.orig_rate = _check_rate("orig_rate", orig_rate)
         self.new_rate = _check_rate("new_rate", new_rate)
@@ -231,7 +233,9 @@ class Resampler(torch.nn.Module):
                 f"{type(waveform).__name__}{'' if not torch.is_tensor(waveform) else ' ' + str(waveform.dtype)}"
             )
         if waveform.ndim == 0:
-            raise ParameterError("Resampler: waveform must have at least 1 dimension (..., n), got a scalar")
+            raise ParameterError(
+                "Resampler: waveform must have at least 1 dimension (..., n), got a scalar"
+            )
         if self.orig_rate == self.new_rate:
             return waveform
         lead, n = waveform.shape[:-1], waveform.shape[-1]
@@ -269,13 +273,21 @@ def _full_fp32(x: torch.Tensor) -> Iterator[None]:
         yield
         return
     cudnn = torch.backends.cudnn
-    with cudnn.flags(enabled=cudnn.enabled, benchmark=cudnn.benchmark,
-                     deterministic=cudnn.deterministic, allow_tf32=False):
+    with cudnn.flags(
+        enabled=cudnn.enabled,
+        benchmark=cudnn.benchmark,
+        deterministic=cudnn.deterministic,
+        allow_tf32=False,
+    ):
         yield
 
 
 def resample(
-    waveform: torch.Tensor, orig_rate: int, new_rate: int, *, filter: str | SincFilter = "kaiser_best"
+    waveform: torch.Tensor,
+    orig_rate: int,
+    new_rate: int,
+    *,
+    filter: str | SincFilter = "kaiser_best",
 ) -> torch.Tensor:
     """Functional form of :class:`Resampler` (the kernel design is cached per rate pair).
 
