@@ -440,7 +440,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--bootstrap",
-        type=_nonnegative_int,
+        type=cli.nonnegative_int,
         default=DEFAULT_BOOTSTRAP,
         metavar="N",
         help="cluster-bootstrap replicates per correlation CI (0: no CIs)",
@@ -457,16 +457,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     cli.add_common_arguments(p, workers=True)
     return p
-
-
-def _nonnegative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
-    return value
 
 
 class _Hashes:

@@ -15,25 +15,13 @@ from pesq import pesq
 
 from perceptual_audio import cli, metrics, metrics_stage
 from perceptual_audio.audio_io import load_audio, save_wav
+from perceptual_audio.embed_stage import EMBEDDING_COLUMNS
 from perceptual_audio.files import sha256_file
 from perceptual_audio.manifest import ManifestRow, write_manifest
 
 SR = 16000
 SNR_DB = {"low": 30.0, "high": 15.0, "extreme": 5.0}
-EMB_COLUMNS = (
-    "path",
-    "embedding",
-    "model",
-    "variant",
-    "n_frames",
-    "dim",
-    "hop_seconds",
-    "audio_sha256",
-    "settings",
-    "settings_digest",
-    "weights_sha256",
-    "status",
-)
+EMB_COLUMNS = EMBEDDING_COLUMNS  # the embedding stage's own manifest schema
 
 
 def speech_like(seconds: float, rng: np.random.Generator) -> np.ndarray:
