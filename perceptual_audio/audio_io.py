@@ -141,6 +141,55 @@ def resample(y: np.ndarray, sr_in: int, sr_out: int, *, quality: str = SOXR_QUAL
     return np.ascontiguousarray(out, dtype=np.float32)
 
 
+#: resampy 0.2.x's ``kaiser_best`` filter: 64 zero crossings, 2**9 table entries per crossing,
+#: Kaiser window with beta 14.769656459379492, roll-off 0.9475937167399596 of Nyquist. It is the
+#: filter openl3 0.4.2 (which pins resampy<0.3) and cdpam 0.0.6 (through librosa<0.10) resampled
+#: with; resampy 0.3 replaced it (0.4.3's ``kaiser_best`` has 50 crossings, roll-off 0.917).
+RESAMPY02_KAISER_BEST = {
+    "num_zeros": 64,
+    "precision": 9,
+    "beta": 14.769656459379492,
+    "rolloff": 0.9475937167399596,
+}
+
+
+def resample_resampy02(y: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
+    """Resample along the last axis exactly as resampy 0.2's ``kaiser_best`` did (float64).
+
+    The reference models' parity mode: the installed resampy computes the interpolation, with
+    the 0.2 filter rebuilt from :data:`RESAMPY02_KAISER_BEST`. The output has
+    ``int(n * sr_out / sr_in)`` samples, as in resampy.
+
+    Parameters
+    ----------
+    y : np.ndarray [shape=(..., n)]
+    sr_in, sr_out : int
+        Input and output rates in Hz.
+    """
+    import functools
+
+    import resampy
+
+    if sr_in <= 0 or sr_out <= 0:
+        raise ParameterError(f"sample rates must be positive, got sr_in={sr_in}, sr_out={sr_out}")
+    x = np.asarray(y, dtype=np.float64)
+    if sr_in == sr_out:
+        return x
+    p = RESAMPY02_KAISER_BEST
+    window = functools.partial(np.kaiser, beta=p["beta"])
+    return resampy.resample(
+        x,
+        sr_in,
+        sr_out,
+        axis=-1,
+        filter="sinc_window",
+        num_zeros=p["num_zeros"],
+        precision=p["precision"],
+        window=window,
+        rolloff=p["rolloff"],
+    )
+
+
 def save_wav(path: str | os.PathLike, y: np.ndarray, sample_rate: int) -> None:
     """Write a mono float32 WAV atomically (temporary file + rename).
 

@@ -423,48 +423,18 @@ def test_embed_numpy_path_resamples_and_returns_timestamps(loaded):
 
 
 # -- parity with the official model (real weights only) ---------------------------------------
-PARITY_CASES = [
-    (
-        "chirp_44k.npz",
-        dict(
-            input_repr="mel256",
-            content_type="music",
-            embedding_size=6144,
-            center=True,
-            hop_seconds=0.1,
-        ),
-    ),
-    (
-        "chirp_44k_kapre.npz",
-        dict(
-            input_repr="mel256",
-            content_type="music",
-            embedding_size=6144,
-            center=True,
-            hop_seconds=0.1,
-        ),
-    ),
-    (
-        "chirp_44k_linear.npz",
-        dict(
-            input_repr="linear",
-            content_type="env",
-            embedding_size=512,
-            center=False,
-            hop_seconds=0.5,
-        ),
-    ),
-    (
-        "chirp_44k_kapre_linear.npz",
-        dict(
-            input_repr="linear",
-            content_type="env",
-            embedding_size=512,
-            center=False,
-            hop_seconds=0.5,
-        ),
-    ),
-]
+# The reference folder holds outputs of three front ends that differ from each other (measured
+# on the files themselves: mel256 max abs difference 1.7-3.2, min cosine 0.97-0.99): `_kapre`
+# is openl3 0.4.2's kapre path, the one this port implements (DESIGN.md section 4); `_librosa`
+# is its librosa front end; the plain files come from the older kapre 0.1.4 front end (for
+# `linear` they equal the librosa ones to 0.06). Parity is asserted on the `_kapre` files only.
+_MEL256 = dict(
+    input_repr="mel256", content_type="music", embedding_size=6144, center=True, hop_seconds=0.1
+)
+_LINEAR = dict(
+    input_repr="linear", content_type="env", embedding_size=512, center=False, hop_seconds=0.5
+)
+PARITY_CASES = [("chirp_44k_kapre.npz", _MEL256), ("chirp_44k_kapre_linear.npz", _LINEAR)]
 
 
 @pytest.mark.parametrize("npz, settings", PARITY_CASES, ids=[c[0] for c in PARITY_CASES])
@@ -491,3 +461,11 @@ def test_parity_with_official_embeddings(shared_data, npz, settings):
     # Report the tolerance reached (pytest -s shows it), then hold it to 1e-3.
     print(f"{npz}: max abs diff {np.max(np.abs(emb - ref['embedding'])):.2e}")
     np.testing.assert_allclose(emb, ref["embedding"], rtol=1e-3, atol=1e-3)
+
+
+def test_forward_never_runs_random_weights(tmp_path, monkeypatch):
+    """Without weights, embed/forward raise instead of using the initialised network."""
+    monkeypatch.setenv("PERCEPTUAL_AUDIO_CACHE", str(tmp_path / "empty"))
+    e = ol3.OpenL3Embedder(input_repr="mel128", embedding_size=512, download=False)
+    with pytest.raises(WeightsUnavailableError, match="openl3_audio_mel128_music-v0_4_0.h5.gz"):
+        e.embed(np.zeros(48000, np.float32), 48000)

@@ -331,7 +331,7 @@ def resample_like_cdpam(x: np.ndarray, sr: int, *, resampler: str = "resampy") -
     """Resample mono audio to 22.05 kHz as CDPAM's loader did.
 
     ``cdpam.load_audio`` calls ``librosa.load(path, sr=22050)``. With the librosa of its time
-    (< 0.10) that is resampy ``kaiser_best`` followed by ``fix_length`` to
+    (< 0.10) that is resampy 0.2's ``kaiser_best`` followed by ``fix_length`` to
     ``ceil(n * 22050 / sr)`` samples (``resampler="resampy"``, the parity mode). Since librosa
     0.10 the default is soxr; ``resampler="soxr"`` uses the project's soxr resampler
     (:func:`perceptual_audio.audio_io.resample`, VHQ, ``round(n * 22050 / sr)`` samples).
@@ -358,9 +358,10 @@ def resample_like_cdpam(x: np.ndarray, sr: int, *, resampler: str = "resampy") -
         from perceptual_audio.audio_io import resample
 
         return resample(x, sr, SAMPLE_RATE)
-    import resampy
+    from perceptual_audio.audio_io import resample_resampy02
 
-    y = resampy.resample(x, sr, SAMPLE_RATE, filter="kaiser_best", axis=-1)
+    # librosa < 0.10 required resampy < 0.3, whose kaiser_best filter resampy 0.3 replaced.
+    y = resample_resampy02(x, sr, SAMPLE_RATE).astype(np.float32)
     n_out = int(math.ceil(len(x) * SAMPLE_RATE / sr))
     if len(y) > n_out:
         y = y[:n_out]

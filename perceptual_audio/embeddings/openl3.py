@@ -473,6 +473,7 @@ class OpenL3Embedder(Embedder):
         return x.unfold(-1, WINDOW_SAMPLES, self.hop_length)
 
     def _window_chunks(self, waveform: torch.Tensor):
+        self.load()  # never run the randomly initialised network: load (or raise) first
         w = self.windows(waveform)
         b, t, _ = w.shape
         step = max(1, self.batch_size // b) if b <= self.batch_size else 1
@@ -505,14 +506,14 @@ class OpenL3Embedder(Embedder):
         return {k: torch.cat(v, dim=1) for k, v in acc.items()}
 
     def resample_numpy(self, x: np.ndarray, sr: int) -> np.ndarray:
-        """To 48 kHz with soxr (default) or resampy ``kaiser_best`` in float64 (openl3's)."""
+        """To 48 kHz with soxr (default) or, for parity, resampy 0.2's ``kaiser_best`` in float64
+        (openl3 0.4.2 pins resampy<0.3; see :func:`perceptual_audio.audio_io.resample_resampy02`)."""
         if sr == self.sample_rate:
             return x
         if self.resampler == "resampy":
-            import resampy
+            from perceptual_audio.audio_io import resample_resampy02
 
-            y = resampy.resample(x.astype(np.float64), sr, self.sample_rate, filter="kaiser_best")
-            return y.astype(np.float32)
+            return resample_resampy02(x, sr, self.sample_rate).astype(np.float32)
         return super().resample_numpy(x, sr)
 
     def info(self) -> dict[str, Any]:

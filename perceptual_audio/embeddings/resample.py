@@ -24,6 +24,8 @@ Presets (``filter=``):
   0.917347 of the lower Nyquist, beta 12.9846, about -120 dB stop band). resampy is what
   OpenL3 and CDPAM's reference code use.
 - ``"kaiser_fast"``: resampy's ``kaiser_fast`` (24 zeros, roll-off 0.868212, beta 9.90322).
+- ``"kaiser_best_v02"``: resampy 0.2's ``kaiser_best`` (64 zeros, roll-off 0.947594, beta
+  14.7697), the filter openl3 0.4.2 and cdpam 0.0.6 were run with (resampy 0.3 replaced it).
 
 Measured accuracy (``tests/test_resample.py`` asserts these bounds for 16000->48000,
 16000->22050, 22050->16000, 44100->48000 and 48000->16000, float64, 1 s signals):
@@ -89,6 +91,11 @@ class SincFilter:
 FILTERS: dict[str, SincFilter] = {
     "kaiser_best": SincFilter(num_zeros=50, rolloff=0.917347, beta=12.9846, table_bits=13),
     "kaiser_fast": SincFilter(num_zeros=24, rolloff=0.868212, beta=9.90322, table_bits=9),
+    # resampy 0.2.x's kaiser_best, the filter openl3 0.4.2 and cdpam 0.0.6 ran with
+    # (perceptual_audio.audio_io.RESAMPY02_KAISER_BEST).
+    "kaiser_best_v02": SincFilter(
+        num_zeros=64, rolloff=0.9475937167399596, beta=14.769656459379492, table_bits=9
+    ),
 }
 
 
