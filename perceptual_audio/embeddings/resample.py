@@ -21,8 +21,7 @@ do); the output has ``round(n * new_rate / orig_rate)`` samples, like
 Presets (``filter=``):
 
 - ``"kaiser_best"`` (default): resampy 0.4's ``kaiser_best`` (50 zero crossings, roll-off
-  0.917347 of the lower Nyquist, beta 12.9846, about -120 dB stop band). resampy is what
-  OpenL3 and CDPAM's reference code use.
+  0.917347 of the lower Nyquist, beta 12.9846, about -120 dB stop band).
 - ``"kaiser_fast"``: resampy's ``kaiser_fast`` (24 zeros, roll-off 0.868212, beta 9.90322).
 - ``"kaiser_best_v02"``: resampy 0.2's ``kaiser_best`` (64 zeros, roll-off 0.947594, beta
   14.7697), the filter openl3 0.4.2 and cdpam 0.0.6 were run with (resampy 0.3 replaced it).
