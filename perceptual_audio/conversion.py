@@ -167,13 +167,18 @@ def run(args: argparse.Namespace) -> int:
         inputs = find_audio_files(input_root)
     except PerceptualAudioError as e:
         logger.error("%s", e)
-        return cli.EXIT_FAILED
+        return cli.EXIT_USAGE
     if (
         output_root.resolve() == input_root.resolve()
         or input_root.resolve() in output_root.resolve().parents
     ):
         logger.error("--output %s must not be inside --input %s", output_root, input_root)
         return cli.EXIT_USAGE
+    if not inputs:
+        # A mistyped or unmounted --input must not wipe an existing study as "stale".
+        logger.error("no audio files (%s) found under %s; nothing converted, %s left untouched",
+                     ", ".join(sorted(AUDIO_EXTENSIONS)), input_root, output_root)
+        return cli.EXIT_FAILED
     output_root.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(output_root)
 

@@ -216,7 +216,18 @@ def test_script_exit_status_summary_and_help(tmp_path):
 
 
 def test_missing_input_folder_and_output_inside_input(tmp_path, caplog):
-    assert _run("--input", tmp_path / "nope", "--output", tmp_path / "out") == 1
+    assert _run("--input", tmp_path / "nope", "--output", tmp_path / "out") == 2
     assert "nope' does not exist or is not a folder" in caplog.text
     (tmp_path / "in").mkdir()
     assert _run("--input", tmp_path / "in", "--output", tmp_path / "in" / "out") == 2
+
+
+def test_input_without_audio_leaves_an_existing_study_untouched(tmp_path, caplog):
+    src, out = tmp_path / "in", tmp_path / "out"
+    write_audio(src / "a.wav", sine(300, 0.5, 16000), 16000)
+    assert _run("--input", src, "--output", out) == 0
+    (tmp_path / "mistyped").mkdir()
+    (tmp_path / "mistyped" / "notes.txt").write_text("no audio here")
+    assert _run("--input", tmp_path / "mistyped", "--output", out) == 1
+    assert "no audio files" in caplog.text and "left untouched" in caplog.text
+    assert (out / "clean" / "a.wav").is_file() and len(read_manifest(out)) == 1
