@@ -355,12 +355,32 @@ def run_degradations(args: argparse.Namespace) -> int:
     remove_stale_temporaries(degraded_root)
     clean_rows = sorted((r for r in rows if r.kind == "clean"), key=lambda r: r.path)
     old_rows = {r.path: r for r in rows if r.kind == "degraded"}
+    if not clean_rows:  # never take "no clean files" as "remove every degraded file"
+        logger.error(
+            "%s lists no clean files; run audio_conversion.py --output %s first "
+            "(degraded files left untouched)",
+            root / "manifest.csv",
+            root,
+        )
+        return cli.EXIT_FAILED
 
     failures: list[tuple[str, str]] = []
     source_hashes: dict[str, str] = {}
     for row in clean_rows:
         try:
-            source_hashes[row.path] = sha256_file(root / row.path)
+            digest = sha256_file(root / row.path)
+            if digest != row.sha256:  # edited or replaced after stage 1: not what it records
+                failures.append(
+                    (
+                        row.path,
+                        (
+                            f"{root / row.path}: changed since audio_conversion.py wrote it (sha256 "
+                            f"{digest[:12]}, manifest {row.sha256[:12]}); rerun audio_conversion.py"
+                        ),
+                    )
+                )
+                continue
+            source_hashes[row.path] = digest
         except OSError as e:
             failures.append(
                 (

@@ -15,7 +15,13 @@ from perceptual_audio import degrade_stage as stage
 from perceptual_audio.audio_io import load_audio, save_wav
 from perceptual_audio.errors import ParameterError
 from perceptual_audio.files import sha256_file
-from perceptual_audio.manifest import COLUMNS, ManifestRow, read_manifest, replace_kind
+from perceptual_audio.manifest import (
+    COLUMNS,
+    ManifestRow,
+    read_manifest,
+    replace_kind,
+    write_manifest,
+)
 
 SR = 16000
 
@@ -265,8 +271,33 @@ def test_silent_and_short_clean_files_are_flagged(root):
     assert len(load_audio(root / "degraded/bitrate/low/tiny.wav")[0]) == 200
 
 
-def test_a_failing_file_is_reported_and_the_others_are_written(root):
+def test_a_clean_file_changed_after_stage_1_is_refused(root, caplog):
     (root / "clean/speech/b.wav").write_bytes(b"RIFF not really a wav")
+    assert run(root, "--degradations", "noise:low") == 1
+    assert "clean/speech/b.wav: changed since audio_conversion.py wrote it" in caplog.text
+    assert sorted(degraded_rows(root)) == [
+        "degraded/noise/low/music/c (1).wav",
+        "degraded/noise/low/speech/a.wav",
+    ]
+
+
+def test_no_clean_rows_removes_nothing(root, caplog):
+    assert run(root, "--degradations", "noise:low") == 0
+    rows = [r for r in read_manifest(root) if r.kind == "degraded"]
+    write_manifest(root, rows)  # e.g. stage 1 pointed at a wrong folder
+    assert run(root, "--degradations", "noise:low") == 1
+    assert "lists no clean files" in caplog.text
+    assert len(list((root / "degraded").rglob("*.wav"))) == 3
+
+
+def test_a_failing_file_is_reported_and_the_others_are_written(root):
+    bad = root / "clean/speech/b.wav"
+    bad.write_bytes(b"RIFF not really a wav")  # and the manifest agrees: a decode failure
+    rows = [
+        dataclasses.replace(r, sha256=sha256_file(bad)) if r.path == "clean/speech/b.wav" else r
+        for r in read_manifest(root)
+    ]
+    write_manifest(root, rows)
     assert run(root, "--degradations", "noise:low") == 1
     assert sorted(degraded_rows(root)) == [
         "degraded/noise/low/music/c (1).wav",
