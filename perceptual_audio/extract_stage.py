@@ -35,9 +35,33 @@ def combine_exit_codes(*codes: int) -> int:
     return cli.EXIT_OK
 
 
+def check_embedding_options(args: argparse.Namespace) -> str | None:
+    """Problems with the embedding options, found before any work is done (None: fine)."""
+    from perceptual_audio.errors import PerceptualAudioError
+
+    try:
+        models = embed_stage.parse_models(args.models)
+    except PerceptualAudioError as e:
+        return str(e)
+    device = str(getattr(args, "device", "cpu") or "cpu")
+    if models and device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            return (
+                f"--device {device}: CUDA is not available to this torch build "
+                f"({torch.__version__}); use --device cpu"
+            )
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     cli.setup_logging(args)
+    problem = check_embedding_options(args)
+    if problem:  # before the degradation half changes any folder
+        parser.error(problem)
     rc_degrade = degrade_stage.run_degradations(args)
     rc_embed = embed_stage.run_embeddings(args)
     return combine_exit_codes(rc_degrade, rc_embed)
