@@ -22,7 +22,8 @@ run: venv
 	$(PY) audio_conversion.py --input original_audio --output test_audio --sr 16000
 	$(PY) extract_embeddings.py --input-dir test_audio --openl3-dir openl3_embeddings --vggish-dir vggish_embeddings; \
 	  rc=$$?; if [ $$rc -eq 3 ]; then echo "make run: some models were unavailable (see above); continuing"; elif [ $$rc -ne 0 ]; then exit $$rc; fi
-	$(PY) calculate_metrics.py --audio-dir test_audio --openl3-dir openl3_embeddings --vggish-dir vggish_embeddings --results-dir results
+	$(PY) calculate_metrics.py --audio-dir test_audio --openl3-dir openl3_embeddings --vggish-dir vggish_embeddings --results-dir results; \
+	  rc=$$?; if [ $$rc -ne 0 ] && [ $$rc -ne 3 ]; then exit $$rc; fi
 	$(PY) visualize_results.py --results-dir results --output-dir results/visualizations
 	@echo "Report: $(CURDIR)/results/visualizations/report.html"
 

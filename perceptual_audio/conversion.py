@@ -176,8 +176,12 @@ def run(args: argparse.Namespace) -> int:
         return cli.EXIT_USAGE
     if not inputs:
         # A mistyped or unmounted --input must not wipe an existing study as "stale".
-        logger.error("no audio files (%s) found under %s; nothing converted, %s left untouched",
-                     ", ".join(sorted(AUDIO_EXTENSIONS)), input_root, output_root)
+        logger.error(
+            "no audio files (%s) found under %s; nothing converted, %s left untouched",
+            ", ".join(sorted(AUDIO_EXTENSIONS)),
+            input_root,
+            output_root,
+        )
         return cli.EXIT_FAILED
     output_root.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(output_root)

@@ -85,7 +85,7 @@ class ClassicSettings:
     Attributes
     ----------
     pesq_nb_sample_rate : int
-        Hz; 8000 (resample to the narrow-band rate, default) or 16000 (P.862 at 16 kHz).
+        Hz; 16000 (P.862 on the 16 kHz audio, default) or 8000 (resampled to the narrow-band rate).
     resample_quality : str
         soxr recipe used when a signal must be resampled for a metric.
     """
@@ -188,7 +188,7 @@ def pesq_score(
     mode : {"wb", "nb"}
         Wide band (needs 16 kHz) or narrow band (8 or 16 kHz).
     pesq_sample_rate : int or None
-        Rate in Hz PESQ runs at; None: 16000 for ``wb``, 8000 for ``nb``. Signals at another
+        Rate in Hz PESQ runs at; None: 16000 for ``wb``, PESQ_NB_SAMPLE_RATE (16000) for ``nb``. Signals at another
         rate are resampled to it with soxr (``resample_quality``).
 
     Returns

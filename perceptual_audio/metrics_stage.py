@@ -507,7 +507,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     available = [m for m in MODELS if sources[m].available]
     for m in MODELS:
         if not sources[m].available:
-            logger.warning("model %s skipped: %s", m, sources[m].reason)
+            # One line here: stage 2 already printed what to fetch and where.
+            logger.warning("model %s skipped: %s", m, sources[m].reason.splitlines()[0])
     classic_settings = metrics.ClassicSettings(pesq_nb_sample_rate=args.pesq_nb_rate)
     classic_params = classic_settings.as_dict()
     value_cols = metric_columns(available)

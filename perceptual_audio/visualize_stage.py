@@ -248,7 +248,7 @@ def run_stage(args: argparse.Namespace) -> int:
     output_dir: Path = args.output_dir or results_dir / "visualizations"
     results = load_results(results_dir, audio_dir=args.audio_dir)
     for note in results.notes:
-        logger.warning("%s", note)
+        logger.warning("%s", note.splitlines()[0])  # the reports keep the full text
     params = {"format": args.format, "dpi": args.dpi}
     digest = inputs_digest(results, params)
     previous = {}

@@ -218,7 +218,6 @@ def test_distance_grows_with_noise(embedder, rng):
 
 def test_preprocess_matches_cdpam_load_audio(embedder, tmp_path, monkeypatch, rng):
     import cdpam
-    import librosa
 
     x = speech_like(0.2, SAMPLE_RATE, rng)
     path = tmp_path / "a.wav"
