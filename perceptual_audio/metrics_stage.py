@@ -65,6 +65,10 @@ METRICS_VERSION = 1
 #: Models in column order, and their default folders.
 MODELS = ("openl3", "vggish", "cdpam")
 LEADING_COLUMNS = ("reference_path", "degraded_path", "family", "level")
+#: Per-pair facts from the audio manifest, after the statuses: the degraded file's flags
+#: (``silent``, ``short``, ...) and whether its degradation was applied at all (a silent
+#: input is left unchanged by noise, compression and clipping: SNR is undefined).
+PAIR_INFO_COLUMNS = ("flags", "degradation_applied")
 PAIR_METRICS_NAME = "pair_metrics.csv"
 SUMMARY_NAME = "summary_by_degradation.csv"
 CORRELATIONS_NAME = "correlations.csv"
@@ -385,6 +389,7 @@ def read_pair_table(path: str | Path) -> pd.DataFrame:
         or c.endswith("_status")
         or c.endswith("_key")
         or c.endswith("_sha256")
+        or c in PAIR_INFO_COLUMNS
     }
     return pd.read_csv(
         path,
@@ -537,6 +542,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "level": row.level,
             "reference_sha256": ref_sha,
             "degraded_sha256": deg_sha,
+            "flags": row.flags,
+            "degradation_applied": "false" if row.params.get("applied") is False else "true",
         }
         prev = previous.get(row.path, {})
         classic_key = params_digest(
@@ -629,6 +636,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         *LEADING_COLUMNS,
         *value_cols,
         *status_cols,
+        *PAIR_INFO_COLUMNS,
         "reference_sha256",
         "degraded_sha256",
         "classic_key",
@@ -650,7 +658,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from perceptual_audio import stats
 
-    frame = pd.DataFrame({c: [r[c] for r in table] for c in (*LEADING_COLUMNS, *value_cols)})
+    # Pairs whose degradation was not applied (the 'degraded' file equals the clean one) are
+    # scored in pair_metrics.csv but would fake perfect agreement in the statistics.
+    analysed = [r for r in table if r["degradation_applied"] != "false"]
+    not_applied = len(table) - len(analysed)
+    if not_applied:
+        logger.warning(
+            "%d pair(s) whose degradation was not applied (silent input) are left out "
+            "of the summaries, correlations and monotonicity",
+            not_applied,
+        )
+    frame = pd.DataFrame({c: [r[c] for r in analysed] for c in (*LEADING_COLUMNS, *value_cols)})
     for c in value_cols:
         frame[c] = frame[c].astype(float)
     order = stats.level_order({f: g["level"] for f, g in frame.groupby("family")})
@@ -691,6 +709,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 for m, s in sources.items()
             },
             "n_pairs": len(table),
+            "n_pairs_not_applied": not_applied,
             "pairs_scored": computed,
             "pairs_reused": reused,
             "failures": failures,

@@ -372,7 +372,7 @@ def read_pair_metrics(path: str | os.PathLike) -> tuple[pd.DataFrame, list[str]]
     # keys): neither is a metric. A column holding text that is not a number is not either.
     metrics = []
     for c in map(str, frame.columns[len(PAIR_KEY_COLUMNS) :]):
-        if c.endswith(("_status", "_key", "_sha256")):
+        if c.endswith(("_status", "_key", "_sha256")) or c in ("flags", "degradation_applied"):
             continue
         raw = frame[c]
         parsed = pd.to_numeric(raw, errors="coerce")
@@ -752,6 +752,11 @@ def load_results(
             "calculate_metrics.py. Run stage 3 first."
         )
     pairs, metrics = read_pair_metrics(pair_path)
+    n_not_applied = 0
+    if "degradation_applied" in pairs.columns:  # as in stage 3's statistics
+        keep = pairs["degradation_applied"].astype(str).str.lower() != "false"
+        n_not_applied = int((~keep).sum())
+        pairs = pairs[keep].reset_index(drop=True)
     if pairs.empty:
         raise SchemaError(
             f"{pair_path}: has a header but no rows; expected one row per "
@@ -784,6 +789,12 @@ def load_results(
             f"{MONOTONICITY_NAME} is missing from {results_dir}: monotonicity is not reported."
         )
     run = _read_json(results_dir / RUN_JSON_NAME)
+    if n_not_applied:
+        notes.append(
+            f"{n_not_applied} pair(s) whose degradation was not applied (silent input: the "
+            "'degraded' file equals the clean one) are left out of the figures and statistics; "
+            f"they are listed in {PAIR_METRICS_NAME}."
+        )
 
     families = list(dict.fromkeys(pairs["family"].tolist()))
     level_order = _level_order(pairs, families, run)

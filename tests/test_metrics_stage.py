@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import math
 import shutil
@@ -459,3 +460,26 @@ def test_cdpam_distance_from_stored_clip_embeddings(tmp_path):
             )
         )
         assert row["cdpam_distance"] == pytest.approx(expected, rel=1e-6)
+
+
+def test_pairs_whose_degradation_was_not_applied_stay_out_of_the_statistics(tmp_path):
+    audio, rows = make_dataset(tmp_path, n_recordings=2)
+    # As stage 2 records a silent input: left unchanged, flagged, applied false.
+    rows = [
+        dataclasses.replace(r, flags="silent", parameters=json.dumps({"applied": False}))
+        if r.path == "degraded/noise/low/speech/r0.wav"
+        else r
+        for r in rows
+    ]
+    write_manifest(audio, rows)
+    write_model(tmp_path, "openl3", audio, rows)
+    run(tmp_path, "results", "--workers", "1")
+    df = read_table(tmp_path / "results" / "pair_metrics.csv")
+    assert len(df) == 6  # still scored and listed
+    row = df[df.degraded_path == "degraded/noise/low/speech/r0.wav"].iloc[0]
+    assert row["degradation_applied"] == "false" and row["flags"] == "silent"
+    s = pd.read_csv(tmp_path / "results" / "summary_by_degradation.csv")
+    n = dict(zip(s["level"], s["n_pairs"], strict=True))
+    assert n == {"low": 1, "high": 2, "extreme": 2}
+    run_json = json.loads((tmp_path / "results" / "run.json").read_text())
+    assert run_json["n_pairs_not_applied"] == 1

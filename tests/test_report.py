@@ -433,3 +433,16 @@ def test_describe_parameters_of_stage_2_records():
     text = report.describe_parameters(json.dumps(f) for f in files)
     assert text == "bitrate_kbps=8; measured mean: achieved_kbps=8.1; codec=MP3 (LAME)"
     assert report.describe_parameters([]) == ""
+
+
+def test_pairs_whose_degradation_was_not_applied_are_left_out_with_a_note(tmp_path):
+    pairs = make_pairs(n_recordings=5, seed=3)
+    pairs["flags"] = ""
+    pairs["degradation_applied"] = "true"
+    pairs.loc[0, ["flags", "degradation_applied"]] = ["silent", "false"]
+    results = write_results(tmp_path, pairs, n_bootstrap=50)
+    loaded = report.load_results(results)
+    assert len(loaded.pairs) == len(pairs) - 1
+    assert pairs.loc[0, "degraded_path"] not in set(loaded.pairs["degraded_path"])
+    assert "flags" not in loaded.metrics and "degradation_applied" not in loaded.metrics
+    assert any("1 pair(s) whose degradation was not applied" in n for n in loaded.notes)
