@@ -72,6 +72,9 @@ EMBEDDING_COLUMNS = (
 )
 EMBEDDING_MANIFEST = "manifest.csv"
 TIMESTAMPS_SUFFIX = ".timestamps.npy"
+#: The model manifest is rewritten at most this often (seconds) during a long run, so that an
+#: interrupted run keeps what it finished.
+CHECKPOINT_SECONDS = 30.0
 STATUS_OK = "ok"
 
 
@@ -369,7 +372,14 @@ def embed_model(name: str, args: argparse.Namespace, audio_dir: Path, rows: list
     new_rows: list[dict[str, Any]] = []
     t_embed = time.perf_counter()
     audio_seconds = 0.0
-    for row in cli.progress(rows, total=len(rows), desc=name, args=args):
+    last_checkpoint = time.perf_counter()
+    for i, row in enumerate(cli.progress(rows, total=len(rows), desc=name, args=args)):
+        if time.perf_counter() - last_checkpoint > CHECKPOINT_SECONDS:
+            # A killed run keeps what it embedded: rows done so far + the earlier rows of the
+            # files still to do (their outputs are untouched until they are redone).
+            pending = [old[r.path] for r in rows[i:] if r.path in old]
+            write_embedding_manifest(model_dir, new_rows + pending)
+            last_checkpoint = time.perf_counter()
         npy, ts_path = embedding_paths(row.path, model_dir, audio_dir)
         rec: dict[str, Any] = {
             "path": row.path,

@@ -322,3 +322,28 @@ def test_extras_are_stored_beside_the_frames_flags_recorded_and_stale_ones_remov
         "s.npy",
         "s.timestamps.npy",
     ]
+
+
+def test_an_interrupted_run_keeps_what_it_embedded(tmp_path, monkeypatch):
+    rng = np.random.default_rng(1)
+    make_audio_dir(
+        tmp_path / "test_audio",
+        {f"clean/f{i}.wav": 0.1 * rng.standard_normal(SR) for i in range(4)},
+    )
+    monkeypatch.setattr(embed_stage, "CHECKPOINT_SECONDS", 0.0)
+    real_embed = FakeEmbedder.embed
+
+    def dying_embed(self, waveform, sr):
+        if len(CALLS) == 2:
+            raise KeyboardInterrupt("killed")
+        return real_embed(self, waveform, sr)
+
+    monkeypatch.setattr(FakeEmbedder, "embed", dying_embed)
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path, "--models", "fakemodel", *dirs(tmp_path, "fakemodel"))
+    _, rows = read_rows(tmp_path / "fakemodel_embeddings")
+    assert [r["path"] for r in rows] == ["clean/f0.wav", "clean/f1.wav"]
+    monkeypatch.setattr(FakeEmbedder, "embed", real_embed)
+    CALLS.clear()
+    assert run(tmp_path, "--models", "fakemodel", *dirs(tmp_path, "fakemodel")) == 0
+    assert len(CALLS) == 2  # only f2 and f3 are embedded on the rerun
