@@ -42,17 +42,16 @@ Measured accuracy (``tests/test_resample.py`` asserts these bounds for 16000->48
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import logging
 import math
 import numbers
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
+from perceptual_audio.embeddings.base import full_fp32_on_cuda
 from perceptual_audio.errors import ParameterError
 
 logger = logging.getLogger(__name__)
@@ -259,7 +258,7 @@ class Resampler(torch.nn.Module):
         # block q reads xpad[q*down : q*down + n_taps]
         right = max(0, (n_blocks - 1) * self.down + kernel.shape[-1] - (n + self.pad))
         x = F.pad(x, (self.pad, right))
-        with _full_fp32(x):
+        with full_fp32_on_cuda(x.device):
             y = F.conv1d(x, kernel, stride=self.down)[..., :n_blocks]  # (B, up, n_blocks)
         y = y.transpose(1, 2).reshape(x.shape[0], -1)[:, :n_out]
         return y.reshape(*lead, n_out)
@@ -269,23 +268,6 @@ class Resampler(torch.nn.Module):
         if self.orig_rate != self.new_rate:
             self._kernel64 = self._kernel64.to(device=self.kernel.device)
         return out
-
-
-@contextlib.contextmanager
-def _full_fp32(x: torch.Tensor) -> Iterator[None]:
-    """No TF32 for cuDNN convolutions while inside (PyTorch allows it by default for float32
-    on CUDA, which costs the resampler about three decimal digits)."""
-    if x.device.type != "cuda":
-        yield
-        return
-    cudnn = torch.backends.cudnn
-    with cudnn.flags(
-        enabled=cudnn.enabled,
-        benchmark=cudnn.benchmark,
-        deterministic=cudnn.deterministic,
-        allow_tf32=False,
-    ):
-        yield
 
 
 def resample(

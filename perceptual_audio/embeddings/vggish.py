@@ -26,10 +26,8 @@ Pipeline, for mono audio at 16 kHz:
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +36,7 @@ import torch
 from torch import nn
 
 from perceptual_audio.embeddings import weights
-from perceptual_audio.embeddings.base import Embedder, register
+from perceptual_audio.embeddings.base import Embedder, full_fp32_on_cuda, register
 from perceptual_audio.errors import (
     ParameterError,
     WeightsUnavailableError,
@@ -374,32 +372,6 @@ def pca_quantize(
         QUANTIZE_LEVELS / (QUANTIZE_MAX_VAL - QUANTIZE_MIN_VAL)
     )
     return torch.floor(scaled).float()  # values are >= 0, so floor == truncation toward zero
-
-
-@contextlib.contextmanager
-def full_fp32_on_cuda(device: torch.device) -> Iterator[None]:
-    """Disable TF32 for convolutions and matmuls on CUDA while inside (restored after).
-
-    PyTorch lets cuDNN use TF32 for float32 convolutions by default; on an H100 that moved the
-    VGGish embeddings by 8e-4 of their scale from the CPU result (1.9e-6 without TF32).
-    """
-    if device.type != "cuda":
-        yield
-        return
-    cudnn = torch.backends.cudnn
-    matmul = torch.backends.cuda.matmul
-    old_matmul = matmul.allow_tf32
-    matmul.allow_tf32 = False
-    try:
-        with cudnn.flags(
-            enabled=cudnn.enabled,
-            benchmark=cudnn.benchmark,
-            deterministic=cudnn.deterministic,
-            allow_tf32=False,
-        ):
-            yield
-    finally:
-        matmul.allow_tf32 = old_matmul
 
 
 # -- weight conversion ------------------------------------------------------------------------
