@@ -910,15 +910,24 @@ class Correlation:
     ci_high: float
     p: float
     n: float
+    #: Clean recordings behind the pairs (the bootstrap resamples these; p treats pairs as
+    #: independent, so the recordings are the sample size that matters for generalising).
+    n_recordings: float = math.nan
+
+    def _n_text(self) -> str:
+        n = f"n = {_fmt_n(self.n)}"
+        if not math.isnan(self.n_recordings):
+            n += f" pairs from {_fmt_n(self.n_recordings)} recordings"
+        return n
 
     def describe(self, *, with_n: bool = True) -> str:
-        """``Spearman ρ = 0.82 (95% CI 0.75 to 0.88, n = 120)``."""
+        """``Spearman ρ = 0.82 (95% CI 0.75 to 0.88, n = 120 pairs from 10 recordings)``."""
         ci = (
             "95% CI not available"
             if math.isnan(self.ci_low) or math.isnan(self.ci_high)
             else f"95% CI {fmt(self.ci_low, 2)} to {fmt(self.ci_high, 2)}"
         )
-        n = f", n = {_fmt_n(self.n)}" if with_n else ""
+        n = f", {self._n_text()}" if with_n else ""
         return (
             f"{METHOD_NAME[self.method]} {METHOD_SYMBOL[self.method]} = {fmt(self.r, 2)} ({ci}{n})"
         )
@@ -967,6 +976,7 @@ def lookup_correlation(
         get(f"{method}_ci_high"),
         get(f"{method}_p"),
         n,
+        get("n_recordings"),
     )
 
 

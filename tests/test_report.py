@@ -189,8 +189,9 @@ def test_findings_name_the_best_neural_metric_with_ci_and_n(full):
     expected = (
         f"Against PESQ-WB, the neural metric that agrees best is OpenL3 cosine "
         f"(frame-aligned): Spearman ρ = {c.r:.2f} (95% CI {c.ci_low:.2f} to "
-        f"{c.ci_high:.2f}, n = {int(c.n)})"
+        f"{c.ci_high:.2f}, n = {int(c.n)} pairs from {int(c.n_recordings)} recordings)"
     )
+    assert c.n_recordings == full.pairs["reference_path"].nunique()
     assert findings[0].startswith(expected)
     # Runner-up from another model (CDPAM), not OpenL3's own pooled cosine.
     assert "Runner-up: CDPAM" in findings[0]
