@@ -104,6 +104,16 @@ class ModelSource:
     entries: dict[str, dict[str, str]] = field(default_factory=dict)
 
 
+def parse_models(text: str) -> list[str] | None:
+    """``--models`` -> model names in the stage's order; [] for ``none``; None when invalid."""
+    names = [m.strip().lower() for m in text.split(",") if m.strip()]
+    if names == ["none"]:
+        return []
+    if not names or any(m not in MODELS for m in names):
+        return None
+    return [m for m in MODELS if m in names]
+
+
 def discover_model(name: str, folder: str | Path) -> ModelSource:
     """Read a model folder's ``run.json`` and ``manifest.csv`` (both optional)."""
     folder = Path(folder)
@@ -428,6 +438,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="stage 1-2 audio folder holding manifest.csv, clean/ and degraded/",
     )
+    p.add_argument(
+        "--models",
+        default=",".join(MODELS),
+        metavar="LIST",
+        help="comma-separated models whose embeddings to score (openl3, vggish, cdpam) or "
+        "'none' (classic metrics only); a listed model without embeddings is reported as "
+        "unavailable (exit status 3), an unlisted one is simply not scored",
+    )
     for model in MODELS:
         p.add_argument(
             f"--{model}-dir",
@@ -508,9 +526,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return cli.EXIT_FAILED
 
-    sources = {m: discover_model(m, getattr(args, f"{m}_dir")) for m in MODELS}
-    available = [m for m in MODELS if sources[m].available]
-    for m in MODELS:
+    wanted = parse_models(args.models)
+    if wanted is None:
+        logger.error(
+            "--models: expected a comma-separated list of %s, or 'none'; got %r",
+            ", ".join(MODELS),
+            args.models,
+        )
+        return cli.EXIT_USAGE
+    sources = {m: discover_model(m, getattr(args, f"{m}_dir")) for m in wanted}
+    available = [m for m in wanted if sources[m].available]
+    for m in wanted:
         if not sources[m].available:
             # One line here: stage 2 already printed what to fetch and where.
             logger.warning("model %s skipped: %s", m, sources[m].reason.splitlines()[0])
@@ -705,8 +731,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         },
         extra={
             "models": {
-                m: {"available": s.available, "reason": s.reason, "folder": str(s.folder)}
-                for m, s in sources.items()
+                m: (
+                    {"available": s.available, "reason": s.reason, "folder": str(s.folder)}
+                    if (s := sources.get(m)) is not None
+                    else {
+                        "available": False,
+                        "reason": "not requested (--models)",
+                        "folder": str(getattr(args, f"{m}_dir")),
+                    }
+                )
+                for m in MODELS
             },
             "n_pairs": len(table),
             "n_pairs_not_applied": not_applied,
@@ -731,7 +765,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     if n_input:
         return cli.EXIT_FAILED
-    if len(available) < len(MODELS):
+    if len(available) < len(wanted):
         return cli.EXIT_MODELS_UNAVAILABLE
     return cli.EXIT_OK
 

@@ -483,3 +483,20 @@ def test_pairs_whose_degradation_was_not_applied_stay_out_of_the_statistics(tmp_
     assert n == {"low": 1, "high": 2, "extreme": 2}
     run_json = json.loads((tmp_path / "results" / "run.json").read_text())
     assert run_json["n_pairs_not_applied"] == 1
+
+
+def test_models_option_scores_only_the_listed_models(dataset, tmp_path):
+    root, _ = dataset
+    assert run(root, "results_openl3_only", "--workers", "1", "--models", "openl3") == 0
+    df = read_table(root / "results_openl3_only" / "pair_metrics.csv")
+    assert "openl3_cosine" in df.columns and not any(c.startswith("cdpam") for c in df.columns)
+    models = json.loads((root / "results_openl3_only" / "run.json").read_text())["models"]
+    assert models["vggish"] == {
+        "available": False,
+        "reason": "not requested (--models)",
+        "folder": str(root / "vggish_embeddings"),
+    }
+    assert run(root, "results_none", "--workers", "1", "--models", "none") == 0
+    df = read_table(root / "results_none" / "pair_metrics.csv")
+    assert not any(c.startswith(("openl3", "vggish", "cdpam")) for c in df.columns)
+    assert run(root, "results_bad", "--models", "openl3,mfcc") == 2
