@@ -52,48 +52,35 @@ RECORDED_PACKAGES = (
 
 
 # -- argparse types ---------------------------------------------------------------------------
+def _parse_number(text: str, convert: type, ok: Callable[[Any], bool], expected: str) -> Any:
+    """``convert(text)`` if it satisfies ``ok``, else an ArgumentTypeError naming ``expected``."""
+    try:
+        value = convert(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+    if not ok(value):
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {value}")
+    return value
+
+
 def positive_int(text: str) -> int:
     """argparse type: an integer > 0."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
+    return _parse_number(text, int, lambda v: v > 0, "a positive integer")
 
 
 def positive_float(text: str) -> float:
     """argparse type: a finite float > 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not (value > 0 and value != float("inf")):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {value}")
-    return value
+    return _parse_number(text, float, lambda v: 0 < v < float("inf"), "a positive number")
 
 
 def nonnegative_int(text: str) -> int:
     """argparse type: an integer >= 0."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
-    return value
+    return _parse_number(text, int, lambda v: v >= 0, "an integer >= 0")
 
 
 def nonnegative_float(text: str) -> float:
     """argparse type: a finite float >= 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
-    if not (value >= 0 and value != float("inf")):
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {value}")
-    return value
+    return _parse_number(text, float, lambda v: 0 <= v < float("inf"), "a number >= 0")
 
 
 def default_workers() -> int:
