@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +33,11 @@ SOXR_QUALITY = "VHQ"
 def find_audio_files(root: str | os.PathLike) -> list[Path]:
     """All audio files below ``root`` (recursive), sorted, skipping hidden and temporary files.
 
+    Symbolic links are followed, to files and to folders, wherever they point; each file is
+    listed under its path below ``root``. A folder link that leads back to a folder already
+    being walked (a loop) is walked once. A broken link with an audio extension is listed, so
+    that the stage reports it rather than skipping it silently.
+
     Raises
     ------
     ParameterError
@@ -41,12 +47,21 @@ def find_audio_files(root: str | os.PathLike) -> list[Path]:
     if not root.is_dir():
         raise ParameterError(f"input folder {str(root)!r} does not exist or is not a folder")
     found = []
-    for p in root.rglob("*"):
-        rel_parts = p.relative_to(root).parts
-        if any(part.startswith(".") for part in rel_parts) or TMP_MARKER in p.name:
+    seen_dirs: set[str] = set()
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        real = os.path.realpath(dirpath)
+        if real in seen_dirs:  # a symlink loop, or two links to one folder
+            logger.warning("%s: already searched as %s; not searched again", dirpath, real)
+            dirnames[:] = []
             continue
-        if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS:
-            found.append(p)
+        seen_dirs.add(real)
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in filenames:
+            if name.startswith(".") or TMP_MARKER in name:
+                continue
+            p = Path(dirpath) / name
+            if p.suffix.lower() in AUDIO_EXTENSIONS and (p.is_file() or p.is_symlink()):
+                found.append(p)
     return sorted(found)
 
 
@@ -92,6 +107,9 @@ def load_audio(
         raise AudioFormatError(_describe_read_error(path, e)) from None
     if y.shape[0] == 0:
         raise AudioFormatError(f"{path}: the file holds no audio samples (0 frames)")
+    truncated = check_complete(path, frames_read=y.shape[0], sample_rate=sr)
+    if truncated:
+        raise AudioFormatError(truncated)
     if not np.all(np.isfinite(y)):
         raise AudioFormatError(f"{path}: the file holds NaN or infinite samples")
     if mono:
@@ -206,7 +224,82 @@ def save_wav(path: str | os.PathLike, y: np.ndarray, sample_rate: int) -> None:
         wavfile.write(tmp, int(sample_rate), y)
 
 
+#: Bytes of an Ogg page header before its segment table (RFC 3533 section 6).
+_OGG_HEADER_BYTES = 27
+#: Ogg header_type flag of a logical stream's last page (end of stream).
+_OGG_EOS = 0x04
+#: libsndfile's header dump says ``data : 96000 (should be 47978)`` when a WAV/AIFF data
+#: chunk promises more bytes than the file holds (it then reads what is there, silently).
+_CHUNK_SHORT = re.compile(r"^\s*(data|SSND)\s*:\s*(\d+)\s*\(should be (\d+)\)", re.MULTILINE)
+
+
+def check_complete(path: str | os.PathLike, *, frames_read: int, sample_rate: int) -> str | None:
+    """Why a readable file is truncated (a message), or None when it is complete.
+
+    libsndfile decodes a truncated WAV/AIFF (its header promises more samples than the file
+    holds) and a truncated Ogg (Vorbis/Opus/FLAC; no end-of-stream page, or a cut page) without
+    an error, giving a shorter signal. A truncated FLAC or MP3 fails to decode instead (or is
+    not detectable for MP3, which has no length in its header).
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix in (".wav", ".wave", ".aiff", ".aif", ".aifc"):
+        try:
+            extra = sf.info(str(path)).extra_info
+        except (sf.LibsndfileError, RuntimeError):
+            return None
+        m = _CHUNK_SHORT.search(extra)
+        if m:
+            promised, held = int(m.group(2)), int(m.group(3))
+            seconds = frames_read / sample_rate
+            promised_s = seconds * promised / held if held else float("nan")
+            return (
+                f"{path}: truncated: its header promises {promised} bytes of audio "
+                f"({promised_s:.3f} s) but the file holds {held} ({seconds:.3f} s); "
+                "copy or export the file again"
+            )
+        return None
+    if suffix in (".ogg", ".oga", ".opus"):
+        problem = _ogg_truncation(path)
+        if problem:
+            seconds = frames_read / sample_rate
+            return (
+                f"{path}: truncated: {problem} (only {seconds:.3f} s decodable); copy or "
+                "export the file again"
+            )
+    return None
+
+
+def _ogg_truncation(path: Path) -> str | None:
+    """Walk the Ogg pages: a cut page or a last page without end-of-stream is truncation."""
+    size = path.stat().st_size
+    pos = 0
+    last_flags = None
+    with open(path, "rb") as f:
+        while pos < size:
+            f.seek(pos)
+            head = f.read(_OGG_HEADER_BYTES)
+            if len(head) < _OGG_HEADER_BYTES or head[:4] != b"OggS":
+                return f"the Ogg page at byte {pos} is cut off or damaged"
+            n_segments = head[26]
+            table = f.read(n_segments)
+            if len(table) < n_segments:
+                return f"the Ogg page at byte {pos} is cut off"
+            end = pos + _OGG_HEADER_BYTES + n_segments + sum(table)
+            if end > size:
+                return f"the Ogg page at byte {pos} is cut off ({end - size} bytes missing)"
+            last_flags = head[5]
+            pos = end
+    if last_flags is None or not last_flags & _OGG_EOS:
+        return "the stream has no end-of-stream page"
+    return None
+
+
 def _check_readable(path: Path) -> None:
+    if path.is_symlink() and not path.exists():
+        raise AudioFormatError(
+            f"{path}: a symbolic link to {os.readlink(path)}, which does not exist"
+        )
     if not path.exists():
         raise AudioFormatError(f"{path}: no such file")
     if not path.is_file():

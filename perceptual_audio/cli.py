@@ -8,11 +8,14 @@ from __future__ import annotations
 import argparse
 import concurrent.futures as cf
 import datetime as dt
+import functools
 import importlib.metadata
+import json
 import logging
 import multiprocessing
 import os
 import platform
+import signal
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -20,9 +23,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from perceptual_audio import __version__
-from perceptual_audio.errors import PerceptualAudioError
+from perceptual_audio import __version__, files
+from perceptual_audio.errors import FolderBusyError, FolderConflictError, PerceptualAudioError
 from perceptual_audio.files import atomic_write_json
+
+logger = logging.getLogger(__name__)
 
 EXIT_OK = 0
 #: At least one input failed; the others were processed.
@@ -31,6 +36,8 @@ EXIT_FAILED = 1
 EXIT_USAGE = 2
 #: Some models were unavailable (no weights); the others ran. A warning, not a failure.
 EXIT_MODELS_UNAVAILABLE = 3
+#: Interrupted (Ctrl-C, SIGINT): the shell's convention, 128 + signal 2.
+EXIT_INTERRUPTED = 130
 
 #: Packages whose versions every run.json records.
 RECORDED_PACKAGES = (
@@ -203,6 +210,9 @@ def _run_one(func: Callable[[Any], Any], item: Any) -> Outcome:
 
 
 def _init_worker(threads: int) -> None:
+    # Ctrl-C reaches the whole process group: the parent alone handles it (one message, no
+    # traceback per worker); a worker finishes its item and is then shut down.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     # Each process gets its share of the cores: no oversubscription with BLAS/torch threads.
     # Set before torch/BLAS are imported in the worker (importing torch here would cost every
     # worker a second or two even when its work never touches torch).
@@ -239,12 +249,16 @@ def parallel_map(
         max_workers=workers, mp_context=ctx, initializer=_init_worker, initargs=(threads,)
     ) as pool:
         futures = {pool.submit(_run_one, func, it): i for i, it in enumerate(items)}
-        for fut in progress(cf.as_completed(futures), total=len(futures), desc=desc, args=args):
-            i = futures[fut]
-            try:
-                results[i] = fut.result()
-            except Exception as e:  # the worker process itself died
-                results[i] = Outcome(items[i], error=f"worker crashed: {type(e).__name__}: {e}")
+        try:
+            for fut in progress(cf.as_completed(futures), total=len(futures), desc=desc, args=args):
+                i = futures[fut]
+                try:
+                    results[i] = fut.result()
+                except Exception as e:  # the worker process itself died
+                    results[i] = Outcome(items[i], error=f"worker crashed: {type(e).__name__}: {e}")
+        except KeyboardInterrupt:
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
     return [r for r in results if r is not None]
 
 
@@ -271,10 +285,15 @@ def write_run_json(
     extra: dict[str, Any] | None = None,
     name: str = "run.json",
 ) -> Path:
-    """Record how a folder was made: command line, parameters, seed, versions, timings."""
+    """Record how a folder was made: command line, parameters, seed, versions, timings.
+
+    A rerun that made the same record apart from :data:`RUN_JSON_VOLATILE` (times, counts of
+    this run's work) leaves the existing file alone: run.json then still describes the run
+    that produced the folder's contents, and an unchanged rerun changes no file.
+    """
     record: dict[str, Any] = {
         "stage": stage,
-        "command": [Path(sys.argv[0]).name, *sys.argv[1:]] if sys.argv else [],
+        "command": _command_line(),
         "arguments": {k: v for k, v in vars(args).items()} if args is not None else {},
         "parameters": params or {},
         "seed": seed,
@@ -288,5 +307,124 @@ def write_run_json(
     if extra:
         record.update(extra)
     path = Path(folder) / name
+    try:
+        old = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        old = None
+    new = json.loads(json.dumps(record, default=str))
+    if isinstance(old, dict) and _stable(old) == _stable(new):
+        logger.debug("%s unchanged (only times and counts differ): not rewritten", path)
+        return path
     atomic_write_json(path, record)
     return path
+
+
+#: run.json keys that describe only the work of one run (how long, how much was redone):
+#: a rerun that differs from the recorded run only in these keys does not rewrite it.
+RUN_JSON_VOLATILE = (
+    "finished_at",
+    "timings_seconds",
+    "counts",
+    "pairs_scored",
+    "pairs_reused",
+)
+
+
+def _stable(record: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in record.items() if k not in RUN_JSON_VOLATILE}
+
+
+# -- folders: ownership, locks, inputs ---------------------------------------------------------
+def claim_output_folder(
+    folder: str | os.PathLike,
+    *,
+    owner: str,
+    option: str,
+    inputs: Sequence[tuple[str, str | os.PathLike, str | None]] = (),
+    lock: str | os.PathLike | None = None,
+) -> int | None:
+    """Check and lock a stage's output folder before anything is written.
+
+    ``lock`` is the folder whose lock the stage takes (default ``folder``); the degradations
+    lock the whole audio folder, whose ``manifest.csv`` they share with stage 1.
+
+    Refuses (logged error + exit status) an output folder that belongs to another stage or is
+    (or contains) one of ``inputs`` (:func:`files.check_stage_folders`: exit 2), and an input
+    or output folder that another run is writing (:func:`files.acquire_lock`: exit 1). On
+    success the folder is locked until the stage entry point returns (:func:`stage_entry`);
+    returns None.
+    """
+    try:
+        files.check_stage_folders(folder, owner=owner, option=option, inputs=inputs)
+        for in_option, in_folder, _ in inputs:
+            files.check_not_locked(in_folder, option=in_option)
+        files.acquire_lock(lock or folder, owner=owner, command=_command_line())
+    except FolderConflictError as e:
+        logger.error("%s", e)
+        return EXIT_USAGE
+    except FolderBusyError as e:
+        logger.error("%s", e)
+        return EXIT_FAILED
+    return None
+
+
+def check_input_folder(
+    folder: str | os.PathLike, *, option: str, needs: str, made_by: str
+) -> int | None:
+    """The same check and advice for every stage's input folder (None: usable).
+
+    ``needs`` is the file the folder must hold (``manifest.csv``); ``made_by`` the command
+    that writes the folder (``audio_conversion.py --output DIR``, where ``DIR`` is replaced
+    by the folder). A missing folder, a file given as a folder, or a folder without ``needs``
+    is a bad command line: exit 2, with what to run.
+    """
+    p = Path(folder)
+    advice = made_by.replace("DIR", str(p))
+    if p.is_file():
+        logger.error(
+            "%s %s is a file; give the folder that holds %s (%s writes it)",
+            option,
+            p,
+            needs,
+            made_by.replace("DIR", str(p.parent)),
+        )
+        return EXIT_USAGE
+    if not p.is_dir():
+        logger.error("%s %s: no such folder; run %s first, or fix the path", option, p, advice)
+        return EXIT_USAGE
+    if not (p / needs).is_file():
+        logger.error("%s %s holds no %s; run %s first", option, p, needs, advice)
+        return EXIT_USAGE
+    return None
+
+
+def _command_line() -> list[str]:
+    return [Path(sys.argv[0]).name, *sys.argv[1:]] if sys.argv else []
+
+
+def stage_entry(prog: str) -> Callable[[Callable[..., int]], Callable[..., int]]:
+    """Decorate a stage's ``main``: Ctrl-C gives one line and exit 130; locks are released.
+
+    The stage's own code saves what it finished when interrupted (outputs are written
+    atomically, so nothing half-written is left); this wrapper only turns the interrupt into
+    one message instead of a traceback.
+    """
+
+    def wrap(main: Callable[..., int]) -> Callable[..., int]:
+        @functools.wraps(main)
+        def run(*a: Any, **kw: Any) -> int:
+            try:
+                return main(*a, **kw)
+            except KeyboardInterrupt:
+                print(
+                    f"{prog}: interrupted; finished outputs are kept (nothing half-written), "
+                    "run the same command again to do the rest",
+                    file=sys.stderr,
+                )
+                return EXIT_INTERRUPTED
+            finally:
+                files.release_all_locks()
+
+        return run
+
+    return wrap

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import time
 from collections import defaultdict
@@ -29,14 +30,14 @@ from perceptual_audio.audio_io import (
     load_audio,
     save_wav,
 )
-from perceptual_audio.errors import OutputConflictError, PerceptualAudioError
+from perceptual_audio.errors import OutputConflictError, PerceptualAudioError, SchemaError
 from perceptual_audio.files import (
     mirror_path,
     params_digest,
     remove_stale_temporaries,
     sha256_file,
 )
-from perceptual_audio.manifest import ManifestRow, read_manifest, replace_kind
+from perceptual_audio.manifest import ManifestRow, manifest_path, read_manifest, replace_kind
 
 logger = logging.getLogger(__name__)
 
@@ -183,10 +184,23 @@ def run(args: argparse.Namespace) -> int:
             output_root,
         )
         return cli.EXIT_FAILED
-    output_root.mkdir(parents=True, exist_ok=True)
+    refused = cli.claim_output_folder(
+        output_root, owner=STAGE, option="--output", inputs=[("--input", input_root, None)]
+    )
+    if refused is not None:
+        return refused
     remove_stale_temporaries(output_root)
 
-    old_rows = {r.path: r for r in read_manifest(output_root) if r.kind == "clean"}
+    try:
+        old_rows = {r.path: r for r in read_manifest(output_root) if r.kind == "clean"}
+    except SchemaError as e:
+        if not args.force:
+            logger.error("%s", e)
+            return cli.EXIT_FAILED
+        # --force rebuilds a manifest this version cannot read (its rows are lost anyway).
+        logger.warning("%s; --force: starting a new manifest", str(e).split(". ")[0])
+        manifest_path(output_root).unlink()
+        old_rows = {}
 
     # Map inputs to outputs; inputs that collide on one output path all fail.
     by_output: dict[Path, list[Path]] = defaultdict(list)
@@ -208,7 +222,11 @@ def run(args: argparse.Namespace) -> int:
         try:
             digest = sha256_file(src)
         except OSError as e:
-            failures.append((str(src), f"{src}: cannot read the file ({e.strerror})"))
+            if src.is_symlink() and not src.exists():
+                msg = f"{src}: a symbolic link to {os.readlink(src)}, which does not exist"
+            else:
+                msg = f"{src}: cannot read the file ({e.strerror})"
+            failures.append((str(src), msg))
             continue
         jobs.append(
             ConvertJob(
@@ -289,6 +307,7 @@ def _prune_empty_dirs(root: Path) -> None:
             d.rmdir()
 
 
+@cli.stage_entry("audio_conversion.py")
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     cli.setup_logging(args)

@@ -198,12 +198,17 @@ def degrade_file(job: DegradeJob) -> ManifestRow:
                 f"at {sr} Hz; rerun stage 1 so all clean files share a rate"
             )
         pool.append((name, talker))
-    result = deg.apply_degradation(x, sr, job.level, rng=np.random.default_rng(job.seed), pool=pool)
+    rng = np.random.default_rng(job.seed)
+    untouched = rng.bit_generator.state
+    result = deg.apply_degradation(x, sr, job.level, rng=rng, pool=pool)
+    # A degradation that drew no random value (MP3, compression, ...) does not depend on the
+    # seed: it is recorded without one, so that another --seed leaves the file alone.
+    seed = job.seed if job.pool or rng.bit_generator.state != untouched else None
     save_wav(job.output_path, result.audio, sr)
     params = {
         **level_record(job.level),
         "digest": job.digest,
-        "seed": job.seed,
+        "seed": seed,
         "details": result.info,
     }
     return ManifestRow.make(
@@ -217,7 +222,7 @@ def degrade_file(job: DegradeJob) -> ManifestRow:
         source_sha256=job.source_sha256,
         family=job.level.family,
         level=job.level.name,
-        seed=job.seed,
+        seed=seed,
         flags=sorted(set(result.flags) | set(job.clean_flags)),
     )
 
@@ -277,7 +282,9 @@ def plan_jobs(
 def _is_up_to_date(old: ManifestRow | None, job: DegradeJob, root: Path) -> bool:
     if old is None or old.source != job.clean_rel or old.source_sha256 != job.source_sha256:
         return False
-    if old.seed != job.seed or old.params.get("digest") != job.digest:
+    if old.params.get("digest") != job.digest:
+        return False
+    if old.seed is not None and old.seed != job.seed:  # None: the output used no random value
         return False
     out = root / old.path
     return out.is_file() and sha256_file(out) == old.sha256
@@ -343,10 +350,24 @@ def run_degradations(args: argparse.Namespace) -> int:
     except ParameterError as e:
         logger.error("%s", e)
         return cli.EXIT_USAGE
-    if not (root / "manifest.csv").is_file():
-        logger.error("%s: no manifest.csv; run audio_conversion.py --output %s first", root, root)
-        return cli.EXIT_FAILED
+    problem = cli.check_input_folder(
+        root,
+        option="--input-dir",
+        needs="manifest.csv",
+        made_by="audio_conversion.py --input <your audio folder> --output DIR",
+    )
+    if problem is not None:
+        return problem
     degraded_root = root / DEGRADED_DIR
+    refused = cli.claim_output_folder(
+        degraded_root,
+        owner=STAGE,
+        option="--input-dir",
+        inputs=[("--input-dir", root, "audio_conversion")],
+        lock=root,  # manifest.csv is shared with stage 1
+    )
+    if refused is not None:
+        return refused
     try:
         rows = read_manifest(root)
     except PerceptualAudioError as e:  # SchemaError: a foreign or older manifest
@@ -477,6 +498,7 @@ def _remove_stale_outputs(root: Path, *, keep: set[str]) -> int:
     return removed
 
 
+@cli.stage_entry("python -m perceptual_audio.degrade_stage")
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     cli.setup_logging(args)

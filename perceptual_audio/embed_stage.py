@@ -24,6 +24,7 @@ import inspect
 import io
 import json
 import logging
+import os
 import sys
 import time
 from dataclasses import dataclass
@@ -32,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from perceptual_audio import cli
+from perceptual_audio import cli, files
 from perceptual_audio.audio_io import load_audio, resampled_length
 from perceptual_audio.embeddings.base import Embedder, get_embedder, model_names
 from perceptual_audio.errors import (
@@ -41,7 +42,6 @@ from perceptual_audio.errors import (
     WeightsUnavailableError,
 )
 from perceptual_audio.files import (
-    atomic_write_text,
     mirror_path,
     params_digest,
     remove_stale_temporaries,
@@ -127,7 +127,7 @@ def write_embedding_manifest(model_dir: str | Path, rows: list[dict[str, Any]]) 
     for r in sorted(rows, key=lambda r: r["path"]):
         writer.writerow({k: r.get(k, "") for k in EMBEDDING_COLUMNS})
     path = Path(model_dir) / EMBEDDING_MANIFEST
-    atomic_write_text(path, buf.getvalue())
+    files.write_text_if_changed(path, buf.getvalue())
     return path
 
 
@@ -274,6 +274,45 @@ def model_options(name: str, args: argparse.Namespace) -> dict[str, Any]:
     return opts
 
 
+def model_dir_of(name: str, args: argparse.Namespace) -> Path:
+    """The output folder of model ``name`` (``--<name>-dir``, default ``<name>_embeddings``)."""
+    return Path(getattr(args, f"{name}_dir", None) or f"{name}_embeddings")
+
+
+def check_model_folders(args: argparse.Namespace, models: list[str]) -> str | None:
+    """Why the models' output folders cannot be used (None: fine), before any work.
+
+    Each model needs a folder of its own (a folder holds one model's embeddings and one
+    manifest), which is neither another stage's folder nor the audio folder.
+    """
+    seen: dict[Path, str] = {}
+    for name in models:
+        folder = model_dir_of(name, args)
+        key = Path(os.path.abspath(folder))
+        if key in seen:
+            other = seen[key]
+            return (
+                f"--{other}-dir and --{name}-dir are both {folder}: each model needs a "
+                f"folder of its own (e.g. --{other}-dir {other}_embeddings --{name}-dir "
+                f"{name}_embeddings)"
+            )
+        seen[key] = name
+        try:
+            files.check_stage_folders(
+                folder,
+                owner=f"embeddings:{name}",
+                option=f"--{name}-dir",
+                inputs=[("--input-dir", args.input_dir, "audio_conversion")],
+            )
+        except PerceptualAudioError as e:
+            return str(e)
+    return None
+
+
+#: The running model's "save what is done" function, called when the run is interrupted.
+_checkpoint: list[Any] = []
+
+
 def make_embedder(name: str, options: dict[str, Any]) -> Embedder:
     """Instantiate ``name`` with the options its constructor accepts.
 
@@ -337,8 +376,16 @@ def _jsonable(d: dict[str, Any]) -> dict[str, Any]:
 
 def embed_model(name: str, args: argparse.Namespace, audio_dir: Path, rows: list) -> ModelResult:
     """Run one model over every manifest row; never raises for a single file's failure."""
-    model_dir = Path(getattr(args, f"{name}_dir", None) or f"{name}_embeddings")
+    model_dir = model_dir_of(name, args)
     options = model_options(name, args)
+    refused = cli.claim_output_folder(
+        model_dir,
+        owner=f"embeddings:{name}",
+        option=f"--{name}-dir",
+        inputs=[("--input-dir", audio_dir, "audio_conversion")],
+    )
+    if refused is not None:
+        return ModelResult(name, available=False, reason="output folder refused", load_failed=True)
     t0 = time.perf_counter()
     try:
         embedder = make_embedder(name, options)
@@ -373,12 +420,17 @@ def embed_model(name: str, args: argparse.Namespace, audio_dir: Path, rows: list
     t_embed = time.perf_counter()
     audio_seconds = 0.0
     last_checkpoint = time.perf_counter()
-    for i, row in enumerate(cli.progress(rows, total=len(rows), desc=name, args=args)):
+    def checkpoint() -> None:
+        # A killed or interrupted run keeps what it embedded: rows done so far (one per file
+        # handled, in order) + the earlier rows of the files still to do (their outputs are
+        # untouched until they are redone).
+        pending = [old[r.path] for r in rows[len(new_rows) :] if r.path in old]
+        write_embedding_manifest(model_dir, new_rows + pending)
+
+    _checkpoint[:] = [checkpoint]
+    for row in cli.progress(rows, total=len(rows), desc=name, args=args):
         if time.perf_counter() - last_checkpoint > CHECKPOINT_SECONDS:
-            # A killed run keeps what it embedded: rows done so far + the earlier rows of the
-            # files still to do (their outputs are untouched until they are redone).
-            pending = [old[r.path] for r in rows[i:] if r.path in old]
-            write_embedding_manifest(model_dir, new_rows + pending)
+            checkpoint()
             last_checkpoint = time.perf_counter()
         npy, ts_path = embedding_paths(row.path, model_dir, audio_dir)
         rec: dict[str, Any] = {
@@ -464,6 +516,7 @@ def embed_model(name: str, args: argparse.Namespace, audio_dir: Path, rows: list
         result.n_removed += 1
         logger.info("%s: removed embeddings of %s (no longer in the audio manifest)", name, path)
 
+    _checkpoint.clear()
     write_embedding_manifest(model_dir, new_rows)
     embed_seconds = time.perf_counter() - t_embed
     cli.write_run_json(
@@ -511,6 +564,18 @@ def run_embeddings(args: argparse.Namespace) -> int:
         logger.info("--models none: no embeddings computed")
         return cli.EXIT_OK
     audio_dir = Path(args.input_dir)
+    problem = cli.check_input_folder(
+        audio_dir,
+        option="--input-dir",
+        needs="manifest.csv",
+        made_by="audio_conversion.py --input <your audio folder> --output DIR",
+    )
+    if problem is not None:
+        return problem
+    refused = check_model_folders(args, models)
+    if refused:
+        logger.error("%s", refused)
+        return cli.EXIT_USAGE
     try:
         rows = read_manifest(audio_dir)
     except SchemaError as e:
@@ -518,8 +583,9 @@ def run_embeddings(args: argparse.Namespace) -> int:
         return cli.EXIT_FAILED
     if not rows:
         logger.error(
-            "no audio manifest at %s; run audio_conversion.py (stage 1) first",
+            "%s lists no audio files; run audio_conversion.py --output %s first",
             audio_dir / "manifest.csv",
+            audio_dir,
         )
         return cli.EXIT_FAILED
 
@@ -532,7 +598,12 @@ def run_embeddings(args: argparse.Namespace) -> int:
         torch.set_num_threads(int(workers))
     try:
         results = [embed_model(name, args, audio_dir, rows) for name in models]
+    except KeyboardInterrupt:
+        for save in _checkpoint:  # the model being embedded keeps the files it finished
+            save()
+        raise
     finally:
+        _checkpoint.clear()
         torch.set_num_threads(threads_before)
     unavailable = [r for r in results if not r.available and not r.load_failed]
     failed = any(r.n_failed or r.load_failed for r in results)
@@ -563,6 +634,7 @@ def run_embeddings(args: argparse.Namespace) -> int:
     return cli.EXIT_OK
 
 
+@cli.stage_entry("python -m perceptual_audio.embed_stage")
 def main(argv: list[str] | None = None) -> int:
     """Stand-alone entry point: ``python -m perceptual_audio.embed_stage --input-dir ...``."""
     args = build_parser().parse_args(argv)

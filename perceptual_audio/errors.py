@@ -33,3 +33,11 @@ class WeightsUnavailableError(PerceptualAudioError):
 
 class WeightsVerificationError(PerceptualAudioError):
     """A weights file is present but fails its checksum or structure check."""
+
+
+class FolderConflictError(OutputConflictError):
+    """A stage was pointed at a folder that belongs to another stage, or at its own input."""
+
+
+class FolderBusyError(PerceptualAudioError):
+    """Another run holds the lock of the output folder."""

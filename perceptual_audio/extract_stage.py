@@ -43,6 +43,9 @@ def check_embedding_options(args: argparse.Namespace) -> str | None:
         models = embed_stage.parse_models(args.models)
     except PerceptualAudioError as e:
         return str(e)
+    folders = embed_stage.check_model_folders(args, models)
+    if folders:
+        return folders
     device = str(getattr(args, "device", "cpu") or "cpu")
     if models and device.startswith("cuda"):
         import torch
@@ -55,6 +58,7 @@ def check_embedding_options(args: argparse.Namespace) -> str | None:
     return None
 
 
+@cli.stage_entry("extract_embeddings.py")
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)

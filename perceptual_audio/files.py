@@ -1,4 +1,5 @@
-"""File plumbing shared by every stage: atomic writes, hashing, path mapping.
+"""File plumbing shared by every stage: atomic writes, hashing, path mapping, folder
+ownership and locks.
 
 Rule: nothing is ever written straight to its final path. Outputs go to a temporary file in
 the same folder (same filesystem, so the final ``os.replace`` is atomic) and are renamed only
@@ -13,11 +14,14 @@ import json
 import logging
 import os
 import secrets
-from collections.abc import Iterator
+import socket
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from perceptual_audio.errors import FolderBusyError, FolderConflictError
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +65,23 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
     """Write ``obj`` as indented, key-sorted JSON to ``path`` atomically."""
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def write_text_if_changed(path: str | os.PathLike, text: str) -> bool:
+    """Write ``text`` atomically unless ``path`` already holds exactly it; True if written.
+
+    An unchanged rerun then leaves the file (and its modification time) alone, so that the
+    stages after it see nothing new.
+    """
+    p = Path(path)
+    data = text.encode("utf-8")
+    try:
+        if p.is_file() and p.stat().st_size == len(data) and p.read_bytes() == data:
+            return False
+    except OSError:
+        pass
+    atomic_write_bytes(p, data)
+    return True
 
 
 def save_npy_atomic(path: str | os.PathLike, array: np.ndarray) -> None:
@@ -132,8 +153,266 @@ def mirror_path(
     suffix : str or None
         New file extension including the dot (``".wav"``, ``".npy"``); None keeps it.
     """
-    rel = Path(path).resolve().relative_to(Path(input_root).resolve())
+    # Absolute, normalised, but symlinks not resolved: a symlinked input file (or folder) below
+    # the root keeps its place in the tree even when it points elsewhere.
+    rel = Path(os.path.abspath(path)).relative_to(os.path.abspath(input_root))
     out = Path(output_root) / rel
     if suffix is not None:
         out = out.with_suffix(suffix)
     return out
+
+
+# -- folder ownership -------------------------------------------------------------------------
+#: A running stage holds this lock file in its output folder.
+LOCK_NAME = ".perceptual_audio.lock"
+RUN_JSON = "run.json"
+
+#: What each stage owner is called in messages.
+OWNER_NAMES = {
+    "audio_conversion": "audio_conversion.py (stage 1)",
+    "degradations": "extract_embeddings.py (stage 2, degradations)",
+    "embeddings": "extract_embeddings.py (stage 2, embeddings)",
+    "calculate_metrics": "calculate_metrics.py (stage 3)",
+    "visualize_results": "visualize_results.py (stage 4)",
+}
+#: The pipeline's own nesting: a stage's folder may lie inside the folder of these stages
+#: (``test_audio/degraded``; ``results/visualizations``).
+NESTS_IN = {"degradations": ("audio_conversion",), "visualize_results": ("calculate_metrics",)}
+
+
+def owner_label(owner: str) -> str:
+    """``embeddings:cdpam`` -> ``extract_embeddings.py (stage 2, cdpam embeddings)``."""
+    stage, _, model = owner.partition(":")
+    if stage == "embeddings" and model:
+        return f"extract_embeddings.py (stage 2, {model} embeddings)"
+    return OWNER_NAMES.get(stage, stage)
+
+
+def folder_owner(folder: str | os.PathLike) -> str | None:
+    """Who wrote ``folder``: ``stage`` or ``embeddings:<model>``; None when nobody known.
+
+    Read from the folder's ``run.json`` (``stage`` and ``model``, written by every stage), or
+    while a stage runs in a new folder, from its lock file (``owner``).
+    """
+    folder = Path(folder)
+    for name in (RUN_JSON, LOCK_NAME):
+        p = folder / name
+        if not p.is_file():
+            continue
+        try:
+            rec = json.loads(p.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if not isinstance(rec, dict):
+            continue
+        if name == LOCK_NAME and isinstance(rec.get("owner"), str):
+            stage, _, model = rec["owner"].partition(":")
+            rec = {"stage": stage, "model": model}
+        if not isinstance(rec.get("stage"), str):
+            continue
+        if rec["stage"] not in OWNER_NAMES:
+            continue
+        model = rec.get("model")
+        return f"{rec['stage']}:{model}" if rec["stage"] == "embeddings" and model else rec["stage"]
+    return None
+
+
+def _same_or_inside(path: Path, folder: Path) -> bool:
+    return path == folder or folder in path.parents
+
+
+def check_stage_folders(
+    output: str | os.PathLike,
+    *,
+    owner: str,
+    option: str,
+    inputs: Sequence[tuple[str, str | os.PathLike, str | None]] = (),
+) -> None:
+    """Refuse an output folder that belongs to another stage or holds this stage's input.
+
+    Parameters
+    ----------
+    output : path-like
+        The folder the stage is about to write.
+    owner : str
+        The writing stage (``audio_conversion``, ``degradations``, ``embeddings:<model>``,
+        ``calculate_metrics``, ``visualize_results``).
+    option : str
+        The command-line option that named ``output`` (for the message).
+    inputs : sequence of (option, folder, expected owner or None)
+        The folders the stage reads. Each must not be ``output`` nor lie inside it, and when it
+        records an owner, that owner must be the expected one.
+
+    Raises
+    ------
+    FolderConflictError
+        Naming both folders, who wrote them, and what to give instead.
+    """
+    out = Path(os.path.abspath(output))
+    me = owner_label(owner)
+    for in_option, in_folder, expected in inputs:
+        inp = Path(os.path.abspath(in_folder))
+        if _same_or_inside(inp, out):
+            where = "is" if inp == out else "contains"
+            raise FolderConflictError(
+                f"{option} {output} {where} the input folder {in_option} {in_folder}: "
+                f"{me} would overwrite its own input; give {option} a folder of its own"
+            )
+        found = folder_owner(inp) if expected else None
+        if expected and found and found != expected:
+            raise FolderConflictError(
+                f"{in_option} {in_folder} was written by {owner_label(found)}, not by "
+                f"{owner_label(expected)}; give {in_option} the folder {owner_label(expected)} "
+                "wrote"
+            )
+    # The nearest folder at or above the output that records an owner decides.
+    for folder in (out, *out.parents):
+        found = folder_owner(folder)
+        if found is None:
+            continue
+        if found == owner:
+            return
+        stage = found.partition(":")[0]
+        if folder != out and stage in NESTS_IN.get(owner.partition(":")[0], ()):
+            return
+        where = "" if folder == out else f" is inside {folder}, which"
+        raise FolderConflictError(
+            f"{option} {output}{where} belongs to {owner_label(found)} "
+            f"(see {folder / RUN_JSON}); {me} would overwrite its files. Give {option} a "
+            "folder of its own"
+        )
+
+
+# -- locks ------------------------------------------------------------------------------------
+def _process_start(pid: int) -> str | None:
+    """Start time of process ``pid`` in clock ticks since boot (Linux), None if unknown."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[-1].split()[19]
+
+
+def _alive(pid: int, start: str | None) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    now = _process_start(pid)
+    return start is None or now is None or now == start  # same pid, other process: stale
+
+
+#: Locks this process holds: folder -> token (a stage run twice in one process re-enters).
+_HELD: dict[Path, str] = {}
+
+
+def read_lock(folder: str | os.PathLike) -> dict[str, Any] | None:
+    """The lock record of ``folder`` (None when unlocked or unreadable)."""
+    try:
+        rec = json.loads((Path(folder) / LOCK_NAME).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return rec if isinstance(rec, dict) else None
+
+
+def _describe_lock(folder: Path, rec: dict[str, Any]) -> str:
+    return (
+        f"{owner_label(str(rec.get('owner', '?')))} has held it since "
+        f"{rec.get('started_at', '?')} (pid {rec.get('pid', '?')} on host "
+        f"{rec.get('host', '?')}, command: {' '.join(rec.get('command') or []) or '?'})"
+    )
+
+
+def _lock_is_stale(rec: dict[str, Any]) -> bool:
+    if rec.get("host") != socket.gethostname():
+        return False  # another machine: cannot tell
+    try:
+        pid = int(rec["pid"])
+    except (KeyError, TypeError, ValueError):
+        return True
+    return not _alive(pid, rec.get("pid_start"))
+
+
+def acquire_lock(folder: str | os.PathLike, *, owner: str, command: Sequence[str] = ()) -> Path:
+    """Take the lock of ``folder`` for this process, or raise :class:`FolderBusyError`.
+
+    The lock file holds pid, host, start time and command of the holder. A lock left by a
+    process of this host that no longer runs (killed, crashed) is removed with a warning.
+    Re-entrant within one process. Release with :func:`release_lock`.
+    """
+    folder = Path(os.path.abspath(folder))
+    folder.mkdir(parents=True, exist_ok=True)
+    lock = folder / LOCK_NAME
+    if folder in _HELD:
+        return lock
+    token = secrets.token_hex(8)
+    rec = {
+        "owner": owner,
+        "pid": os.getpid(),
+        "pid_start": _process_start(os.getpid()),
+        "host": socket.gethostname(),
+        "started_at": _now(),
+        "command": list(command),
+        "token": token,
+    }
+    for _ in range(3):
+        tmp = folder / f".{LOCK_NAME}{TMP_MARKER}{token}"
+        tmp.write_text(json.dumps(rec, indent=2) + "\n", encoding="utf-8")
+        try:
+            os.link(tmp, lock)  # atomic: fails when a lock exists; the lock is never partial
+        except FileExistsError:
+            held = read_lock(folder)
+            if held is not None and not _lock_is_stale(held):
+                raise FolderBusyError(
+                    f"{folder} is in use: {_describe_lock(folder, held)}. Wait for that run "
+                    f"to finish; if it is no longer running, delete {lock}"
+                ) from None
+            logger.warning(
+                "removed a stale lock of %s: %s, but that process is no longer running",
+                folder,
+                _describe_lock(folder, held) if held else "unreadable lock file",
+            )
+            lock.unlink(missing_ok=True)
+            continue
+        finally:
+            tmp.unlink(missing_ok=True)
+        _HELD[folder] = token
+        return lock
+    raise FolderBusyError(f"{folder}: could not take its lock {lock}; try again")
+
+
+def release_lock(folder: str | os.PathLike) -> None:
+    """Give back a lock this process holds (a lock taken over by another run is left)."""
+    folder = Path(os.path.abspath(folder))
+    token = _HELD.pop(folder, None)
+    if token is None:
+        return
+    held = read_lock(folder)
+    if held is not None and held.get("token") == token:
+        (folder / LOCK_NAME).unlink(missing_ok=True)
+
+
+def release_all_locks() -> None:
+    """Give back every lock this process holds (the stage entry points call this last)."""
+    for folder in list(_HELD):
+        release_lock(folder)
+
+
+def check_not_locked(folder: str | os.PathLike, *, option: str) -> None:
+    """Refuse to read an input folder while another live run writes it."""
+    folder = Path(os.path.abspath(folder))
+    held = read_lock(folder)
+    if held is None or folder in _HELD or _lock_is_stale(held):
+        return
+    raise FolderBusyError(
+        f"{option} {folder} is being written: {_describe_lock(folder, held)}. Wait for that "
+        "run to finish, then run this stage again"
+    )
+
+
+def _now() -> str:
+    import datetime as dt
+
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from perceptual_audio.errors import SchemaError
-from perceptual_audio.files import atomic_write_text
+from perceptual_audio.files import write_text_if_changed
 
 MANIFEST_NAME = "manifest.csv"
 #: Bumped whenever the columns change; recorded in run.json of the stages that write it.
@@ -91,6 +91,15 @@ class ManifestRow:
         return json.loads(self.parameters) if self.parameters else {}
 
     @property
+    def degradation_applied(self) -> bool:
+        """False for a degraded file whose degradation was not applied (e.g. noise on a silent
+        input: stage 2 records ``details.applied: false``); True otherwise."""
+        details = self.params.get("details")
+        if isinstance(details, dict) and details.get("applied") is False:
+            return False
+        return self.params.get("applied") is not False
+
+    @property
     def flag_set(self) -> frozenset[str]:
         return frozenset(f for f in self.flags.split(";") if f)
 
@@ -152,8 +161,9 @@ def read_manifest(folder_or_file: str | os.PathLike) -> list[ManifestRow]:
         if header != COLUMNS:
             raise SchemaError(
                 f"{path}: unexpected manifest columns {list(header)}; expected {list(COLUMNS)} "
-                f"(schema version {MANIFEST_SCHEMA_VERSION}). Rerun the stage that wrote it "
-                "with --force to rebuild it."
+                f"(audio manifest, schema version {MANIFEST_SCHEMA_VERSION}). Rebuild it with "
+                f"audio_conversion.py --input <your audio folder> --output {path.parent} "
+                "--force, then rerun extract_embeddings.py"
             )
         rows = []
         for i, rec in enumerate(reader, start=2):
@@ -181,7 +191,10 @@ def read_manifest(folder_or_file: str | os.PathLike) -> list[ManifestRow]:
 
 
 def write_manifest(folder_or_file: str | os.PathLike, rows: list[ManifestRow]) -> Path:
-    """Write rows atomically, sorted by kind then path; returns the manifest path."""
+    """Write rows atomically, sorted by kind then path; returns the manifest path.
+
+    The file is left alone when it already holds exactly these rows (an unchanged rerun
+    changes no file)."""
     path = manifest_path(folder_or_file)
     ordered = sorted(rows, key=lambda r: (KINDS.index(r.kind), r.path))
     ids = [r.id for r in ordered]
@@ -196,7 +209,7 @@ def write_manifest(folder_or_file: str | os.PathLike, rows: list[ManifestRow]) -
         rec["seed"] = "" if r.seed is None else r.seed
         rec["duration"] = f"{r.duration:.6f}"
         writer.writerow(rec)
-    atomic_write_text(path, buf.getvalue())
+    write_text_if_changed(path, buf.getvalue())
     return path
 
 

@@ -51,8 +51,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from perceptual_audio import cli, metrics
-from perceptual_audio.errors import PerceptualAudioError
-from perceptual_audio.files import atomic_write_text, params_digest, sha256_file
+from perceptual_audio.errors import FolderConflictError, PerceptualAudioError
+from perceptual_audio.files import params_digest, sha256_file, write_text_if_changed
 
 if TYPE_CHECKING:  # pandas is imported lazily: worker processes do not need it
     import pandas as pd
@@ -136,6 +136,13 @@ def discover_model(name: str, folder: str | Path) -> ModelSource:
             for rec in csv.DictReader(f):
                 if rec.get("path"):
                     entries[rec["path"]] = rec
+    others = sorted({r["model"] for r in entries.values() if r.get("model")} - {name})
+    if others:  # a folder of another model's embeddings must never be scored as this one
+        raise FolderConflictError(
+            f"--{name}-dir {folder} holds {', '.join(others)} embeddings ({manifest}, column "
+            f"'model'), not {name}; give --{name}-dir the folder extract_embeddings.py wrote "
+            f"with --{name}-dir"
+        )
     return ModelSource(name, folder, True, "", entries)
 
 
@@ -371,7 +378,7 @@ def write_pair_table(
     values = set(value_columns)
     for r in rows:
         w.writerow([_format_value(r[c]) if c in values else r.get(c, "") for c in columns])
-    atomic_write_text(path, buf.getvalue())
+    write_text_if_changed(path, buf.getvalue())
 
 
 def read_previous(path: Path) -> dict[str, dict[str, str]]:
@@ -494,6 +501,7 @@ class _Hashes:
         return self._cache[path]
 
 
+@cli.stage_entry("calculate_metrics.py")
 def main(argv: Sequence[str] | None = None) -> int:
     """Run stage 3; returns the exit status (see ``--help``)."""
     from perceptual_audio.manifest import read_manifest
@@ -505,14 +513,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     audio_dir: Path = args.audio_dir
     results_dir: Path = args.results_dir
     manifest_file = audio_dir / "manifest.csv"
-    if not manifest_file.exists():
-        logger.error(
-            "%s not found: run audio_conversion.py and extract_embeddings.py first "
-            "(--audio-dir is %s)",
-            manifest_file,
-            audio_dir,
-        )
-        return cli.EXIT_FAILED
+    problem = cli.check_input_folder(
+        audio_dir,
+        option="--audio-dir",
+        needs="manifest.csv",
+        made_by="audio_conversion.py --output DIR and extract_embeddings.py --input-dir DIR",
+    )
+    if problem is not None:
+        return problem
     try:
         rows = read_manifest(manifest_file)
     except PerceptualAudioError as e:
@@ -534,7 +542,22 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.models,
         )
         return cli.EXIT_USAGE
-    sources = {m: discover_model(m, getattr(args, f"{m}_dir")) for m in wanted}
+    refused = cli.claim_output_folder(
+        results_dir,
+        owner=STAGE,
+        option="--results-dir",
+        inputs=[
+            ("--audio-dir", audio_dir, "audio_conversion"),
+            *((f"--{m}-dir", getattr(args, f"{m}_dir"), f"embeddings:{m}") for m in wanted),
+        ],
+    )
+    if refused is not None:
+        return refused
+    try:
+        sources = {m: discover_model(m, getattr(args, f"{m}_dir")) for m in wanted}
+    except FolderConflictError as e:
+        logger.error("%s", e)
+        return cli.EXIT_USAGE
     available = [m for m in wanted if sources[m].available]
     for m in wanted:
         if not sources[m].available:
@@ -569,7 +592,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "reference_sha256": ref_sha,
             "degraded_sha256": deg_sha,
             "flags": row.flags,
-            "degradation_applied": "false" if row.params.get("applied") is False else "true",
+            "degradation_applied": "true" if row.degradation_applied else "false",
         }
         prev = previous.get(row.path, {})
         classic_key = params_digest(
@@ -708,7 +731,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     mono = stats.monotonicity(frame, value_cols, order)
     for name, df in ((SUMMARY_NAME, summary), (CORRELATIONS_NAME, corr), (MONOTONICITY_NAME, mono)):
-        atomic_write_text(results_dir / name, df.to_csv(index=False, lineterminator="\n"))
+        write_text_if_changed(results_dir / name, df.to_csv(index=False, lineterminator="\n"))
     stats_seconds = time.perf_counter() - t_stats
 
     cli.write_run_json(

@@ -30,7 +30,7 @@ from typing import Any
 from perceptual_audio import cli
 from perceptual_audio import report as report_module
 from perceptual_audio.errors import PerceptualAudioError
-from perceptual_audio.files import atomic_write_text, sha256_file
+from perceptual_audio.files import sha256_file, write_text_if_changed
 from perceptual_audio.report import (
     CORRELATIONS_NAME,
     HTML_REPORT_NAME,
@@ -246,7 +246,23 @@ def run_stage(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     results_dir: Path = args.results_dir
     output_dir: Path = args.output_dir or results_dir / "visualizations"
+    problem = cli.check_input_folder(
+        results_dir,
+        option="--results-dir",
+        needs=PAIR_METRICS_NAME,
+        made_by="calculate_metrics.py --results-dir DIR",
+    )
+    if problem is not None:
+        return problem
     results = load_results(results_dir, audio_dir=args.audio_dir)
+    refused = cli.claim_output_folder(
+        output_dir,
+        owner=STAGE_NAME,
+        option="--output-dir",
+        inputs=[("--results-dir", results_dir, "calculate_metrics")],
+    )
+    if refused is not None:
+        return refused
     for note in results.notes:
         logger.warning("%s", note.splitlines()[0])  # the reports keep the full text
     params = {"format": args.format, "dpi": args.dpi}
@@ -292,8 +308,8 @@ def run_stage(args: argparse.Namespace) -> int:
     sections = build_report(results, figures)
     text_path = output_dir / TEXT_REPORT_NAME
     html_path = output_dir / HTML_REPORT_NAME
-    atomic_write_text(text_path, render_text(sections))
-    atomic_write_text(html_path, render_html(sections))
+    write_text_if_changed(text_path, render_text(sections))
+    write_text_if_changed(html_path, render_html(sections))
     outputs = [f.path.name for f in figures] + [TEXT_REPORT_NAME, HTML_REPORT_NAME]
     for stale in set(prev_outputs) - {output_dir / o for o in outputs}:
         if stale.is_file() and stale.parent == output_dir:
@@ -331,6 +347,7 @@ def run_stage(args: argparse.Namespace) -> int:
     return cli.EXIT_FAILED if failed else cli.EXIT_OK
 
 
+@cli.stage_entry("visualize_results.py")
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``visualize_results.py``; returns the exit status (see :mod:`cli`)."""
     parser = build_parser()

@@ -100,7 +100,9 @@ def test_default_run_writes_every_default_level_with_complete_rows(root):
         assert row.id == path[:-4] and row.kind == "degraded"
         assert path == f"degraded/{row.family}/{row.level}/{row.source[len('clean/') :]}"
         assert row.source_sha256 == clean[row.source].sha256
-        assert row.seed == deg.derive_seed(0, row.family, row.level, row.source)
+        # Only a degradation that draws random values records (and depends on) a seed.
+        drawn = deg.derive_seed(0, row.family, row.level, row.source)
+        assert row.seed == (drawn if row.family == "noise" else None)
         y, sr = load_audio(root / path)
         x, _ = load_audio(root / row.source)
         assert sr == row.sample_rate == SR and len(y) == len(x)
@@ -147,10 +149,13 @@ def test_rerun_redoes_only_what_changed(tmp_path, root):
     assert run(root, "--degradations", sel) == 0
     before, rows_before = mtimes(root), degraded_rows(root)
 
-    # Nothing changed: nothing rewritten.
+    # Nothing changed: nothing rewritten, run.json and manifest included (run.json keeps
+    # describing the run that made the files).
+    stamps = {p: (root / p).stat().st_mtime_ns for p in ("degraded/run.json", "manifest.csv")}
     assert run(root, "--degradations", sel) == 0
     assert mtimes(root) == before
-    assert json.loads((root / "degraded/run.json").read_text())["counts"]["skipped"] == 6
+    assert {p: (root / p).stat().st_mtime_ns for p in stamps} == stamps
+    assert json.loads((root / "degraded/run.json").read_text())["counts"]["written"] == 6
 
     # A new level: only its files are written.
     assert run(root, "--degradations", sel + ",noise:extreme") == 0
@@ -315,8 +320,13 @@ def test_bad_selection_is_a_usage_error(root, caplog):
 
 
 def test_missing_manifest_fails_with_a_hint(tmp_path, caplog):
-    assert run(tmp_path / "nothing") == 1
-    assert "no manifest.csv; run audio_conversion.py" in caplog.text
+    assert run(tmp_path / "nothing") == 2  # a bad --input-dir is a bad command line
+    assert (
+        f"--input-dir {tmp_path / 'nothing'}: no such folder; run audio_conversion.py "
+        f"--input <your audio folder> --output {tmp_path / 'nothing'} first" in caplog.text
+    )
+    assert run(tmp_path) == 2
+    assert f"--input-dir {tmp_path} holds no manifest.csv; run audio_conversion.py" in caplog.text
 
 
 def test_foreign_manifest_fails_with_the_schema_message(tmp_path, caplog):

@@ -287,7 +287,8 @@ def test_rerun_reuses_and_recomputes_only_new_cells(tmp_path, monkeypatch):
     assert run(tmp_path, "results", "--workers", "1") == cli.EXIT_MODELS_UNAVAILABLE
     assert calls == []
     assert (tmp_path / "results" / "pair_metrics.csv").read_bytes() == first
-    assert json.loads((tmp_path / "results" / "run.json").read_text())["pairs_reused"] == 6
+    # Nothing changed, so run.json still records the run that scored the pairs.
+    assert json.loads((tmp_path / "results" / "run.json").read_text())["pairs_scored"] == 6
 
     # A new model: only its cells are computed; the classic cells are reused.
     write_model(tmp_path, "vggish", audio, rows)
@@ -375,8 +376,12 @@ def test_stale_embedding_is_reported(tmp_path):
 
 
 def test_missing_manifest_is_a_clear_error(tmp_path, caplog):
-    assert run(tmp_path) == cli.EXIT_FAILED
-    assert f"{tmp_path / 'test_audio' / 'manifest.csv'} not found" in caplog.text
+    assert run(tmp_path) == cli.EXIT_USAGE
+    assert (
+        f"--audio-dir {tmp_path / 'test_audio'}: no such folder; run audio_conversion.py "
+        f"--output {tmp_path / 'test_audio'} and extract_embeddings.py --input-dir "
+        f"{tmp_path / 'test_audio'} first, or fix the path" in caplog.text
+    )
 
 
 def test_bad_command_line_exits_2(tmp_path):

@@ -157,8 +157,11 @@ def test_default_output_dir_is_inside_the_results_dir(tmp_path):
 def test_missing_results_folder_fails_with_its_path(tmp_path, caplog):
     missing = tmp_path / "nothing"
     with caplog.at_level(logging.ERROR):
-        assert visualize_stage.main(["--results-dir", str(missing)]) == cli.EXIT_FAILED
-    assert f"--results-dir {missing}: no such folder" in caplog.text
+        assert visualize_stage.main(["--results-dir", str(missing)]) == cli.EXIT_USAGE
+    assert (
+        f"--results-dir {missing}: no such folder; run calculate_metrics.py --results-dir "
+        f"{missing} first, or fix the path" in caplog.text
+    )
 
 
 def test_older_results_schema_fails_with_a_clear_message(tmp_path, caplog):
