@@ -356,8 +356,10 @@ def claim_output_folder(
     """
     try:
         files.check_stage_folders(folder, owner=owner, option=option, inputs=inputs)
+        locked = os.path.abspath(lock or folder)
         for in_option, in_folder, _ in inputs:
-            files.check_not_locked(in_folder, option=in_option)
+            if os.path.abspath(in_folder) != locked:  # else acquire_lock says who holds it
+                files.check_not_locked(in_folder, option=in_option)
         files.acquire_lock(lock or folder, owner=owner, command=_command_line())
     except FolderConflictError as e:
         logger.error("%s", e)

@@ -337,6 +337,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def claim_folders(args: argparse.Namespace) -> int | None:
+    """Check ``--input-dir`` and lock it for this run (None), or the exit status of a refusal.
+
+    The lock covers the whole audio folder: ``manifest.csv`` is shared with stage 1.
+    """
+    root = Path(args.input_dir)
+    problem = cli.check_input_folder(
+        root,
+        option="--input-dir",
+        needs="manifest.csv",
+        made_by="audio_conversion.py --input <your audio folder> --output DIR",
+    )
+    if problem is not None:
+        return problem
+    return cli.claim_output_folder(
+        root / DEGRADED_DIR,
+        owner=STAGE,
+        option="--input-dir",
+        inputs=[("--input-dir", root, "audio_conversion")],
+        lock=root,
+    )
+
+
 def run_degradations(args: argparse.Namespace) -> int:
     """Run the degradation half with parsed arguments; returns the exit status.
 
@@ -350,24 +373,10 @@ def run_degradations(args: argparse.Namespace) -> int:
     except ParameterError as e:
         logger.error("%s", e)
         return cli.EXIT_USAGE
-    problem = cli.check_input_folder(
-        root,
-        option="--input-dir",
-        needs="manifest.csv",
-        made_by="audio_conversion.py --input <your audio folder> --output DIR",
-    )
-    if problem is not None:
-        return problem
-    degraded_root = root / DEGRADED_DIR
-    refused = cli.claim_output_folder(
-        degraded_root,
-        owner=STAGE,
-        option="--input-dir",
-        inputs=[("--input-dir", root, "audio_conversion")],
-        lock=root,  # manifest.csv is shared with stage 1
-    )
+    refused = claim_folders(args)
     if refused is not None:
         return refused
+    degraded_root = root / DEGRADED_DIR
     try:
         rows = read_manifest(root)
     except PerceptualAudioError as e:  # SchemaError: a foreign or older manifest

@@ -66,6 +66,9 @@ def main(argv: list[str] | None = None) -> int:
     problem = check_embedding_options(args)
     if problem:  # before the degradation half changes any folder
         parser.error(problem)
+    refused = degrade_stage.claim_folders(args)  # a busy or wrong folder: no half runs
+    if refused is not None:
+        return refused
     rc_degrade = degrade_stage.run_degradations(args)
     rc_embed = embed_stage.run_embeddings(args)
     return combine_exit_codes(rc_degrade, rc_embed)

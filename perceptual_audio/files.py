@@ -277,8 +277,8 @@ def check_stage_folders(
             return
         where = "" if folder == out else f" is inside {folder}, which"
         raise FolderConflictError(
-            f"{option} {output}{where} belongs to {owner_label(found)} "
-            f"(see {folder / RUN_JSON}); {me} would overwrite its files. Give {option} a "
+            f"{option} {output}{where} belongs to {owner_label(found)}, as "
+            f"{folder / RUN_JSON} records; {me} would overwrite its files. Give {option} a "
             "folder of its own"
         )
 
@@ -319,7 +319,7 @@ def read_lock(folder: str | os.PathLike) -> dict[str, Any] | None:
 
 def _describe_lock(folder: Path, rec: dict[str, Any]) -> str:
     return (
-        f"{owner_label(str(rec.get('owner', '?')))} has held it since "
+        f"{owner_label(str(rec.get('owner', '?')))} has held its lock since "
         f"{rec.get('started_at', '?')} (pid {rec.get('pid', '?')} on host "
         f"{rec.get('host', '?')}, command: {' '.join(rec.get('command') or []) or '?'})"
     )
