@@ -420,6 +420,7 @@ def embed_model(name: str, args: argparse.Namespace, audio_dir: Path, rows: list
     t_embed = time.perf_counter()
     audio_seconds = 0.0
     last_checkpoint = time.perf_counter()
+
     def checkpoint() -> None:
         # A killed or interrupted run keeps what it embedded: rows done so far (one per file
         # handled, in order) + the earlier rows of the files still to do (their outputs are

@@ -241,7 +241,9 @@ def test_truncated_wav_and_ogg_are_reported_as_bad_input(work, caplog):
         "audio (3.000 s) but the file holds 48000 (1.500 s); copy or export the file again"
         in caplog.text
     )
-    assert f"{Path('original_audio') / 'cut_ogg.ogg'}: truncated: the Ogg page at byte" in caplog.text
+    assert (
+        f"{Path('original_audio') / 'cut_ogg.ogg'}: truncated: the Ogg page at byte" in caplog.text
+    )
     clean = sorted(r.path for r in read_manifest(work / "test_audio"))
     assert clean == ["clean/a.wav", "clean/b.wav"]  # the good files are converted
 
