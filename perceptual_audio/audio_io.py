@@ -224,6 +224,34 @@ def save_wav(path: str | os.PathLike, y: np.ndarray, sample_rate: int) -> None:
         wavfile.write(tmp, int(sample_rate), y)
 
 
+#: Consecutive samples at full scale that mark an input as clipped (one sample at full
+#: scale is a peak-normalised recording; a run of them is a flattened waveform top).
+CLIP_RUN_SAMPLES = 3
+_PCM_BITS = {"PCM_U8": 8, "PCM_S8": 8, "PCM_16": 16, "PCM_24": 24, "PCM_32": 32}
+
+
+def full_scale_run(path: str | os.PathLike) -> int:
+    """Longest run of consecutive samples at full scale in any channel of the file as stored.
+
+    Full scale is the format's largest code: ``(2**(bits-1) - 1) / 2**(bits-1)`` (or -1) for
+    integer PCM, 1.0 for float and compressed formats.
+    """
+    info = sf.info(str(path))
+    bits = _PCM_BITS.get(info.subtype)
+    y, _ = sf.read(str(path), dtype="float64", always_2d=True)
+    full = (2 ** (bits - 1) - 1) / 2 ** (bits - 1) if bits else 1.0
+    at_full = np.abs(y) >= full - 1e-12
+    longest = 0
+    for ch in at_full.T:
+        if not ch.any():
+            continue
+        # lengths of the runs of True
+        edges = np.diff(np.concatenate([[0], ch.astype(np.int8), [0]]))
+        starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+        longest = max(longest, int((ends - starts).max()))
+    return longest
+
+
 #: Bytes of an Ogg page header before its segment table (RFC 3533 section 6).
 _OGG_HEADER_BYTES = 27
 #: Ogg header_type flag of a logical stream's last page (end of stream).

@@ -24,9 +24,11 @@ import numpy as np
 from perceptual_audio import cli
 from perceptual_audio.audio_io import (
     AUDIO_EXTENSIONS,
+    CLIP_RUN_SAMPLES,
     SOXR_QUALITY,
     audio_info,
     find_audio_files,
+    full_scale_run,
     load_audio,
     save_wav,
 )
@@ -83,6 +85,15 @@ def convert_file(job: ConvertJob) -> ManifestRow:
         flags.append("short")
     if peak <= 10 ** (SILENCE_DBFS / 20):
         flags.append("silent")
+    run = full_scale_run(job.input_path)
+    if run >= CLIP_RUN_SAMPLES:
+        flags.append("clipped")
+        logger.warning(
+            "%s: %d consecutive samples at full scale: the input was probably clipped "
+            "before it reached this tool (flagged 'clipped')",
+            job.input_path,
+            run,
+        )
     if peak > 1.0:
         flags.append("clipped_peak")
         logger.warning(

@@ -68,7 +68,8 @@ class ManifestRow:
     source_sha256 : str
         Of the source file's bytes.
     flags : str
-        ``;``-separated flags (``silent``, ``short``, ``clipped_peak``), or empty.
+        ``;``-separated flags (``silent``, ``short``, ``clipped``: the input holds a run of
+        samples at full scale, ``clipped_peak``: a float peak above 1.0), or empty.
     """
 
     id: str

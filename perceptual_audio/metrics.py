@@ -62,6 +62,36 @@ EMBEDDING_METRIC_SUFFIXES = ("cosine", "cosine_pooled", "l2")
 CDPAM_DISTANCE = "cdpam_distance"
 
 
+def _pesq_mos_lqo(raw: float, a: float, b: float) -> float:
+    """P.862.1 / P.862.2 mapping of a raw PESQ score to MOS-LQO: 0.999 + 4 / (1 + e^(a x + b))."""
+    return 0.999 + 4.0 / (1.0 + math.exp(a * raw + b))
+
+
+#: Raw PESQ scores lie in [-0.5, 4.5] (P.862); python-pesq returns them mapped to MOS-LQO.
+_PESQ_RAW_RANGE = (-0.5, 4.5)
+#: The range of each metric's values, (low, high) with None where unbounded. Confidence
+#: intervals of a mean are kept inside it (stats.mean_ci).
+VALUE_RANGES: dict[str, tuple[float | None, float | None]] = {
+    "pesq_wb": tuple(_pesq_mos_lqo(x, -1.3669, 3.8224) for x in _PESQ_RAW_RANGE),
+    "pesq_nb": tuple(_pesq_mos_lqo(x, -1.4945, 4.6607) for x in _PESQ_RAW_RANGE),
+    "stoi": (-1.0, 1.0),  # a mean of correlation coefficients
+    "estoi": (-1.0, 1.0),
+    "si_sdr": (None, None),
+    CDPAM_DISTANCE: (0.0, None),
+}
+
+
+def value_range(name: str) -> tuple[float | None, float | None]:
+    """(low, high) of metric ``name``'s values; None where unbounded (see VALUE_RANGES)."""
+    if name in VALUE_RANGES:
+        return VALUE_RANGES[name]
+    if name.endswith(("_cosine", "_cosine_pooled")):
+        return (-1.0, 1.0)
+    if name.endswith("_l2"):
+        return (0.0, None)
+    return (None, None)
+
+
 class MetricError(PerceptualAudioError):
     """A metric cannot be computed on this pair; the message is the status text."""
 

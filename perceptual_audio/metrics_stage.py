@@ -722,7 +722,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         frame[c] = frame[c].astype(float)
     order = stats.level_order({f: g["level"] for f, g in frame.groupby("family")})
     neural = [c for c in value_cols if c not in metrics.CLASSIC_METRICS]
-    summary = stats.summary_by_degradation(frame, value_cols, order)
+    summary = stats.summary_by_degradation(
+        frame, value_cols, order, bounds={c: metrics.value_range(c) for c in value_cols}
+    )
     corr = stats.correlation_table(
         frame,
         stats.metric_pairs(neural, list(metrics.CLASSIC_METRICS)),
@@ -744,7 +746,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "metrics_version": METRICS_VERSION,
             "bootstrap": args.bootstrap,
             "confidence": stats.CONFIDENCE,
-            "summary_interval": "Student t, 95%",
+            "summary_interval": "Student t, 95%, clipped to the metric's value range",
             "correlation_interval": "percentile cluster bootstrap over clean recordings",
         },
         timings={

@@ -572,7 +572,8 @@ def family_small_multiples(
     _suptitle(
         fig,
         f"Degradation family '{family}': neural metrics against the classic metrics "
-        f"({len(data)} pairs; colour and marker = level)",
+        f"({len(data)} pairs; each panel shows those both its metrics scored, n in its "
+        "legend; colour and marker = level)",
         11,
     )
     return fig

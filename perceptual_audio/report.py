@@ -610,6 +610,10 @@ def _read_degradations(audio_dir: Path | None) -> tuple[pd.DataFrame, dict[str, 
     if not {"kind", "family", "level", "parameters"} <= set(rows.columns):
         logger.warning("%s: columns %s lack kind/family/level/parameters", path, list(rows.columns))
         return empty, info
+    degraded_run = _read_json(audio_dir / "degraded" / RUN_JSON_NAME)
+    if degraded_run:  # how stage 2 made the degraded files: its command and run seed
+        info["degradation_seed"] = degraded_run.get("seed")
+        info["degradation_command"] = " ".join(map(str, degraded_run.get("command") or []))
     clean = rows[rows["kind"] == "clean"]
     info["n_clean_files"] = len(clean)
     if len(clean):
@@ -821,7 +825,10 @@ def load_results(
         models.append(status)
     for m in models:
         if not m.available:
-            notes.append(f"{m.display} was unavailable and is left out of this report: {m.reason}")
+            notes.append(
+                f"{m.display} was unavailable and is left out of this report "
+                f"({_one_line_reason(m.reason)}); details in the Embedding models table."
+            )
             # Columns of a model its stage called unavailable (stale values of an older run)
             # are not reported either: the report would contradict its own note.
             metrics = [c for c in metrics if metric_info(c).model != m.name]
@@ -1177,6 +1184,17 @@ def family_agreement_table(results: StudyResults) -> Table:
     )
 
 
+def _leaders(ranked: pd.Series) -> list[str]:
+    """Index labels tied with the first value of a descending series (to 1e-12)."""
+    return [k for k, v in ranked.items() if abs(v - ranked.iloc[0]) <= 1e-12]
+
+
+def _and(names: Any) -> str:
+    """``a``, ``a and b``, ``a, b and c``."""
+    names = list(names)
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
 def monotonicity_findings(results: StudyResults) -> tuple[list[str], pd.DataFrame, pd.DataFrame]:
     """Sentences and tables from ``monotonicity.csv``.
 
@@ -1246,18 +1264,24 @@ def monotonicity_findings(results: StudyResults) -> tuple[list[str], pd.DataFram
             right,
             monotone,
         )
-    top = overall.index[0]
+    top = _leaders(overall)
     out.append(
-        f"The metric that most often moves the right way at each step up in severity is "
-        f"{metric_info(top).label}: {100 * overall.iloc[0]:.0f}% of recording-steps, "
-        "averaged over families."
+        (
+            "The metric that most often moves the right way at each step up in severity is "
+            if len(top) == 1
+            else f"The {len(top)} metrics that most often move the right way at each step up "
+            "in severity are tied: "
+        )
+        + f"{_and(metric_info(x).label for x in top)}: {100 * overall.iloc[0]:.0f}% of "
+        "recording-steps, averaged over families."
     )
-    neural = [x for x in overall.index if metric_info(x).neural]
-    if neural:
-        nb = neural[0]
+    neural = overall[[x for x in overall.index if metric_info(x).neural]]
+    if not neural.empty:
+        best = _leaders(neural)
         out.append(
-            f"Among the neural metrics, {metric_info(nb).label} is the most monotonic "
-            f"({100 * overall[nb]:.0f}% of recording-steps move the right way)."
+            f"Among the neural metrics, {_and(metric_info(x).label for x in best)} "
+            + ("is the most monotonic" if len(best) == 1 else "tie as the most monotonic")
+            + f" ({100 * neural.iloc[0]:.0f}% of recording-steps move the right way)."
         )
     weak = []
     for metric, row in right.drop(columns="mean over families").iterrows():
@@ -1435,12 +1459,19 @@ def sample_results_table(results: StudyResults) -> Table:
         n = float(((results.pairs["family"] == fam) & (results.pairs["level"] == lev)).sum())
         row: list[Any] = [condition_label(fam, lev), Cell(_fmt_n(n), n)]
         for m, _ in columns:
-            row.append(results.summary_cell(fam, lev, m)[0])
+            mean, _lo, _hi, n_metric = results.summary_cell(fam, lev, m)
+            row.append(mean)
+            row.append(Cell(_fmt_n(n_metric), n_metric))
         rows.append(row)
     return Table(
-        "Sample Results: mean per degradation (similarity = frame-aligned cosine of the "
-        "embeddings; PESQ = wide-band; 95% CIs in the next table)",
-        ["Degradation", "n", *[label for _, label in columns]],
+        "Sample Results: mean per degradation and the number of pairs each metric scored "
+        "(a metric undefined on a pair, e.g. PESQ without speech, leaves it out; similarity = "
+        "frame-aligned cosine of the embeddings; PESQ = wide-band; 95% CIs in the next table)",
+        [
+            "Degradation",
+            "pairs",
+            *[h for _, label in columns for h in (label, f"{label} n")],
+        ],
         rows,
     )
 
@@ -1461,7 +1492,9 @@ def summary_table(results: StudyResults) -> Table:
                 [condition_label(fam, lev), metric_info(m).label, Cell(_fmt_n(n), n), mean, lo, hi]
             )
     return Table(
-        "Every metric per degradation: mean and 95% confidence interval",
+        "Every metric per degradation: mean and 95% confidence interval (Student t; for a "
+        "bounded metric, such as STOI in [0, 1], clipped to its range, which keeps the "
+        "coverage)",
         ["Degradation", "Metric", "n", "Mean", "95% CI low", "95% CI high"],
         rows,
     )
@@ -1546,6 +1579,12 @@ def setup_blocks(results: StudyResults) -> list[Any]:
             + (f"; conversion settings: {inp['conversion']}" if inp.get("conversion") else "")
             + "."
         )
+    if "degradation_seed" in inp:
+        lines.append(
+            f"Degraded by: {inp.get('degradation_command') or 'extract_embeddings.py'} "
+            f"(run seed {inp['degradation_seed']}; each file's seed is derived from it, the "
+            "family, the level and the file's path)."
+        )
     if inp.get("metrics_command"):
         lines.append(
             f"Metrics computed by: {inp['metrics_command']}"
@@ -1605,7 +1644,7 @@ def setup_blocks(results: StudyResults) -> list[Any]:
                 m.variant or "",
                 m.weights_sha256 or "",
                 "" if m.n_embeddings is None else m.n_embeddings,
-                m.reason.splitlines()[0] if m.reason and not m.available else "",
+                " ".join(m.reason.split()) if m.reason and not m.available else "",
             ]
         )
     blocks.append(
@@ -1616,6 +1655,18 @@ def setup_blocks(results: StudyResults) -> list[Any]:
         )
     )
     return blocks
+
+
+#: A note's reason is cut to this many characters (the models table has the whole text).
+NOTE_REASON_CHARS = 120
+
+
+def _one_line_reason(reason: str) -> str:
+    """The first line of a (multi-line) reason, at most :data:`NOTE_REASON_CHARS` long."""
+    first = (reason or "no reason given").strip().splitlines()[0].strip().rstrip(":;,.")
+    if len(first) > NOTE_REASON_CHARS:
+        first = first[: NOTE_REASON_CHARS - 3].rstrip() + "..."
+    return first
 
 
 def _min_recordings_for_ci() -> int:

@@ -406,8 +406,17 @@ def correlation_table(
 
 
 # -- per-degradation summary ----------------------------------------------------------------
-def mean_ci(values: np.ndarray, confidence: float = CONFIDENCE) -> tuple[float, float, float, int]:
+def mean_ci(
+    values: np.ndarray,
+    confidence: float = CONFIDENCE,
+    *,
+    bounds: tuple[float | None, float | None] = (None, None),
+) -> tuple[float, float, float, int]:
     """Mean and Student-t confidence interval of the finite values.
+
+    ``bounds`` is the range of the metric's values (None: unbounded): the interval is clipped
+    to it, so that STOI's never passes 1. Clipping keeps the coverage: the true mean lies
+    inside the range, so it is in the clipped interval whenever it is in the t-interval.
 
     Returns
     -------
@@ -425,7 +434,12 @@ def mean_ci(values: np.ndarray, confidence: float = CONFIDENCE) -> tuple[float, 
     if n < 2:
         return mean, math.nan, math.nan, n
     half = float(stats.t.ppf(0.5 + confidence / 2, n - 1) * v.std(ddof=1) / math.sqrt(n))
-    return mean, mean - half, mean + half, n
+    low, high = mean - half, mean + half
+    if bounds[0] is not None:
+        low = max(low, bounds[0])
+    if bounds[1] is not None:
+        high = min(high, bounds[1])
+    return mean, low, high, n
 
 
 def summary_by_degradation(
@@ -434,10 +448,12 @@ def summary_by_degradation(
     order: Mapping[str, Sequence[str]] | None = None,
     *,
     confidence: float = CONFIDENCE,
+    bounds: Mapping[str, tuple[float | None, float | None]] | None = None,
 ) -> pd.DataFrame:
     """Per family and level: the number of pairs and, per metric, mean, t-interval and n.
 
     Only finite values count (a failed cell is NaN; SI-SDR of an exact copy is +inf).
+    ``bounds`` gives a metric's value range, to which its interval is clipped (:func:`mean_ci`).
 
     Returns
     -------
@@ -459,7 +475,9 @@ def summary_by_degradation(
             row: dict[str, object] = {"family": family, "level": level, "n_pairs": len(g)}
             for m in metrics:
                 vals = g[m].to_numpy(float) if m in g else np.array([])
-                mean, lo, hi, n = mean_ci(vals, confidence)
+                mean, lo, hi, n = mean_ci(
+                    vals, confidence, bounds=(bounds or {}).get(m, (None, None))
+                )
                 row.update({f"{m}_mean": mean, f"{m}_ci_low": lo, f"{m}_ci_high": hi, f"{m}_n": n})
             rows.append(row)
     return pd.DataFrame(rows, columns=columns)

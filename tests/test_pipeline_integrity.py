@@ -430,3 +430,74 @@ def test_interrupt_saves_the_embeddings_done_prints_one_line_and_exits_130(work)
     assert len(saved) >= 2  # the checkpoint written on the interrupt
     assert not (work / "openl3_embeddings" / LOCK_NAME).exists()
     assert not (work / "test_audio" / LOCK_NAME).exists()
+
+
+# -- 10, 11. report numbers and layout --------------------------------------------------------
+def test_report_numbers_ties_bounded_cis_seed_clipping_and_one_line_notes(
+    work, caplog, monkeypatch
+):
+    from perceptual_audio import plots, report
+    from perceptual_audio.embeddings.openl3 import OpenL3Embedder
+
+    # A recording at int16 full scale: a flattened top, as a clipped recording has.
+    loud = np.clip(6 * speechlike(1.5, 140, 7), -1, 1)
+    write_audio(work / "original_audio" / "loud.wav", loud, SR, subtype="PCM_16")
+    assert stage1() == 0
+    rows = {r.path: r for r in read_manifest(work / "test_audio")}
+    assert "clipped" in rows["clean/loud.wav"].flag_set
+    assert "clean/a.wav" in rows and "clipped" not in rows["clean/a.wav"].flag_set
+    assert "consecutive samples at full scale: the input was probably clipped" in caplog.text
+
+    # OpenL3 with its real class and no weights (offline): unavailable, with fetch details.
+    embeddings.base.register(OpenL3Embedder)
+    monkeypatch.setenv("PERCEPTUAL_AUDIO_OFFLINE", "1")
+    monkeypatch.setenv("PERCEPTUAL_AUDIO_CACHE", str(work / "cache"))
+    argv2 = ["--input-dir", "test_audio", "--degradations", "noise:low,noise:extreme"]
+    argv2 += ["--models", "openl3,vggish", "--workers", "1", "-q", "--seed", "5"]
+    with monkeypatch.context() as m:  # run.json records the command line as given
+        m.setattr(sys, "argv", ["extract_embeddings.py", *argv2])
+        assert extract_stage.main(argv2) == cli.EXIT_MODELS_UNAVAILABLE
+    assert stage3() == cli.EXIT_MODELS_UNAVAILABLE
+    assert stage4() == 0
+    report_text = (work / "results" / "visualizations" / "analysis_report.txt").read_text()
+    text = " ".join(report_text.split())  # the text report wraps its lines
+
+    # The stage-2 seed and command.
+    assert f"Degraded by: extract_embeddings.py {' '.join(argv2)} (run seed 5;" in text
+    # Bounded metrics: intervals inside the range, and the method said.
+    summary = pd.read_csv(work / "results" / "summary_by_degradation.csv")
+    for m in ("stoi", "estoi", "openl3_cosine", "vggish_cosine"):
+        if f"{m}_ci_high" in summary:
+            assert (summary[f"{m}_ci_high"].dropna() <= 1.0).all(), m
+    assert (summary["stoi_ci_high"] == 1.0).any()  # a t-interval that went above 1, clipped
+    assert "clipped to its range, which keeps the coverage" in text
+    # n per metric in the Sample Results table.
+    assert "pairs OpenL3" not in text and "PESQ n" in text and "STOI n" in text
+    # Ties named.
+    mono = pd.read_csv(work / "results" / "monotonicity.csv")
+    pooled = mono[mono.step == "all"].groupby("metric")["fraction_right"].mean()
+    tied = pooled[pooled == pooled.max()]
+    assert len(tied) > 1  # noise low -> extreme: every metric falls for every recording
+    assert (
+        f"The {len(tied)} metrics that most often move the right way at each step up in "
+        "severity are tied: PESQ-WB, " in text
+    )
+    # One line per unavailable model; the details in the models table.
+    start = text.index("OpenL3 was unavailable")
+    note = text[start : text.index("details in the Embedding models table.", start)]
+    assert len(note) < 250
+    assert "https://github.com/marl/openl3/raw/models/" not in note
+    html = (work / "results" / "visualizations" / "report.html").read_text()
+    assert "download: https://github.com/marl/openl3/raw/models/" in html  # in the table
+    # Family figure titles do not claim an n the panels do not show.
+    results = report.load_results(work / "results")
+    fig = plots.family_small_multiples(
+        results.pairs,
+        family="noise",
+        neural_metrics=["vggish_cosine"],
+        references=["pesq_wb", "stoi"],
+        level_order=results.level_order,
+        correlations=results.correlations,
+    )
+    title = " ".join(fig._suptitle.get_text().split())
+    assert "(6 pairs; each panel shows those both its metrics scored, n in its legend;" in title

@@ -161,7 +161,8 @@ def test_unavailable_model_is_noted_and_left_out(no_vggish):
     vgg = next(m for m in no_vggish.models if m.name == "vggish")
     assert not vgg.available and vgg.reason == VGGISH_REASON
     assert (
-        f"VGGish was unavailable and is left out of this report: {VGGISH_REASON}" in no_vggish.notes
+        f"VGGish was unavailable and is left out of this report ({VGGISH_REASON.rstrip('.')}); "
+        "details in the Embedding models table." in no_vggish.notes
     )
     assert not any(m.startswith("vggish") for m in no_vggish.metrics)
 
@@ -273,23 +274,17 @@ def test_failure_summary_counts_nan_with_reasons(full):
 
 def test_sample_results_table_rows_and_values(full):
     table = report.sample_results_table(full)
-    assert table.columns == [
-        "Degradation",
-        "n",
-        "OpenL3 similarity",
-        "VGGish similarity",
-        "CDPAM similarity",
-        "CDPAM distance",
-        "PESQ",
-        "STOI",
-    ]
+    labels = ["OpenL3 similarity", "VGGish similarity", "CDPAM similarity", "CDPAM distance"]
+    labels += ["PESQ", "STOI"]
+    assert table.columns == ["Degradation", "pairs", *[h for x in labels for h in (x, f"{x} n")]]
     assert [r[0] for r in table.rows][:3] == ["Noise (Low)", "Noise (High)", "Noise (Extreme)"]
     assert len(table.rows) == 9
     s = full.summary
     row = s[(s.family == "bitrate") & (s.level == "medium")].iloc[0]
     got = next(r for r in table.rows if r[0] == "Bitrate (Medium)")
     assert got[2] == pytest.approx(row["openl3_cosine_mean"])
-    assert got[-1] == pytest.approx(row["stoi_mean"])
+    assert got[-2] == pytest.approx(row["stoi_mean"])
+    assert got[-1].sort == row["stoi_n"]  # n per metric
 
 
 def test_setup_lists_degradation_parameters_and_models(full):

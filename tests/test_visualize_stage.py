@@ -79,7 +79,8 @@ def test_report_embeds_every_figure_and_says_what_was_skipped(first_run):
     assert page.count('<img src="data:image/png;base64,') == len(EXPECTED_FIGURES)
     assert "http://" not in page and "https://" not in page
     assert (
-        "OpenL3 was unavailable and is left out of this report: no weights in --weights-dir" in page
+        "OpenL3 was unavailable and is left out of this report (no weights in --weights-dir); "
+        "details in the Embedding models table." in page
     )
     text = (out / "analysis_report.txt").read_text()
     assert "NOTE: VGGish was unavailable and is left out of this report" in text
