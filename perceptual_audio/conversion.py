@@ -146,7 +146,8 @@ def build_parser() -> argparse.ArgumentParser:
         "file in OUTPUT/manifest.csv.",
         epilog=f"Reads: {', '.join(sorted(AUDIO_EXTENSIONS))} (any rate, channels, bit depth).\n"
         "Exit status: 0 all converted or up to date; 1 some inputs failed (the others "
-        "were converted); 2 bad command line.",
+        "were converted) or another run holds the folder; 2 bad command line (also: a "
+        "missing --input, an --output that belongs to another stage); 130 interrupted.",
     )
     parser.add_argument(
         "--input",

@@ -309,6 +309,8 @@ def check_model_folders(args: argparse.Namespace, models: list[str]) -> str | No
     return None
 
 
+#: ModelResult.reason of a model whose output folder was refused (busy, another stage's).
+REFUSED = "its output folder was refused (see the message above)"
 #: The running model's "save what is done" function, called when the run is interrupted.
 _checkpoint: list[Any] = []
 
@@ -385,7 +387,7 @@ def embed_model(name: str, args: argparse.Namespace, audio_dir: Path, rows: list
         inputs=[("--input-dir", audio_dir, "audio_conversion")],
     )
     if refused is not None:
-        return ModelResult(name, available=False, reason="output folder refused", load_failed=True)
+        return ModelResult(name, available=False, reason=REFUSED, load_failed=True)
     t0 = time.perf_counter()
     try:
         embedder = make_embedder(name, options)
@@ -612,6 +614,8 @@ def run_embeddings(args: argparse.Namespace) -> int:
         status = (
             "available"
             if r.available
+            else f"not run: {REFUSED}"
+            if r.reason == REFUSED
             else "FAILED to load"
             if r.load_failed
             else "UNAVAILABLE (weights missing)"

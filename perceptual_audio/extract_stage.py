@@ -20,7 +20,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Stage 2: degrade every clean file of stage 1 in controlled ways, then "
         "extract OpenL3, VGGish and CDPAM embeddings of clean and degraded audio.",
         epilog=degrade_stage.describe_families() + "\n\nExit status: 0 ok; 1 some files "
-        "failed; 2 bad command line; 3 some models unavailable (the others ran).",
+        "failed, or another run holds the folder; 2 bad command line (also: an --input-dir "
+        "that is not a stage-1 folder, an output folder of another stage or model); 3 some "
+        "models unavailable (the others ran); 130 interrupted.",
     )
     degrade_stage.add_degradation_arguments(parser)
     embed_stage.add_embedding_arguments(parser)

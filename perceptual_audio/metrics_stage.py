@@ -431,8 +431,10 @@ def build_parser() -> argparse.ArgumentParser:
         ),
         epilog=(
             "exit status: 0 success; 1 some cells failed for a missing, unreadable or stale "
-            "input (see the *_status columns); 2 bad command line; 3 some models "
-            "unavailable (the others were scored). A measurement undefined for the audio "
+            "input (see the *_status columns), or another run holds the folder; 2 bad "
+            "command line (also: an input folder that is not the previous stage's, a results "
+            "folder of another stage, an embedding folder of another model); 3 some models "
+            "unavailable (the others were scored); 130 interrupted. A measurement undefined for the audio "
             "(PESQ finding no speech, STOI on too little audio) is NaN with its reason and "
             "counted in run.json, but does not fail the run."
         ),

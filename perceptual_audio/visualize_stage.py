@@ -68,7 +68,10 @@ def build_parser() -> argparse.ArgumentParser:
         "from the tables of calculate_metrics.py.",
         formatter_class=cli.HelpFormatter,
         epilog="Example:\n  python visualize_results.py --results-dir results "
-        "--output-dir results/visualizations",
+        "--output-dir results/visualizations\n"
+        "Exit status: 0 ok; 1 a figure failed, the results are unreadable, or another run "
+        "holds the folder; 2 bad command line (also: a --results-dir without pair_metrics.csv, "
+        "an --output-dir of another stage); 130 interrupted.",
     )
     parser.add_argument(
         "--results-dir",

@@ -51,6 +51,7 @@ def speechlike(seconds: float, f0_hz: float, seed: int) -> np.ndarray:
 
 @pytest.fixture(autouse=True)
 def fakes():
+    embeddings.base._import_models()  # the real models register once, on first import
     saved = dict(embeddings.base._REGISTRY)
     fake_models.install()
     yield
@@ -334,6 +335,13 @@ def test_unchanged_rerun_changes_no_file_and_the_seed_only_the_noise(work):
         "vggish_embeddings/manifest.csv",
         "vggish_embeddings/run.json",
     }
+    # Stage 3's --seed drives only the bootstrap: the pair cells, summaries and monotonicity
+    # stay (with 2 recordings there is no bootstrap CI, so correlations.csv stays too).
+    assert stage3() == 0
+    before = snapshot(work / "results")
+    assert stage3("--seed", "1") == 0
+    changed = {p for p, v in snapshot(work / "results").items() if before.get(p) != v}
+    assert changed == {"run.json"}
 
 
 # -- 7. symbolic links -----------------------------------------------------------------------
