@@ -42,7 +42,10 @@ VISQOL_SPEECH_CASES = [
     ("CA01_01.wav", "CA01_01.wav", "lattice", 4.505550384521484, 1e-5),
 ]
 #: Zimtohrli's golden values (its python test: 1 s float32 sines at 48 kHz).
-ZIMTOHRLI_GOLDEN = [(5000.0, 5010.0, 1.3709068298339844e-06), (5000.0, 10000.0, 0.01977372169494629)]
+ZIMTOHRLI_GOLDEN = [
+    (5000.0, 5010.0, 1.3709068298339844e-06),
+    (5000.0, 10000.0, 0.01977372169494629),
+]
 ZIMTOHRLI_RELATIVE_TOLERANCE = 0.1
 
 
@@ -103,7 +106,10 @@ def test_direction_and_kind_come_from_the_catalogue():
 
 def test_metric_list_parsing():
     assert metrics.parse_metric_list("zimtohrli", []) == ["zimtohrli", "zimtohrli_mos"]
-    dnsmos = [*metrics.AUDIO_GROUPS["dnsmos"].columns, *metrics.AUDIO_GROUPS["dnsmos_clean"].columns]
+    dnsmos = [
+        *metrics.AUDIO_GROUPS["dnsmos"].columns,
+        *metrics.AUDIO_GROUPS["dnsmos_clean"].columns,
+    ]
     assert metrics.parse_metric_list("dnsmos_ovrl", []) == dnsmos  # computed once, whole
     assert metrics.parse_metric_list("classic", ["openl3"]) == list(metrics.CLASSIC_METRICS)
     assert metrics.parse_metric_list("all", ["vggish"]) == metrics.metric_columns(["vggish"])
