@@ -75,6 +75,8 @@ CORRELATIONS_NAME = "correlations.csv"
 MONOTONICITY_NAME = "monotonicity.csv"
 #: Default ``--bootstrap`` (stats.N_BOOTSTRAP; stats is imported lazily: workers need no pandas).
 DEFAULT_BOOTSTRAP = 1000
+#: ViSQOL speech-mode mappings (reference_metrics imports no heavy package at import time).
+VISQOL_SPEECH_MODELS = ("lattice", "exponential")
 #: Suffix of the CDPAM clip embedding stored beside the frame embedding (``a.clip.npy``).
 CDPAM_CLIP_SUFFIX = ".clip.npy"
 
@@ -197,30 +199,34 @@ class ModelJob:
 
 @dataclass(frozen=True)
 class PairJob:
-    """Everything a worker needs to score one pair (picklable)."""
+    """Everything a worker needs to score one pair (picklable).
+
+    ``groups`` are the :data:`metrics.AUDIO_GROUPS` to compute on the pair's audio; for a
+    clean-file job (``degraded`` is None) the :data:`metrics.ROLE_CLEAN` groups, computed on
+    the reference alone, once per clean file.
+    """
 
     reference: str
-    degraded: str
+    degraded: str | None
     reference_problem: str | None
-    classic: metrics.ClassicSettings | None
+    settings: metrics.MetricSettings
+    groups: tuple[str, ...] = ()
     models: tuple[ModelJob, ...] = ()
 
 
-def metric_columns(models: Sequence[str]) -> list[str]:
-    """Value columns for the available ``models``, in table order."""
-    cols = list(metrics.CLASSIC_METRICS)
-    for m in models:
-        cols += metrics.embedding_metric_names(m)
-    if "cdpam" in models:
-        cols.append(metrics.CDPAM_DISTANCE)
-    return cols
+def metric_columns(models: Sequence[str], selected: Sequence[str] | None = None) -> list[str]:
+    """Value columns for the available ``models`` (and the ``--metrics`` selection), in
+    table order (the metric catalogue's)."""
+    return metrics.metric_columns(models, selected)
 
 
 def model_metric_names(model: str) -> list[str]:
-    names = list(metrics.embedding_metric_names(model))
-    if model == "cdpam":
-        names.append(metrics.CDPAM_DISTANCE)
-    return names
+    return list(metrics.model_metric_names(model))
+
+
+def key_column(name: str) -> str:
+    """The cache-key column of a metric column: ``<group>_key``."""
+    return f"{metrics.describe(name).group or name}_key"
 
 
 def _failed(names: Sequence[str], reason: str) -> dict[str, metrics.Measurement]:
@@ -254,6 +260,9 @@ def _limit_worker_blas() -> None:
     if _WORKER_LIMITED or multiprocessing.parent_process() is None:
         return
     _WORKER_LIMITED = True
+    from perceptual_audio.reference_metrics import limit_threads
+
+    limit_threads()
     try:
         from threadpoolctl import threadpool_limits
     except ImportError:
@@ -272,10 +281,12 @@ class PairScores:
 
 
 def score_pair(job: PairJob) -> PairScores:
-    """Compute the requested cells of one pair (runs in a worker process)."""
+    """Compute the requested cells of one pair, or of one clean file (runs in a worker)."""
     from perceptual_audio.audio_io import load_audio
 
     _limit_worker_blas()
+    if job.degraded is None:
+        return _score_clean(job)
 
     out: dict[str, metrics.Measurement] = {}
     input_failed: set[str] = set()
@@ -286,7 +297,8 @@ def score_pair(job: PairJob) -> PairScores:
 
     audio: tuple[np.ndarray, np.ndarray, int] | None = None
     audio_problem = job.reference_problem
-    if audio_problem is None:
+    needs_audio = bool(job.groups) or any(mj.model == "cdpam" for mj in job.models)
+    if audio_problem is None and needs_audio:
         try:
             ref, sr_ref = load_audio(job.reference)
             deg, sr_deg = load_audio(job.degraded)
@@ -296,11 +308,12 @@ def score_pair(job: PairJob) -> PairScores:
                 audio = (ref, deg, sr_ref)
         except PerceptualAudioError as e:
             audio_problem = str(e)
-    if job.classic is not None:
+    for name in job.groups:
+        group = metrics.AUDIO_GROUPS[name]
         if audio is None:
-            out.update(failed(metrics.CLASSIC_METRICS, audio_problem or "no audio"))
+            out.update(failed(group.columns, audio_problem or "no audio"))
         else:
-            out.update(metrics.classic_metrics(*audio, settings=job.classic))
+            out.update(group.compute(*audio, job.settings))
     for mj in job.models:
         names = model_metric_names(mj.model)
         if mj.problem is not None:
@@ -319,6 +332,29 @@ def score_pair(job: PairJob) -> PairScores:
             if is_input:
                 input_failed.add(metrics.CDPAM_DISTANCE)
     return PairScores({k: (v.value, v.status) for k, v in out.items()}, frozenset(input_failed))
+
+
+def _score_clean(job: PairJob) -> PairScores:
+    """The clean-file groups (DNSMOS of the reference) of one clean file."""
+    from perceptual_audio.audio_io import load_audio
+
+    out: dict[str, metrics.Measurement] = {}
+    problem = job.reference_problem
+    audio = None
+    if problem is None:
+        try:
+            audio = load_audio(job.reference)
+        except PerceptualAudioError as e:
+            problem = str(e)
+    failed: set[str] = set()
+    for name in job.groups:
+        group = metrics.AUDIO_GROUPS[name]
+        if audio is None:
+            out.update(_failed(group.columns, problem or "no audio"))
+            failed.update(group.columns)
+        else:
+            out.update(group.compute(audio[0], None, audio[1], job.settings))
+    return PairScores({k: (v.value, v.status) for k, v in out.items()}, frozenset(failed))
 
 
 def _cdpam_cell(
@@ -422,12 +458,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="calculate_metrics.py",
         description=(
-            "Stage 3: score every clean/degraded pair with PESQ (wide band at 16 kHz; narrow "
-            "band, P.862, at --pesq-nb-rate), STOI, ESTOI, SI-SDR, and per available model the frame-aligned "
+            "Stage 3: score every clean/degraded pair with the classic metrics (PESQ wide band "
+            "at 16 kHz; narrow band, P.862, at --pesq-nb-rate; STOI, ESTOI, SI-SDR), the "
+            "reference perceptual metrics (ViSQOL v3 audio mode at 48 kHz and speech mode at "
+            "16 kHz; Zimtohrli distance and MOS at 48 kHz; DNSMOS P.835/P.808 at 16 kHz, no "
+            "reference, also on the clean file), and per available model the frame-aligned "
             "cosine similarity, the cosine of mean-pooled embeddings, the mean frame L2 "
-            "distance, and CDPAM's learned distance; then per-degradation summaries, "
-            "correlations with cluster-bootstrap CIs and monotonicity. Failed cells are NaN "
-            "with a reason in <metric>_status."
+            "distance, and CDPAM's learned distance; each metric runs on the audio resampled "
+            "to its own rate. Then per-degradation summaries, correlations with "
+            "cluster-bootstrap CIs and monotonicity. Failed cells are NaN with a reason in "
+            "<metric>_status."
         ),
         epilog=(
             "exit status: 0 success; 1 some cells failed for a missing, unreadable or stale "
@@ -478,6 +518,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="cluster-bootstrap replicates per correlation CI (0: no CIs)",
     )
     p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap replicates")
+    p.add_argument(
+        "--metrics",
+        default="all",
+        metavar="LIST",
+        help="comma-separated metrics to compute: 'all', a kind (classic, reference, neural), "
+        "a group (pesq, visqol, zimtohrli, dnsmos), a model name, or column names such as "
+        "pesq_wb,visqol_audio (an unknown name is an error that lists the valid ones)",
+    )
+    p.add_argument(
+        "--visqol-speech-model",
+        choices=VISQOL_SPEECH_MODELS,
+        default=VISQOL_SPEECH_MODELS[0],
+        help="ViSQOL speech mode's MOS mapping: the deep lattice network (the C++ default) "
+        "or the exponential fit",
+    )
     p.add_argument(
         "--pesq-nb-rate",
         type=int,
@@ -544,6 +599,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.models,
         )
         return cli.EXIT_USAGE
+    try:
+        selected = metrics.parse_metric_list(args.metrics, MODELS)
+    except PerceptualAudioError as e:
+        logger.error("%s", e)
+        return cli.EXIT_USAGE
+    # A model none of whose metrics is selected is not needed.
+    wanted = [m for m in wanted if set(model_metric_names(m)) & set(selected)]
     refused = cli.claim_output_folder(
         results_dir,
         owner=STAGE,
@@ -565,16 +627,39 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not sources[m].available:
             # One line here: stage 2 already printed what to fetch and where.
             logger.warning("model %s skipped: %s", m, sources[m].reason.splitlines()[0])
-    classic_settings = metrics.ClassicSettings(pesq_nb_sample_rate=args.pesq_nb_rate)
-    classic_params = classic_settings.as_dict()
-    value_cols = metric_columns(available)
+    settings = metrics.MetricSettings(
+        pesq_nb_sample_rate=args.pesq_nb_rate, visqol_speech_model=args.visqol_speech_model
+    )
+    classic_params = settings.as_dict()
+    value_cols = metric_columns(available, selected)
+    pair_groups = [
+        g.name
+        for g in metrics.AUDIO_GROUPS.values()
+        if g.role == metrics.ROLE_PAIR and set(g.columns) & set(value_cols)
+    ]
+    clean_groups = [
+        g.name
+        for g in metrics.AUDIO_GROUPS.values()
+        if g.role == metrics.ROLE_CLEAN and set(g.columns) & set(value_cols)
+    ]
+    # Every column of a selected group is written (a group is computed whole).
+    value_cols = metric_columns(
+        available,
+        [
+            *value_cols,
+            *(c for g in pair_groups + clean_groups for c in metrics.AUDIO_GROUPS[g].columns),
+        ],
+    )
+    group_params = {g: metrics.AUDIO_GROUPS[g].params(settings) for g in pair_groups + clean_groups}
 
     previous = {} if args.force else read_previous(results_dir / PAIR_METRICS_NAME)
     hashes = _Hashes()
     jobs: list[PairJob] = []
-    job_rows: list[int] = []
+    job_rows: list[int | str] = []  # a table row, or a clean path for a clean-file job
     table: list[dict[str, Any]] = []
     reused = computed = 0
+    clean_cells: dict[str, dict[str, Any]] = {}  # clean path -> reused clean-file cells
+    clean_needed: dict[str, list[str]] = {}  # clean path -> clean-file groups to compute
     for row in degraded:
         ref_rel = row.source
         ref_path, deg_path = audio_dir / ref_rel, audio_dir / row.path
@@ -597,17 +682,32 @@ def main(argv: Sequence[str] | None = None) -> int:
             "degradation_applied": "true" if row.degradation_applied else "false",
         }
         prev = previous.get(row.path, {})
-        classic_key = params_digest(
-            {
-                "v": METRICS_VERSION,
-                "ref": ref_sha,
-                "deg": deg_sha,
-                "settings": classic_params,
-                "ref_path": ref_rel,
-            }
-        )
-        out["classic_key"] = classic_key
-        need_classic = not _reuse(prev, "classic_key", classic_key, metrics.CLASSIC_METRICS, out)
+        need_groups = []
+        for g in pair_groups:
+            key = params_digest(
+                {
+                    "v": METRICS_VERSION,
+                    "group": g,
+                    "ref": ref_sha,
+                    "deg": deg_sha,
+                    "settings": group_params[g],
+                    "ref_path": ref_rel,
+                }
+            )
+            out[f"{g}_key"] = key
+            if not _reuse(prev, f"{g}_key", key, metrics.AUDIO_GROUPS[g].columns, out):
+                need_groups.append(g)
+        for g in clean_groups:
+            key = params_digest(
+                {"v": METRICS_VERSION, "group": g, "ref": ref_sha, "settings": group_params[g]}
+            )
+            out[f"{g}_key"] = key
+            cols = metrics.AUDIO_GROUPS[g].columns
+            done = clean_cells.setdefault(ref_rel, {})
+            if all(c in done for c in cols) or _reuse(prev, f"{g}_key", key, cols, done):
+                continue
+            if g not in clean_needed.setdefault(ref_rel, []):
+                clean_needed[ref_rel].append(g)
         model_jobs = []
         for m in available:
             src = sources[m]
@@ -637,13 +737,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             if not _reuse(prev, f"{m}_key", key, model_metric_names(m), out):
                 model_jobs.append(ModelJob(m, str(e_ref), str(e_deg), problem, c_ref, c_deg))
         table.append(out)
-        if need_classic or model_jobs:
+        if need_groups or model_jobs:
             jobs.append(
                 PairJob(
                     str(ref_path),
                     str(deg_path),
                     ref_problem,
-                    classic_settings if need_classic else None,
+                    settings,
+                    tuple(need_groups),
                     tuple(model_jobs),
                 )
             )
@@ -651,35 +752,55 @@ def main(argv: Sequence[str] | None = None) -> int:
             computed += 1
         else:
             reused += 1
+    for ref_rel, groups in clean_needed.items():
+        if not groups:
+            continue
+        ref_path = audio_dir / ref_rel
+        problem = None if ref_path.is_file() else f"reference {ref_path} not found"
+        # Clean-file jobs go first: each scores one file that several pairs share.
+        jobs.insert(0, PairJob(str(ref_path), None, problem, settings, tuple(groups)))
+        job_rows.insert(0, ref_rel)
     logger.info(
-        "%d pairs: %d to score, %d fully reused from %s",
+        "%d pairs: %d to score, %d fully reused from %s; %d clean files to score alone",
         len(table),
         computed,
         reused,
         results_dir / PAIR_METRICS_NAME,
+        sum(1 for g in clean_needed.values() if g),
     )
 
     t_score = time.perf_counter()
     with single_threaded_blas():  # for the in-process (--workers 1) path; workers do it too
         outcomes = cli.parallel_map(score_pair, jobs, workers=args.workers, desc="pairs", args=args)
     input_failures: dict[str, int] = {}
+    clean_failed: dict[str, frozenset[str]] = {}
     for job, i, oc in zip(jobs, job_rows, outcomes, strict=True):
         if oc.ok:
             scores: PairScores = oc.value
         else:  # the worker itself failed: every requested cell carries the reason
-            names = list(metrics.CLASSIC_METRICS) if job.classic is not None else []
+            names = [c for g in job.groups for c in metrics.AUDIO_GROUPS[g].columns]
             for mj in job.models:
                 names += model_metric_names(mj.model)
             reason = metrics._one_line(oc.error or "failed")
             scores = PairScores({n: (math.nan, reason) for n in names}, frozenset(names))
+        if isinstance(i, str):  # a clean file: its cells go to every pair of that file
+            done = clean_cells.setdefault(i, {})
+            for name, (value, status) in scores.cells.items():
+                done[name], done[f"{name}_status"] = value, status
+            clean_failed[i] = scores.input_failed
+            continue
         for name, (value, status) in scores.cells.items():
             table[i][name] = value
             table[i][f"{name}_status"] = status
         for name in scores.input_failed:
             input_failures[name] = input_failures.get(name, 0) + 1
             # An input failure is never cached: the next run tries again.
-            group = "classic" if name in metrics.CLASSIC_METRICS else name.split("_")[0]
-            table[i][f"{group}_key"] = ""
+            table[i][key_column(name)] = ""
+    for out in table:
+        out.update(clean_cells.get(out["reference_path"], {}))
+        for name in clean_failed.get(out["reference_path"], ()):
+            input_failures[name] = input_failures.get(name, 0) + 1
+            out[key_column(name)] = ""
     score_seconds = time.perf_counter() - t_score
 
     status_cols = [f"{c}_status" for c in value_cols]
@@ -690,7 +811,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         *PAIR_INFO_COLUMNS,
         "reference_sha256",
         "degraded_sha256",
-        "classic_key",
+        *(f"{g}_key" for g in pair_groups + clean_groups),
         *(f"{m}_key" for m in available),
     ]
     results_dir.mkdir(parents=True, exist_ok=True)
@@ -723,17 +844,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     for c in value_cols:
         frame[c] = frame[c].astype(float)
     order = stats.level_order({f: g["level"] for f, g in frame.groupby("family")})
-    neural = [c for c in value_cols if c not in metrics.CLASSIC_METRICS]
+    analysed = metrics.analysed_metrics(value_cols)
     summary = stats.summary_by_degradation(
         frame, value_cols, order, bounds={c: metrics.value_range(c) for c in value_cols}
     )
     corr = stats.correlation_table(
         frame,
-        stats.metric_pairs(neural, list(metrics.CLASSIC_METRICS)),
+        stats.metric_pairs(
+            metrics.neural_metric_names(analysed), metrics.reference_metric_names(analysed)
+        ),
         n_bootstrap=args.bootstrap,
         seed=args.seed,
     )
-    mono = stats.monotonicity(frame, value_cols, order)
+    mono = stats.monotonicity(frame, analysed, order)
     for name, df in ((SUMMARY_NAME, summary), (CORRELATIONS_NAME, corr), (MONOTONICITY_NAME, mono)):
         write_text_if_changed(results_dir / name, df.to_csv(index=False, lineterminator="\n"))
     stats_seconds = time.perf_counter() - t_stats
@@ -745,6 +868,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         seed=args.seed,
         params={
             "classic": classic_params,
+            "metrics": metrics_record(value_cols, rows),
             "metrics_version": METRICS_VERSION,
             "bootstrap": args.bootstrap,
             "confidence": stats.CONFIDENCE,
@@ -795,6 +919,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     if len(available) < len(wanted):
         return cli.EXIT_MODELS_UNAVAILABLE
     return cli.EXIT_OK
+
+
+def metrics_record(columns: Sequence[str], rows: Sequence[Any]) -> dict[str, Any]:
+    """run.json's account of the metrics: per column its catalogue facts (kind, rate, domain,
+    package and version), and the study's sample rate, which bounds what a metric running
+    at a higher rate can judge (nothing above half the study's rate is in the audio)."""
+    rates = sorted({int(r.sample_rate) for r in rows if getattr(r, "sample_rate", None)})
+    out: dict[str, Any] = {"study_sample_rate": rates[0] if len(rates) == 1 else rates}
+    for c in columns:
+        s = metrics.describe(c)
+        out[c] = {
+            "kind": s.kind,
+            "sample_rate": s.sample_rate,
+            "full_reference": s.full_reference,
+            "domain": s.domain,
+            "role": s.role,
+            "package": s.package,
+            "version": s.version,
+        }
+    return out
 
 
 def _reuse(

@@ -286,7 +286,7 @@ def correlation_heatmap(
         for m in metrics
         if m in pairs.columns and pairs[m].notna().sum() >= 3 and pairs[m].nunique(dropna=True) > 1
     ]
-    labels = [metric_info(m).label for m in usable]
+    labels = [metric_info(m).marked_label for m in usable]
     size = max(4.5, 0.55 * len(usable) + 2.5)
     fig, ax = plt.subplots(figsize=(size + 1.2, size), layout="constrained")
     sym = f"{METHOD_NAME[method]} {METHOD_SYMBOL[method]}"

@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from perceptual_audio import metrics as _metrics
 from perceptual_audio.errors import PerceptualAudioError, SchemaError
 
 logger = logging.getLogger(__name__)
@@ -69,8 +70,8 @@ REFERENCE_METRICS = ("pesq_wb", "stoi")
 #: Scope value of correlations over all pairs.
 SCOPE_ALL = "all"
 
-#: Embedding models of the study, in report order, with their display names.
-MODELS = {"openl3": "OpenL3", "vggish": "VGGish", "cdpam": "CDPAM"}
+#: Embedding models of the study, in report order, with their display names (the catalogue's).
+MODELS = {m: facts[0] for m, facts in _metrics.MODEL_FACTS.items()}
 
 #: Severity words in increasing order, used to order levels when no registry says otherwise.
 SEVERITY_WORDS = (
@@ -106,102 +107,36 @@ STRENGTH_WORDS = (
 # =============================================================================================
 # Vocabulary
 # =============================================================================================
-@dataclass(frozen=True)
-class MetricInfo:
-    """How to present one metric column.
-
-    Attributes
-    ----------
-    name : str
-        Column name in ``pair_metrics.csv`` (``pesq_wb``, ``openl3_cosine``).
-    label : str
-        Short human name (``PESQ-WB``, ``OpenL3 cosine``).
-    unit : str
-        Unit or range for axis labels (``MOS-LQO, 1-4.64``, ``dB``).
-    higher_is_better : bool
-        True when a larger value means closer to the clean reference.
-    model : str or None
-        Embedding model key (``openl3``, ``vggish``, ``cdpam``) for neural metrics, else None.
-    """
-
-    name: str
-    label: str
-    unit: str
-    higher_is_better: bool
-    model: str | None = None
-
-    @property
-    def neural(self) -> bool:
-        """True for metrics computed from a neural model."""
-        return self.model is not None
-
-    @property
-    def axis_label(self) -> str:
-        """Label with unit, for plot axes."""
-        return f"{self.label} ({self.unit})" if self.unit else self.label
-
-    @property
-    def direction_note(self) -> str:
-        return "higher = closer to clean" if self.higher_is_better else "lower = closer to clean"
-
-
-_CLASSIC = {
-    "pesq_wb": MetricInfo("pesq_wb", "PESQ-WB", "MOS-LQO, 1-4.64", True),
-    "pesq_nb": MetricInfo("pesq_nb", "PESQ-NB", "MOS-LQO, 1-4.55", True),
-    "stoi": MetricInfo("stoi", "STOI", "0-1", True),
-    "estoi": MetricInfo("estoi", "ESTOI", "0-1", True),
-    "si_sdr": MetricInfo("si_sdr", "SI-SDR", "dB", True),
-    "dnsmos_ovrl": MetricInfo("dnsmos_ovrl", "DNSMOS overall", "MOS, 1-5", True),
-    "visqol": MetricInfo("visqol", "ViSQOL", "MOS-LQO, 1-5", True),
-}
-
-_NEURAL_KINDS = {
-    # suffix: (label suffix, unit, higher_is_better)
-    "cosine": ("cosine (frame-aligned)", "-1 to 1", True),
-    "cosine_pooled": ("cosine (mean-pooled)", "-1 to 1", True),
-    "l2": ("L2 distance", "embedding units", False),
-    "distance": ("distance (learned)", "CDPAM units", False),
-}
+#: How to present one metric column: the metric catalogue's entry (label, unit, direction,
+#: kind, rate, domain, model). The catalogue is the one owner; this is its former name here.
+MetricInfo = _metrics.MetricSpec
 
 
 def metric_info(name: str) -> MetricInfo:
-    """Presentation facts of a metric column; unknown columns get a neutral description.
+    """Presentation facts of a metric column, from the metric catalogue
+    (:func:`perceptual_audio.metrics.describe`); unknown columns get a neutral description.
 
     Parameters
     ----------
     name : str
         A metric column of ``pair_metrics.csv``.
     """
-    if name in _CLASSIC:
-        return _CLASSIC[name]
-    for model, display in MODELS.items():
-        prefix = model + "_"
-        if name.startswith(prefix):
-            kind = name[len(prefix) :]
-            if kind in _NEURAL_KINDS:
-                label, unit, better = _NEURAL_KINDS[kind]
-                return MetricInfo(name, f"{display} {label}", unit, better, model)
-            lower = any(w in kind for w in ("distance", "l1", "l2", "mse", "loss"))
-            return MetricInfo(name, f"{display} {kind.replace('_', ' ')}", "", not lower, model)
-    lower = any(w in name for w in ("distance", "_l2", "_l1", "mse", "loss", "error"))
-    return MetricInfo(name, name.replace("_", " "), "", not lower, None)
+    return _metrics.describe(name)
 
 
 def metric_sort_key(name: str) -> tuple[int, int, str]:
-    """Order metrics as the report lists them: classic first, then models in :data:`MODELS` order."""
-    classic = list(_CLASSIC)
-    if name in classic:
-        return (0, classic.index(name), name)
+    """Order metrics as the report lists them: the catalogue's audio metrics (classic, then
+    reference perceptual), then the models in :data:`MODELS` order."""
+    audio = list(_metrics.CATALOGUE)
+    if name in audio:
+        return (0, audio.index(name), name)
     info = metric_info(name)
     if info.model is not None:
-        kinds = list(_NEURAL_KINDS)
-        kind = name[len(info.model) + 1 :]
-        return (
-            1 + list(MODELS).index(info.model),
-            kinds.index(kind) if kind in kinds else 99,
-            name,
-        )
-    return (9, 0, name)
+        kinds = list(_metrics.model_metric_names(info.model))
+        models = list(MODELS)
+        rank = models.index(info.model) if info.model in models else len(models)
+        return (1 + rank, kinds.index(name) if name in kinds else 99, name)
+    return (9 + len(MODELS), 0, name)
 
 
 def primary_neural_metrics(metrics: Iterable[str]) -> list[str]:
@@ -295,6 +230,16 @@ class StudyResults:
     @property
     def classic_metrics(self) -> list[str]:
         return [m for m in self.metrics if not metric_info(m).neural]
+
+    @property
+    def reference_metrics(self) -> list[str]:
+        """The references (classic and reference perceptual pair metrics) present."""
+        return _metrics.reference_metric_names(self.metrics)
+
+    @property
+    def analysed_metrics(self) -> list[str]:
+        """Metrics of the pairs (without the clean files' own no-reference scores)."""
+        return _metrics.analysed_metrics(self.metrics)
 
     @property
     def conditions(self) -> list[tuple[str, str]]:
@@ -1092,6 +1037,62 @@ def correlation_findings(results: StudyResults) -> list[str]:
     return out
 
 
+def reference_tracking_findings(results: StudyResults) -> list[str]:
+    """Per headline neural metric: the reference metric (classic or reference perceptual) it
+    tracks best over all pairs, by |Spearman| in the agreeing direction, with its CI."""
+    corr = results.correlations
+    refs = results.reference_metrics
+    if corr.empty or not refs:
+        return []
+    out = []
+    for m in primary_neural_metrics(results.metrics) or results.neural_metrics:
+        ranked = []
+        for ref in refs:
+            c = lookup_correlation(corr, SCOPE_ALL, m, ref)
+            if c is not None and not math.isnan(c.r):
+                # Agreement: both similarities (or both distances) correlate positively.
+                same = metric_info(m).higher_is_better == metric_info(ref).higher_is_better
+                ranked.append((c.r if same else -c.r, ref, c))
+        if not ranked:
+            continue
+        ranked.sort(key=lambda t: -t[0])
+        value, best, c = ranked[0]
+        kind = "reference perceptual" if metric_info(best).kind == "reference" else "classic"
+        word = strength_word(value) if value > 0 else "no (or reversed)"
+        out.append(
+            f"{metric_info(m).label} tracks the {kind} metric "
+            f"{metric_info(best).marked_label} best of the {len(ranked)} references: "
+            f"{c.describe()}, {word} agreement."
+        )
+    return out
+
+
+def rate_notes(results: StudyResults) -> list[str]:
+    """Where the study's sample rate hides content that a metric running at a higher rate
+    (ViSQOL audio, Zimtohrli: 48 kHz) would judge."""
+    recorded = results.run.get("parameters", {}).get("metrics", {}).get("study_sample_rate")
+    rates = recorded if isinstance(recorded, list) else [recorded] if recorded else []
+    if not rates:
+        return []
+    study = min(int(r) for r in rates)
+    above = [
+        m
+        for m in results.metrics
+        if (metric_info(m).sample_rate or 0) > study and metric_info(m).kind == "reference"
+    ]
+    if not above:
+        return []
+    names = ", ".join(sorted({metric_info(m).label for m in above}))
+    top = max(metric_info(m).sample_rate or 0 for m in above)
+    return [
+        f"The study's audio is at {study / 1000:g} kHz, so it holds nothing above "
+        f"{study / 2000:g} kHz; {names} run at up to {top / 1000:g} kHz on the audio "
+        f"resampled up and would judge content up to {top / 2000:g} kHz that this study "
+        f"removed from reference and degraded alike (rerun stage 1 with --sr {top} to "
+        "include it)."
+    ]
+
+
 def family_findings(results: StudyResults) -> list[str]:
     """Per degradation family: which headline neural metrics agree with PESQ-WB / STOI, which
     are uncertain and which run the opposite way."""
@@ -1489,7 +1490,14 @@ def summary_table(results: StudyResults) -> Table:
             if math.isnan(mean) and math.isnan(n):
                 continue
             rows.append(
-                [condition_label(fam, lev), metric_info(m).label, Cell(_fmt_n(n), n), mean, lo, hi]
+                [
+                    condition_label(fam, lev),
+                    metric_info(m).marked_label,
+                    Cell(_fmt_n(n), n),
+                    mean,
+                    lo,
+                    hi,
+                ]
             )
     return Table(
         "Every metric per degradation: mean and 95% confidence interval (Student t; for a "
@@ -1504,11 +1512,9 @@ def reference_correlation_table(results: StudyResults) -> Table:
     """Each neural metric against PESQ-WB and STOI over all pairs, every method with CI."""
     rows = []
     methods = [m for m in CORRELATION_METHODS if f"{m}_r" in results.correlations.columns]
-    for ref in REFERENCE_METRICS:
-        if ref not in results.metrics:
-            continue
+    for ref in results.reference_metrics:
         for m in results.neural_metrics:
-            cells: list[Any] = [metric_info(m).label, metric_info(ref).label]
+            cells: list[Any] = [metric_info(m).label, metric_info(ref).marked_label]
             first = None
             for method in methods:
                 c = lookup_correlation(results.correlations, SCOPE_ALL, m, ref, method)
@@ -1519,8 +1525,9 @@ def reference_correlation_table(results: StudyResults) -> Table:
             cells.insert(2, Cell(_fmt_n(first.n), first.n))
             rows.append(cells)
     return Table(
-        "Neural metrics against the classic references, over all pairs: correlation "
-        "[95% bootstrap CI] (a distance agrees when negative)",
+        "Neural metrics against the references (classic and reference perceptual metrics), "
+        "over all pairs: correlation [95% bootstrap CI] (a distance agrees when negative; "
+        "[speech] marks a metric designed for speech only)",
         [
             "Neural metric",
             "Reference",
@@ -1539,8 +1546,8 @@ def full_correlation_table(results: StudyResults) -> Table:
     for _, r in corr.iterrows():
         row: list[Any] = [
             r["scope"],
-            metric_info(r["metric_x"]).label,
-            metric_info(r["metric_y"]).label,
+            metric_info(r["metric_x"]).marked_label,
+            metric_info(r["metric_y"]).marked_label,
         ]
         n = r.get("n", r.get(f"{methods[0]}_n", math.nan)) if methods else math.nan
         row.append(Cell(_fmt_n(n), float(n) if pd.notna(n) else math.nan))
@@ -1713,7 +1720,8 @@ def build_report(results: StudyResults, figures: Sequence[FigureBlock] = ()) -> 
                 note=True,
             )
         )
-    findings = correlation_findings(results)
+    notes += [Paragraph(n, note=True) for n in rate_notes(results)]
+    findings = correlation_findings(results) + reference_tracking_findings(results)
     per_family = (
         family_findings(results)
         if not results.correlations.empty and results.neural_metrics
@@ -1750,7 +1758,7 @@ def build_report(results: StudyResults, figures: Sequence[FigureBlock] = ()) -> 
     ):
         if not table.empty:
             rows = [
-                [metric_info(idx).label, *[Cell(fmt(v, 2), v) for v in r]]
+                [metric_info(idx).marked_label, *[Cell(fmt(v, 2), v) for v in r]]
                 for idx, r in zip(table.index, table.to_numpy(dtype=float), strict=True)
             ]
             mono_blocks.append(Table(caption, ["Metric", *[str(c) for c in table.columns]], rows))

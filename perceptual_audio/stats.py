@@ -64,10 +64,20 @@ DEFAULT_LEVEL_RANK = {
 def higher_is_better(metric: str) -> bool:
     """Whether a larger value of ``metric`` means closer to the reference.
 
-    Similarities and quality scores (``*_cosine*``, PESQ, STOI, ESTOI, SI-SDR, DNSMOS, ViSQOL)
-    should fall as a degradation gets more severe; distances (``*_l2``, ``*_distance``) rise.
+    The metric catalogue owns the answer (:func:`perceptual_audio.metrics.higher_is_better`):
+    similarities and quality scores (cosines, PESQ, STOI, ViSQOL, DNSMOS, Zimtohrli MOS)
+    should fall as a degradation gets more severe; distances (L2, CDPAM, Zimtohrli) rise.
     """
-    return not (metric.endswith("_l2") or metric.endswith("_distance"))
+    from perceptual_audio import metrics
+
+    return metrics.higher_is_better(metric)
+
+
+def metric_columns(columns: Iterable[str]) -> list[str]:
+    """The metric columns among ``columns`` (as the catalogue knows them), in their order."""
+    from perceptual_audio import metrics
+
+    return [c for c in columns if metrics.is_metric_column(c)]
 
 
 # -- level order ----------------------------------------------------------------------------

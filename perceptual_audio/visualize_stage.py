@@ -198,7 +198,7 @@ def figure_plan(results: StudyResults) -> list[tuple[str, str, str, Any]]:
                 GROUP_HEATMAP,
                 f"{method.capitalize()} correlation between every pair of metrics over all pairs.",
                 lambda method=method: plots.correlation_heatmap(
-                    pairs, results.metrics, method=method
+                    pairs, results.analysed_metrics, method=method
                 ),
             )
         )

@@ -64,7 +64,10 @@ def test_scatter_figure_points_labels_and_legends(pairs, order, correlations):
         correlations=correlations,
     )
     axes = [ax for ax in fig.axes if ax.get_xlabel()]
-    assert [ax.get_xlabel() for ax in axes] == ["PESQ-WB (MOS-LQO, 1-4.64)", "STOI (0-1)"]
+    assert [ax.get_xlabel() for ax in axes] == [  # speech-only metrics carry their domain
+        "PESQ-WB [speech] (MOS-LQO, 1-4.64)",
+        "STOI [speech] (0-1)",
+    ]
     assert all(ax.get_ylabel() == "OpenL3 cosine (frame-aligned) (-1 to 1)" for ax in axes)
     assert all(ax.get_title() for ax in axes) and fig.get_suptitle()
     assert [_n_points(ax) for ax in axes] == [len(pairs), len(pairs)]
@@ -149,8 +152,8 @@ def test_heatmap_annotates_pandas_correlations_and_drops_empty_metrics(pairs):
     expected = data[metrics[:4]].corr(method="spearman")
     assert texts == [f"{v:.2f}" for v in expected.to_numpy().ravel()]
     assert [t.get_text() for t in ax.get_xticklabels()] == [
-        "PESQ-WB",
-        "STOI",
+        "PESQ-WB [speech]",
+        "STOI [speech]",
         "OpenL3 cosine (frame-aligned)",
         "CDPAM distance (learned)",
     ]
@@ -186,7 +189,7 @@ def test_bar_chart_heights_and_error_bars_are_the_summary(summary, order):
     ]
     np.testing.assert_allclose(heights, expected)
     assert [t.get_text() for t in ax.get_xticklabels()][:2] == ["Noise (Low)", "Noise (High)"]
-    assert ax.get_ylabel() == "PESQ-WB (MOS-LQO, 1-4.64)"
+    assert ax.get_ylabel() == "PESQ-WB [speech] (MOS-LQO, 1-4.64)"
     assert "lower = closer to clean" in visible[1].get_title()
     # Error bars span exactly the CI of each bar.
     errorbar = next(c for c in ax.containers if isinstance(c, ErrorbarContainer))
