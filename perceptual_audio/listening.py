@@ -972,7 +972,7 @@ def agreement_table(
 
     rated = pairs[pairs["rating_mean"].notna()].copy()
     if not include_reference:
-        rated = rated[rated["hidden_reference"].astype(str) != "true"]
+        rated = rated[rated["hidden_reference"].astype(str).str.lower() != "true"]
     rated = rated.reset_index(drop=True)
     stimuli = sorted(rated["reference_path"].unique())
     conditions = sorted(rated["condition"].unique())

@@ -400,6 +400,7 @@ def read_pair_table(path: str | Path) -> pd.DataFrame:
         or c.endswith("_key")
         or c.endswith("_sha256")
         or c in PAIR_INFO_COLUMNS
+        or c in ("condition", "hidden_reference")  # listening.PAIR_RATING_COLUMNS' text
     }
     return pd.read_csv(
         path,

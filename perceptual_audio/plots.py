@@ -725,7 +725,7 @@ def rating_scatter_figure(pairs: pd.DataFrame, metrics: Sequence[str]) -> Figure
     )
     for ax, m in zip(axes.flat, metrics, strict=False):
         for cond, g in data.groupby("condition"):
-            hidden = g["hidden_reference"].astype(str) == "true"
+            hidden = g["hidden_reference"].astype(str).str.lower() == "true"
             for mask, face in ((~hidden, colors[str(cond)]), (hidden, "none")):
                 if mask.any():
                     ax.scatter(
@@ -736,7 +736,7 @@ def rating_scatter_figure(pairs: pd.DataFrame, metrics: Sequence[str]) -> Figure
                         facecolors=face,
                         linewidths=0.8,
                     )
-        ok = data[m].notna() & (data["hidden_reference"].astype(str) != "true")
+        ok = data[m].notna() & (data["hidden_reference"].astype(str).str.lower() != "true")
         x, y = data.loc[ok, m].to_numpy(float), data.loc[ok, "rating_mean"].to_numpy(float)
         if len(x) >= MIN_POINTS_FOR_FIT and np.ptp(x) > 0 and np.ptp(y) > 0:
             r = float(sps.pearsonr(x, y)[0])

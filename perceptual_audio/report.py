@@ -368,7 +368,7 @@ def read_pair_metrics(path: str | os.PathLike) -> tuple[pd.DataFrame, list[str]]
         metric column exists.
     """
     path = Path(path)
-    frame = _read_csv(path, text_columns=PAIR_KEY_COLUMNS)
+    frame = _read_csv(path, text_columns=(*PAIR_KEY_COLUMNS, "condition", "hidden_reference"))
     _require_columns(path, frame, PAIR_KEY_COLUMNS, leading=True)
     # After the metrics come their <metric>_status columns and bookkeeping (hashes, cache
     # keys): neither is a metric. A column holding text that is not a number is not either.
@@ -1655,6 +1655,11 @@ def _read_listener_agreement(
     return frame[frame["metric"].isin([*metrics, CEILING])].reset_index(drop=True)
 
 
+def _hidden(column: pd.Series) -> pd.Series:
+    """``hidden_reference`` cells as booleans (written ``true``/``false``)."""
+    return column.astype(str).str.lower() == "true"
+
+
 def _label(metric: str) -> str:
     from perceptual_audio.listening import CEILING
 
@@ -1726,7 +1731,7 @@ def condition_table(results: StudyResults) -> Table:
     rows = []
     for cond, g in sorted(pairs.groupby("condition"), key=lambda kv: -kv[1]["rating_mean"].mean()):
         mean, lo, hi, n = mean_ci(g["rating_mean"].to_numpy(float))
-        hidden = (g["hidden_reference"].astype(str) == "true").all()
+        hidden = _hidden(g["hidden_reference"]).all()
         row: list[Any] = [str(cond) + (" (hidden reference)" if hidden else ""), n]
         row.append(_ci_cell(mean, lo, hi))
         for m in results.metrics:
@@ -1753,7 +1758,7 @@ def listener_section(
     classic = [m for m in results.metrics if not metric_info(m).neural]
     key = listening.agreement_findings(results.listening, _label, classic=classic)
     pairs = results.pairs[results.pairs["rating_mean"].notna()]
-    n_hidden = int((pairs["hidden_reference"].astype(str) == "true").sum())
+    n_hidden = int(_hidden(pairs["hidden_reference"]).sum())
     included = bool(info.get("include_reference"))
     text = (
         f"{len(pairs)} rated files ({pairs['reference_path'].nunique()} stimuli, "
