@@ -917,13 +917,17 @@ def mapped_agreement(x: np.ndarray, y: np.ndarray, *, increasing: bool) -> tuple
 def _condition_matrix(
     frame: pd.DataFrame, value: str, stimuli: list[str], conditions: list[str]
 ) -> np.ndarray:
-    """(stimuli, conditions) matrix of ``value`` (NaN where a stimulus lacks a condition)."""
-    m = np.full((len(stimuli), len(conditions)), np.nan)
+    """(stimuli, conditions) matrix of ``value`` (NaN where a stimulus lacks a condition; the
+    mean where a stimulus has several files of one condition)."""
+    total = np.zeros((len(stimuli), len(conditions)))
+    count = np.zeros_like(total)
     si = {s: i for i, s in enumerate(stimuli)}
     ci = {c: i for i, c in enumerate(conditions)}
     for s, c, v in zip(frame["reference_path"], frame["condition"], frame[value], strict=True):
-        m[si[s], ci[c]] = v
-    return m
+        total[si[s], ci[c]] += v
+        count[si[s], ci[c]] += 1
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count > 0, total / np.maximum(count, 1), np.nan)
 
 
 def _weighted_condition_means(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
