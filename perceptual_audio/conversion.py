@@ -166,12 +166,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--sr", type=cli.positive_int, default=16000, metavar="HZ", help="output sample rate in Hz"
     )
+    from perceptual_audio import listening
+
+    listening.add_import_arguments(parser)
     cli.add_common_arguments(parser)
     return parser
 
 
 def run(args: argparse.Namespace) -> int:
     """Run stage 1 with parsed arguments; returns the exit status."""
+    if getattr(args, "listening_test", None) is not None:
+        from perceptual_audio import listening
+
+        return listening.run_import(args)
     t0 = time.perf_counter()
     input_root: Path = args.input
     output_root: Path = args.output
@@ -281,6 +288,7 @@ def run(args: argparse.Namespace) -> int:
     _prune_empty_dirs(clean_root)
 
     replace_kind(output_root, "clean", rows)
+    removed += _drop_listening_test(output_root)
     for msg in dict.fromkeys(m if s in m else f"{s}: {m}" for s, m in failures):
         logger.error("%s", msg)  # a collision is one message for all its inputs
     cli.write_run_json(
@@ -307,6 +315,31 @@ def run(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     return cli.EXIT_FAILED if failures else cli.EXIT_OK
+
+
+def _drop_listening_test(output_root: Path) -> int:
+    """A run without ``--listening-test`` removes an earlier import (its rated files, their
+    manifest rows and ``ratings.csv``): stage 1 owns them. Returns the files removed."""
+    from perceptual_audio import listening
+    from perceptual_audio.manifest import write_manifest
+
+    rows = read_manifest(output_root)
+    imported = [r for r in rows if listening.is_imported(r)]
+    removed = 0
+    for r in imported:
+        p = output_root / r.path
+        if p.exists():
+            p.unlink()
+            removed += 1
+    if imported:
+        write_manifest(output_root, [r for r in rows if not listening.is_imported(r)])
+        _prune_empty_dirs(output_root / "degraded")
+        logger.info("removed %d file(s) of an earlier listening-test import", len(imported))
+    ratings = output_root / listening.RATINGS_NAME
+    if ratings.exists():
+        ratings.unlink()
+        removed += 1
+    return removed
 
 
 def _prune_empty_dirs(root: Path) -> None:

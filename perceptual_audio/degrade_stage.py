@@ -39,6 +39,7 @@ from perceptual_audio.files import (
     remove_stale_temporaries,
     sha256_file,
 )
+from perceptual_audio.listening import is_imported
 from perceptual_audio.manifest import ManifestRow, read_manifest, replace_kind
 
 logger = logging.getLogger(__name__)
@@ -47,6 +48,8 @@ STAGE = "degradations"
 CLEAN_DIR = "clean"
 DEGRADED_DIR = "degraded"
 DEFAULT_SELECTION = "default"
+#: ``--degradations none``: degrade nothing (a listening test's rated files come from stage 1).
+NO_SELECTION = "none"
 #: Flags of a clean row that its degraded files carry too (same length; a silent source makes
 #: the pair degenerate). ``clipped_peak`` is not inherited: it describes each file's own peak.
 INHERITED_FLAGS = frozenset({"short", "silent"})
@@ -78,6 +81,8 @@ def parse_selection(spec: str) -> list[deg.Level]:
             "--degradations is empty; give 'default', 'all', a list such as "
             "'noise,bitrate:low' or a .json/.toml file"
         )
+    if text.lower() == NO_SELECTION:  # only the files stage 1 imported (a listening test)
+        return []
     path = Path(text)
     if path.suffix.lower() in (".json", ".toml"):
         return _levels_from_file(path)
@@ -311,8 +316,9 @@ def add_degradation_arguments(parser: argparse.ArgumentParser) -> None:
         default=DEFAULT_SELECTION,
         metavar="SPEC",
         help="'default' (noise, bitrate, compression: all levels), 'all', a "
-        "comma list of FAMILY or FAMILY:LEVEL, or a .json/.toml file "
-        "defining levels (families and levels are listed below)",
+        "comma list of FAMILY or FAMILY:LEVEL, a .json/.toml file "
+        "defining levels (families and levels are listed below), or 'none' (no "
+        "degradations: e.g. a listening test imported by stage 1)",
     )
     parser.add_argument(
         "--seed",
@@ -384,7 +390,9 @@ def run_degradations(args: argparse.Namespace) -> int:
         return cli.EXIT_FAILED
     remove_stale_temporaries(degraded_root)
     clean_rows = sorted((r for r in rows if r.kind == "clean"), key=lambda r: r.path)
-    old_rows = {r.path: r for r in rows if r.kind == "degraded"}
+    # Rated files of a listening test belong to stage 1: kept, never degraded or deleted here.
+    imported = [r for r in rows if is_imported(r)]
+    old_rows = {r.path: r for r in rows if r.kind == "degraded" and not is_imported(r)}
     if not clean_rows:  # never take "no clean files" as "remove every degraded file"
         logger.error(
             "%s lists no clean files; run audio_conversion.py --output %s first "
@@ -442,8 +450,8 @@ def run_degradations(args: argparse.Namespace) -> int:
             if stale.exists():  # an older version would no longer match its row
                 stale.unlink()
 
-    removed = _remove_stale_outputs(root, keep={r.path for r in new_rows})
-    replace_kind(root, "degraded", new_rows)
+    removed = _remove_stale_outputs(root, keep={r.path for r in new_rows + imported})
+    replace_kind(root, "degraded", new_rows + imported)
     for what, msg in failures:
         logger.error("%s", msg if what in msg else f"{what}: {msg}")
     flags = Counter(f for r in new_rows for f in r.flag_set)

@@ -443,6 +443,7 @@ def read_pair_table(path: str | Path) -> pd.DataFrame:
         or c.endswith("_key")
         or c.endswith("_sha256")
         or c in PAIR_INFO_COLUMNS
+        or c in ("condition", "hidden_reference")  # listening.PAIR_RATING_COLUMNS' text
     }
     return pd.read_csv(
         path,
@@ -542,6 +543,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="rate in Hz of narrow-band PESQ: 8000 (audio resampled with soxr VHQ) "
         "or 16000 (P.862 on the 16 kHz audio)",
     )
+    from perceptual_audio import listening
+
+    listening.add_ratings_arguments(p)
     cli.add_common_arguments(p, workers=True)
     return p
 
@@ -590,6 +594,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             "%s lists no degraded files: run extract_embeddings.py (stage 2) first", manifest_file
         )
         return cli.EXIT_FAILED
+
+    study_ratings, problem = _load_ratings(args, audio_dir, rows)
+    if problem:
+        logger.error("%s", problem)
+        logger.error("nothing computed; %s left untouched", results_dir)
+        return cli.EXIT_USAGE
 
     wanted = parse_models(args.models)
     if wanted is None:
@@ -814,6 +824,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         *(f"{g}_key" for g in pair_groups + clean_groups),
         *(f"{m}_key" for m in available),
     ]
+    if study_ratings is not None:
+        from perceptual_audio import listening
+
+        for r in table:
+            r.update(listening.pair_rating_cells(study_ratings, r["degraded_path"]))
+        at = columns.index(PAIR_INFO_COLUMNS[-1]) + 1
+        columns[at:at] = list(listening.PAIR_RATING_COLUMNS)
     results_dir.mkdir(parents=True, exist_ok=True)
     write_pair_table(results_dir / PAIR_METRICS_NAME, table, columns, value_cols)
 
@@ -843,7 +860,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     frame = pd.DataFrame({c: [r[c] for r in analysed] for c in (*LEADING_COLUMNS, *value_cols)})
     for c in value_cols:
         frame[c] = frame[c].astype(float)
-    order = stats.level_order({f: g["level"] for f, g in frame.groupby("family")})
+    order = stats.level_order(
+        {f: g["level"] for f, g in frame.groupby("family") if f != LISTENING_FAMILY}
+    )
+    if (frame["family"] == LISTENING_FAMILY).any():  # conditions: no severity, name order
+        order[LISTENING_FAMILY] = sorted(
+            set(frame.loc[frame["family"] == LISTENING_FAMILY, "level"])
+        )
     analysed = metrics.analysed_metrics(value_cols)
     summary = stats.summary_by_degradation(
         frame, value_cols, order, bounds={c: metrics.value_range(c) for c in value_cols}
@@ -856,9 +879,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         n_bootstrap=args.bootstrap,
         seed=args.seed,
     )
-    mono = stats.monotonicity(frame, analysed, order)
+    # A listening test's conditions have no severity order: no monotonicity for them.
+    graded = frame["family"] != LISTENING_FAMILY
+    mono = stats.monotonicity(
+        frame[graded], analysed, {f: o for f, o in order.items() if f != LISTENING_FAMILY}
+    )
     for name, df in ((SUMMARY_NAME, summary), (CORRELATIONS_NAME, corr), (MONOTONICITY_NAME, mono)):
         write_text_if_changed(results_dir / name, df.to_csv(index=False, lineterminator="\n"))
+    listening_info = _write_listener_agreement(args, results_dir, table, value_cols, study_ratings)
     stats_seconds = time.perf_counter() - t_stats
 
     cli.write_run_json(
@@ -900,6 +928,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "failures": failures,
             "input_failures": input_failures,
             "level_order": order,
+            "listening": listening_info,
+            "metric_sample_rates_hz": _metric_rates(rows, value_cols, args.pesq_nb_rate),
         },
     )
     n_failed = sum(failures.values())
@@ -939,6 +969,89 @@ def metrics_record(columns: Sequence[str], rows: Sequence[Any]) -> dict[str, Any
             "version": s.version,
         }
     return out
+
+
+# -- listening tests (perceptual_audio.listening does the work) ------------------------------
+LISTENING_FAMILY = "listening_test"  # = listening.LISTENING_FAMILY (workers need no import)
+
+
+def _load_ratings(args: argparse.Namespace, audio_dir: Path, rows: list) -> tuple[Any, str | None]:
+    """(ratings or None, problem or None): ``--ratings``, else stage 1's ``ratings.csv``."""
+    from perceptual_audio import listening
+
+    try:
+        ratings = listening.load_study_ratings(
+            audio_dir,
+            rows,
+            ratings_path=args.ratings,
+            scale=args.rating_scale,
+            include_reference=args.include_reference,
+        )
+    except PerceptualAudioError as e:
+        return None, str(e)
+    return ratings, None
+
+
+def _write_listener_agreement(
+    args: argparse.Namespace,
+    results_dir: Path,
+    table: list[dict[str, Any]],
+    value_cols: list[str],
+    ratings: Any,
+) -> dict[str, Any] | None:
+    """Write (or, without ratings, remove a stale) ``listener_agreement.csv``."""
+    import pandas as pd
+
+    from perceptual_audio import listening
+
+    path = results_dir / listening.AGREEMENT_NAME
+    if ratings is None:
+        if path.exists():
+            path.unlink()
+            logger.info("removed %s (this study has no ratings)", path)
+        return None
+    cols = [*LEADING_COLUMNS, *value_cols, *listening.PAIR_RATING_COLUMNS]
+    frame = pd.DataFrame({c: [r.get(c) for r in table] for c in cols})
+    for c in (*value_cols, "rating_mean"):
+        frame[c] = frame[c].astype(float)
+    agreement = listening.agreement_table(
+        frame,
+        value_cols,
+        ratings,
+        include_reference=args.include_reference,
+        n_bootstrap=args.bootstrap,
+        seed=args.seed,
+    )
+    write_text_if_changed(path, agreement.to_csv(index=False, lineterminator="\n"))
+    rated = frame[frame["rating_mean"].notna()]
+    return {
+        "ratings": ratings.source,
+        "rated_files": int(len(rated)),
+        "hidden_reference_files": int((rated["hidden_reference"] == "true").sum()),
+        "include_reference": bool(args.include_reference),
+        "ratings_n": int(sum(len(v) for v in ratings.per_file.values())),
+        "listeners_named": ratings.has_listeners,
+        "rating_scale": list(args.rating_scale),
+        "mapping": "ITU-T P.1401 third-order polynomial, least squares, monotonic on the "
+        "observed metric range (SLSQP slope constraints); RMSE divides by N - 4",
+        "ceiling": f"split-half listener correlation, Spearman-Brown corrected, mean of "
+        f"{listening.CEILING_SPLITS} random splits",
+        "interval": "percentile bootstrap over stimuli (references), 95%",
+    }
+
+
+def _metric_rates(rows: list, value_cols: list[str], pesq_nb_rate: int) -> dict[str, Any]:
+    """Rate (Hz) each metric computed at, from the study's rate (for the report)."""
+    from perceptual_audio import listening
+
+    rates = sorted({int(r.sample_rate) for r in rows})
+    study = rates[0] if rates else 16000
+    return {
+        "study_sample_rates_hz": rates,
+        "metrics": {
+            c: listening.metric_rate_hz(c, study, pesq_nb_rate=pesq_nb_rate) for c in value_cols
+        },
+    }
 
 
 def _reuse(

@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from perceptual_audio.errors import ParameterError
+from perceptual_audio.listening import LISTENING_FAMILY
 
 logger = logging.getLogger(__name__)
 
@@ -92,6 +93,9 @@ def level_order(family_levels: Mapping[str, Iterable[str]]) -> dict[str, list[st
     out: dict[str, list[str]] = {}
     for family, levels in family_levels.items():
         present = sorted(set(levels))
+        if family == LISTENING_FAMILY:  # listening-test conditions: unordered by design
+            out[family] = present
+            continue
         registry = _registry_levels(family)
         if registry is not None and set(present) <= set(registry):
             out[family] = [lv for lv in registry if lv in present]

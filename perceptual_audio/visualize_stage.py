@@ -122,6 +122,7 @@ def _input_files(results: StudyResults) -> list[Path]:
             CORRELATIONS_NAME,
             MONOTONICITY_NAME,
             RUN_JSON_NAME,
+            "listener_agreement.csv",
         )
     ]
     audio = Path(results.inputs.get("audio_dir", ""))
@@ -137,7 +138,13 @@ def inputs_digest(results: StudyResults, params: dict[str, Any]) -> str:
     h = hashlib.sha256()
     h.update(json.dumps({**params, "output_version": OUTPUT_VERSION}, sort_keys=True).encode())
     # The code that draws and writes is an input too: a changed figure or sentence redraws.
-    for module in (plots_module_path(), Path(__file__), Path(report_module.__file__)):
+    listening_module = Path(__file__).with_name("listening.py")
+    for module in (
+        plots_module_path(),
+        Path(__file__),
+        Path(report_module.__file__),
+        listening_module,
+    ):
         h.update(sha256_file(module).encode())
     for f in _input_files(results):
         h.update(f.name.encode())
@@ -168,7 +175,7 @@ def figure_plan(results: StudyResults) -> list[tuple[str, str, str, Any]]:
     pairs = results.pairs.replace([float("inf"), float("-inf")], float("nan"))
     summary, corr = results.summary, results.correlations
     families, order = results.families, results.level_order
-    plan: list[tuple[str, str, str, Any]] = []
+    plan: list[tuple[str, str, str, Any]] = listener_figure_plan(results, pairs)
     refs = [r for r in REFERENCE_METRICS if r in results.metrics and pairs[r].notna().any()]
     neural = [m for m in results.neural_metrics if pairs[m].notna().any()]
     if refs:
@@ -242,6 +249,39 @@ def figure_plan(results: StudyResults) -> list[tuple[str, str, str, Any]]:
                 )
             )
     return plan
+
+
+def listener_figure_plan(results: StudyResults, pairs: Any) -> list[tuple[str, str, str, Any]]:
+    """The listener figures (forest plot, headline metrics against the rating); [] without
+    ratings. They are shown in the report's listener section."""
+    from perceptual_audio import listening, plots
+    from perceptual_audio.report import LISTENER_FIGURE_GROUP
+
+    agreement = results.listening
+    if agreement is None or agreement.empty:
+        return []
+    ranked = listening.ranked(agreement, listening.LEVEL_FILE)
+    top = [m for m in ranked["metric"] if m in results.metrics][:2]
+    headline = list(
+        dict.fromkeys([*top, *REFERENCE_METRICS, *primary_neural_metrics(results.metrics)])
+    )
+    headline = [m for m in headline if m in results.metrics and pairs[m].notna().any()]
+    return [
+        (
+            "listener_forest",
+            LISTENER_FIGURE_GROUP,
+            "Every metric's Pearson r with the mean listener rating, file and condition level, "
+            "95% bootstrap CI over stimuli; grey band: the listeners' split-half ceiling.",
+            lambda: plots.listener_forest_plot(agreement),
+        ),
+        (
+            "listener_scatter",
+            LISTENER_FIGURE_GROUP,
+            "Headline metrics against the mean listener rating, one point per rated file, "
+            "colour = condition.",
+            lambda: plots.rating_scatter_figure(pairs, headline),
+        ),
+    ]
 
 
 def run_stage(args: argparse.Namespace) -> int:
