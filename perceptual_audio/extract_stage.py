@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 
 from perceptual_audio import cli, degrade_stage, embed_stage
 
@@ -62,9 +63,14 @@ def main(argv: list[str] | None = None) -> int:
     problem = check_embedding_options(args)
     if problem:  # before the degradation half changes any folder
         parser.error(problem)
+    t0 = time.perf_counter()
     rc_degrade = degrade_stage.run_degradations(args)
     rc_embed = embed_stage.run_embeddings(args)
-    return combine_exit_codes(rc_degrade, rc_embed)
+    rc = combine_exit_codes(rc_degrade, rc_embed)
+    cli.stage_summary(
+        "extract_embeddings", t0, f"exit status {rc} (degradations and embeddings: see above)"
+    )
+    return rc
 
 
 if __name__ == "__main__":

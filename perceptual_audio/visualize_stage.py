@@ -265,7 +265,9 @@ def run_stage(args: argparse.Namespace) -> int:
         and prev_outputs
         and all(p.exists() for p in prev_outputs)
     ):
-        logger.info("%s is up to date with %s (use --force to redraw)", output_dir, results_dir)
+        cli.stage_summary(
+            STAGE_NAME, t0, f"{output_dir} is up to date with {results_dir} (use --force to redraw)"
+        )
         print(output_dir / HTML_REPORT_NAME)
         return cli.EXIT_OK
 
@@ -277,7 +279,7 @@ def run_stage(args: argparse.Namespace) -> int:
     plan = figure_plan(results)
     t_fig = time.perf_counter()
     for stem, group, caption, builder in cli.progress(
-        plan, total=len(plan), desc="figures", args=args
+        plan, total=len(plan), desc="figures", args=args, unit="figure"
     ):
         path = output_dir / f"{stem}.{args.format}"
         try:
@@ -318,14 +320,11 @@ def run_stage(args: argparse.Namespace) -> int:
             "notes": results.notes,
         },
     )
-    logger.info(
-        "%d figures, %s and %s written to %s in %.1f s%s",
-        len(figures),
-        TEXT_REPORT_NAME,
-        HTML_REPORT_NAME,
-        output_dir,
-        t_end - t0,
-        f"; {len(failed)} figure(s) failed" if failed else "",
+    cli.stage_summary(
+        STAGE_NAME,
+        t0,
+        f"{len(figures)} figures, {TEXT_REPORT_NAME} and {HTML_REPORT_NAME} written to "
+        f"{output_dir}" + (f"; {len(failed)} figure(s) failed" if failed else ""),
     )
     print(html_path)
     return cli.EXIT_FAILED if failed else cli.EXIT_OK

@@ -91,7 +91,9 @@ def test_report_embeds_every_figure_and_says_what_was_skipped(first_run):
         assert f"- {f}: " in text
 
 
-def test_rerun_with_unchanged_inputs_does_nothing_and_force_redoes(first_run, results_dir, caplog):
+def test_rerun_with_unchanged_inputs_does_nothing_and_force_redoes(
+    first_run, results_dir, caplog, capsys
+):
     _, out = first_run
     before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
     with caplog.at_level(logging.INFO):
@@ -100,7 +102,9 @@ def test_rerun_with_unchanged_inputs_does_nothing_and_force_redoes(first_run, re
         )
     assert code == cli.EXIT_OK
     assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before
-    assert f"{out} is up to date with {results_dir} (use --force to redraw)" in caplog.text
+    assert f"{out} is up to date with {results_dir} (use --force to redraw)" in (
+        capsys.readouterr().err
+    )
     code = visualize_stage.main(
         [
             "--results-dir",
