@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from perceptual_audio import cli
+from perceptual_audio import cli, report_audio, report_content
 from perceptual_audio import report as report_module
 from perceptual_audio.errors import PerceptualAudioError
 from perceptual_audio.files import atomic_write_text, sha256_file
@@ -106,6 +106,31 @@ def build_parser() -> argparse.ArgumentParser:
         "setup section (default: as recorded in <results-dir>/run.json, "
         "else test_audio beside the results folder)",
     )
+    parser.add_argument(
+        "--audio-examples",
+        type=cli.nonnegative_int,
+        default=report_audio.DEFAULT_EXAMPLES,
+        metavar="N",
+        help="pairs to embed as audio players in report.html (clean beside degraded, "
+        f"{report_audio.CLIP_SECONDS:g} s MP3 clips): a quarter where metrics disagree most, "
+        "the rest one typical pair per family and level; 0: no players",
+    )
+    parser.add_argument(
+        "--audio-budget-mb",
+        type=cli.positive_float,
+        default=report_audio.DEFAULT_BUDGET_MB,
+        metavar="MB",
+        help="size budget of the embedded audio in report.html, megabytes",
+    )
+    parser.add_argument(
+        "--content-types",
+        type=Path,
+        default=None,
+        metavar="CSV",
+        help="table path,content_type (path: clean file as in pair_metrics.csv, or the "
+        "input file relative to stage 1's --input) for the per-content breakdown "
+        "(default: the top folder of each input file: speech/, music/, ...)",
+    )
     cli.add_common_arguments(parser, workers=False)
     return parser
 
@@ -134,7 +159,13 @@ def inputs_digest(results: StudyResults, params: dict[str, Any]) -> str:
     h = hashlib.sha256()
     h.update(json.dumps({**params, "output_version": OUTPUT_VERSION}, sort_keys=True).encode())
     # The code that draws and writes is an input too: a changed figure or sentence redraws.
-    for module in (plots_module_path(), Path(__file__), Path(report_module.__file__)):
+    for module in (
+        plots_module_path(),
+        Path(__file__),
+        Path(report_module.__file__),
+        Path(report_audio.__file__),
+        Path(report_content.__file__),
+    ):
         h.update(sha256_file(module).encode())
     for f in _input_files(results):
         h.update(f.name.encode())
@@ -249,7 +280,15 @@ def run_stage(args: argparse.Namespace) -> int:
     results = load_results(results_dir, audio_dir=args.audio_dir)
     for note in results.notes:
         logger.warning("%s", note.splitlines()[0])  # the reports keep the full text
-    params = {"format": args.format, "dpi": args.dpi}
+    mapping = report_content.read_content_table(args.content_types) if args.content_types else None
+    report_content.assign_content_types(results, mapping)
+    params = {
+        "format": args.format,
+        "dpi": args.dpi,
+        "audio_examples": args.audio_examples,
+        "audio_budget_mb": args.audio_budget_mb,
+        "content_types": str(args.content_types) if args.content_types else None,
+    }
     digest = inputs_digest(results, params)
     previous = {}
     prev_path = output_dir / RUN_JSON_NAME
@@ -291,7 +330,10 @@ def run_stage(args: argparse.Namespace) -> int:
         figures.append(FigureBlock(path, caption, group))
         logger.debug("wrote %s", path)
     t_report = time.perf_counter()
-    sections = build_report(results, figures)
+    listen = report_audio.audio_examples_blocks(
+        results, output_dir, n_examples=args.audio_examples, budget_mb=args.audio_budget_mb
+    )
+    sections = build_report(results, figures, listen=listen)
     text_path = output_dir / TEXT_REPORT_NAME
     html_path = output_dir / HTML_REPORT_NAME
     atomic_write_text(text_path, render_text(sections))

@@ -70,7 +70,13 @@ def test_writes_every_output(first_run):
     assert run["stage"] == "visualize_results"
     assert run["outputs"] == [*EXPECTED_FIGURES, "analysis_report.txt", "report.html"]
     assert run["models"]["openl3"] == {"available": False, "reason": "no weights in --weights-dir"}
-    assert run["parameters"] == {"format": "png", "dpi": 30}
+    assert run["parameters"] == {
+        "format": "png",
+        "dpi": 30,
+        "audio_examples": 24,
+        "audio_budget_mb": 10.0,
+        "content_types": None,
+    }
 
 
 def test_report_embeds_every_figure_and_says_what_was_skipped(first_run):
