@@ -234,7 +234,9 @@ def figure_plan(results: StudyResults) -> list[tuple[str, str, str, Any]]:
         (
             "bars_by_degradation",
             GROUP_DEGRADATION,
-            "Mean of every metric per degradation family and level, with 95% CI error bars.",
+            "Mean of every metric per degradation family and level, with 95% CI error bars. "
+            "Where bars from 0 would hide the differences (cosine similarities near 1), the "
+            "y axis is chosen from the data and the panel says so.",
             lambda: plots.bar_chart(summary, results.metrics, families=families, level_order=order),
         )
     )
@@ -242,8 +244,9 @@ def figure_plan(results: StudyResults) -> list[tuple[str, str, str, Any]]:
         (
             "severity_curves",
             GROUP_DEGRADATION,
-            "Every metric against the severity of the degradation, one line per family, "
-            "normalised per metric (1 = best observed mean, 0 = worst).",
+            "Every metric against the severity of the degradation, one line per family, on "
+            "its own raw scale with 95% CIs (small multiples: each panel has its own y range, "
+            "and its title gives the span of the means).",
             lambda: plots.severity_curves(
                 summary, results.metrics, families=families, level_order=order
             ),
