@@ -66,6 +66,8 @@ class Example:
     row: pd.Series
     #: metric -> rank percentile over all pairs (1 = closest to clean)
     percentiles: dict[str, float] = field(default_factory=dict)
+    #: metric -> ``3rd of 54`` (1st = closest to clean)
+    ranks: dict[str, str] = field(default_factory=dict)
 
 
 def headline_metrics(results: StudyResults) -> list[str]:
@@ -87,10 +89,29 @@ def quality_percentiles(pairs: pd.DataFrame, metrics: list[str]) -> pd.DataFrame
     return pd.DataFrame(out, index=pairs.index)
 
 
+def quality_ranks(pairs: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
+    """Rank of every pair under each metric: 1 = the most clean-like pair of the study."""
+    out = {}
+    for m in metrics:
+        values = pd.to_numeric(pairs[m], errors="coerce").replace([np.inf, -np.inf], np.nan)
+        out[m] = values.rank(ascending=not metric_info(m).higher_is_better, method="min")
+    return pd.DataFrame(out, index=pairs.index)
+
+
 def _ordinal(p: float) -> str:
+    """A rank percentile in words (used for listeners' ranks, whose n may differ)."""
     if p >= 0.5:
         return f"among the best {max(1, round(100 * (1 - p) + 0.5)):.0f}%"
     return f"among the worst {max(1, round(100 * p + 0.5)):.0f}%"
+
+
+def _rank_text(rank: float, n: int) -> str:
+    """``3rd of 54`` (1st = closest to clean)."""
+    if pd.isna(rank):
+        return "not scored"
+    r = int(rank)
+    suffix = "th" if 10 <= r % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(r % 10, "th")
+    return f"{r}{suffix} of {n}"
 
 
 def select_examples(results: StudyResults, n: int = DEFAULT_EXAMPLES) -> list[Example]:
@@ -142,23 +163,43 @@ def select_examples(results: StudyResults, n: int = DEFAULT_EXAMPLES) -> list[Ex
             )
     if len(metrics) >= 2:
         spread = (pct.max(axis=1) - pct.min(axis=1)).dropna().sort_values(ascending=False)
+        seen: set[tuple[str, str, str]] = set()
         for i in spread.index:
             if len([e for e in disagree if e.kind == "metrics disagree"]) >= max(1, n // 4):
                 break
             if any(e.row.name == i for e in disagree):
                 continue
             hi, lo = pct.loc[i].idxmax(), pct.loc[i].idxmin()
+            # Variety: one pair per recording and disagreeing metric pair.
+            key = (pairs.at[i, "reference_path"], hi, lo)
+            if key in seen:
+                continue
+            seen.add(key)
+            rk = quality_ranks(pairs, [hi, lo])
             disagree.append(
                 Example(
                     "metrics disagree",
-                    f"{metric_info(hi).label} ranks this pair {_ordinal(pct.at[i, hi])} of the "
-                    f"study, {metric_info(lo).label} {_ordinal(pct.at[i, lo])}.",
+                    f"{metric_info(hi).label} ranks this pair "
+                    f"{_rank_text(rk.at[i, hi], int(pairs[hi].notna().sum()))}, "
+                    f"{metric_info(lo).label} "
+                    f"{_rank_text(rk.at[i, lo], int(pairs[lo].notna().sum()))} "
+                    "(1st = closest to clean).",
                     pairs.loc[i],
                     pct.loc[i].to_dict(),
                 )
             )
     k = min(len(disagree), max(1, n // 4))
-    chosen = disagree[:k] + typical
+    chosen = disagree[:k]
+    for ex in typical:
+        twin = next((e for e in chosen if e.row.name == ex.row.name), None)
+        if twin is not None:  # one player for both reasons
+            twin.why += " It is also the typical pair of its condition."
+        else:
+            chosen.append(ex)
+    ranks = quality_ranks(pairs, metrics)
+    counts = {m: int(pairs[m].replace([np.inf, -np.inf], np.nan).notna().sum()) for m in metrics}
+    for ex in chosen:
+        ex.ranks = {m: _rank_text(ranks.at[ex.row.name, m], counts[m]) for m in metrics}
     return chosen[:n]
 
 
@@ -263,10 +304,9 @@ def _scores_table(ex: Example, metrics: list[str]) -> str:
     rows = []
     for m in metrics:
         v = ex.row.get(m, math.nan)
-        p = ex.percentiles.get(m, math.nan)
         rows.append(
             f"<tr><td>{esc(metric_info(m).label)}</td><td class='num'>{esc(fmt(v))}</td>"
-            f"<td>{esc('' if pd.isna(p) else _ordinal(p))}</td></tr>"
+            f"<td class='num'>{esc(ex.ranks.get(m, ''))}</td></tr>"
         )
     if RATING_COLUMN in ex.row.index and pd.notna(ex.row.get(RATING_COLUMN)):
         p = ex.percentiles.get("listeners", math.nan)
@@ -276,7 +316,8 @@ def _scores_table(ex: Example, metrics: list[str]) -> str:
             f"<td>{esc('' if pd.isna(p) else _ordinal(p))}</td></tr>"
         )
     return (
-        "<table><thead><tr><th>Metric</th><th>Score</th><th>Rank in the study</th></tr>"
+        "<table><thead><tr><th>Metric</th><th>Score</th><th>Rank among all pairs (1st = "
+        "closest to clean)</th></tr>"
         "</thead><tbody>" + "".join(rows) + "</tbody></table>"
     )
 
@@ -355,7 +396,9 @@ def audio_examples_blocks(
     kbps = np.nanmean([e.kbps for e in encoded])
     intro = (
         f"{len(encoded)} pairs to listen to, clean beside degraded, with their headline scores "
-        "and each score's rank among all pairs of the study. Each clip is at most "
+        "and each score's rank among all pairs of the study: one typical pair per family and "
+        "level, and first the pairs where the metrics disagree most (one metric ranks the "
+        "pair near the top, another near the bottom). Each clip is at most "
         f"{CLIP_SECONDS:g} s from the middle of the file (the same samples of clean and "
         "degraded), mono, encoded as MP3 by libsndfile's LAME in variable-bitrate mode "
         f"(quality {MP3_QUALITY:g}, {kbps:.0f} kbps on average here) and embedded in this page "

@@ -195,16 +195,18 @@ def content_breakdown(results: StudyResults) -> tuple[list[str], list[Any]]:
             ]
             for t in types:
                 c = lookup_correlation(corr, t, x, y)
-                row += [_cell(c), classify_agreement(x, c) if x in neural else ""]
+                cell = _cell(c)
+                if x in neural:
+                    cell = Cell(f"{cell.text}: {classify_agreement(x, c)}", cell.sort)
+                row.append(cell)
             rows.append(row)
-        cols = ["Metric", "Against", "All pairs: Spearman ρ [95% CI]"]
-        for t in types:
-            cols += [f"{t}: Spearman ρ [95% CI]", f"{t}: verdict"]
+        cols = ["Metric", "Against", "All pairs"] + list(types)
         blocks.append(
             Table(
-                "Correlation within each content type (Spearman, 95% bootstrap CI over "
-                "recordings; no CI from fewer than 5 recordings; a distance agrees when "
-                "negative)",
+                "Spearman ρ [95% bootstrap CI over recordings] (n pairs) within each content "
+                "type, and the verdict: agrees (CI on the agreeing side), uncertain, opposite "
+                "or undefined; no CI from fewer than 5 recordings; a distance agrees when "
+                "negative",
                 cols,
                 rows,
             )
@@ -248,25 +250,45 @@ def _domain_findings(
         if not ranked:
             continue
         _, m, pooled = max(ranked, key=lambda t: t[0])
-        kinds = {t: classify_agreement(m, lookup_correlation(corr, t, m, ref)) for t in types}
-        agree = [t for t, k in kinds.items() if k == "agrees"]
         label, ref_label = metric_info(m).label, metric_info(ref).label
-        details = "; ".join(
-            f"{t}: {kinds[t]} ({_describe(lookup_correlation(corr, t, m, ref))})" for t in types
-        )
-        pooled_kind = classify_agreement(m, pooled)
-        if len(agree) == len(types):
-            verdict = "holds in every content type"
-        elif len(agree) == 1:
-            verdict = f"holds on {agree[0]} only"
-        elif agree:
-            verdict = f"holds on {', '.join(agree)} but not on the rest"
+        verdicts, holds, point_only = [], [], False
+        for t in types:
+            c = lookup_correlation(corr, t, m, ref)
+            kind = classify_agreement(m, c)
+            if kind == "undefined":
+                verdicts.append(f"{t}: undefined (fewer than 3 pairs with both scores)")
+                continue
+            if math.isnan(c.ci_low) or math.isnan(c.ci_high):  # type: ignore[union-attr]
+                point_only = True
+                value = agreement(m, c)[0]  # type: ignore[arg-type]
+                kind = (
+                    "agrees (point estimate)" if value >= 0.3 else "no agreement (point estimate)"
+                )
+            if kind.startswith("agrees"):
+                holds.append(t)
+            verdicts.append(f"{t}: {kind}, {_describe(c)}")
+        defined = [v for v in verdicts if "undefined" not in v]
+        if defined and len(holds) == len(defined):
+            verdict = "holds in every content type with values"
+        elif len(holds) == 1:
+            verdict = f"holds on {holds[0]} only"
+        elif holds:
+            verdict = f"holds on {' and '.join(holds)} but not on the rest"
         else:
-            verdict = "is not confirmed within any single content type"
+            verdict = "holds in no single content type"
+        pooled_kind = classify_agreement(m, pooled)
         out.append(
             f"By content type, the agreement of {label} with {ref_label} "
-            f"({'clear' if pooled_kind == 'agrees' else pooled_kind} over all pairs) {verdict}: "
-            f"{details}."
+            f"({'clear' if pooled_kind == 'agrees' else pooled_kind} over all pairs) {verdict}"
+            + (
+                " (judged by the point estimate, |ρ| >= 0.3, where a content type has fewer "
+                "than 5 recordings and so no CI)"
+                if point_only
+                else ""
+            )
+            + ": "
+            + "; ".join(verdicts)
+            + "."
         )
     return out
 
