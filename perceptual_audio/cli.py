@@ -314,6 +314,7 @@ def parallel_map(
     workers: int = 1,
     desc: str = "",
     args: argparse.Namespace | None = None,
+    unit: str = "file",
 ) -> list[Outcome]:
     """Apply ``func`` to every item, in ``workers`` processes, keeping the order of ``items``.
 
@@ -324,7 +325,8 @@ def parallel_map(
     items = list(items)
     if workers <= 1 or len(items) <= 1:
         return [
-            _run_one(func, it) for it in progress(items, total=len(items), desc=desc, args=args)
+            _run_one(func, it)
+            for it in progress(items, total=len(items), desc=desc, args=args, unit=unit)
         ]
     workers = min(workers, len(items))
     threads = max(1, default_workers() // workers)
@@ -334,7 +336,9 @@ def parallel_map(
         max_workers=workers, mp_context=ctx, initializer=_init_worker, initargs=(threads,)
     ) as pool:
         futures = {pool.submit(_run_one, func, it): i for i, it in enumerate(items)}
-        for fut in progress(cf.as_completed(futures), total=len(futures), desc=desc, args=args):
+        for fut in progress(
+            cf.as_completed(futures), total=len(futures), desc=desc, args=args, unit=unit
+        ):
             i = futures[fut]
             try:
                 results[i] = fut.result()

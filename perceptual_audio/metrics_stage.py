@@ -636,7 +636,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     t_score = time.perf_counter()
     with single_threaded_blas():  # for the in-process (--workers 1) path; workers do it too
-        outcomes = cli.parallel_map(score_pair, jobs, workers=args.workers, desc="pairs", args=args)
+        outcomes = cli.parallel_map(
+            score_pair, jobs, workers=args.workers, desc="pairs", args=args, unit="pair"
+        )
     input_failures: dict[str, int] = {}
     for job, i, oc in zip(jobs, job_rows, outcomes, strict=True):
         if oc.ok:

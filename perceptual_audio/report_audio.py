@@ -401,10 +401,10 @@ def audio_examples_blocks(
         "pair near the top, another near the bottom). Each clip is at most "
         f"{CLIP_SECONDS:g} s from the middle of the file (the same samples of clean and "
         "degraded), mono, encoded as MP3 by libsndfile's LAME in variable-bitrate mode "
-        f"(quality {MP3_QUALITY:g}, {kbps:.0f} kbps on average here) and embedded in this page "
+        f"(quality {MP3_QUALITY:g}, {kbps:.0f} kbps on average here) and embedded in report.html "
         f"({used / 1e6:.1f} MB of audio; budget {budget_mb:g} MB). The MP3 encoding adds its "
         "own small artefacts; the links open the full-resolution WAV files by their path "
-        "relative to this report (they work while the study's folders stay together)."
+        "relative to report.html (they work while the study's folders stay together)."
     )
     if over_budget:
         intro += f" {over_budget} more chosen pair(s) were left out to stay within the budget."
