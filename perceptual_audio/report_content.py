@@ -139,6 +139,26 @@ def content_correlations(
     return table.rename(columns={m: f"{m}_r" for m in stats.METHODS})
 
 
+#: |agreement| at which a point estimate without CI counts as agreeing (a "weak" correlation).
+POINT_AGREEMENT = 0.3
+
+
+def content_verdict(metric: str, c: Correlation | None) -> str:
+    """:func:`~perceptual_audio.report.classify_agreement`, or, where there is no CI (fewer
+    than 5 recordings), ``agrees (point estimate)`` / ``no agreement (point estimate)``."""
+    kind = classify_agreement(metric, c)
+    if kind == "undefined" or c is None:
+        return "undefined"
+    if math.isnan(c.ci_low) or math.isnan(c.ci_high):
+        value = agreement(metric, c)[0]
+        return (
+            "agrees (point estimate)"
+            if value >= POINT_AGREEMENT
+            else "no agreement (point estimate)"
+        )
+    return kind
+
+
 def _describe(c: Correlation | None) -> str:
     if c is None or math.isnan(c.r):
         return "undefined"
@@ -197,7 +217,7 @@ def content_breakdown(results: StudyResults) -> tuple[list[str], list[Any]]:
                 c = lookup_correlation(corr, t, x, y)
                 cell = _cell(c)
                 if x in neural:
-                    cell = Cell(f"{cell.text}: {classify_agreement(x, c)}", cell.sort)
+                    cell = Cell(f"{cell.text}: {content_verdict(x, c)}", cell.sort)
                 row.append(cell)
             rows.append(row)
         cols = ["Metric", "Against", "All pairs"] + list(types)
@@ -205,7 +225,8 @@ def content_breakdown(results: StudyResults) -> tuple[list[str], list[Any]]:
             Table(
                 "Spearman ρ [95% bootstrap CI over recordings] (n pairs) within each content "
                 "type, and the verdict: agrees (CI on the agreeing side), uncertain, opposite "
-                "or undefined; no CI from fewer than 5 recordings; a distance agrees when "
+                "or undefined; with fewer than 5 recordings there is no CI and the verdict is "
+                "the point estimate's (agrees at |ρ| >= 0.3); a distance agrees when "
                 "negative",
                 cols,
                 rows,
@@ -254,16 +275,11 @@ def _domain_findings(
         verdicts, holds, point_only = [], [], False
         for t in types:
             c = lookup_correlation(corr, t, m, ref)
-            kind = classify_agreement(m, c)
+            kind = content_verdict(m, c)
             if kind == "undefined":
                 verdicts.append(f"{t}: undefined (fewer than 3 pairs with both scores)")
                 continue
-            if math.isnan(c.ci_low) or math.isnan(c.ci_high):  # type: ignore[union-attr]
-                point_only = True
-                value = agreement(m, c)[0]  # type: ignore[arg-type]
-                kind = (
-                    "agrees (point estimate)" if value >= 0.3 else "no agreement (point estimate)"
-                )
+            point_only = point_only or kind.endswith("(point estimate)")
             if kind.startswith("agrees"):
                 holds.append(t)
             verdicts.append(f"{t}: {kind}, {_describe(c)}")

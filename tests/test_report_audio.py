@@ -141,7 +141,7 @@ def test_breakdown_says_when_a_conclusion_holds_in_one_domain_only(tmp_path):
     tables = [b for b in blocks if isinstance(b, report.Table)]
     assert tables[0].columns[-2:] == ["music", "speech"]
     verdicts = [c.text.rsplit(": ", 1)[-1] for row in tables[0].rows[:2] for c in row[3:]]
-    assert set(verdicts) <= {"agrees", "uncertain", "opposite", "undefined"}
+    assert set(verdicts) == {"agrees (point estimate)", "no agreement (point estimate)"}
     sections = report.build_report(results)
     assert "By content type" in [s.title for s in sections]
     key = next(s for s in sections if s.title == "Key findings")
