@@ -68,6 +68,9 @@ def test_players_are_mp3_clips_from_the_middle_with_links_and_scores(tmp_path):
     y, sr = sf.read(io.BytesIO(base64.b64decode(srcs[0].split(",", 1)[1])))
     assert sr == 16000 and abs(len(y) / sr - report_audio.CLIP_SECONDS) < 0.05
     assert "Clip: 1.0-6.0 s" in players.html  # 5 s around the middle of a 7 s file
+    # The decoded clip is those samples, not shifted by the encoder's delay.
+    source = sine(440, 7.0, 16000)[16000 : 16000 + len(y)]
+    assert np.corrcoef(source, y[: len(source)])[0, 1] > 0.99
     assert 'href="../../test_audio/clean/speech/rec' in players.html
     assert "PESQ-WB" in players.html and " of 20</td>" in players.html
     assert "degraded/" in players.text and "players" not in players.text
