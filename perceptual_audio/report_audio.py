@@ -22,6 +22,7 @@ import io
 import logging
 import math
 import os
+import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -412,12 +413,18 @@ def audio_examples_blocks(
         intro += f" {len(failed)} pair(s) could not be read: " + "; ".join(failed[:3]) + "."
     cards = "".join(_card(e, metrics) for e in encoded)
     text_lines = [
-        f"- {e.example.kind}: {e.example.row['degraded_path']} vs {e.example.row['reference_path']}"
+        f"{e.example.kind}: {e.example.row['degraded_path']} vs {e.example.row['reference_path']}"
         f" ({e.example.why}) "
         + ", ".join(f"{metric_info(m).label} {fmt(e.example.row.get(m))}" for m in metrics)
         for e in encoded
     ]
     return [
         Paragraph(intro),
-        HtmlBlock(f"<style>{_CARD_CSS}</style>{cards}", "\n".join(text_lines)),
+        HtmlBlock(
+            f"<style>{_CARD_CSS}</style>{cards}",
+            "\n".join(
+                textwrap.fill(t, 100, initial_indent="- ", subsequent_indent="  ")
+                for t in text_lines
+            ),
+        ),
     ]
