@@ -12,11 +12,13 @@ import functools
 import importlib.metadata
 import json
 import logging
+import math
 import multiprocessing
 import os
 import platform
 import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -162,25 +164,118 @@ def setup_logging(args: argparse.Namespace | None = None) -> None:
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
 
 
+#: Seconds between two progress lines when stderr is not a terminal (CI logs, nohup, Slurm).
+PROGRESS_INTERVAL_S = 30.0
+
+
+def format_duration(seconds: float) -> str:
+    """``4.2 s``, ``3m05s``, ``1h02m``: a wall time or an ETA for people."""
+    if not math.isfinite(seconds):
+        return "?"
+    seconds = max(0.0, seconds)
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    m, s = divmod(int(round(seconds)), 60)
+    if m < 60:
+        return f"{m}m{s:02d}s"
+    h, m = divmod(m, 60)
+    return f"{h}h{m:02d}m"
+
+
+def progress_line(
+    desc: str, done: int, total: int | None, elapsed: float, unit: str = "file"
+) -> str:
+    """``cdpam: 12/60 files (20%), 0.35 files/s, ETA 2m17s`` (the log form of a progress bar)."""
+    rate = done / elapsed if elapsed > 0 else 0.0
+    units = unit if done == 1 and not total else unit + "s"
+    head = f"{desc or 'progress'}: {done}"
+    if total:
+        head += f"/{total} {units} ({100 * done / total:.0f}%)"
+    else:
+        head += f" {units}"
+    rate_text = f"{rate:.2f} {unit}s/s" if rate >= 0.01 or done else f"no {unit} done yet"
+    if total and rate > 0:
+        eta = f"ETA {format_duration((total - done) / rate)}"
+    elif total:
+        eta = "ETA unknown"
+    else:
+        eta = f"elapsed {format_duration(elapsed)}"
+    return f"{head}, {rate_text}, {eta}"
+
+
+class _LoggedProgress:
+    """Iterates like tqdm but, for logs, writes :func:`progress_line` every ``interval``
+    seconds from a timer thread (so a single slow item still gets its line)."""
+
+    def __init__(
+        self, iterable: Iterable, total: int | None, desc: str, unit: str, interval: float
+    ):
+        self.iterable, self.total, self.desc, self.unit = iterable, total, desc, unit
+        self.interval = interval
+        self.done = 0
+        self._stop = threading.Event()
+
+    def _report(self, t0: float) -> None:
+        while not self._stop.wait(self.interval):
+            logging.getLogger("perceptual_audio.progress").info(
+                "%s",
+                progress_line(
+                    self.desc, self.done, self.total, time.perf_counter() - t0, self.unit
+                ),
+            )
+
+    def __iter__(self):
+        t0 = time.perf_counter()
+        timer = threading.Thread(target=self._report, args=(t0,), daemon=True)
+        timer.start()
+        try:
+            for item in self.iterable:
+                yield item
+                self.done += 1
+        finally:
+            self._stop.set()
+
+
 def progress(
     iterable: Iterable,
     *,
     total: int | None = None,
     desc: str = "",
     args: argparse.Namespace | None = None,
+    unit: str = "file",
 ) -> Iterable:
-    """Wrap ``iterable`` in a tqdm bar when stderr is a terminal and not ``--quiet``."""
+    """Progress over ``iterable``: a tqdm bar with rate and ETA when stderr is a terminal;
+    otherwise a :func:`progress_line` in the log every :data:`PROGRESS_INTERVAL_S` seconds;
+    nothing with ``--quiet``."""
+    quiet = args is not None and getattr(args, "quiet", False)
+    if total is None:
+        try:
+            total = len(iterable)  # type: ignore[arg-type]
+        except TypeError:
+            total = None
+    if quiet:
+        return iterable
+    if not sys.stderr.isatty():
+        return _LoggedProgress(iterable, total, desc, unit, PROGRESS_INTERVAL_S)
     from tqdm import tqdm
 
-    quiet = args is not None and getattr(args, "quiet", False)
     return tqdm(
         iterable,
         total=total,
         desc=desc,
-        unit="file",
+        unit=unit,
         leave=False,
-        disable=quiet or not sys.stderr.isatty(),
+        # elapsed<remaining (the ETA) and the rate, also when the total is known late.
+        bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}, {rate_fmt}]",
     )
+
+
+def stage_summary(stage: str, t0: float, text: str) -> str:
+    """The one closing line of every stage, on stderr even with ``--quiet``:
+    ``<stage>: finished in 1m05s: <text>``. Returns the line."""
+    line = f"{stage}: finished in {format_duration(time.perf_counter() - t0)}: {text}"
+    print(line, file=sys.stderr, flush=True)
+    return line
 
 
 # -- parallel map -----------------------------------------------------------------------------
@@ -229,6 +324,7 @@ def parallel_map(
     workers: int = 1,
     desc: str = "",
     args: argparse.Namespace | None = None,
+    unit: str = "file",
 ) -> list[Outcome]:
     """Apply ``func`` to every item, in ``workers`` processes, keeping the order of ``items``.
 
@@ -239,7 +335,8 @@ def parallel_map(
     items = list(items)
     if workers <= 1 or len(items) <= 1:
         return [
-            _run_one(func, it) for it in progress(items, total=len(items), desc=desc, args=args)
+            _run_one(func, it)
+            for it in progress(items, total=len(items), desc=desc, args=args, unit=unit)
         ]
     workers = min(workers, len(items))
     threads = max(1, default_workers() // workers)
@@ -250,7 +347,9 @@ def parallel_map(
     ) as pool:
         futures = {pool.submit(_run_one, func, it): i for i, it in enumerate(items)}
         try:
-            for fut in progress(cf.as_completed(futures), total=len(futures), desc=desc, args=args):
+            for fut in progress(
+                cf.as_completed(futures), total=len(futures), desc=desc, args=args, unit=unit
+            ):
                 i = futures[fut]
                 try:
                     results[i] = fut.result()

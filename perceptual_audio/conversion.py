@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import sys
 import time
 from collections import defaultdict
 from dataclasses import dataclass
@@ -309,10 +308,11 @@ def run(args: argparse.Namespace) -> int:
         },
     )
     converted = sum(o.ok for o in outcomes)
-    print(
-        f"audio_conversion: converted {converted}, skipped {skipped} (up to date), "
+    cli.stage_summary(
+        "audio_conversion",
+        t0,
+        f"converted {converted}, skipped {skipped} (up to date), "
         f"failed {len(failures)}, removed {removed} stale -> {output_root / 'manifest.csv'}",
-        file=sys.stderr,
     )
     return cli.EXIT_FAILED if failures else cli.EXIT_OK
 

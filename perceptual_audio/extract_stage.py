@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 
 from perceptual_audio import cli, degrade_stage, embed_stage
 
@@ -68,12 +69,17 @@ def main(argv: list[str] | None = None) -> int:
     problem = check_embedding_options(args)
     if problem:  # before the degradation half changes any folder
         parser.error(problem)
+    t0 = time.perf_counter()
     refused = degrade_stage.claim_folders(args)  # a busy or wrong folder: no half runs
     if refused is not None:
         return refused
     rc_degrade = degrade_stage.run_degradations(args)
     rc_embed = embed_stage.run_embeddings(args)
-    return combine_exit_codes(rc_degrade, rc_embed)
+    rc = combine_exit_codes(rc_degrade, rc_embed)
+    cli.stage_summary(
+        "extract_embeddings", t0, f"exit status {rc} (degradations and embeddings: see above)"
+    )
+    return rc
 
 
 if __name__ == "__main__":

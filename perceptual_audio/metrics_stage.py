@@ -781,7 +781,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     t_score = time.perf_counter()
     with single_threaded_blas():  # for the in-process (--workers 1) path; workers do it too
-        outcomes = cli.parallel_map(score_pair, jobs, workers=args.workers, desc="pairs", args=args)
+        outcomes = cli.parallel_map(
+            score_pair, jobs, workers=args.workers, desc="pairs", args=args, unit="pair"
+        )
     input_failures: dict[str, int] = {}
     clean_failed: dict[str, frozenset[str]] = {}
     for job, i, oc in zip(jobs, job_rows, outcomes, strict=True):
@@ -934,15 +936,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     n_failed = sum(failures.values())
     n_input = sum(input_failures.values())
-    logger.info(
-        "wrote %s: %d pairs, %d metrics, %d failed cells (%d for missing, unreadable or "
-        "stale inputs); models: %s",
-        results_dir,
-        len(table),
-        len(value_cols),
-        n_failed,
-        n_input,
-        ", ".join(available) or "none",
+    cli.stage_summary(
+        "calculate_metrics",
+        t_start,
+        f"wrote {results_dir}: {len(table)} pairs, {len(value_cols)} metrics, {n_failed} "
+        f"failed cells ({n_input} for missing, unreadable or stale inputs); models: "
+        + (", ".join(available) or "none"),
     )
     if n_input:
         return cli.EXIT_FAILED

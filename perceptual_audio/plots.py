@@ -412,10 +412,14 @@ def bar_chart(
             fontsize=8,
         )
         info = metric_info(metric)
+        zoom = data_ylim(mean, lo, hi, cosine="-1 to 1" in info.unit)
         ax.set_title(
-            f"{info.label} ({'higher' if info.higher_is_better else 'lower'} = closer to clean)",
+            f"{info.label} ({'higher' if info.higher_is_better else 'lower'} = closer to clean)"
+            + ("\ny axis from the data, not from 0" if zoom else ""),
             fontsize=9,
         )
+        if zoom:
+            ax.set_ylim(*zoom)
         ax.set_ylabel(info.axis_label, fontsize=8)
         ax.set_xlabel("degradation (family, level)", fontsize=8)
         ax.grid(True, axis="y", alpha=0.3)
@@ -428,6 +432,31 @@ def bar_chart(
     )
     _suptitle(fig, "Mean of each metric per degradation, with 95% confidence intervals", 12)
     return fig
+
+
+#: Bars start at 0 unless the data span less than this share of their largest magnitude.
+ZOOM_BELOW_SHARE = 0.25
+
+
+def data_ylim(
+    mean: np.ndarray, lo: np.ndarray, hi: np.ndarray, *, cosine: bool = False
+) -> tuple[float, float] | None:
+    """A y range from the data (means and CIs, 10% margin) when bars from 0 would hide the
+    differences: always for cosine similarities (values near 1 differ by 0.01-0.1), else when
+    the data span less than :data:`ZOOM_BELOW_SHARE` of their largest magnitude. None: keep 0."""
+    values = np.concatenate([np.asarray(a, float) for a in (mean, lo, hi)])
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        return None
+    vmin, vmax = float(values.min()), float(values.max())
+    span = vmax - vmin
+    top = float(np.max(np.abs(values)))
+    if top == 0 or (not cosine and span >= ZOOM_BELOW_SHARE * top):
+        return None
+    if vmin <= 0 <= vmax:  # 0 is inside the data: bars from 0 are honest
+        return None
+    margin = 0.1 * span if span > 0 else 0.01 * top
+    return vmin - margin, vmax + margin
 
 
 def normalised_means(
@@ -464,49 +493,74 @@ def severity_curves(
     level_order: Mapping[str, Sequence[str]],
     ncols: int = 3,
 ) -> Figure:
-    """Each metric against severity, one line per family, on a shared normalised axis.
+    """Each metric against severity on its own raw scale (small multiples), one line per family.
 
-    x = severity rank of the level in its family (1 = least severe); y = the normalised mean of
-    :func:`normalised_means` (1 = best observed value of that metric, 0 = worst), so every panel
-    shares the y axis and a good metric falls from left to right.
+    x = severity rank of the level in its family (1 = least severe); y = the metric's mean with
+    its 95% CI, in the metric's unit. Every panel has its own y range, printed in its title
+    (``span 1.2 to 4.4``): a metric that barely moves is not drawn as steep as one that
+    collapses, and the span says how far each one moved.
     """
     metrics = [
         m for m in metrics if f"{m}_mean" in summary.columns and summary[f"{m}_mean"].notna().any()
     ]
-    conditions = [(f, lv) for f in families for lv in level_order.get(f, [])]
     colors = family_colors(families)
     nrows, ncols = _grid(max(len(metrics), 1), ncols)
     fig, axes = plt.subplots(
         nrows,
         ncols,
-        figsize=(PANEL_WIDTH_IN * ncols, PANEL_HEIGHT_IN * nrows + 0.6),
+        figsize=(PANEL_WIDTH_IN * ncols, (PANEL_HEIGHT_IN + 0.3) * nrows + 0.6),
         squeeze=False,
-        sharey=True,
         layout="constrained",
     )
     for ax in axes.flat[len(metrics) :]:
         ax.set_visible(False)
     depth = max((len(level_order.get(f, [])) for f in families), default=1)
     for ax, metric in zip(axes.flat, metrics, strict=False):
-        scaled = normalised_means(summary, metric, conditions)
+        info = metric_info(metric)
+        all_means = []
         for fam in families:
-            idx = [i for i, (f, _) in enumerate(conditions) if f == fam]
-            levels = [conditions[i][1] for i in idx]
-            ranks = np.arange(1, len(idx) + 1)
-            ax.plot(
+            levels = list(level_order.get(fam, []))
+            vals = np.array(
+                [_summary_values(summary, fam, lv, metric) for lv in levels], dtype=float
+            ).reshape(-1, 3)
+            if vals.size == 0:
+                continue
+            mean, lo, hi = vals[:, 0], vals[:, 1], vals[:, 2]
+            all_means.append(mean)
+            ranks = np.arange(1, len(levels) + 1)
+            err = np.vstack(
+                [
+                    np.where(np.isnan(lo), 0, np.clip(mean - lo, 0, None)),
+                    np.where(np.isnan(hi), 0, np.clip(hi - mean, 0, None)),
+                ]
+            )
+            ax.errorbar(
                 ranks,
-                scaled[idx],
+                mean,
+                yerr=err,
                 marker="o",
                 color=colors[fam],
                 linewidth=1.6,
+                capsize=2,
+                elinewidth=0.8,
                 label=f"{fam} ({' > '.join(levels)})" if len(levels) < 5 else fam,
             )
-        ax.set_title(metric_info(metric).label, fontsize=9)
+        finite = np.concatenate(all_means) if all_means else np.array([])
+        finite = finite[np.isfinite(finite)]
+        span = (
+            f"means span {fmt_value(finite.min())} to {fmt_value(finite.max())}"
+            if finite.size
+            else "no values"
+        )
+        ax.set_title(
+            f"{info.label} ({'higher' if info.higher_is_better else 'lower'} = closer to "
+            f"clean)\n{span}",
+            fontsize=9,
+        )
         ax.set_xticks(np.arange(1, depth + 1))
         ax.set_xlim(0.7, depth + 0.3)
-        ax.set_ylim(-0.05, 1.05)
         ax.set_xlabel("severity rank of the level (1 = least severe)", fontsize=8)
-        ax.set_ylabel("normalised mean (1 = best, 0 = worst observed)", fontsize=8)
+        ax.set_ylabel(info.axis_label, fontsize=8)
         ax.grid(True, alpha=0.3)
     if metrics:
         handles, labels = axes.flat[0].get_legend_handles_labels()
@@ -516,16 +570,21 @@ def severity_curves(
             loc="outside lower center",
             ncols=min(len(families), 4),
             fontsize=9,
-            title="family (levels from least to most severe)",
+            title="family (levels from least to most severe); bars: 95% CI",
             title_fontsize=9,
         )
     _suptitle(
         fig,
-        "Severity curves: each metric's mean as the degradation gets stronger "
-        "(normalised per metric)",
+        "Severity curves: each metric's mean as the degradation gets stronger, on the "
+        "metric's own scale (each panel its own y range; the span is in its title)",
         12,
     )
     return fig
+
+
+def fmt_value(x: float) -> str:
+    """3 significant digits, for spans in titles."""
+    return f"{x:.3g}"
 
 
 def family_small_multiples(

@@ -1421,6 +1421,14 @@ class FigureBlock:
 
 
 @dataclass
+class HtmlBlock:
+    """Ready-made HTML (audio players) and the plain text the text report shows instead."""
+
+    html: str
+    text: str
+
+
+@dataclass
 class Section:
     title: str
     blocks: list[Any]
@@ -1881,8 +1889,19 @@ def _min_recordings_for_ci() -> int:
         return 2
 
 
-def build_report(results: StudyResults, figures: Sequence[FigureBlock] = ()) -> list[Section]:
-    """The report's sections, in order; rendered by :func:`render_text` and :func:`render_html`."""
+def build_report(
+    results: StudyResults,
+    figures: Sequence[FigureBlock] = (),
+    *,
+    listen: Sequence[Any] = (),
+) -> list[Section]:
+    """The report's sections, in order; rendered by :func:`render_text` and :func:`render_html`.
+
+    ``listen``: the blocks of the audio-examples section
+    (:func:`perceptual_audio.report_audio.audio_examples_blocks`), shown after the key findings.
+    """
+    from perceptual_audio import report_content
+
     notes = [Paragraph(n, note=True) for n in results.notes]
     n_rec = int(results.pairs["reference_path"].nunique())
     min_rec = _min_recordings_for_ci()
@@ -1929,10 +1948,13 @@ def build_report(results: StudyResults, figures: Sequence[FigureBlock] = ()) -> 
     sections = [Section("Notes", notes)] if notes else []
     listener_key, listener_blocks = listener_section(results, figures)
     figures = [f for f in figures if f.group != LISTENER_FIGURE_GROUP]
-    key = listener_key + findings + per_family[-1:] + mono_sentences[:2]
+    content_findings, content_blocks = report_content.content_breakdown(results)
+    key = listener_key + findings + content_findings + per_family[-1:] + mono_sentences[:2]
     sections.append(Section("Key findings", [Bullets(key)]))
     if listener_blocks:  # with ratings, the report leads with the listeners
         sections.append(Section("Agreement with listeners", listener_blocks))
+    if listen:
+        sections.append(Section("Listen", list(listen)))
     rates = metric_rate_table(results)
     sections.append(Section("Setup", setup_blocks(results) + ([rates] if rates.rows else [])))
     sections.append(
@@ -1944,6 +1966,8 @@ def build_report(results: StudyResults, figures: Sequence[FigureBlock] = ()) -> 
     if not results.correlations.empty:
         corr_blocks.append(full_correlation_table(results))
     sections.append(Section("Correlation findings", corr_blocks))
+    if content_blocks:
+        sections.append(Section("By content type", content_blocks))
     mono_blocks: list[Any] = [Bullets(mono_sentences)]
     for table, caption in (
         (
@@ -2048,6 +2072,8 @@ def render_text(
                 out += [_wrap(item, indent="- ") for item in b.items]
             elif isinstance(b, Table):
                 out.append(_text_table(b))
+            elif isinstance(b, HtmlBlock):
+                out.append(b.text)
             elif isinstance(b, FigureBlock):
                 if b.group and b.group != group:
                     out += [b.group + ":"]
@@ -2195,6 +2221,8 @@ def render_html(
                         f"to show)</summary>{rendered}</details>"
                     )
                 parts.append(rendered)
+            elif isinstance(b, HtmlBlock):
+                parts.append(b.html)
             elif isinstance(b, FigureBlock):
                 if b.group and b.group != group:
                     parts.append(f"<h3>{esc(b.group)}</h3>")

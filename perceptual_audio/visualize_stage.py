@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from perceptual_audio import cli
+from perceptual_audio import cli, report_audio, report_content
 from perceptual_audio import report as report_module
 from perceptual_audio.errors import PerceptualAudioError
 from perceptual_audio.files import sha256_file, write_text_if_changed
@@ -109,6 +109,31 @@ def build_parser() -> argparse.ArgumentParser:
         "setup section (default: as recorded in <results-dir>/run.json, "
         "else test_audio beside the results folder)",
     )
+    parser.add_argument(
+        "--audio-examples",
+        type=cli.nonnegative_int,
+        default=report_audio.DEFAULT_EXAMPLES,
+        metavar="N",
+        help="pairs to embed as audio players in report.html (clean beside degraded, "
+        f"{report_audio.CLIP_SECONDS:g} s MP3 clips): a quarter where metrics disagree most, "
+        "the rest one typical pair per family and level; 0: no players",
+    )
+    parser.add_argument(
+        "--audio-budget-mb",
+        type=cli.positive_float,
+        default=report_audio.DEFAULT_BUDGET_MB,
+        metavar="MB",
+        help="size budget of the embedded audio in report.html, megabytes",
+    )
+    parser.add_argument(
+        "--content-types",
+        type=Path,
+        default=None,
+        metavar="CSV",
+        help="table path,content_type (path: clean file as in pair_metrics.csv, or the "
+        "input file relative to stage 1's --input) for the per-content breakdown "
+        "(default: the top folder of each input file: speech/, music/, ...)",
+    )
     cli.add_common_arguments(parser, workers=False)
     return parser
 
@@ -144,6 +169,8 @@ def inputs_digest(results: StudyResults, params: dict[str, Any]) -> str:
         Path(__file__),
         Path(report_module.__file__),
         listening_module,
+        Path(report_audio.__file__),
+        Path(report_content.__file__),
     ):
         h.update(sha256_file(module).encode())
     for f in _input_files(results):
@@ -213,7 +240,9 @@ def figure_plan(results: StudyResults) -> list[tuple[str, str, str, Any]]:
         (
             "bars_by_degradation",
             GROUP_DEGRADATION,
-            "Mean of every metric per degradation family and level, with 95% CI error bars.",
+            "Mean of every metric per degradation family and level, with 95% CI error bars. "
+            "Where bars from 0 would hide the differences (cosine similarities near 1), the "
+            "y axis is chosen from the data and the panel says so.",
             lambda: plots.bar_chart(summary, results.metrics, families=families, level_order=order),
         )
     )
@@ -221,8 +250,9 @@ def figure_plan(results: StudyResults) -> list[tuple[str, str, str, Any]]:
         (
             "severity_curves",
             GROUP_DEGRADATION,
-            "Every metric against the severity of the degradation, one line per family, "
-            "normalised per metric (1 = best observed mean, 0 = worst).",
+            "Every metric against the severity of the degradation, one line per family, on "
+            "its own raw scale with 95% CIs (small multiples: each panel has its own y range, "
+            "and its title gives the span of the means).",
             lambda: plots.severity_curves(
                 summary, results.metrics, families=families, level_order=order
             ),
@@ -308,7 +338,15 @@ def run_stage(args: argparse.Namespace) -> int:
         return refused
     for note in results.notes:
         logger.warning("%s", note.splitlines()[0])  # the reports keep the full text
-    params = {"format": args.format, "dpi": args.dpi}
+    mapping = report_content.read_content_table(args.content_types) if args.content_types else None
+    report_content.assign_content_types(results, mapping)
+    params = {
+        "format": args.format,
+        "dpi": args.dpi,
+        "audio_examples": args.audio_examples,
+        "audio_budget_mb": args.audio_budget_mb,
+        "content_types": str(args.content_types) if args.content_types else None,
+    }
     digest = inputs_digest(results, params)
     previous = {}
     prev_path = output_dir / RUN_JSON_NAME
@@ -324,7 +362,9 @@ def run_stage(args: argparse.Namespace) -> int:
         and prev_outputs
         and all(p.exists() for p in prev_outputs)
     ):
-        logger.info("%s is up to date with %s (use --force to redraw)", output_dir, results_dir)
+        cli.stage_summary(
+            STAGE_NAME, t0, f"{output_dir} is up to date with {results_dir} (use --force to redraw)"
+        )
         print(output_dir / HTML_REPORT_NAME)
         return cli.EXIT_OK
 
@@ -336,7 +376,7 @@ def run_stage(args: argparse.Namespace) -> int:
     plan = figure_plan(results)
     t_fig = time.perf_counter()
     for stem, group, caption, builder in cli.progress(
-        plan, total=len(plan), desc="figures", args=args
+        plan, total=len(plan), desc="figures", args=args, unit="figure"
     ):
         path = output_dir / f"{stem}.{args.format}"
         try:
@@ -348,7 +388,10 @@ def run_stage(args: argparse.Namespace) -> int:
         figures.append(FigureBlock(path, caption, group))
         logger.debug("wrote %s", path)
     t_report = time.perf_counter()
-    sections = build_report(results, figures)
+    listen = report_audio.audio_examples_blocks(
+        results, output_dir, n_examples=args.audio_examples, budget_mb=args.audio_budget_mb
+    )
+    sections = build_report(results, figures, listen=listen)
     text_path = output_dir / TEXT_REPORT_NAME
     html_path = output_dir / HTML_REPORT_NAME
     write_text_if_changed(text_path, render_text(sections))
@@ -377,14 +420,11 @@ def run_stage(args: argparse.Namespace) -> int:
             "notes": results.notes,
         },
     )
-    logger.info(
-        "%d figures, %s and %s written to %s in %.1f s%s",
-        len(figures),
-        TEXT_REPORT_NAME,
-        HTML_REPORT_NAME,
-        output_dir,
-        t_end - t0,
-        f"; {len(failed)} figure(s) failed" if failed else "",
+    cli.stage_summary(
+        STAGE_NAME,
+        t0,
+        f"{len(figures)} figures, {TEXT_REPORT_NAME} and {HTML_REPORT_NAME} written to "
+        f"{output_dir}" + (f"; {len(failed)} figure(s) failed" if failed else ""),
     )
     print(html_path)
     return cli.EXIT_FAILED if failed else cli.EXIT_OK

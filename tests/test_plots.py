@@ -232,24 +232,57 @@ def test_normalised_means_follow_each_metrics_direction():
     np.testing.assert_array_equal(plots.normalised_means(summary, "stoi", cond), [1.0, 1.0, np.nan])
 
 
-def test_severity_curves_one_line_per_family_on_a_shared_axis(summary, order):
+def test_severity_curves_raw_scale_small_multiples_with_the_span(summary, order):
     fig = plots.severity_curves(
         summary, ["pesq_wb", "openl3_l2"], families=list(FAMILIES), level_order=order
     )
     visible = [ax for ax in fig.axes if ax.get_visible()]
     assert len(visible) == 2
-    for ax in visible:
-        assert len(ax.get_lines()) == len(FAMILIES)
-        assert ax.get_ylim() == (-0.05, 1.05)
+    for ax, metric in zip(visible, ["pesq_wb", "openl3_l2"], strict=True):
+        assert len(ax.get_lines()) >= len(FAMILIES)
         assert ax.get_xlabel() == "severity rank of the level (1 = least severe)"
-        for line in ax.get_lines():
+        means = summary[f"{metric}_mean"]
+        # Raw means, not a 0-1 normalisation; the title prints their span.
+        assert f"means span {means.min():.3g} to {means.max():.3g}" in ax.get_title()
+        lines = [c.lines[0] for c in ax.containers if isinstance(c, ErrorbarContainer)]
+        for fam, line in zip(FAMILIES, lines, strict=True):
             assert list(line.get_xdata()) == [1, 2, 3]
-            y = np.asarray(line.get_ydata(), float)
-            assert np.all((y >= 0) & (y <= 1))
-            assert y[0] > y[-1]  # worse audio, lower normalised score (the fixture's design)
+            expected = [
+                summary[(summary.family == fam) & (summary.level == lv)][f"{metric}_mean"].item()
+                for lv in order[fam]
+            ]
+            np.testing.assert_allclose(line.get_ydata(), expected)
+    assert visible[0].get_ylabel() == "PESQ-WB (MOS-LQO, 1-4.64)"
     labels = [t.get_text() for t in fig.legends[0].get_texts()]
     assert labels == ["noise (low > high > extreme)", "bitrate (low > medium > high)"]
     plots.plt.close(fig)
+
+
+def test_cosine_bars_take_their_axis_from_the_data_and_say_so(summary, order):
+    fig = plots.bar_chart(
+        summary, ["openl3_cosine", "pesq_wb"], families=list(FAMILIES), level_order=order
+    )
+    cos, pesq = [ax for ax in fig.axes if ax.get_visible()]
+    means = summary["openl3_cosine_mean"]
+    lo, hi = cos.get_ylim()
+    assert lo > 0.3 and lo < summary["openl3_cosine_ci_low"].min()
+    assert hi > summary["openl3_cosine_ci_high"].max() and hi < 1.1
+    assert means.min() > lo
+    assert "y axis from the data, not from 0" in cos.get_title()
+    assert pesq.get_ylim()[0] == 0 and "not from 0" not in pesq.get_title()
+    plots.plt.close(fig)
+
+
+def test_data_ylim_keeps_zero_when_bars_show_the_differences():
+    assert plots.data_ylim(np.array([1.0, 4.0]), np.array([0.9, 3.8]), np.array([1.1, 4.2])) is None
+    assert (
+        plots.data_ylim(np.array([-1.0, 2.0]), np.array([np.nan] * 2), np.array([np.nan] * 2))
+        is None
+    )
+    lo, hi = plots.data_ylim(
+        np.array([0.97, 0.99]), np.array([0.96, 0.985]), np.array([0.98, 0.995])
+    )
+    assert 0.95 < lo < 0.96 and 0.995 < hi < 1.0
 
 
 def test_family_small_multiples_grid_and_points(pairs, order, correlations):

@@ -70,7 +70,13 @@ def test_writes_every_output(first_run):
     assert run["stage"] == "visualize_results"
     assert run["outputs"] == [*EXPECTED_FIGURES, "analysis_report.txt", "report.html"]
     assert run["models"]["openl3"] == {"available": False, "reason": "no weights in --weights-dir"}
-    assert run["parameters"] == {"format": "png", "dpi": 30}
+    assert run["parameters"] == {
+        "format": "png",
+        "dpi": 30,
+        "audio_examples": 24,
+        "audio_budget_mb": 10.0,
+        "content_types": None,
+    }
 
 
 def test_report_embeds_every_figure_and_says_what_was_skipped(first_run):
@@ -92,7 +98,9 @@ def test_report_embeds_every_figure_and_says_what_was_skipped(first_run):
         assert f"- {f}: " in text
 
 
-def test_rerun_with_unchanged_inputs_does_nothing_and_force_redoes(first_run, results_dir, caplog):
+def test_rerun_with_unchanged_inputs_does_nothing_and_force_redoes(
+    first_run, results_dir, caplog, capsys
+):
     _, out = first_run
     before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
     with caplog.at_level(logging.INFO):
@@ -101,7 +109,9 @@ def test_rerun_with_unchanged_inputs_does_nothing_and_force_redoes(first_run, re
         )
     assert code == cli.EXIT_OK
     assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before
-    assert f"{out} is up to date with {results_dir} (use --force to redraw)" in caplog.text
+    assert f"{out} is up to date with {results_dir} (use --force to redraw)" in (
+        capsys.readouterr().err
+    )
     code = visualize_stage.main(
         [
             "--results-dir",

@@ -1,0 +1,195 @@
+"""report.html as people see it: rendered by headless Chromium.
+
+A small study (speech and music, two noise levels, CDPAM) goes through the four real stage
+scripts; the report is then loaded in Debian's ``chromium`` (``.ci/run`` installs it; the test
+skips with the reason where it is absent). Checked: the page loads without a console message or
+uncaught error, every audio player has a source that decodes (the embedded MP3 data URIs are
+decoded with soundfile), and the first screen (1280 x 800) shows the key findings. One
+screenshot per report section is kept in the test's temporary folder (``screenshots/``) for a
+person to look at; the path is printed.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import os
+import re
+import shutil
+import subprocess
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from conftest import REPO_ROOT, sine, write_audio
+from test_end_to_end import _script, _speechlike
+
+CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
+FIRST_SCREEN = (1280, 800)
+
+
+def chromium() -> str:
+    for name in CHROMIUM_NAMES:
+        path = shutil.which(name)
+        if path:
+            return path
+    pytest.skip("headless Chromium is not installed (apt-get install chromium; .ci/run does this)")
+
+
+def _browser(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [
+            chromium(),
+            "--headless",
+            "--no-sandbox",  # CI runs as root
+            "--disable-gpu",
+            "--no-first-run",
+            "--disable-extensions",
+            "--mute-audio",
+            "--enable-logging=stderr",
+            "--v=0",
+            "--virtual-time-budget=5000",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory) -> Path:
+    """Stages 1-4 on two 2 s clips (speech/ and music/), noise low and extreme, CDPAM."""
+    chromium()  # skip before spending the CPU when there is no browser
+    work = tmp_path_factory.mktemp("browser")
+    rng = np.random.default_rng(3)
+    write_audio(
+        work / "original_audio" / "speech" / "talker.wav", _speechlike(2.0, 140, rng), 22050
+    )
+    chord = sum(sine(f, 2.0, 44100, amplitude=0.15) for f in (262, 330, 392))
+    write_audio(work / "original_audio" / "music" / "chord.flac", chord, 44100)
+    env = dict(
+        os.environ,
+        PERCEPTUAL_AUDIO_CACHE=str(work / "cache"),
+        PERCEPTUAL_AUDIO_OFFLINE="1",
+        PYTHONPATH=str(REPO_ROOT),
+    )
+    steps = [
+        ("audio_conversion.py", "--input", "original_audio", "--output", "test_audio"),
+        (
+            "extract_embeddings.py",
+            "--input-dir",
+            "test_audio",
+            "--degradations",
+            "noise:low,noise:extreme,bitrate:extreme",
+            "--models",
+            "cdpam",
+        ),
+        (
+            "calculate_metrics.py",
+            "--audio-dir",
+            "test_audio",
+            "--results-dir",
+            "results",
+            "--models",
+            "cdpam",
+            "--bootstrap",
+            "100",
+        ),
+        ("visualize_results.py", "--results-dir", "results", "--dpi", "60"),
+    ]
+    for name, *args in steps:
+        res = _script(name, *args, env=env, cwd=work)
+        assert res.returncode == 0, f"{name} exited {res.returncode}:\n{res.stderr[-3000:]}"
+        assert re.search(rf"{name[:-3]}: finished in \S+", res.stderr), res.stderr[-2000:]
+    return work / "results" / "visualizations" / "report.html"
+
+
+class _Page(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.audio: list[str] = []
+        self.sections: list[str] = []
+        self.attrs_body: dict[str, str] = {}
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag == "audio":
+            self.audio.append(a.get("src") or "")
+        elif tag == "section":
+            self.sections.append(a.get("id") or "")
+        elif tag == "body":
+            self.attrs_body = {k: v or "" for k, v in a.items()}
+
+
+def _console_problems(stderr: str) -> list[str]:
+    return [
+        line
+        for line in stderr.splitlines()
+        if ":CONSOLE" in line or "Uncaught" in line or "Failed to load resource" in line
+    ]
+
+
+def test_page_loads_without_errors_and_every_player_decodes(study):
+    res = _browser("--dump-dom", study.as_uri())
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert not _console_problems(res.stderr), _console_problems(res.stderr)
+    page = _Page()
+    page.feed(res.stdout)
+    assert "key-findings" in page.sections and "listen" in page.sections
+    assert "by-content-type" in page.sections
+    assert len(page.audio) >= 2 and len(page.audio) % 2 == 0  # clean beside degraded
+    for src in page.audio:
+        assert src.startswith("data:audio/mpeg;base64,"), src[:60]
+        y, sr = sf.read(io.BytesIO(base64.b64decode(src.split(",", 1)[1])))
+        assert sr == 16000 and 1.0 <= len(y) / sr <= 5.1
+        assert np.all(np.isfinite(y)) and np.max(np.abs(y)) > 1e-3
+    html = study.read_text()
+    assert "encoded as MP3" in html
+    assert "http://" not in html.replace("http://www.w3.org", "")
+
+
+def test_first_screen_shows_the_key_findings(study, tmp_path):
+    probe = tmp_path / "probe.html"
+    script = """<script>window.addEventListener('load',function(){
+      var s=document.getElementById('key-findings'),li=s&&s.querySelector('li');
+      var r=li?li.getBoundingClientRect():null;
+      document.body.setAttribute('data-first-screen',
+        r&&r.top>=0&&r.bottom<=window.innerHeight?'yes':'no '+(r?r.top+'-'+r.bottom:'none')+
+        ' of '+window.innerHeight);});</script>"""
+    probe.write_text(study.read_text().replace("</body>", script + "</body>"))
+    res = _browser(
+        f"--window-size={FIRST_SCREEN[0]},{FIRST_SCREEN[1]}", "--dump-dom", probe.as_uri()
+    )
+    page = _Page()
+    page.feed(res.stdout)
+    assert page.attrs_body.get("data-first-screen") == "yes", page.attrs_body
+
+
+def test_one_screenshot_per_section(study, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("screenshots")
+    page = _Page()
+    page.feed(study.read_text())
+    assert page.sections
+    shots = []
+    first = folder / "00-first-screen.png"
+    _browser(
+        f"--window-size={FIRST_SCREEN[0]},{FIRST_SCREEN[1]}",
+        f"--screenshot={first}",
+        study.as_uri(),
+    )
+    shots.append(first)
+    for i, sid in enumerate(page.sections, 1):
+        only = folder / f"{i:02d}-{sid}.html"
+        hide = f"<style>nav,h1,.meta,section:not(#{sid}){{display:none}}</style>"
+        only.write_text(study.read_text().replace("</head>", hide + "</head>"))
+        png = folder / f"{i:02d}-{sid}.png"
+        _browser("--window-size=1280,1600", f"--screenshot={png}", only.as_uri())
+        only.unlink()
+        shots.append(png)
+    print(f"screenshots of {study}: {folder}")
+    for png in shots:
+        assert png.is_file() and png.read_bytes().startswith(b"\x89PNG"), png
+        assert png.stat().st_size > 5000  # not a blank page
