@@ -62,18 +62,15 @@ EMBEDDING_METRIC_SUFFIXES = ("cosine", "cosine_pooled", "l2")
 CDPAM_DISTANCE = "cdpam_distance"
 
 
-def _pesq_mos_lqo(raw: float, a: float, b: float) -> float:
-    """P.862.1 / P.862.2 mapping of a raw PESQ score to MOS-LQO: 0.999 + 4 / (1 + e^(a x + b))."""
-    return 0.999 + 4.0 / (1.0 + math.exp(a * raw + b))
-
-
-#: Raw PESQ scores lie in [-0.5, 4.5] (P.862); python-pesq returns them mapped to MOS-LQO.
-_PESQ_RAW_RANGE = (-0.5, 4.5)
+#: python-pesq returns MOS-LQO, P.862.1 / P.862.2's mapping of the raw score x:
+#: 0.999 + 4 / (1 + e^(a x + b)), which lies in (0.999, 4.999) whatever x is (the raw range
+#: [-0.5, 4.5] is not enforced: scores below 1.04 occur).
+PESQ_MOS_LQO_RANGE = (0.999, 4.999)
 #: The range of each metric's values, (low, high) with None where unbounded. Confidence
 #: intervals of a mean are kept inside it (stats.mean_ci).
 VALUE_RANGES: dict[str, tuple[float | None, float | None]] = {
-    "pesq_wb": tuple(_pesq_mos_lqo(x, -1.3669, 3.8224) for x in _PESQ_RAW_RANGE),
-    "pesq_nb": tuple(_pesq_mos_lqo(x, -1.4945, 4.6607) for x in _PESQ_RAW_RANGE),
+    "pesq_wb": PESQ_MOS_LQO_RANGE,
+    "pesq_nb": PESQ_MOS_LQO_RANGE,
     "stoi": (-1.0, 1.0),  # a mean of correlation coefficients
     "estoi": (-1.0, 1.0),
     "si_sdr": (None, None),
