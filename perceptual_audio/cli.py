@@ -459,7 +459,12 @@ def claim_output_folder(
         for in_option, in_folder, _ in inputs:
             if os.path.abspath(in_folder) != locked:  # else acquire_lock says who holds it
                 files.check_not_locked(in_folder, option=in_option)
-        files.acquire_lock(lock or folder, owner=owner, command=_command_line())
+        files.acquire_lock(
+            lock or folder,
+            owner=owner,
+            command=_command_line(),
+            marks_owner=lock is None or os.path.abspath(lock) == os.path.abspath(folder),
+        )
     except FolderConflictError as e:
         logger.error("%s", e)
         return EXIT_USAGE

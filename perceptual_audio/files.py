@@ -8,6 +8,7 @@ once complete, so a crash never leaves a half-written file that a rerun would ta
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import hashlib
 import json
@@ -205,7 +206,11 @@ def folder_owner(folder: str | os.PathLike) -> str | None:
             continue
         if not isinstance(rec, dict):
             continue
-        if name == LOCK_NAME and isinstance(rec.get("owner"), str):
+        if name == LOCK_NAME:
+            # A lock marks its folder's owner only when it was taken on the owned folder
+            # itself (the degradations lock the audio folder that stage 1 owns).
+            if not rec.get("marks_owner", True) or not isinstance(rec.get("owner"), str):
+                continue
             stage, _, model = rec["owner"].partition(":")
             rec = {"stage": stage, "model": model}
         if not isinstance(rec.get("stage"), str):
@@ -335,12 +340,20 @@ def _lock_is_stale(rec: dict[str, Any]) -> bool:
     return not _alive(pid, rec.get("pid_start"))
 
 
-def acquire_lock(folder: str | os.PathLike, *, owner: str, command: Sequence[str] = ()) -> Path:
+def acquire_lock(
+    folder: str | os.PathLike,
+    *,
+    owner: str,
+    command: Sequence[str] = (),
+    marks_owner: bool = True,
+) -> Path:
     """Take the lock of ``folder`` for this process, or raise :class:`FolderBusyError`.
 
     The lock file holds pid, host, start time and command of the holder. A lock left by a
     process of this host that no longer runs (killed, crashed) is removed with a warning.
-    Re-entrant within one process. Release with :func:`release_lock`.
+    Re-entrant within one process. Release with :func:`release_lock`. ``marks_owner``: the
+    lock also says who owns ``folder`` while no ``run.json`` does (False when a stage locks a
+    folder it does not own).
     """
     folder = Path(os.path.abspath(folder))
     folder.mkdir(parents=True, exist_ok=True)
@@ -356,6 +369,7 @@ def acquire_lock(folder: str | os.PathLike, *, owner: str, command: Sequence[str
         "started_at": _now(),
         "command": list(command),
         "token": token,
+        "marks_owner": marks_owner,
     }
     for _ in range(3):
         tmp = folder / f".{LOCK_NAME}{TMP_MARKER}{token}"
@@ -398,6 +412,11 @@ def release_all_locks() -> None:
     """Give back every lock this process holds (the stage entry points call this last)."""
     for folder in list(_HELD):
         release_lock(folder)
+
+
+# A library caller of a stage's run function (no stage_entry around it) gives its locks back
+# when the process ends.
+atexit.register(release_all_locks)
 
 
 def check_not_locked(folder: str | os.PathLike, *, option: str) -> None:

@@ -60,16 +60,10 @@ EMBEDDING_METRIC_SUFFIXES = ("cosine", "cosine_pooled", "l2")
 CDPAM_DISTANCE = "cdpam_distance"
 
 
-def _pesq_mos_lqo(raw: float, a: float, b: float) -> float:
-    """P.862.1 / P.862.2 mapping of a raw PESQ score to MOS-LQO: 0.999 + 4 / (1 + e^(a x + b))."""
-    return 0.999 + 4.0 / (1.0 + math.exp(a * raw + b))
-
-
-_PESQ_RAW_RANGE = (-0.5, 4.5)
-#: PESQ's raw scores lie in [-0.5, 4.5] (P.862); python-pesq returns them mapped to MOS-LQO,
-#: so these are the catalogue's PESQ bounds.
-_PESQ_WB_BOUNDS = tuple(_pesq_mos_lqo(x, -1.3669, 3.8224) for x in _PESQ_RAW_RANGE)
-_PESQ_NB_BOUNDS = tuple(_pesq_mos_lqo(x, -1.4945, 4.6607) for x in _PESQ_RAW_RANGE)
+#: python-pesq returns MOS-LQO, P.862.1 / P.862.2's mapping of the raw score x:
+#: 0.999 + 4 / (1 + e^(a x + b)), which lies in (0.999, 4.999) whatever x is (the raw range
+#: [-0.5, 4.5] is not enforced: scores below 1.04 occur). The catalogue's PESQ bounds.
+PESQ_MOS_LQO_RANGE = (0.999, 4.999)
 
 
 def value_range(name: str) -> tuple[float | None, float | None]:
@@ -834,12 +828,12 @@ _PESQ_RANGE = "PESQ MOS-LQO"
 _SPECS: tuple[MetricSpec, ...] = (
     MetricSpec(
         "pesq_wb", "PESQ-WB", "MOS-LQO, 1-4.64", True, KIND_CLASSIC, PESQ_WB_SAMPLE_RATE,
-        domain=DOMAIN_SPEECH, package="pesq", group="pesq_wb", bounds=_PESQ_WB_BOUNDS,
+        domain=DOMAIN_SPEECH, package="pesq", group="pesq_wb", bounds=PESQ_MOS_LQO_RANGE,
         description="wide-band PESQ, ITU-T P.862.2 (2005)",
     ),
     MetricSpec(
         "pesq_nb", "PESQ-NB", "MOS-LQO, 1-4.55", True, KIND_CLASSIC, PESQ_NB_SAMPLE_RATE,
-        domain=DOMAIN_SPEECH, package="pesq", group="pesq_nb", bounds=_PESQ_NB_BOUNDS,
+        domain=DOMAIN_SPEECH, package="pesq", group="pesq_nb", bounds=PESQ_MOS_LQO_RANGE,
         description="narrow-band PESQ, ITU-T P.862 (2001), at --pesq-nb-rate",
     ),
     MetricSpec(

@@ -205,6 +205,14 @@ def test_the_printed_recovery_advice_works(work, caplog):
     assert stage1("--force") == 0  # the advice, followed
     assert stage2() == 0
     assert {r.kind for r in read_manifest(work / "test_audio")} == {"clean", "degraded"}
+    # A results table of another version: stage 4's advice rebuilds it.
+    assert stage3() == 0
+    (work / "results" / "pair_metrics.csv").write_text("clean,degraded,pesq\na.wav,b.wav,2\n")
+    caplog.clear()
+    assert stage4() == cli.EXIT_FAILED
+    assert "rerun calculate_metrics.py --force to rebuild it" in caplog.text
+    assert stage3("--force") == 0
+    assert stage4() == 0
 
 
 # -- 3. pairs whose degradation was not applied ---------------------------------------------
