@@ -664,7 +664,7 @@ def listener_forest_plot(
                 color="0.4",
                 linestyle="--",
                 linewidth=1,
-                label=f"listener ceiling {c[method]:.2f}",
+                label="listener ceiling (split-half)",
             )
         for y, v, (lo, hi), m in zip(ys, vals, cis, names, strict=True):
             neural = metric_info(m).neural
@@ -689,8 +689,14 @@ def listener_forest_plot(
             "(right = agrees more)"
         )
         n = int(rk["n"].max()) if len(rk) else 0
+        ceiling_text = (
+            f", ceiling {ceil[method].iloc[0]:.2f}"
+            if not ceil.empty and np.isfinite(ceil[method].iloc[0])
+            else ""
+        )
         ax.set_title(
-            f"{'file' if level == 'file' else 'condition (system)'} level, n = {n}", fontsize=10
+            f"{'file' if level == 'file' else 'condition (system)'} level, n = {n}{ceiling_text}",
+            fontsize=10,
         )
         ax.grid(True, axis="x", alpha=0.3)
         handles = [
@@ -698,7 +704,7 @@ def listener_forest_plot(
             Line2D([], [], color="#D55E00", marker="o", label="classic / reference metric"),
         ]
         h, _ = ax.get_legend_handles_labels()
-        ax.legend(handles=h + handles, loc="lower left", fontsize=7, framealpha=0.85)
+    fig.legend(handles=h + handles, loc="outside lower center", ncols=4, fontsize=8)
     _suptitle(
         fig, "Agreement of every metric with the listeners (95% bootstrap CI over stimuli)", 11
     )
