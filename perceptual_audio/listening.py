@@ -734,7 +734,8 @@ def load_study_ratings(
         if rt.reference not in names and rt.reference != _norm(row.source):
             raise ListeningTestError(
                 f"{where}: reference {rt.reference!r} is not the reference of {row.path} in "
-                f"the study ({row.source}, input {clean[row.source].source if row.source in clean else 'unknown'})"
+                f"the study ({row.source}, input "
+                f"{clean[row.source].source if row.source in clean else 'unknown'})"
             )
         prev_cond = condition.setdefault(row.path, rt.condition)
         if prev_cond != rt.condition:
