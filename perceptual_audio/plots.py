@@ -638,7 +638,7 @@ def listener_forest_plot(
     fig, axes = plt.subplots(
         1,
         len(levels),
-        figsize=(PANEL_WIDTH_IN * len(levels) + 1.5, 1.2 + 0.32 * n_metrics),
+        figsize=(PANEL_WIDTH_IN * len(levels) + 3.5, 1.6 + 0.32 * n_metrics),
         squeeze=False,
         layout="constrained",
     )
@@ -685,8 +685,7 @@ def listener_forest_plot(
         ax.axvline(0, color="black", linewidth=0.6)
         ax.set_xlim(-1.05, 1.05)
         ax.set_xlabel(
-            f"{METHOD_NAME[method]} {METHOD_SYMBOL[method]} with the mean rating "
-            "(right = agrees more)"
+            f"{METHOD_NAME[method]} {METHOD_SYMBOL[method]} with the rating (right = agrees more)"
         )
         n = int(rk["n"].max()) if len(rk) else 0
         ceiling_text = (
