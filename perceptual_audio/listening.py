@@ -734,7 +734,8 @@ def load_study_ratings(
         if rt.reference not in names and rt.reference != _norm(row.source):
             raise ListeningTestError(
                 f"{where}: reference {rt.reference!r} is not the reference of {row.path} in "
-                f"the study ({row.source}, input {clean[row.source].source if row.source in clean else 'unknown'})"
+                f"the study ({row.source}, input "
+                f"{clean[row.source].source if row.source in clean else 'unknown'})"
             )
         prev_cond = condition.setdefault(row.path, rt.condition)
         if prev_cond != rt.condition:
@@ -1262,8 +1263,11 @@ def agreement_findings(
             text = (
                 f"At {what} level (n = {int(best['n'])}), no metric agrees with the listeners: "
                 f"even the best, {label(best['metric'])}, has {sym} {b_v:.2f}{ci} in its "
-                "better-is-better direction, i.e. it orders the files against the listeners"
+                "better-is-better direction, i.e. it orders the "
+                f"{'files' if level == LEVEL_FILE else 'conditions'} against the listeners"
             )
+        if b_v > 0 and np.isfinite(b_lo) and b_lo <= 0:
+            text += " (its CI includes 0: no reliable agreement)"
         if np.isfinite(ceil_v):
             text += f", against a listener ceiling of {ceil_v:.2f}"
         if second is not None:

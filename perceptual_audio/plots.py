@@ -698,7 +698,7 @@ def listener_forest_plot(
     fig, axes = plt.subplots(
         1,
         len(levels),
-        figsize=(PANEL_WIDTH_IN * len(levels) + 1.5, 1.2 + 0.32 * n_metrics),
+        figsize=(PANEL_WIDTH_IN * len(levels) + 3.5, 1.6 + 0.32 * n_metrics),
         squeeze=False,
         layout="constrained",
     )
@@ -724,7 +724,7 @@ def listener_forest_plot(
                 color="0.4",
                 linestyle="--",
                 linewidth=1,
-                label=f"listener ceiling {c[method]:.2f}",
+                label="listener ceiling (split-half)",
             )
         for y, v, (lo, hi), m in zip(ys, vals, cis, names, strict=True):
             neural = metric_info(m).neural
@@ -745,12 +745,17 @@ def listener_forest_plot(
         ax.axvline(0, color="black", linewidth=0.6)
         ax.set_xlim(-1.05, 1.05)
         ax.set_xlabel(
-            f"{METHOD_NAME[method]} {METHOD_SYMBOL[method]} with the mean rating "
-            "(right = agrees more)"
+            f"{METHOD_NAME[method]} {METHOD_SYMBOL[method]} with the rating (right = agrees more)"
         )
         n = int(rk["n"].max()) if len(rk) else 0
+        ceiling_text = (
+            f", ceiling {ceil[method].iloc[0]:.2f}"
+            if not ceil.empty and np.isfinite(ceil[method].iloc[0])
+            else ""
+        )
         ax.set_title(
-            f"{'file' if level == 'file' else 'condition (system)'} level, n = {n}", fontsize=10
+            f"{'file' if level == 'file' else 'condition (system)'} level, n = {n}{ceiling_text}",
+            fontsize=10,
         )
         ax.grid(True, axis="x", alpha=0.3)
         handles = [
@@ -758,7 +763,7 @@ def listener_forest_plot(
             Line2D([], [], color="#D55E00", marker="o", label="classic / reference metric"),
         ]
         h, _ = ax.get_legend_handles_labels()
-        ax.legend(handles=h + handles, loc="lower left", fontsize=7, framealpha=0.85)
+    fig.legend(handles=h + handles, loc="outside lower center", ncols=4, fontsize=8)
     _suptitle(
         fig, "Agreement of every metric with the listeners (95% bootstrap CI over stimuli)", 11
     )

@@ -4,7 +4,7 @@ agreement with listeners (stage 3), the report's listener section (stage 4).
 Every study is built through the real stages (``main(argv)``). Two listening tests:
 
 - a small synthetic one made here, whose ratings follow the SNR of white noise while half the
-  stimuli are also delayed by 2 ms (inaudible, but SI-SDR compares sample by sample): STOI must
+  stimuli are also delayed by 2 ms (inaudible, but SI-SDR compares sample by sample): PESQ must
   rank above SI-SDR, the listeners agree perfectly up to an offset (ceiling 1);
 - the published MUSHRA test in ``../shared/data/listening_test`` (skipped when absent), whose
   per-file means, agreement table and ceiling are checked against an independent scipy
