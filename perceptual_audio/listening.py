@@ -1179,32 +1179,15 @@ def _grouped_mean(v: np.ndarray, groups: np.ndarray, n_groups: int, w: np.ndarra
 # =============================================================================================
 # Facts for the report
 # =============================================================================================
-#: Rate (Hz) at which each metric sees the audio; None: the study's own rate.
-_METRIC_RATES_HZ = {
-    "pesq_wb": 16000,
-    "stoi": 10000,
-    "estoi": 10000,
-    "si_sdr": None,
-    "openl3": 48000,
-    "vggish": 16000,
-    "cdpam": 22050,
-    "visqol": 48000,
-    "zimtohrli": 48000,
-    "dnsmos": 16000,
-}
-
-
 def metric_rate_hz(metric: str, study_rate: int, *, pesq_nb_rate: int = 16000) -> int:
-    """Sample rate (Hz) the metric computes at (its audio resampled from ``study_rate``).
+    """Sample rate (Hz) the metric computes at (its audio resampled from ``study_rate``): the
+    catalogue's native rate (``metrics.describe``); the study's own rate for a metric without
+    one (SI-SDR); PESQ-NB at ``--pesq-nb-rate``."""
+    from perceptual_audio import metrics
 
-    The one place the report asks; the metric catalogue (``metrics.py``) may answer instead.
-    """
     if metric == "pesq_nb":
         return int(pesq_nb_rate)
-    if metric in _METRIC_RATES_HZ:
-        rate = _METRIC_RATES_HZ[metric]
-    else:
-        rate = _METRIC_RATES_HZ.get(metric.split("_")[0])
+    rate = metrics.describe(metric).sample_rate
     return int(study_rate if rate is None else rate)
 
 

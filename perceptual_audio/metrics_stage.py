@@ -1015,7 +1015,7 @@ def _write_listener_agreement(
         frame[c] = frame[c].astype(float)
     agreement = listening.agreement_table(
         frame,
-        value_cols,
+        metrics.analysed_metrics(value_cols),  # the clean file's own scores are context
         ratings,
         include_reference=args.include_reference,
         n_bootstrap=args.bootstrap,
