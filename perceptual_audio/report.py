@@ -1052,11 +1052,19 @@ def reference_tracking_findings(results: StudyResults) -> list[str]:
         value, best, c = ranked[0]
         kind = "reference perceptual" if metric_info(best).kind == "reference" else "classic"
         word = strength_word(value) if value > 0 else "no (or reversed)"
-        out.append(
+        sentence = (
             f"{metric_info(m).label} tracks the {kind} metric "
             f"{metric_info(best).marked_label} best of the {len(ranked)} references: "
             f"{c.describe()}, {word} agreement."
         )
+        perceptual = [t for t in ranked if metric_info(t[1]).kind == "reference"]
+        if perceptual and perceptual[0][1] != best:
+            v2, ref2, c2 = perceptual[0]
+            sentence += (
+                f" Of the reference perceptual metrics, it tracks "
+                f"{metric_info(ref2).marked_label} best: {c2.describe(with_n=False)}."
+            )
+        out.append(sentence)
     return out
 
 
