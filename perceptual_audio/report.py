@@ -1436,7 +1436,13 @@ def sample_results_table(results: StudyResults) -> Table:
             columns.append((f"{model}_cosine", f"{display} similarity"))
     if "cdpam_distance" in results.metrics and _model_available(results, "cdpam"):
         columns.append(("cdpam_distance", "CDPAM distance"))
-    for m, label in (("pesq_wb", "PESQ"), ("stoi", "STOI")):
+    for m, label in (
+        ("pesq_wb", "PESQ"),
+        ("stoi", "STOI"),
+        ("visqol_audio", "ViSQOL audio"),
+        ("zimtohrli", "Zimtohrli"),
+        ("dnsmos_ovrl", "DNSMOS OVRL [speech]"),
+    ):
         if m in results.metrics:
             columns.append((m, label))
     rows = []
@@ -1448,7 +1454,8 @@ def sample_results_table(results: StudyResults) -> Table:
         rows.append(row)
     return Table(
         "Sample Results: mean per degradation (similarity = frame-aligned cosine of the "
-        "embeddings; PESQ = wide-band; 95% CIs in the next table)",
+        "embeddings; PESQ = wide-band; the reference perceptual metrics where computed; "
+        "95% CIs in the next table)",
         ["Degradation", "n", *[label for _, label in columns]],
         rows,
     )
