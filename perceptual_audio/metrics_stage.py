@@ -57,6 +57,7 @@ import numpy as np
 from perceptual_audio import cli, metrics
 from perceptual_audio.errors import PerceptualAudioError
 from perceptual_audio.files import atomic_write_text, params_digest, sha256_file
+from perceptual_audio.reference_metrics import VISQOL_SPEECH_MODELS  # no heavy import
 
 if TYPE_CHECKING:  # pandas is imported lazily: worker processes do not need it
     import pandas as pd
@@ -79,8 +80,6 @@ CORRELATIONS_NAME = "correlations.csv"
 MONOTONICITY_NAME = "monotonicity.csv"
 #: Default ``--bootstrap`` (stats.N_BOOTSTRAP; stats is imported lazily: workers need no pandas).
 DEFAULT_BOOTSTRAP = 1000
-#: ViSQOL speech-mode mappings (reference_metrics imports no heavy package at import time).
-VISQOL_SPEECH_MODELS = ("lattice", "exponential")
 #: Suffix of the CDPAM clip embedding stored beside the frame embedding (``a.clip.npy``).
 CDPAM_CLIP_SUFFIX = ".clip.npy"
 
