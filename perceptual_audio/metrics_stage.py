@@ -5,7 +5,9 @@ clean file), the WAVs, and the embeddings of every model folder that is present 
 available; writes to the results folder:
 
 - ``pair_metrics.csv``: one row per degraded file: ``reference_path, degraded_path, family,
-  level``, the metric values (classic, then per model), one ``<metric>_status`` column per
+  level``, the metric values in the metric catalogue's order (classic, reference perceptual:
+  ViSQOL, Zimtohrli, DNSMOS and the clean file's DNSMOS, then per model; ``--metrics``
+  selects), one ``<metric>_status`` column per
   metric (``ok`` or why it failed; the value is then empty, i.e. NaN), and provenance columns
   (file hashes and the cache keys of each group of cells).
 - ``summary_by_degradation.csv``: per family and level, mean and Student-t 95% CI per metric.
@@ -16,9 +18,11 @@ available; writes to the results folder:
   the right way at each step up in severity.
 - ``run.json``.
 
-Reruns reuse unchanged cells: each group of cells (the classic metrics of a pair; one model's
-metrics of a pair) is stored with a key made of the input files' sha256 and the metric
-settings, and recomputed only when its key changes (``--force`` recomputes everything).
+Reruns reuse unchanged cells: each group of cells (one computation of the catalogue's
+``AUDIO_GROUPS`` on a pair, e.g. DNSMOS's four scores; the clean file's DNSMOS, computed once
+per clean file; one model's metrics of a pair) is stored in ``<group>_key`` with a key made of
+the input files' sha256, the group's settings and its packages' versions, and recomputed
+only when its key changes (``--force`` recomputes everything).
 Cells that failed for a missing, unreadable or stale input are never reused.
 
 Two kinds of failed cell, both NaN with the reason in ``<metric>_status`` and counted in
@@ -53,6 +57,7 @@ import numpy as np
 from perceptual_audio import cli, metrics
 from perceptual_audio.errors import FolderConflictError, PerceptualAudioError
 from perceptual_audio.files import params_digest, sha256_file, write_text_if_changed
+from perceptual_audio.reference_metrics import VISQOL_SPEECH_MODELS  # no heavy import
 
 if TYPE_CHECKING:  # pandas is imported lazily: worker processes do not need it
     import pandas as pd
@@ -75,8 +80,6 @@ CORRELATIONS_NAME = "correlations.csv"
 MONOTONICITY_NAME = "monotonicity.csv"
 #: Default ``--bootstrap`` (stats.N_BOOTSTRAP; stats is imported lazily: workers need no pandas).
 DEFAULT_BOOTSTRAP = 1000
-#: ViSQOL speech-mode mappings (reference_metrics imports no heavy package at import time).
-VISQOL_SPEECH_MODELS = ("lattice", "exponential")
 #: Suffix of the CDPAM clip embedding stored beside the frame embedding (``a.clip.npy``).
 CDPAM_CLIP_SUFFIX = ".clip.npy"
 

@@ -99,6 +99,10 @@ def _visqol_api(mode: str, speech_model: str) -> Any:
         from visqol import VisqolApi
     except ImportError as e:
         raise _Unavailable(f"ViSQOL needs visqol-python ({e})") from None
+    # visqol-python's numba loops run in parallel, and their reductions then add in an order
+    # that depends on thread scheduling: the last bits of MOS-LQO varied between runs (a few
+    # 1e-15). One thread makes every value reproducible, whatever --workers is.
+    limit_threads()
     api = VisqolApi()
     if mode == "audio":
         api.create(mode="audio")
@@ -323,7 +327,8 @@ def dnsmos_scores(
 
 
 def limit_threads() -> None:
-    """One thread for numba's parallel loops (ViSQOL) in a worker process."""
+    """One thread for numba's parallel loops (ViSQOL): reproducible sums, and worker
+    processes that do not compete for the cores."""
     try:
         import numba
 

@@ -1064,11 +1064,19 @@ def reference_tracking_findings(results: StudyResults) -> list[str]:
         value, best, c = ranked[0]
         kind = "reference perceptual" if metric_info(best).kind == "reference" else "classic"
         word = strength_word(value) if value > 0 else "no (or reversed)"
-        out.append(
+        sentence = (
             f"{metric_info(m).label} tracks the {kind} metric "
             f"{metric_info(best).marked_label} best of the {len(ranked)} references: "
             f"{c.describe()}, {word} agreement."
         )
+        perceptual = [t for t in ranked if metric_info(t[1]).kind == "reference"]
+        if perceptual and perceptual[0][1] != best:
+            v2, ref2, c2 = perceptual[0]
+            sentence += (
+                f" Of the reference perceptual metrics, it tracks "
+                f"{metric_info(ref2).marked_label} best: {c2.describe(with_n=False)}."
+            )
+        out.append(sentence)
     return out
 
 
@@ -1465,9 +1473,9 @@ def sample_results_table(results: StudyResults) -> Table:
             columns.append((f"{model}_cosine", f"{display} similarity"))
     if "cdpam_distance" in results.metrics and _model_available(results, "cdpam"):
         columns.append(("cdpam_distance", "CDPAM distance"))
-    for m, label in (("pesq_wb", "PESQ"), ("stoi", "STOI")):
+    for m in ("pesq_wb", "stoi", "visqol_audio", "zimtohrli", "dnsmos_ovrl"):
         if m in results.metrics:
-            columns.append((m, label))
+            columns.append((m, metric_info(m).label))
     rows = []
     for fam, lev in results.conditions:
         n = float(((results.pairs["family"] == fam) & (results.pairs["level"] == lev)).sum())
@@ -1480,7 +1488,8 @@ def sample_results_table(results: StudyResults) -> Table:
     return Table(
         "Sample Results: mean per degradation and the number of pairs each metric scored "
         "(a metric undefined on a pair, e.g. PESQ without speech, leaves it out; similarity = "
-        "frame-aligned cosine of the embeddings; PESQ = wide-band; 95% CIs in the next table)",
+        "frame-aligned cosine of the embeddings; PESQ = wide-band; the reference perceptual metrics "
+        "where computed; 95% CIs in the next table)",
         [
             "Degradation",
             "pairs",

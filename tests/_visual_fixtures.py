@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from perceptual_audio import stats
+from perceptual_audio import metrics, stats
 
 FAMILIES = {
     "noise": ["low", "high", "extreme"],
@@ -97,14 +97,15 @@ def write_results(
     pairs["classic_key"] = "abc"
     pairs.to_csv(results / "pair_metrics.csv", index=False)
     value_cols = metric_columns(pairs)
-    neural = [c for c in value_cols if c not in CLASSIC]
+    neural = metrics.neural_metric_names(value_cols)
+    refs = metrics.reference_metric_names(value_cols)
     order = stats.level_order({f: g["level"] for f, g in pairs.groupby("family")})
     stats.summary_by_degradation(pairs, value_cols, order).to_csv(
         results / "summary_by_degradation.csv", index=False
     )
     stats.correlation_table(
         pairs,
-        stats.metric_pairs(neural, [c for c in CLASSIC if c in value_cols]),
+        stats.metric_pairs(neural, refs),
         n_bootstrap=n_bootstrap,
         seed=0,
     ).to_csv(results / "correlations.csv", index=False)
@@ -124,7 +125,7 @@ def write_results(
             "stage": "calculate_metrics",
             "command": ["calculate_metrics.py", "--results-dir", "results"],
             "arguments": {"audio_dir": str(folder / "test_audio"), "results_dir": str(results)},
-            "parameters": {"bootstrap": n_bootstrap},
+            "parameters": {"bootstrap": n_bootstrap, "metrics": {"study_sample_rate": 16000}},
             "finished_at": "2026-01-01T00:00:00+00:00",
             "models": models,
             "level_order": order,

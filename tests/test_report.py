@@ -442,3 +442,29 @@ def test_pairs_whose_degradation_was_not_applied_are_left_out_with_a_note(tmp_pa
     assert pairs.loc[0, "degraded_path"] not in set(loaded.pairs["degraded_path"])
     assert "flags" not in loaded.metrics and "degradation_applied" not in loaded.metrics
     assert any("1 pair(s) whose degradation was not applied" in n for n in loaded.notes)
+
+
+# -- reference perceptual metrics -----------------------------------------------------------
+def test_reference_metrics_take_part_and_findings_name_the_best(tmp_path):
+    pairs = make_pairs(n_recordings=5, models=("openl3",))
+    rng = np.random.default_rng(1)
+    # Zimtohrli (a distance) follows OpenL3 closely; ViSQOL audio only loosely.
+    pairs["zimtohrli"] = 1.0 - pairs["openl3_cosine"] + rng.normal(0, 1e-3, len(pairs))
+    pairs["visqol_audio"] = 1 + 4 * pairs["openl3_cosine"] + rng.normal(0, 0.5, len(pairs))
+    pairs["dnsmos_ovrl_clean"] = 3.0
+    for c in ("zimtohrli", "visqol_audio", "dnsmos_ovrl_clean"):
+        pairs[f"{c}_status"] = "ok"
+    write_results(tmp_path, pairs, n_bootstrap=50)
+    res = report.load_results(tmp_path / "results")
+    assert "zimtohrli" in res.reference_metrics and "dnsmos_ovrl_clean" not in res.analysed_metrics
+    text = report.render_text(report.build_report(res))
+    assert "Zimtohrli distance" in text and "ViSQOL audio" in text
+    finding = next(f for f in report.reference_tracking_findings(res) if "OpenL3 cosine (f" in f)
+    assert "reference perceptual metrics, it tracks Zimtohrli distance best" in finding or (
+        "tracks the reference perceptual metric Zimtohrli distance best" in finding
+    )
+    (note,) = report.rate_notes(res)
+    assert note.startswith("The study's audio is at 16 kHz, so it holds nothing above 8 kHz;")
+    assert "ViSQOL audio, Zimtohrli distance run at up to 48 kHz" in note
+    table = report.reference_correlation_table(res)
+    assert {r[1] for r in table.rows} >= {"PESQ-WB [speech]", "Zimtohrli distance"}
