@@ -42,6 +42,7 @@ import json
 import logging
 import math
 import multiprocessing
+import os
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -478,6 +479,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="rate in Hz of narrow-band PESQ: 8000 (audio resampled with soxr VHQ) "
         "or 16000 (P.862 on the 16 kHz audio)",
     )
+    p.add_argument(
+        "--device",
+        default="cpu",
+        metavar="DEV",
+        help="torch device of CDPAM when it runs on audio (no stored clip embeddings): cpu, "
+        "cuda, cuda:1, ...",
+    )
     cli.add_common_arguments(p, workers=True)
     return p
 
@@ -501,6 +509,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     cli.setup_logging(args)
+    # Read by metrics._cdpam_embedder in this process and in the spawned workers.
+    os.environ[metrics.CDPAM_DEVICE_ENV] = args.device
     t_start = time.perf_counter()
     audio_dir: Path = args.audio_dir
     results_dir: Path = args.results_dir
