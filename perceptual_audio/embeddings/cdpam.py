@@ -38,10 +38,14 @@ two of them to :meth:`CDPAMEmbedder.distance_from_embeddings`.
 
 Cost
 ----
-About 200 GFLOP per second of audio (the 1024-channel last blocks dominate): measured here
-2.5 s of CPU time per audio second (1.2 s wall on 2 idle cores), and on an H100 6.7 ms per
-audio second in fp32 (1.5 ms with cuDNN's TF32, at ~4e-4 relative change of the embeddings).
-Each encoder call also has a fixed cost of roughly 0.3 s CPU, so feed long chunks.
+The package's loop (``encoder="reference"``) is about 200 GFLOP per second of audio (the
+1024-channel last blocks dominate): 2.5 s of CPU time per audio second (1.2 s wall on 2 idle
+cores), and on an H100 6.7 ms per audio second in fp32 (1.5 ms with cuDNN's TF32, at ~4e-4
+relative change of the embeddings). The default ``encoder="fast"``
+(:mod:`perceptual_audio.embeddings.cdpam_encoder`: BatchNorm folded, decimation as strides,
+only the acoustic half of the last block, FFT convolutions) computes the same function to
+float32 rounding (frames ~1e-6, clip embedding ~4e-7, distance ~5e-7 relative) at 2.6x less
+CPU time per audio second (docs/performance.md).
 """
 
 from __future__ import annotations
