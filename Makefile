@@ -17,14 +17,21 @@ $(STAMP): requirements.txt
 	touch $@
 
 # Every stage on the bundled audio. Stage 2 exits 3 when a model's weights are unavailable
-# (OpenL3/VGGish offline): a warning here, not a failure.
+# (OpenL3/VGGish offline): a warning here, not a failure. Each stage's wall time is written
+# to $(TIMES) and printed at the end (docs/performance.md).
+TIMES := .make-run-times
+STAGE_TIME = t0=$$(date +%s.%N); $(1); rc=$$?; \
+	  awk -v a=$$t0 -v b=$$(date +%s.%N) 'BEGIN {printf "%-22s %7.1f s\n", "$(2)", b - a}' >> $(TIMES)
+
 run: venv
-	$(PY) audio_conversion.py --input original_audio --output test_audio --sr 16000
-	$(PY) extract_embeddings.py --input-dir test_audio --openl3-dir openl3_embeddings --vggish-dir vggish_embeddings; \
-	  rc=$$?; if [ $$rc -eq 3 ]; then echo "make run: some models were unavailable (see above); continuing"; elif [ $$rc -ne 0 ]; then exit $$rc; fi
-	$(PY) calculate_metrics.py --audio-dir test_audio --openl3-dir openl3_embeddings --vggish-dir vggish_embeddings --results-dir results; \
-	  rc=$$?; if [ $$rc -ne 0 ] && [ $$rc -ne 3 ]; then exit $$rc; fi
-	$(PY) visualize_results.py --results-dir results --output-dir results/visualizations
+	@rm -f $(TIMES)
+	@$(call STAGE_TIME,$(PY) audio_conversion.py --input original_audio --output test_audio --sr 16000,1 audio_conversion); exit $$rc
+	@$(call STAGE_TIME,$(PY) extract_embeddings.py --input-dir test_audio --openl3-dir openl3_embeddings --vggish-dir vggish_embeddings,2 extract_embeddings); \
+	  if [ $$rc -eq 3 ]; then echo "make run: some models were unavailable (see above); continuing"; elif [ $$rc -ne 0 ]; then exit $$rc; fi
+	@$(call STAGE_TIME,$(PY) calculate_metrics.py --audio-dir test_audio --openl3-dir openl3_embeddings --vggish-dir vggish_embeddings --results-dir results,3 calculate_metrics); \
+	  if [ $$rc -ne 0 ] && [ $$rc -ne 3 ]; then exit $$rc; fi
+	@$(call STAGE_TIME,$(PY) visualize_results.py --results-dir results --output-dir results/visualizations,4 visualize_results); exit $$rc
+	@echo "Stage wall times:"; cat $(TIMES); awk '{s += $$(NF-1)} END {printf "%-22s %7.1f s\n", "total", s}' $(TIMES)
 	@echo "Report: $(CURDIR)/results/visualizations/report.html"
 
 # pytest exits 5 when it collected no test: that is a failure, not a pass.
@@ -42,4 +49,4 @@ audio: venv
 	$(PY) scripts/make_default_audio.py --output original_audio
 
 clean-outputs:
-	rm -rf test_audio openl3_embeddings vggish_embeddings cdpam_embeddings results
+	rm -rf test_audio openl3_embeddings vggish_embeddings cdpam_embeddings results $(TIMES)

@@ -22,6 +22,7 @@ import functools
 import importlib.metadata
 import logging
 import math
+import os
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -486,12 +487,22 @@ def embedding_metric_names(model: str) -> tuple[str, ...]:
 
 
 # -- CDPAM ----------------------------------------------------------------------------------
-@functools.lru_cache(maxsize=1)
+#: Environment variable naming the torch device of the CDPAM fallback (stage 3's ``--device``;
+#: an environment variable so that spawned worker processes see it too). Default ``cpu``.
+CDPAM_DEVICE_ENV = "PERCEPTUAL_AUDIO_CDPAM_DEVICE"
+
+
 def _cdpam_embedder() -> Any:
-    """The loaded CDPAM model, once per process (loading takes about a second)."""
+    """The loaded CDPAM model on the device of :data:`CDPAM_DEVICE_ENV`, once per process."""
+    return _cdpam_embedder_on(os.environ.get(CDPAM_DEVICE_ENV) or "cpu")
+
+
+@functools.lru_cache(maxsize=2)
+def _cdpam_embedder_on(device: str) -> Any:
+    """The loaded CDPAM model on ``device``, once per process (loading takes about a second)."""
     from perceptual_audio.embeddings.base import get_embedder
 
-    embedder = get_embedder("cdpam")
+    embedder = get_embedder("cdpam", device=device)
     embedder.load()
     logger.debug("CDPAM model loaded in this process")
     return embedder

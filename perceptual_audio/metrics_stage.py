@@ -46,6 +46,7 @@ import json
 import logging
 import math
 import multiprocessing
+import os
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -546,6 +547,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="rate in Hz of narrow-band PESQ: 8000 (audio resampled with soxr VHQ) "
         "or 16000 (P.862 on the 16 kHz audio)",
     )
+    p.add_argument(
+        "--device",
+        default="cpu",
+        metavar="DEV",
+        help="torch device of CDPAM when it runs on audio (no stored clip embeddings): cpu, "
+        "cuda, cuda:1, ...",
+    )
     from perceptual_audio import listening
 
     listening.add_ratings_arguments(p)
@@ -573,6 +581,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     cli.setup_logging(args)
+    # Read by metrics._cdpam_embedder in this process and in the spawned workers.
+    os.environ[metrics.CDPAM_DEVICE_ENV] = args.device
     t_start = time.perf_counter()
     audio_dir: Path = args.audio_dir
     results_dir: Path = args.results_dir

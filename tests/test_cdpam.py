@@ -285,6 +285,56 @@ def test_chunked_encoding_equals_whole_clip(embedder, rng):
     torch.testing.assert_close(c_chunk, c_whole, rtol=PARITY_RTOL, atol=PARITY_ATOL)
 
 
+#: Fast encoder vs the package's loop (folded BN, strides, FFT convolutions: float32 rounding
+#: in a different order). Measured on speech-like audio: about 1e-6 of the scale of the feature
+#: map and 3e-7 of the pooled embeddings (docs/performance.md).
+FAST_RTOL = 1e-5
+FAST_ATOL = 1e-5
+
+
+@pytest.mark.parametrize("encoder", ["fast", "direct"])
+def test_fast_encoders_equal_the_package_loop(embedder, package_encoder, encoder, rng):
+    # 0.4 s at 16 kHz (the pipeline's rate): crosses several FFT blocks at every depth, and
+    # an odd length exercises the strided decimation's last sample.
+    x = embedder.preprocess(speech_like(0.4, 16000, rng), 16000)[None]
+    x = torch.from_numpy(x[:, : x.shape[1] - 1 if x.shape[1] % 2 == 0 else x.shape[1]])
+    full = CDPAMEmbedder(
+        window_seconds=WINDOW_SECONDS, hop_seconds=HOP_SECONDS, part="full", encoder=encoder
+    )
+    reference = CDPAMEmbedder(
+        window_seconds=WINDOW_SECONDS, hop_seconds=HOP_SECONDS, part="full", encoder="reference"
+    )
+    acoustic = CDPAMEmbedder(
+        window_seconds=WINDOW_SECONDS, hop_seconds=HOP_SECONDS, encoder=encoder
+    )
+    with torch.no_grad():
+        fmap = full._encode(x * INT16_SCALE, acoustic_only=False)
+        fmap_ref, _ = reference._encoder_blocks(x * INT16_SCALE)
+        pooled_ref, acoustic_ref, _ = package_encoder(x[:, None] * INT16_SCALE)
+        f_full, c_full = full.forward_with_clip(x)
+        f_ref, c_ref = reference.forward_with_clip(x)
+        f_ac, c_ac = acoustic.forward_with_clip(x)
+    assert fmap.shape == fmap_ref.shape == (1, ENCODER_DIM, math.ceil(x.shape[1] / DOWNSAMPLING))
+    scale = fmap_ref.abs().max()
+    assert ((fmap - fmap_ref).abs().max() / scale).item() < FAST_RTOL
+    torch.testing.assert_close(fmap.mean(dim=2), pooled_ref, rtol=FAST_RTOL, atol=FAST_ATOL)
+    torch.testing.assert_close(f_full, f_ref, rtol=FAST_RTOL, atol=FAST_ATOL)
+    torch.testing.assert_close(f_ac, f_ref[..., :ACOUSTIC_DIM], rtol=FAST_RTOL, atol=FAST_ATOL)
+    expected_clip = torch.nn.functional.normalize(acoustic_ref, dim=1)
+    for clip in (c_full, c_ref, c_ac):
+        torch.testing.assert_close(clip, expected_clip, rtol=PARITY_RTOL, atol=PARITY_ATOL)
+    assert full.info()["encoder"] == encoder
+
+
+def test_fast_encoder_result_does_not_depend_on_the_batch(embedder, rng):
+    a = torch.from_numpy(speech_like(0.1, SAMPLE_RATE, rng))
+    b = torch.from_numpy(speech_like(0.1, SAMPLE_RATE, rng))
+    with torch.no_grad():
+        alone = embedder.clip_embedding(a[None])
+        batched = embedder.clip_embedding(torch.stack([b, a]))
+    assert torch.equal(batched[1:], alone)
+
+
 def test_windows_framing_encodes_each_zero_padded_window(embedder, package_encoder, rng):
     e = CDPAMEmbedder(window_seconds=0.05, hop_seconds=0.025, framing="windows", part="full")
     assert (e.window_samples, e.hop_samples) == (1102, 551)
@@ -380,6 +430,10 @@ def test_registry_and_info():
         (
             {"framing": "frames"},
             "cdpam: framing must be one of ('pooled', 'windows'), got 'frames'",
+        ),
+        (
+            {"encoder": "winograd"},
+            "cdpam: encoder must be one of ('fast', 'direct', 'reference'), got 'winograd'",
         ),
         (
             {"part": "both"},

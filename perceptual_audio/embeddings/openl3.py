@@ -188,17 +188,22 @@ class OpenL3Network(nn.Module):
     def _features_fused(self, spec: torch.Tensor) -> dict[str, torch.Tensor]:
         out = {}
         x = self.bn_input(spec)
+        # Without autograd the ReLUs run in place (the activations are a large share of the
+        # memory traffic: ~12% of the time was the out-of-place ReLU).
+        inplace = not (torch.is_grad_enabled() and spec.requires_grad)
         for b in range(1, len(BLOCK_FILTERS) + 1):
             w, bias = self._fused[f"conv{b}_1"]
             if b == 1:
                 x = self._conv_single_channel(x, w, bias)
             else:
                 x = F.conv2d(x, w, bias, padding=1)
-            x = F.relu(x)
+            x = F.relu(x, inplace=inplace)
             w, bias = self._fused[f"conv{b}_2"]
             x = F.conv2d(x, w, bias, padding=1)
             if b < len(BLOCK_FILTERS):
-                x = F.max_pool2d(F.relu(x), kernel_size=2, stride=2)
+                # max-pool then ReLU equals ReLU then max-pool (ReLU is monotone), on 4x fewer
+                # values.
+                x = F.relu(F.max_pool2d(x, kernel_size=2, stride=2), inplace=inplace)
             out[f"block{b}"] = x
         return out
 
