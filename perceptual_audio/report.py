@@ -1475,7 +1475,8 @@ def sample_results_table(results: StudyResults) -> Table:
         columns.append(("cdpam_distance", "CDPAM distance"))
     for m in ("pesq_wb", "stoi", "visqol_audio", "zimtohrli", "dnsmos_ovrl"):
         if m in results.metrics:
-            columns.append((m, metric_info(m).label))
+            # "PESQ" is the wide-band one (the caption says so)
+            columns.append((m, "PESQ" if m == "pesq_wb" else metric_info(m).label))
     rows = []
     for fam, lev in results.conditions:
         n = float(((results.pairs["family"] == fam) & (results.pairs["level"] == lev)).sum())

@@ -252,7 +252,7 @@ def test_severity_curves_raw_scale_small_multiples_with_the_span(summary, order)
                 for lv in order[fam]
             ]
             np.testing.assert_allclose(line.get_ydata(), expected)
-    assert visible[0].get_ylabel() == "PESQ-WB (MOS-LQO, 1-4.64)"
+    assert visible[0].get_ylabel() == "PESQ-WB [speech] (MOS-LQO, 1-4.64)"
     labels = [t.get_text() for t in fig.legends[0].get_texts()]
     assert labels == ["noise (low > high > extreme)", "bitrate (low > medium > high)"]
     plots.plt.close(fig)
