@@ -196,6 +196,14 @@ def content_breakdown(results: StudyResults) -> tuple[list[str], list[Any]]:
                 "breakdown; results pooled over all pairs are results for this content type."
             )
         ]
+    if (counts["nunique"] < 2).all():  # e.g. a listening test's stim_01/, stim_02/, ...
+        return [], [
+            Paragraph(
+                origin + " Every content type holds a single recording, so these folders "
+                "name recordings rather than kinds of content: there is no per-content "
+                "breakdown (give visualize_results.py --content-types to define types)."
+            )
+        ]
     refs = [r for r in REFERENCE_METRICS if r in results.metrics]
     neural = [m for m in primary_neural_metrics(results.metrics) if pairs[m].notna().any()]
     metric_pairs = [(m, r) for m in neural for r in refs]

@@ -163,3 +163,11 @@ def test_mp3_encoding_resamples_rates_mp3_cannot_carry():
     assert rate == 22050
     z, sr = sf.read(io.BytesIO(data))
     assert sr == 22050 and len(z) > 0
+
+
+def test_folders_of_one_recording_each_name_recordings_not_content_types(tmp_path):
+    # A listening test's inputs live in stim_01/, stim_02/, ...: one recording per folder.
+    results, _ = _study(tmp_path, audio=False, content=lambda p: f"stim_{p[-5]}")
+    findings, blocks = report_content.content_breakdown(results)
+    assert findings == []
+    assert "Every content type holds a single recording" in blocks[0].text
