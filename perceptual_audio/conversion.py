@@ -36,6 +36,7 @@ from perceptual_audio.files import (
     mirror_path,
     params_digest,
     remove_stale_temporaries,
+    same_or_inside,
     sha256_file,
 )
 from perceptual_audio.manifest import ManifestRow, manifest_path, read_manifest, replace_kind
@@ -187,10 +188,7 @@ def run(args: argparse.Namespace) -> int:
     except PerceptualAudioError as e:
         logger.error("%s", e)
         return cli.EXIT_USAGE
-    if (
-        output_root.resolve() == input_root.resolve()
-        or input_root.resolve() in output_root.resolve().parents
-    ):
+    if same_or_inside(output_root.resolve(), input_root.resolve()):
         logger.error("--output %s must not be inside --input %s", output_root, input_root)
         return cli.EXIT_USAGE
     if not inputs:

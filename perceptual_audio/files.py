@@ -222,7 +222,8 @@ def folder_owner(folder: str | os.PathLike) -> str | None:
     return None
 
 
-def _same_or_inside(path: Path, folder: Path) -> bool:
+def same_or_inside(path: Path, folder: Path) -> bool:
+    """True when ``path`` is ``folder`` or lies below it (paths compared as given)."""
     return path == folder or folder in path.parents
 
 
@@ -257,7 +258,7 @@ def check_stage_folders(
     me = owner_label(owner)
     for in_option, in_folder, expected in inputs:
         inp = Path(os.path.abspath(in_folder))
-        if _same_or_inside(inp, out):
+        if same_or_inside(inp, out):
             where = "is" if inp == out else "contains"
             raise FolderConflictError(
                 f"{option} {output} {where} the input folder {in_option} {in_folder}: "

@@ -386,7 +386,7 @@ def run_import(args: argparse.Namespace) -> int:
 
     from perceptual_audio import cli, conversion
     from perceptual_audio import degradations as deg
-    from perceptual_audio.files import remove_stale_temporaries, sha256_file
+    from perceptual_audio.files import remove_stale_temporaries, same_or_inside, sha256_file
     from perceptual_audio.manifest import ManifestRow, read_manifest, write_manifest
 
     t0 = time.perf_counter()
@@ -395,10 +395,7 @@ def run_import(args: argparse.Namespace) -> int:
     if not input_root.is_dir():
         logger.error("--input %s: no such folder", input_root)
         return cli.EXIT_USAGE
-    if (
-        output_root.resolve() == input_root.resolve()
-        or input_root.resolve() in output_root.resolve().parents
-    ):
+    if same_or_inside(output_root.resolve(), input_root.resolve()):
         logger.error("--output %s must not be inside --input %s", output_root, input_root)
         return cli.EXIT_USAGE
     try:
