@@ -20,7 +20,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,7 +41,8 @@ EXIT_MODELS_UNAVAILABLE = 3
 #: Interrupted (Ctrl-C, SIGINT): the shell's convention, 128 + signal 2.
 EXIT_INTERRUPTED = 130
 
-#: Packages whose versions every run.json records.
+#: Packages whose versions every run.json records, besides those the models declare
+#: (``Embedder.packages``, see :func:`package_versions`).
 RECORDED_PACKAGES = (
     "numpy",
     "scipy",
@@ -55,8 +56,6 @@ RECORDED_PACKAGES = (
     "pystoi",
     "pandas",
     "matplotlib",
-    "cdpam",
-    "h5py",
 )
 
 
@@ -243,11 +242,12 @@ def progress(
     desc: str = "",
     args: argparse.Namespace | None = None,
     unit: str = "file",
+    quiet: bool = False,
 ) -> Iterable:
     """Progress over ``iterable``: a tqdm bar with rate and ETA when stderr is a terminal;
     otherwise a :func:`progress_line` in the log every :data:`PROGRESS_INTERVAL_S` seconds;
-    nothing with ``--quiet``."""
-    quiet = args is not None and getattr(args, "quiet", False)
+    nothing with ``--quiet`` (``args.quiet`` or ``quiet``)."""
+    quiet = quiet or (args is not None and getattr(args, "quiet", False))
     if total is None:
         try:
             total = len(iterable)  # type: ignore[arg-type]
@@ -362,8 +362,13 @@ def parallel_map(
 
 
 # -- run.json ---------------------------------------------------------------------------------
-def package_versions(names: Iterable[str] = RECORDED_PACKAGES) -> dict[str, str | None]:
-    """Installed versions of ``names`` (None where a package is absent)."""
+def package_versions(names: Iterable[str] | None = None) -> dict[str, str | None]:
+    """Installed versions of ``names`` (None where a package is absent); by default
+    :data:`RECORDED_PACKAGES` and the packages of the registered models."""
+    if names is None:
+        from perceptual_audio.embeddings.base import model_packages
+
+        names = (*RECORDED_PACKAGES, *model_packages())
     out: dict[str, str | None] = {}
     for name in names:
         try:
@@ -377,7 +382,7 @@ def write_run_json(
     folder: str | os.PathLike,
     *,
     stage: str,
-    args: argparse.Namespace | None,
+    args: argparse.Namespace | Mapping[str, Any] | None,
     params: dict[str, Any] | None = None,
     seed: int | None = None,
     timings: dict[str, float] | None = None,
@@ -388,12 +393,15 @@ def write_run_json(
 
     A rerun that made the same record apart from :data:`RUN_JSON_VOLATILE` (times, counts of
     this run's work) leaves the existing file alone: run.json then still describes the run
-    that produced the folder's contents, and an unchanged rerun changes no file.
+    that produced the folder's contents, and an unchanged rerun changes no file. ``args`` is
+    the parsed command line (a Namespace, or its ``vars`` as a settings object keeps them).
     """
+    if isinstance(args, argparse.Namespace):
+        args = vars(args)
     record: dict[str, Any] = {
         "stage": stage,
         "command": _command_line(),
-        "arguments": {k: v for k, v in vars(args).items()} if args is not None else {},
+        "arguments": dict(args) if args is not None else {},
         "parameters": params or {},
         "seed": seed,
         "finished_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),

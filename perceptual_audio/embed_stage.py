@@ -1,6 +1,7 @@
 """Stage 2, second half: embeddings of every clean and degraded file with each model.
 
-For each model in ``--models`` (default ``openl3,vggish,cdpam``; ``none`` skips this half):
+For each model in ``--models`` (default: every registered model enabled by default, see
+:func:`perceptual_audio.embeddings.base.model_names`; ``none`` skips this half):
 
 - load the weights; when they are unavailable, report the model with the fetch instructions,
   write its ``manifest.csv`` with no rows and ``run.json`` with ``"available": false`` and the
@@ -10,7 +11,12 @@ For each model in ``--models`` (default ``openl3,vggish,cdpam``; ``none`` skips 
 - skip a file whose audio sha256 and model settings (including the weights sha256) are those
   recorded in the model's manifest and whose outputs exist (``--force`` redoes all);
 - remove the outputs of files that are no longer in the audio manifest;
-- write ``<model dir>/manifest.csv`` (columns :data:`EMBEDDING_COLUMNS`) and ``run.json``.
+- write ``<model dir>/manifest.csv`` (:mod:`perceptual_audio.embedding_manifest`) and
+  ``run.json``.
+
+The command-line options of the models (``--<model>-dir`` and each model's
+``Embedder.options``) come from the registry. The command line becomes an
+:class:`EmbedSettings` at :func:`run_embeddings`; the rest of the module takes that.
 
 Exit status: 0 all done; 1 some files (or a model's loading) failed; 3 some models were
 unavailable (the others ran).
@@ -19,15 +25,14 @@ unavailable (the others ran).
 from __future__ import annotations
 
 import argparse
-import csv
 import inspect
-import io
 import json
 import logging
 import os
 import sys
 import time
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,170 +40,89 @@ import numpy as np
 
 from perceptual_audio import cli, files
 from perceptual_audio.audio_io import load_audio, resampled_length
-from perceptual_audio.embeddings.base import Embedder, get_embedder, model_names
+from perceptual_audio.embedding_manifest import (
+    EMBEDDING_COLUMNS,
+    STATUS_OK,
+    embedding_paths,
+    extra_path,
+    read_embedding_manifest,
+    split_names,
+    timestamps_path,
+    write_embedding_manifest,
+)
+from perceptual_audio.embeddings.base import Embedder, model_class, model_names
 from perceptual_audio.errors import (
     PerceptualAudioError,
     SchemaError,
     WeightsUnavailableError,
 )
 from perceptual_audio.files import (
-    mirror_path,
     params_digest,
     remove_stale_temporaries,
     save_npy_atomic,
     sha256_file,
 )
-from perceptual_audio.manifest import read_manifest
+from perceptual_audio.manifest import ManifestRow, read_manifest
+
+__all__ = [
+    "EMBEDDING_COLUMNS",
+    "EmbedSettings",
+    "add_embedding_arguments",
+    "build_parser",
+    "check_model_folders",
+    "parse_models",
+    "run_embeddings",
+]
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_MODELS = ("openl3", "vggish", "cdpam")
-#: Columns of ``<model>_embeddings/manifest.csv``, in order (docs/CONTRACTS.md).
-EMBEDDING_COLUMNS = (
-    "path",
-    "embedding",
-    "model",
-    "variant",
-    "n_frames",
-    "dim",
-    "hop_seconds",
-    "audio_sha256",
-    "settings",
-    "settings_digest",
-    "weights_sha256",
-    "extras",
-    "flags",
-    "status",
-)
-EMBEDDING_MANIFEST = "manifest.csv"
-TIMESTAMPS_SUFFIX = ".timestamps.npy"
 #: The model manifest is rewritten at most this often (seconds) during a long run, so that an
 #: interrupted run keeps what it finished.
 CHECKPOINT_SECONDS = 30.0
-STATUS_OK = "ok"
-
-
-# -- paths and manifest --------------------------------------------------------------------
-def embedding_paths(
-    audio_rel: str, model_dir: str | Path, audio_dir: str | Path
-) -> tuple[Path, Path]:
-    """(embedding .npy, timestamps .npy) for an audio path relative to ``audio_dir``."""
-    npy = mirror_path(Path(audio_dir) / audio_rel, audio_dir, model_dir, suffix=".npy")
-    return npy, npy.with_name(npy.stem + TIMESTAMPS_SUFFIX)
-
-
-def extra_path(npy: Path, key: str) -> Path:
-    """Where a model's extra array ``key`` for embedding ``a.npy`` goes: ``a.<key>.npy``
-    (CDPAM's clip embedding: ``a.clip.npy``)."""
-    return npy.with_name(f"{npy.stem}.{key}.npy")
-
-
-def _split(text: str | None) -> list[str]:
-    return [t for t in (text or "").split(";") if t]
-
-
-def read_embedding_manifest(model_dir: str | Path) -> list[dict[str, str]]:
-    """Rows of ``<model_dir>/manifest.csv`` as dicts of strings ([] when absent).
-
-    Raises
-    ------
-    SchemaError
-        When the header is not :data:`EMBEDDING_COLUMNS`.
-    """
-    path = Path(model_dir) / EMBEDDING_MANIFEST
-    if not path.is_file():
-        return []
-    with open(path, newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
-        header = tuple(reader.fieldnames or ())
-        if header != EMBEDDING_COLUMNS:
-            raise SchemaError(
-                f"{path}: unexpected embedding-manifest columns {list(header)}; expected "
-                f"{list(EMBEDDING_COLUMNS)}. Rerun extract_embeddings.py with --force."
-            )
-        return list(reader)
-
-
-def write_embedding_manifest(model_dir: str | Path, rows: list[dict[str, Any]]) -> Path:
-    """Write rows (sorted by path) atomically to ``<model_dir>/manifest.csv``."""
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=EMBEDDING_COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    for r in sorted(rows, key=lambda r: r["path"]):
-        writer.writerow({k: r.get(k, "") for k in EMBEDDING_COLUMNS})
-    path = Path(model_dir) / EMBEDDING_MANIFEST
-    files.write_text_if_changed(path, buf.getvalue())
-    return path
-
-
-def load_embedding(model_dir: str | Path, row: dict[str, str]) -> tuple[np.ndarray, np.ndarray]:
-    """(embeddings (T, D) float32, timestamps (T,) seconds) of one manifest row."""
-    npy = Path(model_dir) / row["embedding"]
-    return np.load(npy), np.load(npy.with_name(npy.stem + TIMESTAMPS_SUFFIX))
 
 
 # -- arguments -----------------------------------------------------------------------------
+def _dest(model: str, flag: str) -> str:
+    return f"{model}_{flag}".replace("-", "_")
+
+
 def add_embedding_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of the embedding half (``--input-dir``, ``--force``, ``--quiet``/``--verbose``
-    and ``--workers`` come from the degradation half or :func:`build_parser`)."""
+    and ``--workers`` come from the degradation half or :func:`build_parser`).
+
+    ``--<model>-dir`` and the models' own options are made from the registry.
+    """
+    known = model_names()
     g = parser.add_argument_group("embeddings")
     g.add_argument(
         "--models",
-        default=",".join(DEFAULT_MODELS),
+        default=",".join(model_names(default_only=True)),
         metavar="LIST",
-        help="comma-separated models to run (openl3, vggish, cdpam), or 'none' to "
+        help=f"comma-separated models to run ({', '.join(known)}), or 'none' to "
         "skip the embedding half",
     )
-    g.add_argument(
-        "--openl3-dir",
-        default="openl3_embeddings",
-        metavar="DIR",
-        help="output folder of OpenL3 embeddings",
-    )
-    g.add_argument(
-        "--vggish-dir",
-        default="vggish_embeddings",
-        metavar="DIR",
-        help="output folder of VGGish embeddings",
-    )
-    g.add_argument(
-        "--cdpam-dir",
-        default="cdpam_embeddings",
-        metavar="DIR",
-        help="output folder of CDPAM embeddings",
-    )
-    g.add_argument(
-        "--openl3-input-repr",
-        default="mel256",
-        choices=("mel256", "mel128", "linear"),
-        help="OpenL3 spectrogram front end",
-    )
-    g.add_argument(
-        "--openl3-content-type",
-        default="music",
-        choices=("music", "env"),
-        help="OpenL3 training content",
-    )
-    g.add_argument(
-        "--openl3-embedding-size",
-        default=6144,
-        type=int,
-        choices=(6144, 512),
-        help="OpenL3 embedding dimension",
-    )
-    g.add_argument(
-        "--openl3-hop",
-        default=0.1,
-        type=cli.positive_float,
-        metavar="SECONDS",
-        help="OpenL3 hop between 1-s windows, in seconds",
-    )
-    g.add_argument(
-        "--vggish-postprocess",
-        action="store_true",
-        help="apply VGGish's PCA + 8-bit quantisation post-processing (default: raw "
-        "128-d embeddings)",
-    )
+    for name in known:
+        g.add_argument(
+            f"--{name}-dir",
+            default=f"{name}_embeddings",
+            metavar="DIR",
+            help=f"output folder of {model_class(name).label()} embeddings",
+        )
+    for name in known:
+        for opt in model_class(name).options:
+            flag, dest = f"--{name}-{opt.flag}", _dest(name, opt.flag)
+            if opt.boolean:
+                g.add_argument(flag, dest=dest, action="store_true", help=opt.help)
+                continue
+            g.add_argument(
+                flag,
+                dest=dest,
+                default=opt.default,
+                type=opt.type,
+                choices=opt.choices,
+                metavar=opt.metavar,
+                help=opt.help,
+            )
     g.add_argument(
         "--batch-size",
         default=None,
@@ -224,7 +148,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="embed_stage",
         formatter_class=cli.HelpFormatter,
-        description="Embed every clean and degraded file of stage 1/2 with OpenL3, VGGish, CDPAM.",
+        description="Embed every clean and degraded file of stage 1/2 with each model "
+        f"({', '.join(model_class(m).label() for m in model_names())}).",
         epilog="Exit status: 0 ok; 1 some files failed; 2 bad command line; 3 some models "
         "unavailable (the others ran).",
     )
@@ -254,29 +179,76 @@ def parse_models(text: str) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def model_options(name: str, args: argparse.Namespace) -> dict[str, Any]:
-    """Constructor options for model ``name`` from the command line."""
+def model_dir_of(name: str, args: argparse.Namespace) -> Path:
+    """The output folder of model ``name`` (``--<name>-dir``, default ``<name>_embeddings``)."""
+    return Path(getattr(args, f"{name}_dir", None) or f"{name}_embeddings")
+
+
+def _model_options(name: str, args: argparse.Namespace) -> dict[str, Any]:
+    """Constructor options of model ``name`` from the command line: the shared ones and the
+    model's own (:attr:`Embedder.options`)."""
     opts: dict[str, Any] = {
         "device": getattr(args, "device", "cpu"),
         "weights_dir": getattr(args, "weights_dir", None),
     }
     if getattr(args, "batch_size", None) is not None:
         opts["batch_size"] = args.batch_size
-    if name == "openl3":
-        opts.update(
-            input_repr=args.openl3_input_repr,
-            content_type=args.openl3_content_type,
-            embedding_size=args.openl3_embedding_size,
-            hop_seconds=args.openl3_hop,
-        )
-    elif name == "vggish":
-        opts["postprocess"] = bool(getattr(args, "vggish_postprocess", False))
+    for opt in model_class(name).options:
+        value = getattr(args, _dest(name, opt.flag), opt.default)
+        opts[opt.keyword] = bool(value) if opt.boolean else value
     return opts
 
 
-def model_dir_of(name: str, args: argparse.Namespace) -> Path:
-    """The output folder of model ``name`` (``--<name>-dir``, default ``<name>_embeddings``)."""
-    return Path(getattr(args, f"{name}_dir", None) or f"{name}_embeddings")
+@dataclass(frozen=True)
+class EmbedSettings:
+    """What the embedding half runs, from the command line (:meth:`from_args`).
+
+    Attributes
+    ----------
+    input_dir : Path
+        Stage 1/2's audio folder (``manifest.csv``, ``clean/``, ``degraded/``).
+    models : tuple of str
+        The models to run, in ``--models`` order.
+    model_dirs : Mapping
+        Model -> its output folder.
+    model_options : Mapping
+        Model -> its constructor options (device, weights folder, batch size, own options).
+    force, quiet : bool
+    workers : int or None
+        torch's intra-op threads while the networks run (None: torch's default).
+    arguments : Mapping
+        The parsed command line, as run.json records it.
+    """
+
+    input_dir: Path
+    models: tuple[str, ...]
+    model_dirs: Mapping[str, Path] = field(default_factory=dict)
+    model_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    force: bool = False
+    quiet: bool = False
+    workers: int | None = None
+    arguments: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> EmbedSettings:
+        """The settings of a parsed command line.
+
+        Raises
+        ------
+        PerceptualAudioError
+            For a ``--models`` value that names no registered model.
+        """
+        models = tuple(parse_models(getattr(args, "models", None) or ",".join(model_names())))
+        return cls(
+            input_dir=Path(args.input_dir),
+            models=models,
+            model_dirs={m: model_dir_of(m, args) for m in models},
+            model_options={m: _model_options(m, args) for m in models},
+            force=bool(getattr(args, "force", False)),
+            quiet=bool(getattr(args, "quiet", False)),
+            workers=getattr(args, "workers", None) or None,
+            arguments=dict(vars(args)),
+        )
 
 
 def check_model_folders(args: argparse.Namespace, models: list[str]) -> str | None:
@@ -285,9 +257,12 @@ def check_model_folders(args: argparse.Namespace, models: list[str]) -> str | No
     Each model needs a folder of its own (a folder holds one model's embeddings and one
     manifest), which is neither another stage's folder nor the audio folder.
     """
+    return _check_folders({m: model_dir_of(m, args) for m in models}, Path(args.input_dir))
+
+
+def _check_folders(model_dirs: Mapping[str, Path], input_dir: Path) -> str | None:
     seen: dict[Path, str] = {}
-    for name in models:
-        folder = model_dir_of(name, args)
+    for name, folder in model_dirs.items():
         key = Path(os.path.abspath(folder))
         if key in seen:
             other = seen[key]
@@ -302,7 +277,7 @@ def check_model_folders(args: argparse.Namespace, models: list[str]) -> str | No
                 folder,
                 owner=f"embeddings:{name}",
                 option=f"--{name}-dir",
-                inputs=[("--input-dir", args.input_dir, "audio_conversion")],
+                inputs=[("--input-dir", input_dir, "audio_conversion")],
             )
         except PerceptualAudioError as e:
             return str(e)
@@ -312,28 +287,24 @@ def check_model_folders(args: argparse.Namespace, models: list[str]) -> str | No
 #: ModelResult.reason of a model whose output folder was refused (busy, another stage's).
 REFUSED = "its output folder was refused (see the message above)"
 #: The running model's "save what is done" function, called when the run is interrupted.
-_checkpoint: list[Any] = []
+_checkpoint: list[Callable[[], None]] = []
 
 
-def make_embedder(name: str, options: dict[str, Any]) -> Embedder:
+def make_embedder(name: str, options: Mapping[str, Any]) -> Embedder:
     """Instantiate ``name`` with the options its constructor accepts.
 
-    An option the model does not take is dropped with a debug message, unless it was asked
-    for explicitly (truthy model-specific option), which is an error.
+    A shared option (device, weights folder, batch size) the model does not take is dropped
+    with a debug message; a switch the model does not take, turned on, is an error.
     """
-    from perceptual_audio.embeddings.base import _REGISTRY, _import_models
-
-    _import_models()
-    cls = _REGISTRY.get(name)
-    params = inspect.signature(cls.__init__).parameters if cls is not None else {}
+    cls = model_class(name)
+    params = inspect.signature(cls.__init__).parameters
     takes_kwargs = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
     accepted = {k: v for k, v in options.items() if takes_kwargs or k in params}
-    dropped = sorted(set(options) - set(accepted))
-    for k in dropped:
-        if k == "postprocess" and options[k]:
+    for k in sorted(set(options) - set(accepted)):
+        if options[k] is True:
             raise PerceptualAudioError(f"model {name} does not support the option {k}")
         logger.debug("model %s takes no option %s; ignored", name, k)
-    return get_embedder(name, **accepted)
+    return cls(**accepted)
 
 
 # -- per model -----------------------------------------------------------------------------
@@ -348,16 +319,145 @@ class ModelResult:
     n_removed: int = 0
     load_failed: bool = False
 
+    def summary(self) -> str:
+        """``openl3: available; 12 embedded, 0 unchanged, 0 failed`` (or why not run)."""
+        if self.available:
+            return (
+                f"{self.name}: available; {self.n_ok} embedded, {self.n_skipped} unchanged, "
+                f"{self.n_failed} failed"
+            )
+        if self.reason == REFUSED:
+            return f"{self.name}: not run: {REFUSED}"
+        if self.load_failed:
+            return f"{self.name}: FAILED to load"
+        return f"{self.name}: UNAVAILABLE (weights missing)"
+
+
+def _jsonable(d: Mapping[str, Any]) -> dict[str, Any]:
+    return json.loads(json.dumps(dict(d), default=str))
+
+
+@dataclass
+class _ModelRun:
+    """One model's pass over the audio manifest: its settings record and the rows so far."""
+
+    name: str
+    settings: EmbedSettings
+    embedder: Embedder
+    model_dir: Path
+    audio_dir: Path
+    old: dict[str, dict[str, str]]
+    info: dict[str, Any]
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    result: ModelResult = field(init=False)
+    audio_seconds: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.result = ModelResult(self.name, available=True)
+        self.settings_json = json.dumps(self.info, sort_keys=True)
+        self.digest = params_digest(self.info)
+
+    def base_record(self, audio_path: str, npy: Path) -> dict[str, Any]:
+        return {
+            "path": audio_path,
+            "embedding": npy.relative_to(self.model_dir).as_posix(),
+            "model": self.name,
+            "variant": str(self.info.get("variant", "")),
+            "hop_seconds": self.info.get("hop_seconds", ""),
+            "settings": self.settings_json,
+            "settings_digest": self.digest,
+            "weights_sha256": self.info.get("weights_sha256") or "",
+        }
+
+    def unchanged(self, prev: dict[str, str] | None, audio_sha: str, npy: Path) -> bool:
+        """Whether the earlier row of a file still holds: same audio, same settings, and its
+        files exist."""
+        return (
+            not self.settings.force
+            and prev is not None
+            and prev.get("status") == STATUS_OK
+            and prev.get("audio_sha256") == audio_sha
+            and prev.get("settings_digest") == self.digest
+            and npy.is_file()
+            and timestamps_path(npy).is_file()
+            and all(extra_path(npy, k).is_file() for k in split_names(prev.get("extras")))
+        )
+
+    def embed_file(self, row: ManifestRow) -> None:
+        """Embed one file (or keep its unchanged outputs); a failure is recorded in its row."""
+        npy, ts_path = embedding_paths(row.path, self.model_dir, self.audio_dir)
+        rec = self.base_record(row.path, npy)
+        prev = self.old.get(row.path)
+        try:
+            rec["audio_sha256"] = audio_sha = sha256_file(self.audio_dir / row.path)
+            if self.unchanged(prev, audio_sha, npy):
+                self.rows.append(prev)  # type: ignore[arg-type]
+                self.result.n_skipped += 1
+                return
+            rec.update(self._write_outputs(npy, ts_path, row.path))
+            self.result.n_ok += 1
+        except Exception as e:  # one bad file never stops the others
+            msg = str(e) if isinstance(e, PerceptualAudioError) else f"{type(e).__name__}: {e}"
+            msg = " ".join(msg.split())
+            logger.error("%s: %s failed: %s", self.name, row.path, msg)
+            old_extras = split_names((prev or {}).get("extras"))
+            for p in (npy, ts_path, *(extra_path(npy, k) for k in old_extras)):
+                p.unlink(missing_ok=True)
+            rec.update(n_frames="", dim="", extras="", flags="", status=f"error: {msg}")
+            self.result.n_failed += 1
+        self.rows.append(rec)
+
+    def _write_outputs(self, npy: Path, ts_path: Path, audio_path: str) -> dict[str, Any]:
+        y, sr = load_audio(self.audio_dir / audio_path)
+        emb, ts, extras = self.embedder.embed_with_extras(y, sr)
+        emb = np.asarray(emb, dtype=np.float32)
+        ts = np.asarray(ts, dtype=np.float64)
+        if emb.ndim != 2 or emb.shape[0] != ts.shape[0] or emb.shape[0] == 0:
+            raise PerceptualAudioError(
+                f"{self.name} returned embeddings of shape {emb.shape} and timestamps of shape "
+                f"{ts.shape}; expected (T, D) and (T,) with T >= 1"
+            )
+        save_npy_atomic(npy, emb)
+        save_npy_atomic(ts_path, ts)
+        for key, value in sorted(extras.items()):
+            save_npy_atomic(extra_path(npy, key), np.asarray(value, dtype=np.float32))
+        flags = self.embedder.flags(resampled_length(len(y), sr, self.embedder.sample_rate))
+        self.audio_seconds += len(y) / sr
+        return {
+            "n_frames": emb.shape[0],
+            "dim": emb.shape[1],
+            "status": STATUS_OK,
+            "extras": ";".join(sorted(extras)),
+            "flags": ";".join(flags),
+        }
+
+    def checkpoint(self, audio_rows: list[ManifestRow]) -> None:
+        """Write the manifest of what is done so far: the rows handled (one per file, in order)
+        and the earlier rows of the files still to do (their outputs are untouched until they
+        are redone), so that a killed or interrupted run keeps what it embedded."""
+        pending = [self.old[r.path] for r in audio_rows[len(self.rows) :] if r.path in self.old]
+        write_embedding_manifest(self.model_dir, self.rows + pending)
+
+    def remove_departed(self, audio_rows: list[ManifestRow]) -> None:
+        """Delete the outputs of audio files that left the audio manifest."""
+        current = {r.path for r in audio_rows}
+        for path, prev in self.old.items():
+            if path in current:
+                continue
+            npy = self.model_dir / prev["embedding"]
+            extra_files = [extra_path(npy, k) for k in split_names(prev.get("extras"))]
+            for p in (npy, timestamps_path(npy), *extra_files):
+                p.unlink(missing_ok=True)
+            self.result.n_removed += 1
+            logger.info(
+                "%s: removed embeddings of %s (no longer in the audio manifest)", self.name, path
+            )
+
 
 def _unavailable(
-    model_dir: Path,
-    name: str,
-    reason: str,
-    args: argparse.Namespace,
-    options: dict[str, Any],
-    *,
-    load_failed: bool,
+    name: str, settings: EmbedSettings, reason: str, *, load_failed: bool
 ) -> ModelResult:
+    model_dir = settings.model_dirs[name]
     model_dir.mkdir(parents=True, exist_ok=True)
     # Outputs of an earlier run with weights are stale for this run's settings: the manifest
     # now lists none of them (later stages see the model as skipped).
@@ -365,220 +465,111 @@ def _unavailable(
     cli.write_run_json(
         model_dir,
         stage="embeddings",
-        args=args,
-        params=_jsonable(options),
+        args=settings.arguments,
+        params=_jsonable(settings.model_options[name]),
         extra={"model": name, "available": False, "reason": reason},
     )
     return ModelResult(name, available=False, reason=reason, load_failed=load_failed)
 
 
-def _jsonable(d: dict[str, Any]) -> dict[str, Any]:
-    return json.loads(json.dumps(d, default=str))
+def _load(name: str, settings: EmbedSettings) -> Embedder | ModelResult:
+    """The loaded model, or the result of a model that cannot run."""
+    try:
+        embedder = make_embedder(name, settings.model_options[name])
+        embedder.load()
+    except WeightsUnavailableError as e:
+        logger.warning("%s skipped: %s", name, e)
+        return _unavailable(name, settings, str(e), load_failed=False)
+    except Exception as e:  # a corrupt file, a bad option: this model fails, others go on
+        reason = f"{type(e).__name__}: {e}"
+        logger.error("%s could not be loaded: %s", name, reason)
+        return _unavailable(name, settings, reason, load_failed=True)
+    return embedder
 
 
-def embed_model(name: str, args: argparse.Namespace, audio_dir: Path, rows: list) -> ModelResult:
-    """Run one model over every manifest row; never raises for a single file's failure."""
-    model_dir = model_dir_of(name, args)
-    options = model_options(name, args)
+def _previous_rows(name: str, model_dir: Path) -> dict[str, dict[str, str]]:
+    try:
+        return {r["path"]: r for r in read_embedding_manifest(model_dir)}
+    except SchemaError as e:
+        logger.warning("%s; rebuilding it", e)
+        return {}
+
+
+def embed_model(name: str, settings: EmbedSettings, audio_rows: list[ManifestRow]) -> ModelResult:
+    """Run one model over every audio manifest row; never raises for a single file's failure."""
+    model_dir = settings.model_dirs[name]
     refused = cli.claim_output_folder(
         model_dir,
         owner=f"embeddings:{name}",
         option=f"--{name}-dir",
-        inputs=[("--input-dir", audio_dir, "audio_conversion")],
+        inputs=[("--input-dir", settings.input_dir, "audio_conversion")],
     )
     if refused is not None:
         return ModelResult(name, available=False, reason=REFUSED, load_failed=True)
     t0 = time.perf_counter()
-    try:
-        embedder = make_embedder(name, options)
-        embedder.load()
-    except WeightsUnavailableError as e:
-        logger.warning("%s skipped: %s", name, e)
-        return _unavailable(model_dir, name, str(e), args, options, load_failed=False)
-    except Exception as e:  # a corrupt file, a bad option: this model fails, others go on
-        reason = f"{type(e).__name__}: {e}"
-        logger.error("%s could not be loaded: %s", name, reason)
-        return _unavailable(model_dir, name, reason, args, options, load_failed=True)
+    embedder = _load(name, settings)
+    if isinstance(embedder, ModelResult):
+        return embedder
     load_seconds = time.perf_counter() - t0
-
-    info = _jsonable(embedder.info())
-    settings = json.dumps(info, sort_keys=True)
-    digest = params_digest(info)
-    weights_sha = info.get("weights_sha256") or ""
-    variant = str(info.get("variant", ""))
-    hop = info.get("hop_seconds", "")
-    force = bool(getattr(args, "force", False))
 
     model_dir.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(model_dir)
-    try:
-        old = {r["path"]: r for r in read_embedding_manifest(model_dir)}
-    except SchemaError as e:
-        logger.warning("%s; rebuilding it", e)
-        old = {}
-
-    result = ModelResult(name, available=True)
-    new_rows: list[dict[str, Any]] = []
-    t_embed = time.perf_counter()
-    audio_seconds = 0.0
-    last_checkpoint = time.perf_counter()
-
-    def checkpoint() -> None:
-        # A killed or interrupted run keeps what it embedded: rows done so far (one per file
-        # handled, in order) + the earlier rows of the files still to do (their outputs are
-        # untouched until they are redone).
-        pending = [old[r.path] for r in rows[len(new_rows) :] if r.path in old]
-        write_embedding_manifest(model_dir, new_rows + pending)
-
-    _checkpoint[:] = [checkpoint]
-    for row in cli.progress(rows, total=len(rows), desc=name, args=args):
-        if time.perf_counter() - last_checkpoint > CHECKPOINT_SECONDS:
-            checkpoint()
-            last_checkpoint = time.perf_counter()
-        npy, ts_path = embedding_paths(row.path, model_dir, audio_dir)
-        rec: dict[str, Any] = {
-            "path": row.path,
-            "embedding": npy.relative_to(model_dir).as_posix(),
-            "model": name,
-            "variant": variant,
-            "hop_seconds": hop,
-            "settings": settings,
-            "settings_digest": digest,
-            "weights_sha256": weights_sha,
-        }
-        try:
-            audio_sha = sha256_file(audio_dir / row.path)
-            rec["audio_sha256"] = audio_sha
-            prev = old.get(row.path)
-            if (
-                not force
-                and prev is not None
-                and prev.get("status") == STATUS_OK
-                and prev.get("audio_sha256") == audio_sha
-                and prev.get("settings_digest") == digest
-                and npy.is_file()
-                and ts_path.is_file()
-                and all(extra_path(npy, k).is_file() for k in _split(prev.get("extras")))
-            ):
-                new_rows.append(prev)
-                result.n_skipped += 1
-                continue
-            y, sr = load_audio(audio_dir / row.path)
-            extras: dict[str, np.ndarray] = {}
-            if hasattr(embedder, "embed_with_extras"):  # e.g. CDPAM's clip embedding
-                emb, ts, extras = embedder.embed_with_extras(y, sr)
-            else:
-                emb, ts = embedder.embed(y, sr)
-            emb = np.asarray(emb, dtype=np.float32)
-            ts = np.asarray(ts, dtype=np.float64)
-            if emb.ndim != 2 or emb.shape[0] != ts.shape[0] or emb.shape[0] == 0:
-                raise PerceptualAudioError(
-                    f"{name} returned embeddings of shape {emb.shape} and timestamps of shape "
-                    f"{ts.shape}; expected (T, D) and (T,) with T >= 1"
-                )
-            save_npy_atomic(npy, emb)
-            save_npy_atomic(ts_path, ts)
-            for key, value in sorted(extras.items()):
-                save_npy_atomic(extra_path(npy, key), np.asarray(value, dtype=np.float32))
-            flags = []
-            if hasattr(embedder, "flags"):  # e.g. VGGish: "short" when zero-padded to a patch
-                flags = embedder.flags(resampled_length(len(y), sr, embedder.sample_rate))
-            audio_seconds += len(y) / sr
-            rec.update(
-                n_frames=emb.shape[0],
-                dim=emb.shape[1],
-                status=STATUS_OK,
-                extras=";".join(sorted(extras)),
-                flags=";".join(flags),
-            )
-            result.n_ok += 1
-        except Exception as e:  # one bad file never stops the others
-            msg = str(e) if isinstance(e, PerceptualAudioError) else f"{type(e).__name__}: {e}"
-            msg = " ".join(msg.split())
-            logger.error("%s: %s failed: %s", name, row.path, msg)
-            for p in (
-                npy,
-                ts_path,
-                *(extra_path(npy, k) for k in _split((old.get(row.path) or {}).get("extras"))),
-            ):
-                p.unlink(missing_ok=True)
-            rec.update(n_frames="", dim="", extras="", flags="", status=f"error: {msg}")
-            result.n_failed += 1
-        new_rows.append(rec)
-
-    # Outputs of audio files that left the manifest.
-    current = {r.path for r in rows}
-    for path, prev in old.items():
-        if path in current:
-            continue
-        npy = model_dir / prev["embedding"]
-        extra_files = [extra_path(npy, k) for k in _split(prev.get("extras"))]
-        for p in (npy, npy.with_name(npy.stem + TIMESTAMPS_SUFFIX), *extra_files):
-            if p.is_file():
-                p.unlink()
-        result.n_removed += 1
-        logger.info("%s: removed embeddings of %s (no longer in the audio manifest)", name, path)
-
-    _checkpoint.clear()
-    write_embedding_manifest(model_dir, new_rows)
-    embed_seconds = time.perf_counter() - t_embed
-    cli.write_run_json(
+    run = _ModelRun(
+        name,
+        settings,
+        embedder,
         model_dir,
+        settings.input_dir,
+        old=_previous_rows(name, model_dir),
+        info=_jsonable(embedder.info()),
+    )
+    t_embed = last_checkpoint = time.perf_counter()
+    _checkpoint[:] = [lambda: run.checkpoint(audio_rows)]
+    for row in cli.progress(audio_rows, total=len(audio_rows), desc=name, quiet=settings.quiet):
+        if time.perf_counter() - last_checkpoint > CHECKPOINT_SECONDS:
+            run.checkpoint(audio_rows)
+            last_checkpoint = time.perf_counter()
+        run.embed_file(row)
+    run.remove_departed(audio_rows)
+    _checkpoint.clear()
+    write_embedding_manifest(model_dir, run.rows)
+    _write_model_run_json(run, load_seconds, time.perf_counter() - t_embed)
+    r = run.result
+    logger.info(
+        "%s: %d embedded, %d unchanged, %d failed, %d removed -> %s",
+        name, r.n_ok, r.n_skipped, r.n_failed, r.n_removed, model_dir,
+    )  # fmt: skip
+    return r
+
+
+def _write_model_run_json(run: _ModelRun, load_seconds: float, embed_seconds: float) -> None:
+    r = run.result
+    cli.write_run_json(
+        run.model_dir,
         stage="embeddings",
-        args=args,
-        params=info,
+        args=run.settings.arguments,
+        params=run.info,
         timings={
             "load": round(load_seconds, 3),
             "embed": round(embed_seconds, 3),
-            "audio_seconds_embedded": round(audio_seconds, 3),
+            "audio_seconds_embedded": round(run.audio_seconds, 3),
         },
         extra={
-            "model": name,
+            "model": run.name,
             "available": True,
-            "weights_sha256": weights_sha,
+            "weights_sha256": run.info.get("weights_sha256") or "",
             "counts": {
-                "embedded": result.n_ok,
-                "unchanged": result.n_skipped,
-                "failed": result.n_failed,
-                "removed": result.n_removed,
+                "embedded": r.n_ok,
+                "unchanged": r.n_skipped,
+                "failed": r.n_failed,
+                "removed": r.n_removed,
             },
         },
     )
-    logger.info(
-        "%s: %d embedded, %d unchanged, %d failed, %d removed -> %s",
-        name,
-        result.n_ok,
-        result.n_skipped,
-        result.n_failed,
-        result.n_removed,
-        model_dir,
-    )
-    return result
 
 
-def run_embeddings(args: argparse.Namespace) -> int:
-    """The embedding half of stage 2; returns an exit status (see the module docstring)."""
-    try:
-        models = parse_models(getattr(args, "models", ",".join(DEFAULT_MODELS)))
-    except PerceptualAudioError as e:
-        logger.error("%s", e)
-        return cli.EXIT_USAGE
-    if not models:
-        logger.info("--models none: no embeddings computed")
-        return cli.EXIT_OK
-    audio_dir = Path(args.input_dir)
-    problem = cli.check_input_folder(
-        audio_dir,
-        option="--input-dir",
-        needs="manifest.csv",
-        made_by="audio_conversion.py --input <your audio folder> --output DIR",
-    )
-    if problem is not None:
-        return problem
-    refused = check_model_folders(args, models)
-    if refused:
-        logger.error("%s", refused)
-        return cli.EXIT_USAGE
+def _read_audio_rows(audio_dir: Path) -> list[ManifestRow] | int:
+    """The audio manifest's rows, or an exit status after saying what is wrong."""
     try:
         rows = read_manifest(audio_dir)
     except SchemaError as e:
@@ -591,16 +582,49 @@ def run_embeddings(args: argparse.Namespace) -> int:
             audio_dir,
         )
         return cli.EXIT_FAILED
+    return rows
+
+
+def run_embeddings(args: argparse.Namespace) -> int:
+    """The embedding half of stage 2 from a parsed command line; returns an exit status
+    (see the module docstring)."""
+    try:
+        settings = EmbedSettings.from_args(args)
+    except PerceptualAudioError as e:
+        logger.error("%s", e)
+        return cli.EXIT_USAGE
+    return embed_all(settings)
+
+
+def embed_all(settings: EmbedSettings) -> int:
+    """The embedding half of stage 2; returns an exit status (see the module docstring)."""
+    if not settings.models:
+        logger.info("--models none: no embeddings computed")
+        return cli.EXIT_OK
+    problem = cli.check_input_folder(
+        settings.input_dir,
+        option="--input-dir",
+        needs="manifest.csv",
+        made_by="audio_conversion.py --input <your audio folder> --output DIR",
+    )
+    if problem is not None:
+        return problem
+    refused = _check_folders(settings.model_dirs, settings.input_dir)
+    if refused:
+        logger.error("%s", refused)
+        return cli.EXIT_USAGE
+    audio_rows = _read_audio_rows(settings.input_dir)
+    if isinstance(audio_rows, int):
+        return audio_rows
 
     # The networks run in this process; --workers sets torch's intra-op threads.
     import torch
 
     threads_before = torch.get_num_threads()
-    workers = getattr(args, "workers", None)
-    if workers:
-        torch.set_num_threads(int(workers))
+    if settings.workers:
+        torch.set_num_threads(int(settings.workers))
     try:
-        results = [embed_model(name, args, audio_dir, rows) for name in models]
+        results = [embed_model(name, settings, audio_rows) for name in settings.models]
     except KeyboardInterrupt:
         for save in _checkpoint:  # the model being embedded keeps the files it finished
             save()
@@ -608,31 +632,20 @@ def run_embeddings(args: argparse.Namespace) -> int:
     finally:
         _checkpoint.clear()
         torch.set_num_threads(threads_before)
-    unavailable = [r for r in results if not r.available and not r.load_failed]
-    failed = any(r.n_failed or r.load_failed for r in results)
+    return _report(results)
+
+
+def _report(results: list[ModelResult]) -> int:
     for r in results:
-        status = (
-            "available"
-            if r.available
-            else f"not run: {REFUSED}"
-            if r.reason == REFUSED
-            else "FAILED to load"
-            if r.load_failed
-            else "UNAVAILABLE (weights missing)"
-        )
-        summary = f"{r.name}: {status}" + (
-            f"; {r.n_ok} embedded, {r.n_skipped} unchanged, {r.n_failed} failed"
-            if r.available
-            else ""
-        )
-        (logger.warning if (not r.available or r.n_failed) else logger.info)("%s", summary)
+        (logger.warning if (not r.available or r.n_failed) else logger.info)("%s", r.summary())
+    unavailable = [r for r in results if not r.available and not r.load_failed]
     if unavailable:
         logger.warning(
             "models skipped for lack of weights: %s (see the messages above for what "
             "to fetch and where)",
             ", ".join(r.name for r in unavailable),
         )
-    if failed:
+    if any(r.n_failed or r.load_failed for r in results):
         return cli.EXIT_FAILED
     if unavailable:
         return cli.EXIT_MODELS_UNAVAILABLE

@@ -41,3 +41,7 @@ class FolderConflictError(OutputConflictError):
 
 class FolderBusyError(PerceptualAudioError):
     """Another run holds the lock of the output folder."""
+
+
+class MetricError(PerceptualAudioError):
+    """A metric cannot be computed on this pair; the message is the status text."""

@@ -44,11 +44,6 @@ REDUCTIONS = ("mean", "sum", "none")
 #: Guard against division by zero when unit-normalising vectors (embeddings, channel vectors).
 NORM_EPS = 1e-10
 
-#: Axis of the channels in ``Embedder.features`` tensors of at least 3 dimensions, per model:
-#: OpenL3 and VGGish give (B, T, C, ...) per window/patch, CDPAM (B, C, n) for the whole clip.
-#: A model may override with a ``feature_channel_axis`` attribute; unknown models default to 1
-#: (torch's layout). 2-D tensors (B, C) always use axis 1.
-FEATURE_CHANNEL_AXIS = {"openl3": 2, "vggish": 2, "cdpam": 1}
 #: Feature names left out when ``layers=None``: inputs (spectrograms) and final outputs,
 #: which are not intermediate activations.
 NON_FEATURE_LAYERS = frozenset({"spectrogram", "log_mel", "embedding", "pooled", "waveform"})
@@ -310,7 +305,7 @@ class DeepFeatureLoss(_PerceptualLoss):
     Notes
     -----
     The channel axis is 2 for OpenL3/VGGish features (B, T, C, ...) and 1 for CDPAM's (B, C, n)
-    (:data:`FEATURE_CHANNEL_AXIS`); a model can set a ``feature_channel_axis`` attribute.
+    (each model's ``feature_channel_axis``; 2-D tensors (B, C) always use axis 1).
     LPIPS learns a weight per channel on human judgements; here channels weigh equally.
     """
 
@@ -331,13 +326,7 @@ class DeepFeatureLoss(_PerceptualLoss):
             owner="DeepFeatureLoss",
             model_options=model_options,
         )
-        self.channel_axis = int(
-            getattr(
-                self.embedder,
-                "feature_channel_axis",
-                FEATURE_CHANNEL_AXIS.get(self.embedder.name, 1),
-            )
-        )
+        self.channel_axis = int(self.embedder.feature_channel_axis)
         if layers is not None:
             if isinstance(layers, str) or len(layers) == 0:
                 raise ParameterError(

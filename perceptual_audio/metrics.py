@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from perceptual_audio.errors import ParameterError, PerceptualAudioError
+from perceptual_audio.errors import MetricError, ParameterError
 
 logger = logging.getLogger(__name__)
 
@@ -74,10 +74,6 @@ def value_range(name: str) -> tuple[float | None, float | None]:
     if bounds is None:
         return (None, None)
     return tuple(None if not math.isfinite(b) else float(b) for b in bounds)
-
-
-class MetricError(PerceptualAudioError):
-    """A metric cannot be computed on this pair; the message is the status text."""
 
 
 @dataclass(frozen=True)
@@ -486,37 +482,56 @@ def embedding_metric_names(model: str) -> tuple[str, ...]:
     return tuple(f"{model}_{s}" for s in EMBEDDING_METRIC_SUFFIXES)
 
 
-# -- CDPAM ----------------------------------------------------------------------------------
-#: Environment variable naming the torch device of the CDPAM fallback (stage 3's ``--device``;
-#: an environment variable so that spawned worker processes see it too). Default ``cpu``.
-CDPAM_DEVICE_ENV = "PERCEPTUAL_AUDIO_CDPAM_DEVICE"
+# -- metrics a model computes from its extra arrays (CDPAM's learned distance) -----------------
+#: Environment variable naming the torch device of the models stage 3 runs itself (extra
+#: metrics without stored extras; stage 3's ``--device``; an environment variable so that
+#: spawned worker processes see it too). Default ``cpu``.
+MODEL_DEVICE_ENV = "PERCEPTUAL_AUDIO_MODEL_DEVICE"
 
 
-def _cdpam_embedder() -> Any:
-    """The loaded CDPAM model on the device of :data:`CDPAM_DEVICE_ENV`, once per process."""
-    return _cdpam_embedder_on(os.environ.get(CDPAM_DEVICE_ENV) or "cpu")
+def model_embedder(model: str) -> Any:
+    """The loaded model on the device of :data:`MODEL_DEVICE_ENV`, once per process."""
+    return _embedder_on(model, os.environ.get(MODEL_DEVICE_ENV) or "cpu")
 
 
-@functools.lru_cache(maxsize=2)
-def _cdpam_embedder_on(device: str) -> Any:
-    """The loaded CDPAM model on ``device``, once per process (loading takes about a second)."""
+@functools.lru_cache(maxsize=4)
+def _embedder_on(model: str, device: str) -> Any:
+    """The loaded ``model`` on ``device``, once per process (CDPAM loads in about a second)."""
     from perceptual_audio.embeddings.base import get_embedder
 
-    embedder = get_embedder("cdpam", device=device)
+    embedder = get_embedder(model, device=device)
     embedder.load()
-    logger.debug("CDPAM model loaded in this process")
+    logger.debug("%s model loaded in this process", model)
     return embedder
 
 
-def _as_clip(e: np.ndarray, name: str) -> np.ndarray:
-    e = np.asarray(e)
-    if e.ndim == 2 and e.shape[0] == 1:
-        e = e[0]
-    if e.ndim != 1 or e.size == 0:
-        raise MetricError(f"the {name} CDPAM clip embedding must be (D,), got shape {e.shape}")
-    if not np.all(np.isfinite(e)):
-        raise MetricError(f"the {name} CDPAM clip embedding holds NaN or infinite values")
-    return e.astype(np.float32)
+def extra_metrics(model: str) -> tuple[Any, ...]:
+    """The :class:`~perceptual_audio.embeddings.base.ExtraMetric` declarations of ``model``
+    (none for a model that is not registered)."""
+    cls = _model_class(model)
+    return cls.extra_metrics if cls is not None else ()
+
+
+def model_extras(model: str) -> tuple[str, ...]:
+    """Names of the extra arrays ``model``'s extra metrics read, each once, in order."""
+    return tuple(dict.fromkeys(k for e in extra_metrics(model) for k in e.extras))
+
+
+def extra_metric_value(
+    model: str, name: str, reference: dict[str, np.ndarray], degraded: dict[str, np.ndarray]
+) -> float:
+    """Extra metric ``name`` of ``model`` from the two files' extra arrays (by name)."""
+    import torch
+
+    with torch.no_grad():  # no_grad, not inference_mode: a model may cache tensors it later
+        # differentiates through (the loss)
+        return float(model_embedder(model).extra_metric(name, reference, degraded))
+
+
+def extras_from_audio(model: str, waveform: np.ndarray, sample_rate: int) -> dict[str, np.ndarray]:
+    """``model``'s extra arrays of one file computed from its audio (the fallback when stage 2
+    stored none)."""
+    return model_embedder(model).extras_from_audio(_as_signal(waveform, "audio"), sample_rate)
 
 
 def cdpam_distance(clip_ref: np.ndarray, clip_deg: np.ndarray) -> float:
@@ -535,14 +550,7 @@ def cdpam_distance(clip_ref: np.ndarray, clip_deg: np.ndarray) -> float:
         ``cdpam.CDPAM().forward`` on the two clips (see
         :meth:`perceptual_audio.embeddings.cdpam.CDPAMEmbedder.distance_from_embeddings`).
     """
-    import torch
-
-    a = _as_clip(clip_ref, "reference")
-    b = _as_clip(clip_deg, "degraded")
-    if a.shape != b.shape:
-        raise MetricError(f"CDPAM clip embedding sizes differ: {a.shape} vs {b.shape}")
-    with torch.inference_mode():
-        return float(_cdpam_embedder().distance_from_embeddings(a, b))
+    return extra_metric_value("cdpam", CDPAM_DISTANCE, {"clip": clip_ref}, {"clip": clip_deg})
 
 
 def cdpam_clip_embedding(waveform: np.ndarray, sample_rate: int) -> np.ndarray:
@@ -558,13 +566,7 @@ def cdpam_clip_embedding(waveform: np.ndarray, sample_rate: int) -> np.ndarray:
     -------
     np.ndarray [shape=(512,), dtype=float32]
     """
-    import torch
-
-    embedder = _cdpam_embedder()
-    x = embedder.preprocess(_as_signal(waveform, "audio"), sample_rate)
-    with torch.inference_mode():
-        clip = embedder.clip_embedding(torch.from_numpy(x)[None])
-    return clip[0].float().cpu().numpy()
+    return extras_from_audio("cdpam", waveform, sample_rate)["clip"]
 
 
 # ===========================================================================================
@@ -966,18 +968,22 @@ AUDIO_GROUPS: dict[str, MetricGroup] = {
 #: The classic metrics, in table order (derived from the catalogue).
 CLASSIC_METRICS = tuple(n for n, s in CATALOGUE.items() if s.kind == KIND_CLASSIC)
 
-#: Embedding models whose metrics the catalogue generates: display name and audio rate (Hz)
-#: of the model's front end. A model not listed still gets entries (named after its key).
-MODEL_FACTS: dict[str, tuple[str, int | None, str | None]] = {
-    "openl3": ("OpenL3", 48000, None),
-    "vggish": ("VGGish", 16000, None),
-    "cdpam": ("CDPAM", 22050, "cdpam"),
-}
+
+def _model_class(model: str) -> Any:
+    """The registered class of ``model``, or None (a table may name a model no longer
+    registered: its columns still get a neutral catalogue entry)."""
+    from perceptual_audio.embeddings.base import model_class, model_names
+
+    return model_class(model) if model in model_names() else None
 
 
 def embedding_specs(model: str) -> tuple[MetricSpec, ...]:
-    """The generated catalogue entries of one embedding model (``<model>_cosine``, ...)."""
-    display, rate, package = MODEL_FACTS.get(model, (model.replace("_", " "), None, None))
+    """The generated catalogue entries of one embedding model (``<model>_cosine``, ...,
+    then the model's declared extra metrics such as ``cdpam_distance``)."""
+    cls = _model_class(model)
+    display = cls.label() if cls is not None else model.replace("_", " ")
+    rate = cls.sample_rate if cls is not None else None
+    package = cls.metric_package if cls is not None else None
     common = {"kind": KIND_NEURAL, "sample_rate": rate, "package": package, "group": model}
     specs = [
         MetricSpec(
@@ -998,15 +1004,20 @@ def embedding_specs(model: str) -> tuple[MetricSpec, ...]:
             **common,
         ),
     ]  # fmt: skip
-    if model == "cdpam":
+    for e in extra_metrics(model):
         specs.append(
             MetricSpec(
-                CDPAM_DISTANCE, "CDPAM distance (learned)", "CDPAM units", False,
-                bounds=(0.0, math.inf), model=model,
-                description="CDPAM's learned distance (Manocha et al. 2021)", **common,
+                e.name, e.label, e.unit, e.higher_is_better, bounds=e.bounds, model=model,
+                description=e.description, **common,
             )
         )  # fmt: skip
     return tuple(specs)
+
+
+def model_display_name(model: str) -> str:
+    """The display name of a model (its registered ``display_name``; else the key)."""
+    cls = _model_class(model)
+    return cls.label() if cls is not None else model.replace("_", " ")
 
 
 def model_metric_names(model: str) -> tuple[str, ...]:
@@ -1018,8 +1029,12 @@ def find_spec(name: str) -> MetricSpec | None:
     """The catalogue entry of a column (audio metric or generated embedding metric), or None."""
     if name in CATALOGUE:
         return CATALOGUE[name]
-    if name == CDPAM_DISTANCE:
-        return embedding_specs("cdpam")[-1]
+    from perceptual_audio.embeddings.base import model_names
+
+    for model in model_names():
+        for spec in embedding_specs(model)[len(EMBEDDING_METRIC_SUFFIXES) :]:
+            if spec.name == name:  # a model's extra metric (cdpam_distance)
+                return spec
     for suffix in sorted(EMBEDDING_METRIC_SUFFIXES, key=len, reverse=True):
         if name.endswith("_" + suffix) and len(name) > len(suffix) + 1:
             model = name[: -len(suffix) - 1]

@@ -31,9 +31,9 @@ finds no speech in music, STOI on too little audio, silence) is a result and doe
 the run; an input failure (a missing, unreadable or stale file or embedding) makes the exit
 status 1. Exit status 3: some models were unavailable and skipped; 0: everything scored.
 
-CDPAM's distance uses the clip embeddings stage 2 stores beside the frame embeddings
-(``<stem>.clip.npy``, see :meth:`CDPAMEmbedder.embed_with_clip`); without them it is computed
-from the audio (slow: the CDPAM encoder runs again on both files).
+A model's extra metrics (``Embedder.extra_metrics``: CDPAM's learned distance) use the arrays
+stage 2 stores beside the frame embeddings (CDPAM: ``<stem>.clip.npy``); without them they
+are computed from the audio (slow: the model runs again on both files).
 """
 
 from __future__ import annotations
@@ -42,21 +42,22 @@ import argparse
 import contextlib
 import csv
 import io
-import json
 import logging
 import math
 import multiprocessing
 import os
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from perceptual_audio import cli, metrics
-from perceptual_audio.errors import FolderConflictError, PerceptualAudioError
+from perceptual_audio.embedding_manifest import discover_model, extra_path, locate_embedding
+from perceptual_audio.embeddings.base import model_names
+from perceptual_audio.errors import FolderConflictError, PerceptualAudioError, SchemaError
 from perceptual_audio.files import params_digest, sha256_file, write_text_if_changed
 from perceptual_audio.reference_metrics import VISQOL_SPEECH_MODELS  # no heavy import
 
@@ -68,8 +69,6 @@ logger = logging.getLogger(__name__)
 STAGE = "calculate_metrics"
 #: Bumped when the computation of a cell changes, invalidating cached cells.
 METRICS_VERSION = 1
-#: Models in column order, and their default folders.
-MODELS = ("openl3", "vggish", "cdpam")
 LEADING_COLUMNS = ("reference_path", "degraded_path", "family", "level")
 #: Per-pair facts from the audio manifest, after the statuses: the degraded file's flags
 #: (``silent``, ``short``, ...) and whether its degradation was applied at all (a silent
@@ -81,110 +80,18 @@ CORRELATIONS_NAME = "correlations.csv"
 MONOTONICITY_NAME = "monotonicity.csv"
 #: Default ``--bootstrap`` (stats.N_BOOTSTRAP; stats is imported lazily: workers need no pandas).
 DEFAULT_BOOTSTRAP = 1000
-#: Suffix of the CDPAM clip embedding stored beside the frame embedding (``a.clip.npy``).
-CDPAM_CLIP_SUFFIX = ".clip.npy"
 
 
 # -- model folders --------------------------------------------------------------------------
-@dataclass(frozen=True)
-class ModelSource:
-    """One model's embedding folder as this stage sees it.
-
-    Attributes
-    ----------
-    name : str
-        ``openl3``, ``vggish`` or ``cdpam``.
-    folder : Path
-    available : bool
-        False when the folder is missing or its run.json says ``"available": false``.
-    reason : str
-        Why it is unavailable ("" when available).
-    entries : dict
-        Audio path (relative to the audio folder) -> row of the folder's ``manifest.csv``.
-    """
-
-    name: str
-    folder: Path
-    available: bool
-    reason: str = ""
-    entries: dict[str, dict[str, str]] = field(default_factory=dict)
-
-
 def parse_models(text: str) -> list[str] | None:
-    """``--models`` -> model names in the stage's order; [] for ``none``; None when invalid."""
+    """``--models`` -> model names in the registry's order; [] for ``none``; None when invalid."""
     names = [m.strip().lower() for m in text.split(",") if m.strip()]
     if names == ["none"]:
         return []
-    if not names or any(m not in MODELS for m in names):
+    known = model_names()
+    if not names or any(m not in known for m in names):
         return None
-    return [m for m in MODELS if m in names]
-
-
-def discover_model(name: str, folder: str | Path) -> ModelSource:
-    """Read a model folder's ``run.json`` and ``manifest.csv`` (both optional)."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        return ModelSource(name, folder, False, f"folder {folder} does not exist")
-    run_path = folder / "run.json"
-    if run_path.exists():
-        try:
-            run = json.loads(run_path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as e:
-            logger.warning("%s: cannot read %s (%s); using the embeddings found", name, run_path, e)
-            run = {}
-        if isinstance(run, dict) and run.get("available") is False:
-            reason = run.get("reason") or run.get("unavailable_reason") or "no reason given"
-            return ModelSource(name, folder, False, f"{run_path} says unavailable: {reason}")
-    entries: dict[str, dict[str, str]] = {}
-    manifest = folder / "manifest.csv"
-    if manifest.exists():
-        with open(manifest, newline="", encoding="utf-8") as f:
-            for rec in csv.DictReader(f):
-                if rec.get("path"):
-                    entries[rec["path"]] = rec
-    others = sorted({r["model"] for r in entries.values() if r.get("model")} - {name})
-    if others:  # a folder of another model's embeddings must never be scored as this one
-        raise FolderConflictError(
-            f"--{name}-dir {folder} holds {', '.join(others)} embeddings ({manifest}, column "
-            f"'model'), not {name}; give --{name}-dir the folder extract_embeddings.py wrote "
-            f"with --{name}-dir"
-        )
-    return ModelSource(name, folder, True, "", entries)
-
-
-def locate_embedding(
-    model: ModelSource, audio_path: str, audio_sha256: str
-) -> tuple[Path, str | None]:
-    """Frame-embedding file of an audio file, and a problem (None when usable).
-
-    The folder's manifest gives the file and says whether stage 2 succeeded and from which
-    audio (``audio_sha256``); without a manifest row, the path is the contract's mirror path
-    ``<model dir>/<audio path with .npy>``.
-    """
-    entry = model.entries.get(audio_path)
-    if entry is not None and entry.get("embedding"):
-        path = model.folder / entry["embedding"]
-    else:
-        path = model.folder / Path(audio_path).with_suffix(".npy")
-    if entry is not None:
-        status = entry.get("status", "ok") or "ok"
-        if status != "ok":
-            return path, f"{model.name} embedding of {audio_path} failed in stage 2: {status}"
-        emb_sha = entry.get("audio_sha256", "")
-        if emb_sha and audio_sha256 and emb_sha != audio_sha256:
-            return path, (
-                f"{model.name} embedding of {audio_path} is stale: made from audio "
-                f"sha256 {emb_sha[:12]}, the file is now {audio_sha256[:12]}; rerun "
-                "extract_embeddings.py"
-            )
-    if not path.is_file():
-        return path, f"missing {model.name} embedding {path}"
-    return path, None
-
-
-def clip_path(frame_path: Path) -> Path:
-    """``a.npy`` -> ``a.clip.npy`` (CDPAM's clip embedding stored beside the frames)."""
-    return frame_path.with_name(frame_path.name[: -len(".npy")] + CDPAM_CLIP_SUFFIX)
+    return [m for m in known if m in names]
 
 
 # -- work items -----------------------------------------------------------------------------
@@ -196,9 +103,10 @@ class ModelJob:
     reference: str
     degraded: str
     problem: str | None = None
-    #: CDPAM only: clip embeddings (None: compute them from the audio).
-    reference_clip: str | None = None
-    degraded_clip: str | None = None
+    #: The stored extra arrays the model's extra metrics read (CDPAM's clip embedding), in
+    #: :func:`metrics.model_extras` order; None: compute them from the audio.
+    reference_extras: tuple[str, ...] | None = None
+    degraded_extras: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -301,7 +209,9 @@ def score_pair(job: PairJob) -> PairScores:
 
     audio: tuple[np.ndarray, np.ndarray, int] | None = None
     audio_problem = job.reference_problem
-    needs_audio = bool(job.groups) or any(mj.model == "cdpam" for mj in job.models)
+    needs_audio = bool(job.groups) or any(
+        metrics.model_extras(mj.model) and mj.reference_extras is None for mj in job.models
+    )
     if audio_problem is None and needs_audio:
         try:
             ref, sr_ref = load_audio(job.reference)
@@ -330,11 +240,11 @@ def score_pair(job: PairJob) -> PairScores:
             out.update(failed(names, f"cannot read {mj.model} embedding: {e}"))
             continue
         out.update(metrics.embedding_metrics(mj.model, e_ref, e_deg))
-        if mj.model == "cdpam":
-            cell, is_input = _cdpam_cell(mj, audio, audio_problem)
-            out[metrics.CDPAM_DISTANCE] = cell
+        if metrics.extra_metrics(mj.model):
+            cells, is_input = _extra_cells(mj, audio, audio_problem)
+            out.update(cells)
             if is_input:
-                input_failed.add(metrics.CDPAM_DISTANCE)
+                input_failed.update(cells)
     return PairScores({k: (v.value, v.status) for k, v in out.items()}, frozenset(input_failed))
 
 
@@ -361,40 +271,53 @@ def _score_clean(job: PairJob) -> PairScores:
     return PairScores({k: (v.value, v.status) for k, v in out.items()}, frozenset(failed))
 
 
-def _cdpam_cell(
+def _extra_cells(
     mj: ModelJob, audio: tuple[np.ndarray, np.ndarray, int] | None, audio_problem: str | None
-) -> tuple[metrics.Measurement, bool]:
-    """CDPAM distance of one pair, and whether a failure is an input failure."""
-    if mj.reference_clip is not None and mj.degraded_clip is not None:
+) -> tuple[dict[str, metrics.Measurement], bool]:
+    """A model's extra metrics of one pair (CDPAM's distance), and whether a failure is an
+    input failure. The extra arrays come from stage 2's files, else from the audio."""
+    names = [e.name for e in metrics.extra_metrics(mj.model)]
+    keys = metrics.model_extras(mj.model)
+    display = metrics.model_display_name(mj.model)
+
+    def all_failed(status: str) -> dict[str, metrics.Measurement]:
+        return {n: metrics.Measurement(math.nan, status) for n in names}
+
+    if mj.reference_extras is not None and mj.degraded_extras is not None:
         try:
-            a = np.load(mj.reference_clip, allow_pickle=False)
-            b = np.load(mj.degraded_clip, allow_pickle=False)
+            ref = {
+                k: np.load(p, allow_pickle=False)
+                for k, p in zip(keys, mj.reference_extras, strict=True)
+            }
+            deg = {
+                k: np.load(p, allow_pickle=False)
+                for k, p in zip(keys, mj.degraded_extras, strict=True)
+            }
         except (OSError, ValueError) as e:
-            return metrics.Measurement(math.nan, f"cannot read CDPAM clip embedding: {e}"), True
-        return metrics.measure(metrics.cdpam_distance, a, b), False
-    # No stored clip embeddings: CDPAM on the audio (slow; the reference is cached per worker).
-    if audio is None:
-        return metrics.Measurement(math.nan, metrics._one_line(audio_problem or "no audio")), True
-    ref, deg, sr = audio
-    try:
-        a = _cached_clip(mj.reference, ref, sr)
-        b = metrics.cdpam_clip_embedding(deg, sr)
-    except Exception as e:  # model missing or failing: this cell only
-        status = metrics._one_line(f"CDPAM: {type(e).__name__}: {e}")
-        return metrics.Measurement(math.nan, status), True
-    return metrics.measure(metrics.cdpam_distance, a, b), False
+            return all_failed(f"cannot read {display} {'/'.join(keys)} embedding: {e}"), True
+    else:  # no stored extras: the model on the audio (slow; the reference is cached per worker)
+        if audio is None:
+            return all_failed(metrics._one_line(audio_problem or "no audio")), True
+        y_ref, y_deg, sr = audio
+        try:
+            ref = _cached_extras(mj.model, mj.reference, y_ref, sr)
+            deg = metrics.extras_from_audio(mj.model, y_deg, sr)
+        except Exception as e:  # model missing or failing: these cells only
+            return all_failed(metrics._one_line(f"{display}: {type(e).__name__}: {e}")), True
+    cells = {n: metrics.measure(metrics.extra_metric_value, mj.model, n, ref, deg) for n in names}
+    return cells, False
 
 
-_CLIP_CACHE: dict[tuple[str, int], np.ndarray] = {}
+_EXTRAS_CACHE: dict[tuple[str, str, int], dict[str, np.ndarray]] = {}
 
 
-def _cached_clip(path: str, y: np.ndarray, sr: int) -> np.ndarray:
-    key = (path, hash(y.tobytes()))
-    if key not in _CLIP_CACHE:
-        if len(_CLIP_CACHE) > 32:
-            _CLIP_CACHE.clear()
-        _CLIP_CACHE[key] = metrics.cdpam_clip_embedding(y, sr)
-    return _CLIP_CACHE[key]
+def _cached_extras(model: str, path: str, y: np.ndarray, sr: int) -> dict[str, np.ndarray]:
+    key = (model, path, hash(y.tobytes()))
+    if key not in _EXTRAS_CACHE:
+        if len(_EXTRAS_CACHE) > 32:
+            _EXTRAS_CACHE.clear()
+        _EXTRAS_CACHE[key] = metrics.extras_from_audio(model, y, sr)
+    return _EXTRAS_CACHE[key]
 
 
 # -- table I/O ------------------------------------------------------------------------------
@@ -469,7 +392,7 @@ def build_parser() -> argparse.ArgumentParser:
             "16 kHz; Zimtohrli distance and MOS at 48 kHz; DNSMOS P.835/P.808 at 16 kHz, no "
             "reference, also on the clean file), and per available model the frame-aligned "
             "cosine similarity, the cosine of mean-pooled embeddings, the mean frame L2 "
-            "distance, and CDPAM's learned distance; each metric runs on the audio resampled "
+            "distance, and the model's own metrics (CDPAM's learned distance); each metric runs on the audio resampled "
             "to its own rate. Then per-degradation summaries, correlations with "
             "cluster-bootstrap CIs and monotonicity. Failed cells are NaN with a reason in "
             "<metric>_status."
@@ -494,13 +417,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--models",
-        default=",".join(MODELS),
+        default=",".join(model_names(default_only=True)),
         metavar="LIST",
-        help="comma-separated models whose embeddings to score (openl3, vggish, cdpam) or "
+        help=f"comma-separated models whose embeddings to score ({', '.join(model_names())}) or "
         "'none' (classic metrics only); a listed model without embeddings is reported as "
         "unavailable (exit status 3), an unlisted one is simply not scored",
     )
-    for model in MODELS:
+    for model in model_names():
         p.add_argument(
             f"--{model}-dir",
             type=Path,
@@ -551,8 +474,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--device",
         default="cpu",
         metavar="DEV",
-        help="torch device of CDPAM when it runs on audio (no stored clip embeddings): cpu, "
-        "cuda, cuda:1, ...",
+        help="torch device of a model that runs on audio for its extra metrics (no stored "
+        "extras, e.g. CDPAM's clip embeddings): cpu, cuda, cuda:1, ...",
     )
     from perceptual_audio import listening
 
@@ -581,8 +504,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     cli.setup_logging(args)
-    # Read by metrics._cdpam_embedder in this process and in the spawned workers.
-    os.environ[metrics.CDPAM_DEVICE_ENV] = args.device
+    # Read by metrics.model_embedder in this process and in the spawned workers.
+    os.environ[metrics.MODEL_DEVICE_ENV] = args.device
     t_start = time.perf_counter()
     audio_dir: Path = args.audio_dir
     results_dir: Path = args.results_dir
@@ -618,12 +541,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if wanted is None:
         logger.error(
             "--models: expected a comma-separated list of %s, or 'none'; got %r",
-            ", ".join(MODELS),
+            ", ".join(model_names()),
             args.models,
         )
         return cli.EXIT_USAGE
     try:
-        selected = metrics.parse_metric_list(args.metrics, MODELS)
+        selected = metrics.parse_metric_list(args.metrics, model_names())
     except PerceptualAudioError as e:
         logger.error("%s", e)
         return cli.EXIT_USAGE
@@ -642,7 +565,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return refused
     try:
         sources = {m: discover_model(m, getattr(args, f"{m}_dir")) for m in wanted}
-    except FolderConflictError as e:
+    except (FolderConflictError, SchemaError) as e:
         logger.error("%s", e)
         return cli.EXIT_USAGE
     available = [m for m in wanted if sources[m].available]
@@ -737,10 +660,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             e_ref, p_ref = locate_embedding(src, ref_rel, ref_sha)
             e_deg, p_deg = locate_embedding(src, row.path, deg_sha)
             problem = p_ref or p_deg
-            c_ref = c_deg = None
-            if m == "cdpam" and problem is None:
-                if clip_path(e_ref).is_file() and clip_path(e_deg).is_file():
-                    c_ref, c_deg = str(clip_path(e_ref)), str(clip_path(e_deg))
+            extras = metrics.model_extras(m)
+            x_ref = [extra_path(e_ref, k) for k in extras]
+            x_deg = [extra_path(e_deg, k) for k in extras]
+            stored = problem is None and all(p.is_file() for p in x_ref + x_deg)
+            c_ref = tuple(map(str, x_ref)) if extras and stored else None
+            c_deg = tuple(map(str, x_deg)) if extras and stored else None
             key_parts = {
                 "v": METRICS_VERSION,
                 "model": m,
@@ -748,9 +673,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "ref": hashes(e_ref),
                 "deg": hashes(e_deg),
             }
-            if m == "cdpam":
+            if extras:  # the extra metrics read the extras (or the audio) and the weights
                 key_parts["clips"] = (
-                    [hashes(Path(c_ref)), hashes(Path(c_deg))]
+                    [hashes(p) for pair in zip(x_ref, x_deg, strict=True) for p in pair]
                     if c_ref
                     else ["audio", ref_sha, deg_sha]
                 )
@@ -934,7 +859,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         "folder": str(getattr(args, f"{m}_dir")),
                     }
                 )
-                for m in MODELS
+                for m in model_names()
             },
             "n_pairs": len(table),
             "n_pairs_not_applied": not_applied,

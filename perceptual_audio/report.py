@@ -70,8 +70,13 @@ REFERENCE_METRICS = ("pesq_wb", "stoi")
 #: Scope value of correlations over all pairs.
 SCOPE_ALL = "all"
 
-#: Embedding models of the study, in report order, with their display names (the catalogue's).
-MODELS = {m: facts[0] for m, facts in _metrics.MODEL_FACTS.items()}
+
+def study_models() -> dict[str, str]:
+    """The embedding models (the registry's, in column order) with their display names."""
+    from perceptual_audio.embeddings.base import model_names
+
+    return {m: _metrics.model_display_name(m) for m in model_names()}
+
 
 #: Severity words in increasing order, used to order levels when no registry says otherwise.
 SEVERITY_WORDS = (
@@ -126,26 +131,27 @@ def metric_info(name: str) -> MetricInfo:
 
 def metric_sort_key(name: str) -> tuple[int, int, str]:
     """Order metrics as the report lists them: the catalogue's audio metrics (classic, then
-    reference perceptual), then the models in :data:`MODELS` order."""
+    reference perceptual), then the models in :func:`study_models` order."""
     audio = list(_metrics.CATALOGUE)
     if name in audio:
         return (0, audio.index(name), name)
     info = metric_info(name)
     if info.model is not None:
         kinds = list(_metrics.model_metric_names(info.model))
-        models = list(MODELS)
+        models = list(study_models())
         rank = models.index(info.model) if info.model in models else len(models)
         return (1 + rank, kinds.index(name) if name in kinds else 99, name)
-    return (9 + len(MODELS), 0, name)
+    return (9 + len(study_models()), 0, name)
 
 
 def primary_neural_metrics(metrics: Iterable[str]) -> list[str]:
-    """The one headline metric per model: ``<model>_cosine`` (CDPAM: also its learned distance)."""
+    """The headline metrics per model: ``<model>_cosine``, then the models' own extra metrics
+    (CDPAM's learned distance)."""
     metrics = list(metrics)
-    out = [f"{m}_cosine" for m in MODELS if f"{m}_cosine" in metrics]
-    if "cdpam_distance" in metrics:
-        out.append("cdpam_distance")
-    return out
+    models = list(study_models())
+    out = [f"{m}_cosine" for m in models if f"{m}_cosine" in metrics]
+    extras = [e.name for m in models for e in _metrics.extra_metrics(m)]
+    return out + [e for e in extras if e in metrics]
 
 
 def condition_label(family: str, level: str) -> str:
@@ -175,7 +181,7 @@ class ModelStatus:
 
     @property
     def display(self) -> str:
-        return MODELS.get(self.name, self.name)
+        return study_models().get(self.name, self.name)
 
 
 @dataclass
@@ -757,7 +763,7 @@ def load_results(
     degradations, audio_info = _read_degradations(audio_folder)
     models = []
     run_models = run.get("models") if isinstance(run.get("models"), dict) else {}
-    for name in MODELS:
+    for name in study_models():
         given = (model_dirs or {}).get(name)
         recorded_model = run_models.get(name) if isinstance(run_models.get(name), dict) else {}
         recorded = (
@@ -1468,11 +1474,14 @@ def sample_results_table(results: StudyResults) -> Table:
     """The seed study's table: one row per condition (``Noise (Low)``), mean of the headline
     neural similarities per model, PESQ and STOI."""
     columns: list[tuple[str, str]] = []
-    for model, display in MODELS.items():
+    models = study_models()
+    for model, display in models.items():
         if f"{model}_cosine" in results.metrics and _model_available(results, model):
             columns.append((f"{model}_cosine", f"{display} similarity"))
-    if "cdpam_distance" in results.metrics and _model_available(results, "cdpam"):
-        columns.append(("cdpam_distance", "CDPAM distance"))
+    for model in models:
+        for extra in _metrics.extra_metrics(model):
+            if extra.name in results.metrics and _model_available(results, model):
+                columns.append((extra.name, extra.label))
     for m in ("pesq_wb", "stoi", "visqol_audio", "zimtohrli", "dnsmos_ovrl"):
         if m in results.metrics:
             # "PESQ" is the wide-band one (the caption says so)

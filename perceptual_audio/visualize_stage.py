@@ -34,7 +34,6 @@ from perceptual_audio.files import sha256_file, write_text_if_changed
 from perceptual_audio.report import (
     CORRELATIONS_NAME,
     HTML_REPORT_NAME,
-    MODELS,
     MONOTONICITY_NAME,
     PAIR_METRICS_NAME,
     REFERENCE_METRICS,
@@ -49,6 +48,7 @@ from perceptual_audio.report import (
     primary_neural_metrics,
     render_html,
     render_text,
+    study_models,
 )
 
 logger = logging.getLogger(__name__)
@@ -415,7 +415,7 @@ def run_stage(args: argparse.Namespace) -> int:
             "models": {
                 m.name: {"available": m.available, "reason": m.reason}
                 for m in results.models
-                if m.name in MODELS
+                if m.name in study_models()
             },
             "notes": results.notes,
         },

@@ -59,8 +59,16 @@ class FakeVGGish(_Fake):
     name: ClassVar[str] = "vggish"
 
 
+#: What a fake takes over from the real model it stands in for: where its columns go, its name
+#: in the report, its command-line options (the fake accepts and ignores them).
+_DECLARED = ("display_name", "column_order", "enabled_by_default", "options", "packages")
+
+
 def install() -> None:
-    """Register the fakes under ``openl3`` and ``vggish`` (the real modules imported first)."""
-    base._import_models()
-    base.register(FakeOpenL3)
-    base.register(FakeVGGish)
+    """Register the fakes under ``openl3`` and ``vggish`` in place of the real models."""
+    for fake in (FakeOpenL3, FakeVGGish):
+        real = base.model_class(fake.name)
+        if real is not fake:
+            for attr in _DECLARED:
+                setattr(fake, attr, getattr(real, attr))
+        base.register(fake)

@@ -72,14 +72,11 @@ class MissingEmbedder(FakeEmbedder):
 
 @pytest.fixture(autouse=True)
 def fake_models():
-    base._import_models()  # the real models register once, on first import
-    saved = dict(base._REGISTRY)
-    base.register(FakeEmbedder)
-    base.register(MissingEmbedder)
-    CALLS.clear()
-    yield
-    base._REGISTRY.clear()
-    base._REGISTRY.update(saved)
+    with base.registry_scope():
+        base.register(FakeEmbedder)
+        base.register(MissingEmbedder)
+        CALLS.clear()
+        yield
 
 
 def make_audio_dir(root: Path, files: dict[str, np.ndarray]) -> Path:
@@ -111,18 +108,9 @@ def make_audio_dir(root: Path, files: dict[str, np.ndarray]) -> Path:
 
 
 def run(tmp_path: Path, *extra: str) -> int:
-    argv = ["--input-dir", str(tmp_path / "test_audio"), "--quiet", "--workers", "1"]
-    fake_dirs = {}
-    it = iter(extra)
-    for a in it:  # the fake models have no --<model>-dir option: set the attribute
-        if a.startswith("--") and a.endswith("model-dir"):
-            fake_dirs[a[2:].replace("-", "_")] = next(it)
-        else:
-            argv.append(a)
-    args = embed_stage.build_parser().parse_args(argv)
-    for k, v in fake_dirs.items():
-        setattr(args, k, v)
-    return embed_stage.run_embeddings(args)
+    argv = ["--input-dir", str(tmp_path / "test_audio"), "--quiet", "--workers", "1", *extra]
+    # The registered fakes get their --<model>-dir options from the registry.
+    return embed_stage.run_embeddings(embed_stage.build_parser().parse_args(argv))
 
 
 def dirs(tmp_path: Path, *models: str) -> list[str]:
@@ -156,7 +144,6 @@ def audio(tmp_path) -> Path:
 
 
 def test_outputs_manifest_and_run_json(tmp_path, audio, monkeypatch):
-    monkeypatch.setattr(embed_stage, "model_names", lambda: ["fakemodel", "missingmodel"])
     rc = run(tmp_path, "--models", "fakemodel", *dirs(tmp_path, "fakemodel"))
     assert rc == 0
     out = tmp_path / "fakemodel_embeddings"
@@ -192,7 +179,6 @@ def test_outputs_manifest_and_run_json(tmp_path, audio, monkeypatch):
 
 
 def test_rerun_skips_unchanged_redoes_changed_and_removes_gone(tmp_path, audio, monkeypatch):
-    monkeypatch.setattr(embed_stage, "model_names", lambda: ["fakemodel"])
     args = ("--models", "fakemodel", *dirs(tmp_path, "fakemodel"))
     assert run(tmp_path, *args) == 0 and len(CALLS) == 3
     CALLS.clear()
@@ -217,7 +203,6 @@ def test_rerun_skips_unchanged_redoes_changed_and_removes_gone(tmp_path, audio, 
 
 
 def test_unavailable_model_is_reported_and_others_run(tmp_path, audio, monkeypatch, caplog):
-    monkeypatch.setattr(embed_stage, "model_names", lambda: ["fakemodel", "missingmodel"])
     rc = run(
         tmp_path, "--models", "missingmodel,fakemodel", *dirs(tmp_path, "fakemodel", "missingmodel")
     )
@@ -232,7 +217,6 @@ def test_unavailable_model_is_reported_and_others_run(tmp_path, audio, monkeypat
 
 
 def test_a_bad_file_fails_alone(tmp_path, audio, monkeypatch):
-    monkeypatch.setattr(embed_stage, "model_names", lambda: ["fakemodel"])
     (audio / "clean/b.wav").write_bytes(b"not audio at all")
     rc = run(tmp_path, "--models", "fakemodel", *dirs(tmp_path, "fakemodel"))
     assert rc == 1

@@ -16,7 +16,7 @@ from pesq import pesq
 
 from perceptual_audio import cli, metrics, metrics_stage
 from perceptual_audio.audio_io import load_audio, save_wav
-from perceptual_audio.embed_stage import EMBEDDING_COLUMNS
+from perceptual_audio.embedding_manifest import EMBEDDING_COLUMNS
 from perceptual_audio.files import sha256_file
 from perceptual_audio.manifest import ManifestRow, write_manifest
 

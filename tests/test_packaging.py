@@ -26,7 +26,7 @@ SCRIPT = textwrap.dedent("""
     from perceptual_audio.embeddings import get_embedder, model_names
     from perceptual_audio.loss import EmbeddingLoss
 
-    assert model_names() == ["cdpam", "openl3", "vggish"], model_names()
+    assert model_names() == ["openl3", "vggish", "cdpam"], model_names()
     assert get_embedder("cdpam").name == "cdpam"
     loss_fn = EmbeddingLoss("cdpam", sample_rate=16000)
     t = torch.arange(8000) / 16000

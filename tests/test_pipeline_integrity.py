@@ -51,12 +51,9 @@ def speechlike(seconds: float, f0_hz: float, seed: int) -> np.ndarray:
 
 @pytest.fixture(autouse=True)
 def fakes():
-    embeddings.base._import_models()  # the real models register once, on first import
-    saved = dict(embeddings.base._REGISTRY)
-    fake_models.install()
-    yield
-    embeddings.base._REGISTRY.clear()
-    embeddings.base._REGISTRY.update(saved)
+    with embeddings.base.registry_scope():
+        fake_models.install()
+        yield
 
 
 @pytest.fixture

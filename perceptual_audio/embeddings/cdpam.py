@@ -57,7 +57,7 @@ import logging
 import math
 import os
 import pickle
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -65,8 +65,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from perceptual_audio.embeddings.base import Embedder, register
+from perceptual_audio.embeddings.base import Embedder, ExtraMetric, register
 from perceptual_audio.errors import (
+    MetricError,
     ParameterError,
     WeightsUnavailableError,
     WeightsVerificationError,
@@ -123,6 +124,8 @@ DEFAULT_CHUNK_SECONDS = 10.0
 
 #: Suffix of the clip-level embedding file stored beside ``<stem>.npy``.
 CLIP_SUFFIX = ".clip.npy"
+#: The ``pair_metrics.csv`` column of CDPAM's learned distance.
+DISTANCE_METRIC = "cdpam_distance"
 
 FRAMINGS = ("pooled", "windows")
 #: Encoder evaluations: "fast" (:mod:`cdpam_encoder`: folded BN, strided decimation, only the
@@ -396,6 +399,17 @@ def _shape_of(x: Any) -> str:
 
 
 # -- the embedder ------------------------------------------------------------------------------
+def _as_clip(e: np.ndarray, name: str) -> np.ndarray:
+    e = np.asarray(e)
+    if e.ndim == 2 and e.shape[0] == 1:
+        e = e[0]
+    if e.ndim != 1 or e.size == 0:
+        raise MetricError(f"the {name} CDPAM clip embedding must be (D,), got shape {e.shape}")
+    if not np.all(np.isfinite(e)):
+        raise MetricError(f"the {name} CDPAM clip embedding holds NaN or infinite values")
+    return e.astype(np.float32)
+
+
 @register
 class CDPAMEmbedder(Embedder):
     """CDPAM encoder embeddings and CDPAM's learned distance.
@@ -436,6 +450,17 @@ class CDPAMEmbedder(Embedder):
 
     name: ClassVar[str] = "cdpam"
     sample_rate: ClassVar[int] = SAMPLE_RATE
+    display_name = "CDPAM"
+    column_order = 30
+    feature_channel_axis = 1  # (B, C, n) for the whole clip
+    packages = ("cdpam",)
+    metric_package = "cdpam"
+    extra_metrics = (
+        ExtraMetric(
+            DISTANCE_METRIC, "CDPAM distance (learned)", "CDPAM units", False,
+            "CDPAM's learned distance (Manocha et al. 2021)", extras=("clip",),
+        ),
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -911,6 +936,32 @@ class CDPAMEmbedder(Embedder):
         ``{"clip": (512,) float32}`` (save as ``<stem>.clip.npy``, :data:`CLIP_SUFFIX`)."""
         frames, timestamps, clip = self.embed_with_clip(waveform, sr)
         return frames, timestamps, {"clip": clip}
+
+    def extras_from_audio(self, waveform: np.ndarray, sr: int) -> dict[str, np.ndarray]:
+        """``{"clip": (512,) float32}`` of one file: the clip embedding only (no frames)."""
+        x = self.preprocess(waveform, sr)
+        with torch.no_grad():
+            clip = self.clip_embedding(torch.from_numpy(x)[None])
+        return {"clip": clip[0].float().cpu().numpy()}
+
+    def extra_metric(
+        self, name: str, reference: Mapping[str, np.ndarray], degraded: Mapping[str, np.ndarray]
+    ) -> float:
+        """The CDPAM distance of two files from their clip embeddings (``"clip"``).
+
+        Raises
+        ------
+        MetricError
+            When a clip embedding is not (D,), holds NaN/inf, or the two sizes differ.
+        """
+        if name != DISTANCE_METRIC:
+            return super().extra_metric(name, reference, degraded)
+        a = _as_clip(reference["clip"], "reference")
+        b = _as_clip(degraded["clip"], "degraded")
+        if a.shape != b.shape:
+            raise MetricError(f"CDPAM clip embedding sizes differ: {a.shape} vs {b.shape}")
+        with torch.no_grad():
+            return float(self.distance_from_embeddings(a, b))
 
     def embed_with_clip(
         self, waveform: np.ndarray, sr: int

@@ -35,7 +35,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from perceptual_audio.embeddings.base import Embedder, register
+from perceptual_audio.cli import positive_float
+from perceptual_audio.embeddings.base import Embedder, ModelOption, register
 from perceptual_audio.embeddings.frontends import (
     OPENL3_SAMPLE_RATE,
     OpenL3Frontend,
@@ -372,6 +373,28 @@ class OpenL3Embedder(Embedder):
 
     name = "openl3"
     sample_rate = OPENL3_SAMPLE_RATE
+    display_name = "OpenL3"
+    column_order = 10
+    feature_channel_axis = 2  # (B, T, C, ...) per window
+    packages = ("h5py",)
+    options = (
+        ModelOption(
+            "input_repr", "input-repr", "OpenL3 spectrogram front end", "mel256",
+            choices=INPUT_REPRS,
+        ),
+        ModelOption(
+            "content_type", "content-type", "OpenL3 training content", "music",
+            choices=CONTENT_TYPES,
+        ),
+        ModelOption(
+            "embedding_size", "embedding-size", "OpenL3 embedding dimension", 6144, type=int,
+            choices=EMBEDDING_SIZES,
+        ),
+        ModelOption(
+            "hop_seconds", "hop", "OpenL3 hop between 1-s windows, in seconds", 0.1,
+            type=positive_float, metavar="SECONDS",
+        ),
+    )  # fmt: skip
 
     def __init__(
         self,

@@ -36,7 +36,7 @@ import torch
 from torch import nn
 
 from perceptual_audio.embeddings import weights
-from perceptual_audio.embeddings.base import Embedder, full_fp32_on_cuda, register
+from perceptual_audio.embeddings.base import Embedder, ModelOption, full_fp32_on_cuda, register
 from perceptual_audio.errors import (
     ParameterError,
     WeightsUnavailableError,
@@ -521,6 +521,17 @@ class VGGishEmbedder(Embedder):
 
     name = "vggish"
     sample_rate = SAMPLE_RATE
+    display_name = "VGGish"
+    column_order = 20
+    feature_channel_axis = 2  # (B, T, C, ...) per patch
+    packages = ("h5py",)
+    options = (
+        ModelOption(
+            "postprocess", "postprocess",
+            "apply VGGish's PCA + 8-bit quantisation post-processing (default: raw 128-d "
+            "embeddings)", False, boolean=True,
+        ),
+    )  # fmt: skip
 
     def __init__(
         self,
