@@ -45,9 +45,7 @@ class TinyBandEmbedder(base.Embedder):
     display_name = "TinyBand"
     column_order = 5  # before OpenL3
     feature_channel_axis = 1  # features are (B, C, T)
-    options = (
-        base.ModelOption("bands", "bands", "number of TinyBand bands", 8, type=int),
-    )
+    options = (base.ModelOption("bands", "bands", "number of TinyBand bands", 8, type=int),)
     extra_metrics = (
         base.ExtraMetric(
             LEVEL_METRIC,
@@ -184,7 +182,9 @@ def test_stages_1_to_4_run_the_model_defined_in_one_file(tinyband, tmp_path, mon
     assert by_level["high"] < by_level["low"] <= 1
 
     assert visualize_stage.main(["--results-dir", "results", "--dpi", "20", "-q"]) == 0
-    text = (tmp_path / "results" / "visualizations" / "analysis_report.txt").read_text(encoding="utf-8")
+    text = (tmp_path / "results" / "visualizations" / "analysis_report.txt").read_text(
+        encoding="utf-8"
+    )
     assert "TinyBand" in text and "TinyBand level difference" in text
 
 
