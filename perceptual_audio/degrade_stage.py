@@ -40,13 +40,19 @@ from perceptual_audio.files import (
     sha256_file,
 )
 from perceptual_audio.listening import is_imported
-from perceptual_audio.manifest import ManifestRow, read_manifest, replace_kind
+from perceptual_audio.manifest import (
+    DEGRADED_DIR,
+    LEVEL_ORDER_KEY,
+    ManifestRow,
+    level_order_of,
+    read_manifest,
+    replace_kind,
+)
 
 logger = logging.getLogger(__name__)
 
 STAGE = "degradations"
 CLEAN_DIR = "clean"
-DEGRADED_DIR = "degraded"
 DEFAULT_SELECTION = "default"
 #: ``--degradations none``: degrade nothing (a listening test's rated files come from stage 1).
 NO_SELECTION = "none"
@@ -107,17 +113,15 @@ def parse_selection(spec: str) -> list[deg.Level]:
 
 
 def _ordered(levels: Any) -> list[deg.Level]:
+    """Family order, then severity: the built-in levels in their order, then new levels in
+    the order they were given (stage 2 records this order; stages 3-4 plot by it)."""
     fam_order = {name: i for i, name in enumerate(deg.FAMILIES)}
 
     def key(lev: deg.Level) -> tuple:
         known = list(deg.FAMILIES[lev.family].levels)
-        return (
-            fam_order[lev.family],
-            known.index(lev.name) if lev.name in known else len(known),
-            lev.name,
-        )
+        return (fam_order[lev.family], known.index(lev.name) if lev.name in known else len(known))
 
-    return sorted(levels, key=key)
+    return sorted(levels, key=key)  # stable: new levels keep the order given
 
 
 def _levels_from_file(path: Path) -> list[deg.Level]:
@@ -472,6 +476,8 @@ def run_degradations(args: argparse.Namespace) -> int:
             "degrading": round(sum(o.seconds for o in outcomes), 3),
         },
         extra={
+            # Mildest first: stages 3 and 4 order levels by this, never by their names.
+            LEVEL_ORDER_KEY: level_order_of([(lev.family, lev.name) for lev in levels]),
             "counts": {
                 "clean_files": len(clean_rows),
                 "levels": len(levels),

@@ -222,9 +222,41 @@ def replace_kind(folder_or_file: str | os.PathLike, kind: str, rows: list[Manife
     return write_manifest(folder_or_file, kept + list(rows))
 
 
-def rows_by_path(rows: list[ManifestRow]) -> dict[str, ManifestRow]:
-    """Index rows by their ``path``."""
-    return {r.path: r for r in rows}
+# -- the severity order stage 2 records -------------------------------------------------------
+#: Folder of the degraded files (stage 2) inside the audio folder.
+DEGRADED_DIR = "degraded"
+#: Key of ``degraded/run.json`` holding each family's levels, mildest first.
+LEVEL_ORDER_KEY = "level_order"
+
+
+def level_order_of(selection: list[tuple[str, str]]) -> dict[str, list[str]]:
+    """``[(family, level), ...]`` in the order stage 2 applies them -> ``{family: [levels]}``
+    (what stage 2 records under :data:`LEVEL_ORDER_KEY`)."""
+    out: dict[str, list[str]] = {}
+    for family, level in selection:
+        levels = out.setdefault(family, [])
+        if level not in levels:
+            levels.append(level)
+    return out
+
+
+def read_level_order(folder: str | os.PathLike) -> dict[str, list[str]]:
+    """Each family's levels, mildest first, as stage 2 recorded them in
+    ``<folder>/degraded/run.json`` ({} when it recorded none: no stage-2 run, or a folder
+    written before the order was recorded)."""
+    path = Path(folder) / DEGRADED_DIR / "run.json"
+    try:
+        run = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    recorded = run.get(LEVEL_ORDER_KEY) if isinstance(run, dict) else None
+    if not isinstance(recorded, dict):
+        return {}
+    return {
+        str(f): [str(lv) for lv in levels]
+        for f, levels in recorded.items()
+        if isinstance(levels, list)
+    }
 
 
 FIELD_NAMES = tuple(f.name for f in fields(ManifestRow))

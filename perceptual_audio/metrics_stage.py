@@ -800,13 +800,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     frame = pd.DataFrame({c: [r[c] for r in analysed] for c in (*LEADING_COLUMNS, *value_cols)})
     for c in value_cols:
         frame[c] = frame[c].astype(float)
-    order = stats.level_order(
-        {f: g["level"] for f, g in frame.groupby("family") if f != LISTENING_FAMILY}
-    )
-    if (frame["family"] == LISTENING_FAMILY).any():  # conditions: no severity, name order
-        order[LISTENING_FAMILY] = sorted(
-            set(frame.loc[frame["family"] == LISTENING_FAMILY, "level"])
-        )
+    order = _level_order(frame, audio_dir)
     analysed = metrics.analysed_metrics(value_cols)
     summary = stats.summary_by_degradation(
         frame, value_cols, order, bounds={c: metrics.value_range(c) for c in value_cols}
@@ -910,6 +904,32 @@ def metrics_record(columns: Sequence[str], rows: Sequence[Any]) -> dict[str, Any
 
 # -- listening tests (perceptual_audio.listening does the work) ------------------------------
 LISTENING_FAMILY = "listening_test"  # = listening.LISTENING_FAMILY (workers need no import)
+
+
+def _level_order(frame: Any, audio_dir: Path) -> dict[str, list[str]]:
+    """Each family's levels, mildest first, as stage 2 recorded them; a listening test's
+    conditions (no severity) and levels stage 2 did not record in name order, with a warning
+    for the latter."""
+    from perceptual_audio import stats
+    from perceptual_audio.manifest import read_level_order
+
+    present = {f: g["level"] for f, g in frame.groupby("family")}
+    recorded = read_level_order(audio_dir)
+    unrecorded = {
+        f: sorted(set(levels) - set(recorded.get(f, ())))
+        for f, levels in present.items()
+        if f != LISTENING_FAMILY
+    }
+    for family, levels in unrecorded.items():
+        if levels:
+            logger.warning(
+                "%s records no severity order for %s levels %s; they are ordered by name "
+                "(rerun extract_embeddings.py to record it)",
+                audio_dir / "degraded" / "run.json",
+                family,
+                ", ".join(levels),
+            )
+    return stats.level_order(present, recorded)
 
 
 def _load_ratings(args: argparse.Namespace, audio_dir: Path, rows: list) -> tuple[Any, str | None]:

@@ -78,27 +78,6 @@ def study_models() -> dict[str, str]:
     return {m: _metrics.model_display_name(m) for m in model_names()}
 
 
-#: Severity words in increasing order, used to order levels when no registry says otherwise.
-SEVERITY_WORDS = (
-    "none",
-    "minimal",
-    "very_low",
-    "verylow",
-    "low",
-    "light",
-    "mild",
-    "medium",
-    "moderate",
-    "mid",
-    "high",
-    "heavy",
-    "strong",
-    "very_high",
-    "veryhigh",
-    "severe",
-    "extreme",
-)
-
 #: |correlation| thresholds for the words of the findings (Cohen-style conventions).
 STRENGTH_WORDS = (
     (0.9, "very strong"),
@@ -488,66 +467,15 @@ def _model_status(
 def _level_order(
     pairs: pd.DataFrame, families: Sequence[str], run: dict[str, Any]
 ) -> dict[str, list[str]]:
-    """Severity order of each family's levels: as the metrics stage recorded it in run.json
-    (``level_order``), else :func:`perceptual_audio.stats.level_order`, else
-    :func:`order_levels`. Levels present in the pairs but not in the recorded order go last."""
+    """Each family's levels, mildest first, as the metrics stage recorded them in run.json
+    (``level_order``, from stage 2's record); levels it does not list follow in name order
+    (:func:`perceptual_audio.stats.level_order`)."""
+    from perceptual_audio import stats
+
     present = {f: list(dict.fromkeys(pairs.loc[pairs["family"] == f, "level"])) for f in families}
     recorded = run.get("level_order") if isinstance(run.get("level_order"), dict) else {}
-    try:
-        from perceptual_audio import stats
-
-        computed = stats.level_order(present)
-    except Exception:  # noqa: BLE001 - stage 3's helpers are optional here
-        computed = {f: order_levels(f, lv) for f, lv in present.items()}
-    out = {}
-    for f, levels in present.items():
-        rec = recorded.get(f)
-        base = ([str(lv) for lv in rec] if isinstance(rec, list) else []) or list(
-            computed.get(f, levels)
-        )
-        out[f] = [lv for lv in base if lv in levels] + [lv for lv in levels if lv not in base]
-    return out
-
-
-def _natural_key(s: str) -> list[Any]:
-    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", s)]
-
-
-def order_levels(family: str, levels: Iterable[str]) -> list[str]:
-    """Levels of one family from least to most severe.
-
-    Uses the degradation registry of :mod:`perceptual_audio.degradations` when it lists the
-    family, else the position of each level's name in :data:`SEVERITY_WORDS`, else natural
-    sort order.
-    """
-    levels = list(dict.fromkeys(levels))
-    registry_order = _registry_levels(family)
-    if registry_order and set(levels) <= set(registry_order):
-        return [lv for lv in registry_order if lv in levels]
-    words = {w: i for i, w in enumerate(SEVERITY_WORDS)}
-    if all(lv.lower() in words for lv in levels):
-        return sorted(levels, key=lambda lv: words[lv.lower()])
-    return sorted(levels, key=_natural_key)
-
-
-def _registry_levels(family: str) -> list[str] | None:
-    """Level names of ``family`` in the degradations registry, in its order (None if unknown)."""
-    try:
-        from perceptual_audio import degradations  # optional: stage 4 must not need stage 2
-    except Exception:  # noqa: BLE001 - any import problem just means "no registry"
-        return None
-    for attr in ("FAMILIES", "REGISTRY", "DEGRADATIONS", "DEFAULT_FAMILIES"):
-        reg = getattr(degradations, attr, None)
-        if isinstance(reg, dict) and family in reg:
-            entry = reg[family]
-            levels = getattr(entry, "levels", entry)
-            if isinstance(levels, dict):
-                return [str(k) for k in levels]
-            if isinstance(levels, list | tuple):
-                names = [getattr(x, "name", x) for x in levels]
-                if all(isinstance(n, str) for n in names):
-                    return list(names)
-    return None
+    recorded = {f: [str(lv) for lv in v] for f, v in recorded.items() if isinstance(v, list)}
+    return stats.level_order(present, recorded)
 
 
 def _read_degradations(audio_dir: Path | None) -> tuple[pd.DataFrame, dict[str, Any]]:

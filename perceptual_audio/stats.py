@@ -26,7 +26,6 @@ import numpy as np
 import pandas as pd
 
 from perceptual_audio.errors import ParameterError
-from perceptual_audio.listening import LISTENING_FAMILY
 
 logger = logging.getLogger(__name__)
 
@@ -43,22 +42,6 @@ MIN_RECORDINGS_FOR_CI = 5
 METHODS = ("pearson", "spearman", "kendall")
 #: Scope name of the rows computed over all pairs (the other scopes are family names).
 ALL_SCOPE = "all"
-
-#: Fallback severity rank of level names when the degradation registry gives no order.
-DEFAULT_LEVEL_RANK = {
-    "none": 0,
-    "minimal": 1,
-    "mild": 2,
-    "light": 2,
-    "low": 2,
-    "moderate": 3,
-    "medium": 3,
-    "high": 4,
-    "strong": 4,
-    "severe": 5,
-    "heavy": 5,
-    "extreme": 6,
-}
 
 
 # -- metric direction -----------------------------------------------------------------------
@@ -82,54 +65,24 @@ def metric_columns(columns: Iterable[str]) -> list[str]:
 
 
 # -- level order ----------------------------------------------------------------------------
-def level_order(family_levels: Mapping[str, Iterable[str]]) -> dict[str, list[str]]:
-    """Severity order (mildest first) of the levels present in each family.
+def level_order(
+    family_levels: Mapping[str, Iterable[str]],
+    recorded: Mapping[str, Sequence[str]] | None = None,
+) -> dict[str, list[str]]:
+    """Order (mildest first) of the levels present in each family.
 
-    The order comes from :mod:`perceptual_audio.degradations` when it declares one for the
-    family (``level_order(family)``, or the order of ``FAMILIES[family]`` levels); otherwise
-    from :data:`DEFAULT_LEVEL_RANK` (low < high < extreme, mild < strong < extreme). Level
-    names unknown to both keep their alphabetical order after the known ones, with a warning.
+    The order is the one stage 2 recorded (``recorded``: ``level_order`` of
+    ``degraded/run.json``, :func:`perceptual_audio.manifest.read_level_order`); levels it does
+    not list (a family stage 2 did not record, a listening test's conditions) follow in name
+    order. Level names are never read for severity.
     """
+    recorded = recorded or {}
     out: dict[str, list[str]] = {}
     for family, levels in family_levels.items():
-        present = sorted(set(levels))
-        if family == LISTENING_FAMILY:  # listening-test conditions: unordered by design
-            out[family] = present
-            continue
-        registry = _registry_levels(family)
-        if registry is not None and set(present) <= set(registry):
-            out[family] = [lv for lv in registry if lv in present]
-            continue
-        unknown = [lv for lv in present if lv not in DEFAULT_LEVEL_RANK]
-        if unknown:
-            logger.warning(
-                "family %r: no severity order known for levels %s; ordering them "
-                "alphabetically after the known levels",
-                family,
-                unknown,
-            )
-        out[family] = sorted(present, key=lambda lv: (DEFAULT_LEVEL_RANK.get(lv, 99), lv))
+        present = set(levels)
+        known = [lv for lv in recorded.get(family, ()) if lv in present]
+        out[family] = known + sorted(present - set(known))
     return out
-
-
-def _registry_levels(family: str) -> list[str] | None:
-    try:
-        from perceptual_audio import degradations
-    except ImportError:
-        return None
-    try:
-        fn = getattr(degradations, "level_order", None)
-        if callable(fn):
-            return [str(lv) for lv in fn(family)]
-        families = getattr(degradations, "FAMILIES", None)
-        if isinstance(families, Mapping) and family in families:
-            spec = families[family]
-            levels = getattr(spec, "levels", spec)
-            if isinstance(levels, Mapping | Sequence) and not isinstance(levels, str):
-                return [str(lv) for lv in levels]
-    except Exception:  # a registry shape this code does not know: use the fallback
-        logger.debug("cannot read the level order of %r from the registry", family, exc_info=True)
-    return None
 
 
 # -- bootstrap core -------------------------------------------------------------------------

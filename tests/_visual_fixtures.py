@@ -99,7 +99,7 @@ def write_results(
     value_cols = metric_columns(pairs)
     neural = metrics.neural_metric_names(value_cols)
     refs = metrics.reference_metric_names(value_cols)
-    order = stats.level_order({f: g["level"] for f, g in pairs.groupby("family")})
+    order = stats.level_order({f: g["level"] for f, g in pairs.groupby("family")}, FAMILIES)
     stats.summary_by_degradation(pairs, value_cols, order).to_csv(
         results / "summary_by_degradation.csv", index=False
     )

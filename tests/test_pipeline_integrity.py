@@ -30,6 +30,7 @@ from perceptual_audio import (
     embeddings,
     extract_stage,
     metrics_stage,
+    report,
     visualize_stage,
 )
 from perceptual_audio.files import LOCK_NAME
@@ -99,6 +100,39 @@ def snapshot(root: Path) -> dict[str, tuple[int, str]]:
         for p in sorted(root.rglob("*"))
         if p.is_file()
     }
+
+
+# -- 0. the severity order is recorded by stage 2, not guessed from level names --------------
+def test_stage_2_records_the_level_order_and_stages_3_and_4_follow_it(work, caplog):
+    assert stage1() == 0
+    # New levels whose names sort against their severity (snr10 < snr3 < snr30 by name).
+    selection = work / "levels.json"
+    selection.write_text(
+        json.dumps({"noise": {lv: {"snr_db": float(lv[3:])} for lv in ("snr30", "snr10", "snr3")}})
+    )
+    assert stage2(degradations=str(selection)) == 0
+    recorded = json.loads((work / "test_audio" / "degraded" / "run.json").read_text())
+    assert recorded["level_order"] == {"noise": ["snr30", "snr10", "snr3"]}
+    assert stage3() == 0
+    run = json.loads((work / "results" / "run.json").read_text())
+    assert run["level_order"] == {"noise": ["snr30", "snr10", "snr3"]}
+    summary = pd.read_csv(work / "results" / "summary_by_degradation.csv")
+    assert summary["level"].tolist() == ["snr30", "snr10", "snr3"]
+    assert report.load_results("results").level_order == {"noise": ["snr30", "snr10", "snr3"]}
+
+    # A stage-2 folder that recorded no order (written by an older version): name order,
+    # said once per family.
+    del recorded["level_order"]
+    (work / "test_audio" / "degraded" / "run.json").write_text(json.dumps(recorded))
+    caplog.clear()
+    assert stage3() == 0
+    assert (
+        f"{Path('test_audio') / 'degraded' / 'run.json'} records no severity order for noise "
+        "levels snr10, snr3, snr30; they are ordered by name (rerun extract_embeddings.py to "
+        "record it)" in caplog.text
+    )
+    summary = pd.read_csv(work / "results" / "summary_by_degradation.csv")
+    assert summary["level"].tolist() == ["snr10", "snr3", "snr30"]
 
 
 # -- 1. one folder for several models -------------------------------------------------------

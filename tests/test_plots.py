@@ -26,7 +26,7 @@ def pairs() -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def order(pairs) -> dict[str, list[str]]:
-    return stats.level_order({f: g["level"] for f, g in pairs.groupby("family")})
+    return stats.level_order({f: g["level"] for f, g in pairs.groupby("family")}, FAMILIES)
 
 
 @pytest.fixture(scope="module")

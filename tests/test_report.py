@@ -274,7 +274,12 @@ def test_failure_summary_counts_nan_with_reasons(full):
 
 def test_sample_results_table_rows_and_values(full):
     table = report.sample_results_table(full)
-    labels = ["OpenL3 similarity", "VGGish similarity", "CDPAM similarity", "CDPAM distance"]
+    labels = [
+        "OpenL3 similarity",
+        "VGGish similarity",
+        "CDPAM similarity",
+        "CDPAM distance (learned)",
+    ]
     labels += ["PESQ", "STOI"]
     assert table.columns == ["Degradation", "pairs", *[h for x in labels for h in (x, f"{x} n")]]
     assert [r[0] for r in table.rows][:3] == ["Noise (Low)", "Noise (High)", "Noise (Extreme)"]

@@ -149,11 +149,17 @@ def test_too_few_or_constant_values_give_nan():
 
 
 # -- tables ------------------------------------------------------------------------------------
+#: Families and levels of :func:`synthetic_pairs`, mildest first (what stage 2 records).
+SYNTHETIC_LEVELS = {
+    "noise": ["low", "high", "extreme"],
+    "compression": ["mild", "strong", "extreme"],
+}
+
+
 def synthetic_pairs(rng, n_rec=8):
-    """Three families x three levels; scores fall (distances rise) with severity."""
+    """Two families x three levels; scores fall (distances rise) with severity."""
     rows = []
-    levels = {"noise": ["low", "high", "extreme"], "compression": ["mild", "strong", "extreme"]}
-    for family, lv in levels.items():
+    for family, lv in SYNTHETIC_LEVELS.items():
         for k, level in enumerate(lv):
             for i in range(n_rec):
                 quality = 4.0 - k - 0.3 * rng.random()
@@ -171,18 +177,33 @@ def synthetic_pairs(rng, n_rec=8):
     return pd.DataFrame(rows)
 
 
-def test_level_order_fallback():
+def test_level_order_follows_the_record_never_the_level_names():
+    recorded = {"noise": ["low", "high", "extreme"], "custom": ["snr30", "snr10", "snr3"]}
     order = stats.level_order(
-        {"noise": ["extreme", "low", "high"], "compression": ["strong", "extreme", "mild"]}
+        {
+            "noise": ["extreme", "low", "high", "low"],
+            "custom": ["snr3", "snr30", "snr10"],
+            "compression": ["strong", "extreme", "mild"],
+        },
+        recorded,
     )
-    assert order["noise"] == ["low", "high", "extreme"]
-    assert order["compression"] == ["mild", "strong", "extreme"]
+    assert order == {
+        "noise": ["low", "high", "extreme"],
+        "custom": ["snr30", "snr10", "snr3"],  # the record's order, not the names'
+        "compression": ["extreme", "mild", "strong"],  # not recorded: name order
+    }
+    # Levels the record does not list follow in name order; recorded levels absent drop out.
+    assert stats.level_order({"noise": ["zeta", "high", "alpha"]}, recorded) == {
+        "noise": ["high", "alpha", "zeta"]
+    }
+    # Without a record nothing is guessed from the names.
+    assert stats.level_order({"noise": ["low", "high"]}) == {"noise": ["high", "low"]}
 
 
 def test_summary_by_degradation_t_interval(rng):
     df = synthetic_pairs(rng)
     df.loc[0, "pesq_wb"] = np.nan  # a failed cell is left out, not counted as a value
-    s = stats.summary_by_degradation(df, ["pesq_wb", "m_cosine"])
+    s = stats.summary_by_degradation(df, ["pesq_wb", "m_cosine"], SYNTHETIC_LEVELS)
     assert list(s[["family", "level"]].itertuples(index=False, name=None)) == [
         ("compression", "mild"),
         ("compression", "strong"),
@@ -234,7 +255,7 @@ def test_monotonicity_directions(rng):
     # Recording r0 of noise: cosine rises from low to high (a wrong move).
     sel = (df.family == "noise") & (df.reference_path == "clean/r0.wav")
     df.loc[sel & (df.level == "high"), "m_cosine"] = 2.0
-    m = stats.monotonicity(df, ["pesq_wb", "m_cosine", "m_l2"])
+    m = stats.monotonicity(df, ["pesq_wb", "m_cosine", "m_l2"], SYNTHETIC_LEVELS)
     get = lambda fam, met, step: m[(m.family == fam) & (m.metric == met) & (m.step == step)].iloc[0]  # noqa: E731
     assert get("noise", "pesq_wb", "low->high")["fraction_right"] == 1.0
     assert get("noise", "m_l2", "all")["direction"] == "rises"
