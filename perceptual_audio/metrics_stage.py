@@ -40,8 +40,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import csv
-import io
 import logging
 import math
 import multiprocessing
@@ -60,24 +58,25 @@ from perceptual_audio.embeddings.base import model_names
 from perceptual_audio.errors import FolderConflictError, PerceptualAudioError, SchemaError
 from perceptual_audio.files import params_digest, sha256_file, write_text_if_changed
 from perceptual_audio.reference_metrics import VISQOL_SPEECH_MODELS  # no heavy import
+from perceptual_audio.results import (
+    CORRELATIONS_NAME,
+    LEADING_COLUMNS,
+    MONOTONICITY_NAME,
+    PAIR_INFO_COLUMNS,
+    PAIR_METRICS_NAME,
+    SUMMARY_NAME,
+    read_previous_pairs,
+    write_pair_table,
+)
 
 if TYPE_CHECKING:  # pandas is imported lazily: worker processes do not need it
-    import pandas as pd
+    pass
 
 logger = logging.getLogger(__name__)
 
 STAGE = "calculate_metrics"
 #: Bumped when the computation of a cell changes, invalidating cached cells.
 METRICS_VERSION = 1
-LEADING_COLUMNS = ("reference_path", "degraded_path", "family", "level")
-#: Per-pair facts from the audio manifest, after the statuses: the degraded file's flags
-#: (``silent``, ``short``, ...) and whether its degradation was applied at all (a silent
-#: input is left unchanged by noise, compression and clipping: SNR is undefined).
-PAIR_INFO_COLUMNS = ("flags", "degradation_applied")
-PAIR_METRICS_NAME = "pair_metrics.csv"
-SUMMARY_NAME = "summary_by_degradation.csv"
-CORRELATIONS_NAME = "correlations.csv"
-MONOTONICITY_NAME = "monotonicity.csv"
 #: Default ``--bootstrap`` (stats.N_BOOTSTRAP; stats is imported lazily: workers need no pandas).
 DEFAULT_BOOTSTRAP = 1000
 
@@ -320,64 +319,8 @@ def _cached_extras(model: str, path: str, y: np.ndarray, sr: int) -> dict[str, n
     return _EXTRAS_CACHE[key]
 
 
-# -- table I/O ------------------------------------------------------------------------------
-def _format_value(v: float) -> str:
-    if isinstance(v, float) and math.isnan(v):
-        return ""
-    return repr(float(v))
-
-
 def _parse_value(text: str) -> float:
     return float(text) if text not in ("", None) else math.nan
-
-
-def write_pair_table(
-    path: Path, rows: list[dict[str, Any]], columns: Sequence[str], value_columns: Sequence[str]
-) -> None:
-    """Write ``pair_metrics.csv`` atomically; floats as Python ``repr`` (exact round trip)."""
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(columns)
-    values = set(value_columns)
-    for r in rows:
-        w.writerow([_format_value(r[c]) if c in values else r.get(c, "") for c in columns])
-    write_text_if_changed(path, buf.getvalue())
-
-
-def read_previous(path: Path) -> dict[str, dict[str, str]]:
-    """Rows of an earlier ``pair_metrics.csv`` by degraded path ({} when absent/unreadable)."""
-    if not path.exists():
-        return {}
-    try:
-        with open(path, newline="", encoding="utf-8") as f:
-            return {r["degraded_path"]: r for r in csv.DictReader(f) if r.get("degraded_path")}
-    except (OSError, KeyError, csv.Error) as e:
-        logger.warning("cannot reuse %s (%s): recomputing every cell", path, e)
-        return {}
-
-
-def read_pair_table(path: str | Path) -> pd.DataFrame:
-    """``pair_metrics.csv`` as a DataFrame (values float, statuses and paths str)."""
-    import pandas as pd
-
-    with open(path, newline="", encoding="utf-8") as f:
-        header = next(csv.reader(f))
-    text_cols = {
-        c
-        for c in header
-        if c in LEADING_COLUMNS
-        or c.endswith("_status")
-        or c.endswith("_key")
-        or c.endswith("_sha256")
-        or c in PAIR_INFO_COLUMNS
-        or c in ("condition", "hidden_reference")  # listening.PAIR_RATING_COLUMNS' text
-    }
-    return pd.read_csv(
-        path,
-        dtype={c: str for c in text_cols},
-        keep_default_na=False,
-        na_values={c: [""] for c in header if c not in text_cols},
-    )
 
 
 # -- the stage ------------------------------------------------------------------------------
@@ -598,7 +541,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     group_params = {g: metrics.AUDIO_GROUPS[g].params(settings) for g in pair_groups + clean_groups}
 
-    previous = {} if args.force else read_previous(results_dir / PAIR_METRICS_NAME)
+    previous = {} if args.force else read_previous_pairs(results_dir / PAIR_METRICS_NAME)
     hashes = _Hashes()
     jobs: list[PairJob] = []
     job_rows: list[int | str] = []  # a table row, or a clean path for a clean-file job

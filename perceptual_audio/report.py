@@ -39,27 +39,26 @@ import numpy as np
 import pandas as pd
 
 from perceptual_audio import metrics as _metrics
+from perceptual_audio import results as results_format
 from perceptual_audio.errors import PerceptualAudioError, SchemaError
+from perceptual_audio.results import (
+    CORRELATION_KEY_COLUMNS,
+    CORRELATION_METHODS,
+    CORRELATIONS_NAME,
+    MONOTONICITY_NAME,
+    PAIR_METRICS_NAME,
+    RUN_JSON_NAME,
+    SUMMARY_NAME,
+    read_correlations,
+    read_summary,
+)
 
 logger = logging.getLogger(__name__)
 
-# -- file names of the results folder ----------------------------------------------------------
-PAIR_METRICS_NAME = "pair_metrics.csv"
-SUMMARY_NAME = "summary_by_degradation.csv"
-CORRELATIONS_NAME = "correlations.csv"
-MONOTONICITY_NAME = "monotonicity.csv"
-RUN_JSON_NAME = "run.json"
 TEXT_REPORT_NAME = "analysis_report.txt"
 HTML_REPORT_NAME = "report.html"
 
-#: Leading columns of ``pair_metrics.csv``, in order (docs: issue 5, item 2).
-PAIR_KEY_COLUMNS = ("reference_path", "degraded_path", "family", "level")
-#: Columns every row of ``summary_by_degradation.csv`` must carry besides ``<metric>_mean``.
-SUMMARY_KEY_COLUMNS = ("family", "level")
-#: Columns ``correlations.csv`` must carry (besides at least one ``<method>_r`` column).
-CORRELATION_KEY_COLUMNS = ("scope", "metric_x", "metric_y")
-#: Correlation methods in the order the report presents them, with their symbols.
-CORRELATION_METHODS = ("pearson", "spearman", "kendall")
+#: Symbols of the correlation methods (in :data:`CORRELATION_METHODS` order).
 METHOD_SYMBOL = {"pearson": "r", "spearman": "ρ", "kendall": "τ"}
 METHOD_NAME = {"pearson": "Pearson", "spearman": "Spearman", "kendall": "Kendall"}
 #: The method the plain-word findings rank by: rank-based, so a monotone but curved relation
@@ -252,131 +251,11 @@ class StudyResults:
         return get(f"{metric}_mean"), get(f"{metric}_ci_low"), get(f"{metric}_ci_high"), n
 
 
-def _read_csv(path: Path, *, text_columns: Sequence[str]) -> pd.DataFrame:
-    try:
-        frame = pd.read_csv(path, dtype={c: str for c in text_columns}, keep_default_na=True)
-    except pd.errors.EmptyDataError:
-        raise SchemaError(
-            f"{path}: the file is empty; expected a CSV table with a header "
-            "row. Rerun calculate_metrics.py."
-        ) from None
-    except (pd.errors.ParserError, UnicodeDecodeError) as e:
-        raise SchemaError(
-            f"{path}: not a readable CSV table ({e}). Rerun calculate_metrics.py."
-        ) from None
-    for c in text_columns:
-        if c in frame.columns:
-            frame[c] = frame[c].fillna("").astype(str)
-    return frame
-
-
-def _require_columns(
-    path: Path, frame: pd.DataFrame, required: Sequence[str], *, leading: bool = False
-) -> None:
-    cols = list(frame.columns)
-    ok = cols[: len(required)] == list(required) if leading else all(c in cols for c in required)
-    if not ok:
-        how = "leading columns" if leading else "columns"
-        raise SchemaError(
-            f"{path}: expected {how} {list(required)}, received {cols[:12]}"
-            f"{' ...' if len(cols) > 12 else ''}. This results folder was written by an older "
-            "or different version of calculate_metrics.py; rerun calculate_metrics.py --force "
-            "to rebuild it."
-        )
-
-
 def read_pair_metrics(path: str | os.PathLike) -> tuple[pd.DataFrame, list[str]]:
-    """Read ``pair_metrics.csv``; returns the table and its metric columns in report order.
-
-    Metric columns are every column after the four leading ones that is not a ``*_status``
-    column; they are converted to float (an unparsable cell becomes NaN).
-
-    Raises
-    ------
-    SchemaError
-        If the leading columns are not ``reference_path, degraded_path, family, level`` or no
-        metric column exists.
-    """
-    path = Path(path)
-    frame = _read_csv(path, text_columns=(*PAIR_KEY_COLUMNS, "condition", "hidden_reference"))
-    _require_columns(path, frame, PAIR_KEY_COLUMNS, leading=True)
-    # After the metrics come their <metric>_status columns and bookkeeping (hashes, cache
-    # keys): neither is a metric. A column holding text that is not a number is not either.
-    metrics = []
-    for c in map(str, frame.columns[len(PAIR_KEY_COLUMNS) :]):
-        if c.endswith(("_status", "_key", "_sha256")) or c in ("flags", "degradation_applied"):
-            continue
-        if c in _rating_columns():  # listening-test ratings: the truth, not a metric
-            continue
-        raw = frame[c]
-        parsed = pd.to_numeric(raw, errors="coerce")
-        if raw.notna().any() and parsed.notna().sum() == 0 and raw.dtype == object:
-            continue
-        metrics.append(c)
-    if not metrics:
-        raise SchemaError(
-            f"{path}: no metric columns after {list(PAIR_KEY_COLUMNS)}; expected "
-            "at least pesq_wb, stoi. Rerun calculate_metrics.py --force."
-        )
-    for m in metrics:
-        frame[m] = pd.to_numeric(frame[m], errors="coerce")
-    for c in frame.columns:
-        if str(c).endswith("_status"):
-            frame[c] = frame[c].fillna("").astype(str)
+    """:func:`perceptual_audio.results.read_pair_metrics` without the listening-test ratings
+    (the truth, not metrics), its metric columns in report order (:func:`metric_sort_key`)."""
+    frame, metrics = results_format.read_pair_metrics(path, not_metrics=_rating_columns())
     return frame, sorted(metrics, key=metric_sort_key)
-
-
-def read_summary(path: str | os.PathLike) -> pd.DataFrame:
-    """Read ``summary_by_degradation.csv`` (``family, level`` + ``<metric>_mean/_ci_low/_ci_high``).
-
-    Raises
-    ------
-    SchemaError
-        If ``family``/``level`` or every ``*_mean`` column is missing.
-    """
-    path = Path(path)
-    frame = _read_csv(path, text_columns=SUMMARY_KEY_COLUMNS)
-    _require_columns(path, frame, SUMMARY_KEY_COLUMNS)
-    if not any(str(c).endswith("_mean") for c in frame.columns):
-        raise SchemaError(
-            f"{path}: expected <metric>_mean columns (e.g. pesq_wb_mean), received "
-            f"{list(frame.columns)[:12]}. Rerun calculate_metrics.py --force."
-        )
-    for c in frame.columns:
-        if c not in SUMMARY_KEY_COLUMNS:
-            frame[c] = pd.to_numeric(frame[c], errors="coerce")
-    return frame
-
-
-def read_correlations(path: str | os.PathLike) -> pd.DataFrame:
-    """Read ``correlations.csv`` (``scope, metric_x, metric_y`` + ``<method>_r``, CI, p, n).
-
-    Raises
-    ------
-    SchemaError
-        If the key columns or every ``<method>_r`` column is missing.
-    """
-    path = Path(path)
-    frame = _read_csv(path, text_columns=CORRELATION_KEY_COLUMNS)
-    _require_columns(path, frame, CORRELATION_KEY_COLUMNS)
-    # stats.correlation_table names the value column after the method ("pearson"); accept
-    # "pearson_r" too, and use the latter internally.
-    frame = frame.rename(
-        columns={
-            m: f"{m}_r"
-            for m in CORRELATION_METHODS
-            if m in frame.columns and f"{m}_r" not in frame.columns
-        }
-    )
-    if not any(f"{m}_r" in frame.columns for m in CORRELATION_METHODS):
-        raise SchemaError(
-            f"{path}: expected pearson / spearman / kendall columns, "
-            f"received {list(frame.columns)[:12]}. Rerun calculate_metrics.py --force."
-        )
-    for c in frame.columns:
-        if c not in CORRELATION_KEY_COLUMNS:
-            frame[c] = pd.to_numeric(frame[c], errors="coerce")
-    return frame
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -1641,7 +1520,6 @@ def _one_line_reason(reason: str) -> str:
 # =============================================================================================
 #: Figure group whose figures are shown in the listener section (see visualize_stage).
 LISTENER_FIGURE_GROUP = "Agreement with listeners"
-LISTENER_AGREEMENT_NAME = "listener_agreement.csv"
 
 
 def _rating_columns() -> tuple[str, ...]:
@@ -1653,7 +1531,9 @@ def _rating_columns() -> tuple[str, ...]:
 def _read_listener_agreement(
     results_dir: Path, metrics: Sequence[str], notes: list[str]
 ) -> pd.DataFrame | None:
-    path = results_dir / LISTENER_AGREEMENT_NAME
+    from perceptual_audio.listening import AGREEMENT_NAME
+
+    path = results_dir / AGREEMENT_NAME
     if not path.exists():
         return None
     try:
@@ -1663,7 +1543,7 @@ def _read_listener_agreement(
         return None
     from perceptual_audio.listening import AGREEMENT_COLUMNS, CEILING
 
-    _require_columns(path, frame, AGREEMENT_COLUMNS)
+    results_format.require_columns(path, frame, AGREEMENT_COLUMNS)
     # Metrics the report dropped (unavailable models) are not ranked either.
     return frame[frame["metric"].isin([*metrics, CEILING])].reset_index(drop=True)
 

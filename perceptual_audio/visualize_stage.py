@@ -32,13 +32,8 @@ from perceptual_audio import report as report_module
 from perceptual_audio.errors import PerceptualAudioError
 from perceptual_audio.files import sha256_file, write_text_if_changed
 from perceptual_audio.report import (
-    CORRELATIONS_NAME,
     HTML_REPORT_NAME,
-    MONOTONICITY_NAME,
-    PAIR_METRICS_NAME,
     REFERENCE_METRICS,
-    RUN_JSON_NAME,
-    SUMMARY_NAME,
     TEXT_REPORT_NAME,
     FigureBlock,
     StudyResults,
@@ -49,6 +44,13 @@ from perceptual_audio.report import (
     render_html,
     render_text,
     study_models,
+)
+from perceptual_audio.results import (
+    CORRELATIONS_NAME,
+    MONOTONICITY_NAME,
+    PAIR_METRICS_NAME,
+    RUN_JSON_NAME,
+    SUMMARY_NAME,
 )
 
 logger = logging.getLogger(__name__)

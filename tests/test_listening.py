@@ -23,7 +23,14 @@ import soundfile as sf
 from conftest import write_audio
 from scipy import stats as sps
 
-from perceptual_audio import conversion, extract_stage, listening, metrics_stage, visualize_stage
+from perceptual_audio import (
+    conversion,
+    extract_stage,
+    listening,
+    metrics_stage,
+    visualize_stage,
+)
+from perceptual_audio import results as results_format
 from perceptual_audio.manifest import read_manifest
 
 SR_IN = 16000
@@ -258,7 +265,7 @@ def test_stage2_keeps_imported_files(tmp_path):
 # -- stage 3 ------------------------------------------------------------------------------------
 def test_pair_table_has_ratings(synthetic):
     *_, ta, res = synthetic
-    pairs = metrics_stage.read_pair_table(res / metrics_stage.PAIR_METRICS_NAME)
+    pairs = results_format.read_pair_table(res / results_format.PAIR_METRICS_NAME)
     for c in ("rating_mean", "rating_sd", "rating_n"):
         assert c in pairs.columns
     row = pairs[pairs["degraded_path"] == "degraded/SNR_20_dB/stim_3/snr20.wav"].iloc[0]
@@ -320,7 +327,7 @@ def test_ratings_option_for_stage2_degradations(tmp_path):
     )
     args = ["--audio-dir", str(ta), "--results-dir", str(res), "--models", "none", "-q"]
     assert metrics_stage.main([*args, "--ratings", str(r), "--bootstrap", "0"]) == 0
-    pairs = metrics_stage.read_pair_table(res / metrics_stage.PAIR_METRICS_NAME)
+    pairs = results_format.read_pair_table(res / results_format.PAIR_METRICS_NAME)
     assert pairs.set_index("level").loc["high", "rating_mean"] == 50.0
     agr = pd.read_csv(res / listening.AGREEMENT_NAME)
     assert set(agr["level"]) == {"file", "condition"}
@@ -400,7 +407,7 @@ def test_wideband_48k_through_all_four_stages_with_cdpam(tmp_path):
     ta, res, rc3 = _stages_1_to_3(tmp_path, audio, test, sr=48000, models="cdpam")
     assert rc3 == 0
     assert {r.sample_rate for r in read_manifest(ta)} == {48000}
-    pairs = metrics_stage.read_pair_table(res / metrics_stage.PAIR_METRICS_NAME)
+    pairs = results_format.read_pair_table(res / results_format.PAIR_METRICS_NAME)
     assert pairs["cdpam_distance"].notna().all() and pairs["pesq_wb"].notna().all()
     rates = json.loads((res / "run.json").read_text())["metric_sample_rates_hz"]
     assert rates["study_sample_rates_hz"] == [48000]
@@ -447,7 +454,7 @@ def test_published_import_and_per_file_means_exact(published):
     rows = read_manifest(ta)
     assert sum(r.kind == "clean" for r in rows) == 8
     assert sum(r.kind == "degraded" for r in rows) == 64  # 7 codecs + hidden reference, x 8
-    pairs = metrics_stage.read_pair_table(res / metrics_stage.PAIR_METRICS_NAME)
+    pairs = results_format.read_pair_table(res / results_format.PAIR_METRICS_NAME)
     rated = table[table["file"].notna()]
     assert len(rated) == 64
     for rec in rated.itertuples():
@@ -462,7 +469,7 @@ def test_published_import_and_per_file_means_exact(published):
 def test_published_agreement_matches_scipy(published):
     root, ta, res, table = published
     agr = pd.read_csv(res / listening.AGREEMENT_NAME)
-    pairs = metrics_stage.read_pair_table(res / metrics_stage.PAIR_METRICS_NAME)
+    pairs = results_format.read_pair_table(res / results_format.PAIR_METRICS_NAME)
     metrics = ["pesq_wb", "pesq_nb", "stoi", "estoi", "si_sdr", "zimtohrli", "zimtohrli_mos"]
     metrics += ["dnsmos_ovrl", "dnsmos_sig", "dnsmos_bak", "dnsmos_p808"]
     assert "dnsmos_ovrl_clean" in pairs.columns  # context: not ranked against the listeners

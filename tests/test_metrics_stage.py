@@ -15,6 +15,7 @@ import pytest
 from pesq import pesq
 
 from perceptual_audio import cli, metrics, metrics_stage
+from perceptual_audio import results as results_format
 from perceptual_audio.audio_io import load_audio, save_wav
 from perceptual_audio.embedding_manifest import EMBEDDING_COLUMNS
 from perceptual_audio.files import sha256_file
@@ -166,7 +167,7 @@ def run(root: Path, results: str = "results", *extra: str) -> int:
 
 
 def read_table(path: Path) -> pd.DataFrame:
-    return metrics_stage.read_pair_table(path)
+    return results_format.read_pair_table(path)
 
 
 @pytest.fixture(scope="module")

@@ -33,6 +33,7 @@ from perceptual_audio import (
     report,
     visualize_stage,
 )
+from perceptual_audio import results as results_format
 from perceptual_audio.files import LOCK_NAME
 from perceptual_audio.manifest import read_manifest
 
@@ -252,7 +253,7 @@ def test_not_applied_pairs_stay_out_of_the_statistics(work):
     assert stage1() == 0
     assert stage2(degradations="noise:low") == 0
     assert stage3() == 0
-    pairs = metrics_stage.read_pair_table(work / "results" / "pair_metrics.csv")
+    pairs = results_format.read_pair_table(work / "results" / "pair_metrics.csv")
     silent = pairs[pairs.degraded_path == "degraded/noise/low/silent.wav"].iloc[0]
     assert silent["degradation_applied"] == "false" and "silent" in silent["flags"]
     assert (pairs[pairs.degraded_path != silent.degraded_path].degradation_applied == "true").all()

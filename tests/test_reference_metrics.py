@@ -27,6 +27,7 @@ from conftest import REPO_ROOT, sine
 
 from perceptual_audio import cli, metrics, metrics_stage, stats
 from perceptual_audio import reference_metrics as rm
+from perceptual_audio import results as results_format
 from perceptual_audio.audio_io import load_audio
 from perceptual_audio.errors import ParameterError
 
@@ -291,7 +292,7 @@ def test_stage_scores_reference_metrics_exactly(study):
 
     root, _, results, code = study
     assert code == cli.EXIT_OK
-    df = metrics_stage.read_pair_table(results / "pair_metrics.csv")
+    df = results_format.read_pair_table(results / "pair_metrics.csv")
     assert list(df.columns[4:18]) == ["stoi", *REFERENCE_COLUMNS, "stoi_status"]
     assert len(df) == 4
     assert (df[[f"{c}_status" for c in REFERENCE_COLUMNS]] == "ok").all().all()

@@ -13,6 +13,7 @@ import pytest
 from _visual_fixtures import make_pairs, write_results
 
 from perceptual_audio import report
+from perceptual_audio import results as results_format
 from perceptual_audio.errors import PerceptualAudioError, SchemaError
 
 VGGISH_REASON = "weights not found: put vggish-10086976.pth into /cache/vggish"
@@ -122,15 +123,15 @@ def test_old_correlation_and_summary_schemas_are_schema_errors(tmp_path):
     corr = tmp_path / "correlations.csv"
     corr.write_text("scope,metric_x,metric_y,r\nall,a,b,0.5\n")
     with pytest.raises(SchemaError, match="expected pearson / spearman / kendall columns"):
-        report.read_correlations(corr)
+        results_format.read_correlations(corr)
     summary = tmp_path / "summary_by_degradation.csv"
     summary.write_text("degradation,pesq\nnoise_low,3.0\n")
     with pytest.raises(SchemaError, match=r"expected columns \['family', 'level'\]"):
-        report.read_summary(summary)
+        results_format.read_summary(summary)
     empty = tmp_path / "empty.csv"
     empty.write_text("")
     with pytest.raises(SchemaError, match="the file is empty"):
-        report.read_summary(empty)
+        results_format.read_summary(empty)
 
 
 def test_missing_inputs_name_the_path(tmp_path):
@@ -404,7 +405,7 @@ def test_correlation_value_column_named_with_r_suffix_is_accepted(tmp_path):
         "all,openl3_cosine,pesq_wb,10,0.5,0.2,0.7,0.01\n"
     )
     c = report.lookup_correlation(
-        report.read_correlations(path), "all", "pesq_wb", "openl3_cosine", "pearson"
+        results_format.read_correlations(path), "all", "pesq_wb", "openl3_cosine", "pearson"
     )
     assert (c.r, c.ci_low, c.ci_high, c.n) == (0.5, 0.2, 0.7, 10)
     assert c.describe() == "Pearson r = 0.50 (95% CI 0.20 to 0.70, n = 10)"
