@@ -120,6 +120,19 @@ def load_audio(
     return np.ascontiguousarray(y, dtype=np.float32), int(sr)
 
 
+#: The one definition of "silent" (stage 1's ``silent`` flag, stage 2's "left unchanged"): the
+#: AC peak (mean removed, so a DC offset alone is silent) at or below this level in dBFS.
+SILENCE_DBFS = -80.0
+
+
+def is_silent(x: np.ndarray) -> bool:
+    """True when the AC peak of ``x`` is at or below :data:`SILENCE_DBFS` (empty: silent)."""
+    x64 = np.asarray(x, dtype=np.float64)
+    if x64.size == 0:
+        return True
+    return float(np.max(np.abs(x64 - x64.mean()))) <= 10 ** (SILENCE_DBFS / 20)
+
+
 def to_mono(y: np.ndarray) -> np.ndarray:
     """Mean over channels of an (n, channels) array; a 1-D array is returned as is."""
     if y.ndim == 1:

@@ -86,11 +86,6 @@ def nonnegative_int(text: str) -> int:
     return _parse_number(text, int, lambda v: v >= 0, "an integer >= 0")
 
 
-def nonnegative_float(text: str) -> float:
-    """argparse type: a finite float >= 0."""
-    return _parse_number(text, float, lambda v: 0 <= v < float("inf"), "a number >= 0")
-
-
 def default_workers() -> int:
     """Number of usable cores (the default of ``--workers``)."""
     try:

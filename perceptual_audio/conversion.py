@@ -28,6 +28,7 @@ from perceptual_audio.audio_io import (
     audio_info,
     find_audio_files,
     full_scale_run,
+    is_silent,
     load_audio,
     save_wav,
 )
@@ -47,8 +48,6 @@ STAGE = "audio_conversion"
 CLEAN_DIR = "clean"
 #: Inputs shorter than this (seconds) are converted but flagged ``short``.
 SHORT_SECONDS = 0.5
-#: Inputs whose peak stays below this level (dBFS) are converted but flagged ``silent``.
-SILENCE_DBFS = -80.0
 
 
 @dataclass(frozen=True)
@@ -83,7 +82,7 @@ def convert_file(job: ConvertJob) -> ManifestRow:
     duration = len(y) / sr
     if duration < SHORT_SECONDS:
         flags.append("short")
-    if peak <= 10 ** (SILENCE_DBFS / 20):
+    if is_silent(y):  # converted all the same, flagged (audio_io.SILENCE_DBFS)
         flags.append("silent")
     run = full_scale_run(job.input_path)
     if run >= CLIP_RUN_SAMPLES:

@@ -17,7 +17,7 @@ uses (input validation, output checks, flags).
 
 Documented edge cases (the same for every family unless its docstring says otherwise):
 
-- **silent input** (AC peak at or below :data:`SILENCE_DBFS`): SNR, compression threshold and
+- **silent input** (AC peak at or below :data:`perceptual_audio.audio_io.SILENCE_DBFS`): SNR, compression threshold and
   clipping threshold are undefined relative to the signal, so ``noise``, ``babble``,
   ``pink_noise``, ``compression`` and ``clipping`` return the input unchanged and record
   ``applied: false`` with the reason; every family flags the output ``silent``;
@@ -46,13 +46,11 @@ from typing import Any
 
 import numpy as np
 
-from perceptual_audio.audio_io import resample
+from perceptual_audio.audio_io import is_silent, resample
 from perceptual_audio.errors import ParameterError, PerceptualAudioError
 
 logger = logging.getLogger(__name__)
 
-#: A signal whose AC peak (mean removed) is at or below this level in dBFS counts as silent.
-SILENCE_DBFS = -80.0
 #: Line width of :func:`describe_families`.
 HELP_WIDTH = 96
 #: Level names are path components: letters, digits, ``_`` and ``-``.
@@ -258,12 +256,6 @@ def ac_power(x: np.ndarray) -> float:
     """Mean square of ``x`` after removing its mean (the DC), in full-scale units squared."""
     x64 = np.asarray(x, dtype=np.float64)
     return float(np.mean((x64 - x64.mean()) ** 2))
-
-
-def is_silent(x: np.ndarray) -> bool:
-    """True when the AC peak of ``x`` is at or below :data:`SILENCE_DBFS`."""
-    x64 = np.asarray(x, dtype=np.float64)
-    return float(np.max(np.abs(x64 - x64.mean()))) <= 10 ** (SILENCE_DBFS / 20)
 
 
 def crest_factor_db(x: np.ndarray) -> float:

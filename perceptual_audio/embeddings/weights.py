@@ -160,11 +160,6 @@ def get_weight_file(model: str, filename: str) -> WeightFile:
         ) from None
 
 
-def weight_files(model: str | None = None) -> list[WeightFile]:
-    """Registered files, of one model or all, sorted by (model, filename)."""
-    return [wf for (m, _), wf in sorted(_WEIGHT_FILES.items()) if model is None or m == model]
-
-
 # -- locations -----------------------------------------------------------------------------
 def default_cache_dir(cache_dir: str | os.PathLike | None = None) -> Path:
     """The cache root: ``cache_dir`` if given, else ``$PERCEPTUAL_AUDIO_CACHE``, else the default."""
