@@ -5,7 +5,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.requirements-installed
 
-.PHONY: venv run test bench lint audio clean-outputs
+.PHONY: venv run test test-fast bench lint audio clean-outputs
 
 venv: $(STAMP)
 
@@ -37,6 +37,10 @@ run: venv
 # pytest exits 5 when it collected no test: that is a failure, not a pass.
 test: venv
 	$(PY) -m pytest; rc=$$?; if [ $$rc -eq 5 ]; then echo "make test: no tests were collected" >&2; exit 1; fi; exit $$rc
+
+# The quick loop while editing (under a minute): everything not marked slow. CI runs `make test`.
+test-fast: venv
+	$(PY) -m pytest -m "not slow"; rc=$$?; if [ $$rc -eq 5 ]; then echo "make test-fast: no tests were collected" >&2; exit 1; fi; exit $$rc
 
 bench: venv
 	for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done

@@ -42,6 +42,9 @@ from perceptual_audio.errors import (  # noqa: E402
     WeightsVerificationError,
 )
 
+#: Left out of ``make test-fast``: the real CDPAM network on audio.
+pytestmark = pytest.mark.slow
+
 #: Tolerance of adapter vs package computations (same float32 operations, different batching).
 PARITY_RTOL = 1e-5
 PARITY_ATOL = 1e-6

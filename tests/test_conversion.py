@@ -183,6 +183,7 @@ def test_parallel_equals_serial(tmp_path):
     assert strip(read_manifest(tmp_path / "s")) == strip(read_manifest(tmp_path / "p"))
 
 
+@pytest.mark.slow
 def test_script_exit_status_summary_and_help(tmp_path):
     src = tmp_path / "in"
     write_audio(src / "ok.wav", sine(300, 0.5, 16000), 16000)

@@ -27,6 +27,9 @@ from conftest import REPO_ROOT, write_audio
 import perceptual_audio.embeddings.vggish as V
 from perceptual_audio.manifest import read_manifest
 
+#: Left out of ``make test-fast``: the whole pipeline on the bundled audio (minutes).
+pytestmark = pytest.mark.slow
+
 sys.path.insert(0, str(REPO_ROOT / "tests"))
 from openl3_synthetic import make_weights, write_keras_h5  # noqa: E402
 

@@ -33,6 +33,9 @@ from perceptual_audio import (
 from perceptual_audio import results as results_format
 from perceptual_audio.manifest import read_manifest
 
+#: Left out of ``make test-fast``: real listening-test imports through all four stages.
+pytestmark = pytest.mark.slow
+
 SR_IN = 16000
 SNRS_DB = (0, 10, 20, 30)
 DELAY_SAMPLES = 32  # 2 ms at 16 kHz

@@ -19,7 +19,13 @@ from perceptual_audio import results as results_format
 from perceptual_audio.audio_io import load_audio, save_wav
 from perceptual_audio.embedding_manifest import EMBEDDING_COLUMNS
 from perceptual_audio.files import sha256_file
-from perceptual_audio.manifest import ManifestRow, write_manifest
+from perceptual_audio.manifest import (
+    DEGRADED_DIR,
+    LEVEL_ORDER_KEY,
+    ManifestRow,
+    level_order_of,
+    write_manifest,
+)
 
 SR = 16000
 SNR_DB = {"low": 30.0, "high": 15.0, "extreme": 5.0}
@@ -139,6 +145,10 @@ def make_dataset(
                 )
             )
     write_manifest(audio, rows)
+    # What stage 2 records beside its files: the severity order of the levels.
+    (audio / DEGRADED_DIR / "run.json").write_text(
+        json.dumps({LEVEL_ORDER_KEY: level_order_of([("noise", lv) for lv in SNR_DB])})
+    )
     return audio, rows
 
 
@@ -263,6 +273,7 @@ def test_scores_fall_with_severity_and_tables_follow(first_run):
     assert run_json["failures"]["pesq_wb"] == 0
 
 
+@pytest.mark.slow
 def test_serial_equals_parallel(first_run):
     root, _, _ = first_run
     assert run(root, "results_parallel", "--workers", "2", "--force") == cli.EXIT_MODELS_UNAVAILABLE
@@ -278,6 +289,7 @@ def test_serial_equals_parallel(first_run):
 
 
 # -- reruns ------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_rerun_reuses_and_recomputes_only_new_cells(tmp_path, monkeypatch):
     audio, rows = make_dataset(tmp_path, n_recordings=2)
     write_model(tmp_path, "openl3", audio, rows)
@@ -493,6 +505,7 @@ def test_pairs_whose_degradation_was_not_applied_stay_out_of_the_statistics(tmp_
     assert run_json["n_pairs_not_applied"] == 1
 
 
+@pytest.mark.slow
 def test_models_option_scores_only_the_listed_models(dataset, tmp_path):
     root, _ = dataset
     assert run(root, "results_openl3_only", "--workers", "1", "--models", "openl3") == 0

@@ -145,6 +145,7 @@ def test_the_registry_gives_the_new_model_its_options_columns_and_name(tinyband)
     assert settings.model_options["tinyband"]["bands"] == 5
 
 
+@pytest.mark.slow
 def test_stages_1_to_4_run_the_model_defined_in_one_file(tinyband, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     write_audio(tmp_path / "original_audio" / "a.wav", tone_with_gaps(1.5, 220, 1), SR)

@@ -37,6 +37,9 @@ from perceptual_audio import results as results_format
 from perceptual_audio.files import LOCK_NAME
 from perceptual_audio.manifest import read_manifest
 
+#: Left out of ``make test-fast``: every situation is built through the real stages.
+pytestmark = pytest.mark.slow
+
 SR = 16000
 
 

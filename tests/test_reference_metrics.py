@@ -121,6 +121,7 @@ def test_metric_list_parsing():
 
 
 # -- ViSQOL ---------------------------------------------------------------------------------
+@pytest.mark.slow
 @pytest.mark.parametrize("ref, deg, expected", VISQOL_AUDIO_CASES)
 def test_visqol_audio_mode_matches_google_conformance(shared_data, ref, deg, expected):
     folder = visqol_folder(shared_data)
@@ -206,6 +207,7 @@ def test_dnsmos_equals_speechmos_on_the_same_file():
     assert at_22k["ovrl_mos"] == pytest.approx(got["ovrl_mos"], abs=0.05)
 
 
+@pytest.mark.slow
 def test_dnsmos_scores_loud_audio_as_speechmos_does_from_a_file(tmp_path):
     """speechmos refuses arrays outside [-1, 1] but not files holding them: this follows the
     file path, so a float WAV with a peak above full scale is still scored."""
@@ -287,6 +289,7 @@ def study(tmp_path_factory):
     return root, argv, results, code
 
 
+@pytest.mark.slow
 def test_stage_scores_reference_metrics_exactly(study):
     from speechmos import dnsmos
 
@@ -322,6 +325,7 @@ def test_stage_scores_reference_metrics_exactly(study):
     assert corr.empty or "dnsmos_ovrl_clean" not in set(corr.metric_x) | set(corr.metric_y)
 
 
+@pytest.mark.slow
 def test_stage_reuses_reference_cells_and_workers_agree(study, monkeypatch):
     root, argv, results, _ = study
     first = (results / "pair_metrics.csv").read_bytes()
@@ -339,6 +343,7 @@ def test_stage_reuses_reference_cells_and_workers_agree(study, monkeypatch):
     assert (parallel / "pair_metrics.csv").read_bytes() == first
 
 
+@pytest.mark.slow
 def test_unknown_metric_is_a_usage_error(study, caplog):
     _, argv, results, _ = study
     code = metrics_stage.main([*argv, "--results-dir", str(results / "x"), "--metrics", "mosnet"])

@@ -26,6 +26,9 @@ import soundfile as sf
 from conftest import REPO_ROOT, sine, write_audio
 from test_end_to_end import _script, _speechlike
 
+#: Left out of ``make test-fast``: a full run and headless Chromium.
+pytestmark = pytest.mark.slow
+
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 FIRST_SCREEN = (1280, 800)
 

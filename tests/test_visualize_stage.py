@@ -14,6 +14,9 @@ from _visual_fixtures import make_pairs, write_results
 
 from perceptual_audio import cli, visualize_stage
 
+#: Left out of ``make test-fast``: stage 4 drawn and written for each situation.
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parents[1]
 FAMILIES = {"noise": ["low", "high"], "bitrate": ["low", "high"]}
 
