@@ -169,7 +169,7 @@ def inputs_digest(results: StudyResults, params: dict[str, Any]) -> str:
     for module in (
         plots_module_path(),
         Path(__file__),
-        Path(report_module.__file__),
+        *report_module.MODULE_FILES,
         listening_module,
         Path(report_audio.__file__),
         Path(report_content.__file__),

@@ -1,0 +1,582 @@
+"""Numbers into words: correlations, agreement classes, the findings of the report."""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from perceptual_audio.report.elements import (
+    Cell,
+    Table,
+    _ci_cell,
+)
+from perceptual_audio.report.loading import (
+    StudyResults,
+)
+from perceptual_audio.report.vocabulary import (
+    METHOD_NAME,
+    METHOD_SYMBOL,
+    PRIMARY_METHOD,
+    REFERENCE_METRICS,
+    SCOPE_ALL,
+    STRENGTH_WORDS,
+    _fmt_n,
+    fmt,
+    metric_info,
+    metric_sort_key,
+    primary_neural_metrics,
+)
+
+logger = logging.getLogger(__name__)
+
+# =============================================================================================
+# Numbers into words
+# =============================================================================================
+
+
+def strength_word(r: float) -> str:
+    """``0.93`` -> ``very strong``; NaN -> ``undefined``."""
+    if r is None or math.isnan(r):
+        return "undefined"
+    for threshold, word in STRENGTH_WORDS:
+        if abs(r) >= threshold:
+            return word
+    return "negligible"
+
+
+@dataclass(frozen=True)
+class Correlation:
+    """One correlation of ``correlations.csv``: value, 95% CI, p and n for one method."""
+
+    scope: str
+    metric_x: str
+    metric_y: str
+    method: str
+    r: float
+    ci_low: float
+    ci_high: float
+    p: float
+    n: float
+    #: Clean recordings behind the pairs (the bootstrap resamples these; p treats pairs as
+    #: independent, so the recordings are the sample size that matters for generalising).
+    n_recordings: float = math.nan
+
+    def _n_text(self) -> str:
+        n = f"n = {_fmt_n(self.n)}"
+        if not math.isnan(self.n_recordings):
+            n += f" pairs from {_fmt_n(self.n_recordings)} recordings"
+        return n
+
+    def describe(self, *, with_n: bool = True) -> str:
+        """``Spearman ρ = 0.82 (95% CI 0.75 to 0.88, n = 120 pairs from 10 recordings)``."""
+        ci = (
+            "95% CI not available"
+            if math.isnan(self.ci_low) or math.isnan(self.ci_high)
+            else f"95% CI {fmt(self.ci_low, 2)} to {fmt(self.ci_high, 2)}"
+        )
+        n = f", {self._n_text()}" if with_n else ""
+        return (
+            f"{METHOD_NAME[self.method]} {METHOD_SYMBOL[self.method]} = {fmt(self.r, 2)} ({ci}{n})"
+        )
+
+    def short(self) -> str:
+        """``ρ = 0.82 [0.75, 0.88], n = 120`` (the method named elsewhere)."""
+        ci = (
+            ""
+            if math.isnan(self.ci_low) or math.isnan(self.ci_high)
+            else f" [{fmt(self.ci_low, 2)}, {fmt(self.ci_high, 2)}]"
+        )
+        return f"{METHOD_SYMBOL[self.method]} = {fmt(self.r, 2)}{ci}, n = {_fmt_n(self.n)}"
+
+
+def lookup_correlation(
+    correlations: pd.DataFrame, scope: str, a: str, b: str, method: str = PRIMARY_METHOD
+) -> Correlation | None:
+    """The correlation of metrics ``a`` and ``b`` in ``scope`` (either order), or None."""
+    if correlations.empty or f"{method}_r" not in correlations.columns:
+        return None
+    c = correlations
+    hit = c[
+        (c["scope"] == scope)
+        & (
+            ((c["metric_x"] == a) & (c["metric_y"] == b))
+            | ((c["metric_x"] == b) & (c["metric_y"] == a))
+        )
+    ]
+    if hit.empty:
+        return None
+    row = hit.iloc[0]
+
+    def get(col: str) -> float:
+        return float(row[col]) if col in row.index and pd.notna(row[col]) else math.nan
+
+    n = get(f"{method}_n")
+    if math.isnan(n):
+        n = get("n")
+    return Correlation(
+        scope,
+        a,
+        b,
+        method,
+        get(f"{method}_r"),
+        get(f"{method}_ci_low"),
+        get(f"{method}_ci_high"),
+        get(f"{method}_p"),
+        n,
+        get("n_recordings"),
+    )
+
+
+def agreement(metric: str, corr: Correlation) -> tuple[float, float, float]:
+    """(value, ci_low, ci_high) signed so that positive means "agrees with the reference".
+
+    A distance (lower = closer to clean) agrees with PESQ/STOI when the correlation is negative.
+    """
+    if metric_info(metric).higher_is_better:
+        return corr.r, corr.ci_low, corr.ci_high
+    return -corr.r, -corr.ci_high, -corr.ci_low
+
+
+def classify_agreement(metric: str, corr: Correlation | None) -> str:
+    """``agrees`` (CI above 0), ``opposite`` (CI below 0), ``uncertain`` (CI spans 0 or no CI),
+    ``undefined`` (no value: too few pairs or a constant metric)."""
+    if corr is None or math.isnan(corr.r):
+        return "undefined"
+    value, lo, hi = agreement(metric, corr)
+    if not (math.isnan(lo) or math.isnan(hi)):
+        if lo > 0:
+            return "agrees"
+        if hi < 0:
+            return "opposite"
+    return "uncertain"
+
+
+def _sign_note(metric: str) -> str:
+    return "" if metric_info(metric).higher_is_better else " (a distance: negative means agreement)"
+
+
+def correlation_findings(results: StudyResults) -> list[str]:
+    """Plain-word findings: which neural metric agrees best with PESQ-WB and with STOI, how
+    sure, and where (which degradation families) they disagree."""
+    corr = results.correlations
+    out: list[str] = []
+    if corr.empty:
+        return ["No correlations were computed (correlations.csv is missing or empty)."]
+    neural = results.neural_metrics
+    if not neural:
+        return [
+            "No neural metric is present in pair_metrics.csv, so nothing can be compared "
+            "with PESQ or STOI."
+        ]
+    best_for: dict[str, str] = {}
+    for ref in REFERENCE_METRICS:
+        if ref not in results.metrics:
+            continue
+        ranked = []
+        for m in neural:
+            c = lookup_correlation(corr, SCOPE_ALL, m, ref)
+            if c is not None and not math.isnan(c.r):
+                ranked.append((agreement(m, c)[0], m, c))
+        ref_label = metric_info(ref).label
+        if not ranked:
+            out.append(
+                f"No neural metric has a defined correlation with {ref_label} over all "
+                "pairs (too few pairs, or constant values)."
+            )
+            continue
+        ranked.sort(key=lambda t: -t[0])
+        value, best, c = ranked[0]
+        best_for[ref] = best
+        word = strength_word(value) if value > 0 else "no (or reversed)"
+        sentence = (
+            f"Against {ref_label}, the neural metric that agrees best is "
+            f"{metric_info(best).label}{_sign_note(best)}: {c.describe()}, "
+            f"{word} agreement over all pairs."
+        )
+        # The runner-up comes from another model when there is one: "OpenL3 frame cosine beats
+        # OpenL3 pooled cosine" says little about which model to use.
+        others = [t for t in ranked[1:] if metric_info(t[1]).model != metric_info(best).model]
+        if len(ranked) > 1:
+            v2, second, c2 = (others or ranked[1:])[0]
+            _, lo1, hi1 = agreement(best, c)
+            _, lo2, hi2 = agreement(second, c2)
+            if any(math.isnan(x) for x in (lo1, hi1, lo2, hi2)):
+                sure = "without confidence intervals the lead cannot be judged"
+            elif lo1 > hi2:
+                sure = "the confidence intervals do not overlap, so the lead is clear"
+            else:
+                sure = "the confidence intervals overlap, so the data do not separate the two"
+            sentence += (
+                f" Runner-up: {metric_info(second).label}, with "
+                f"{c2.describe(with_n=False)}; {sure}."
+            )
+        out.append(sentence)
+    if len(best_for) == 2:
+        a, b = (best_for[r] for r in REFERENCE_METRICS)
+        la, lb = (metric_info(r).label for r in REFERENCE_METRICS)
+        if a == b:
+            out.append(
+                f"The same neural metric, {metric_info(a).label}, agrees best with both "
+                f"{la} and {lb}."
+            )
+        else:
+            out.append(
+                f"{la} and {lb} favour different neural metrics: {metric_info(a).label} "
+                f"tracks {la} best, {metric_info(b).label} tracks {lb} best."
+            )
+    if all(r in results.metrics for r in REFERENCE_METRICS):
+        c = lookup_correlation(corr, SCOPE_ALL, *REFERENCE_METRICS)
+        if c is not None:
+            la, lb = (metric_info(r).label for r in REFERENCE_METRICS)
+            out.append(f"For comparison, {la} and {lb} agree with each other at {c.describe()}.")
+    return out
+
+
+def reference_tracking_findings(results: StudyResults) -> list[str]:
+    """Per headline neural metric: the reference metric (classic or reference perceptual) it
+    tracks best over all pairs, by |Spearman| in the agreeing direction, with its CI."""
+    corr = results.correlations
+    refs = results.reference_metrics
+    if corr.empty or not refs:
+        return []
+    out = []
+    for m in primary_neural_metrics(results.metrics) or results.neural_metrics:
+        ranked = []
+        for ref in refs:
+            c = lookup_correlation(corr, SCOPE_ALL, m, ref)
+            if c is not None and not math.isnan(c.r):
+                # Agreement: both similarities (or both distances) correlate positively.
+                same = metric_info(m).higher_is_better == metric_info(ref).higher_is_better
+                ranked.append((c.r if same else -c.r, ref, c))
+        if not ranked:
+            continue
+        ranked.sort(key=lambda t: -t[0])
+        value, best, c = ranked[0]
+        kind = "reference perceptual" if metric_info(best).kind == "reference" else "classic"
+        word = strength_word(value) if value > 0 else "no (or reversed)"
+        sentence = (
+            f"{metric_info(m).label} tracks the {kind} metric "
+            f"{metric_info(best).marked_label} best of the {len(ranked)} references: "
+            f"{c.describe()}, {word} agreement."
+        )
+        perceptual = [t for t in ranked if metric_info(t[1]).kind == "reference"]
+        if perceptual and perceptual[0][1] != best:
+            v2, ref2, c2 = perceptual[0]
+            sentence += (
+                f" Of the reference perceptual metrics, it tracks "
+                f"{metric_info(ref2).marked_label} best: {c2.describe(with_n=False)}."
+            )
+        out.append(sentence)
+    return out
+
+
+def rate_notes(results: StudyResults) -> list[str]:
+    """Where the study's sample rate hides content that a metric running at a higher rate
+    (ViSQOL audio, Zimtohrli: 48 kHz) would judge."""
+    recorded = results.run.get("parameters", {}).get("metrics", {}).get("study_sample_rate")
+    rates = recorded if isinstance(recorded, list) else [recorded] if recorded else []
+    if not rates:
+        return []
+    study = min(int(r) for r in rates)
+    above = [
+        m
+        for m in results.metrics
+        if (metric_info(m).sample_rate or 0) > study and metric_info(m).kind == "reference"
+    ]
+    if not above:
+        return []
+    names = ", ".join(sorted({metric_info(m).label for m in above}))
+    top = max(metric_info(m).sample_rate or 0 for m in above)
+    return [
+        f"The study's audio is at {study / 1000:g} kHz, so it holds nothing above "
+        f"{study / 2000:g} kHz; {names} run at up to {top / 1000:g} kHz on the audio "
+        f"resampled up and would judge content up to {top / 2000:g} kHz that this study "
+        f"removed from reference and degraded alike (rerun stage 1 with --sr {top} to "
+        "include it)."
+    ]
+
+
+def family_findings(results: StudyResults) -> list[str]:
+    """Per degradation family: which headline neural metrics agree with PESQ-WB / STOI, which
+    are uncertain and which run the opposite way."""
+    if len(results.families) < 2:
+        fam = results.families[0] if results.families else "none"
+        return [
+            f"Only one degradation family ({fam}) is present, so the per-family breakdown "
+            "equals the overall result."
+        ]
+    out = []
+    primary = primary_neural_metrics(results.metrics) or results.neural_metrics
+    disagreements = []
+    for fam in results.families:
+        for ref in REFERENCE_METRICS:
+            if ref not in results.metrics:
+                continue
+            groups: dict[str, list[str]] = {
+                "agrees": [],
+                "uncertain": [],
+                "opposite": [],
+                "undefined": [],
+            }
+            for m in primary:
+                c = lookup_correlation(results.correlations, fam, m, ref)
+                kind = classify_agreement(m, c)
+                text = metric_info(m).label + (
+                    "" if c is None or math.isnan(c.r) else f" ({c.short()})"
+                )
+                groups[kind].append(text)
+                if kind == "opposite":
+                    disagreements.append(
+                        f"{metric_info(m).label} vs {metric_info(ref).label} on {fam} ({c.short()})"
+                    )
+            parts = []
+            if groups["agrees"]:
+                parts.append("agree: " + "; ".join(groups["agrees"]))
+            if groups["uncertain"]:
+                parts.append(
+                    "uncertain (the 95% CI spans no agreement): " + "; ".join(groups["uncertain"])
+                )
+            if groups["opposite"]:
+                parts.append("run the opposite way: " + "; ".join(groups["opposite"]))
+            if groups["undefined"]:
+                parts.append(
+                    "undefined (too few pairs or a constant metric): "
+                    + ", ".join(groups["undefined"])
+                )
+            out.append(
+                f"On {fam}, against {metric_info(ref).label} (Spearman, 95% CI): "
+                + " | ".join(parts)
+                + "."
+            )
+    if disagreements:
+        out.append(
+            "Where the neural metrics disagree with the classic ones (confidence interval "
+            "entirely on the wrong side): " + "; ".join(disagreements) + "."
+        )
+    else:
+        out.append(
+            "No headline neural metric runs clearly the opposite way to PESQ-WB or STOI "
+            "within any degradation family."
+        )
+    return out
+
+
+def family_agreement_table(results: StudyResults) -> Table:
+    """Headline neural metrics against PESQ-WB and STOI within each family: Spearman with CI
+    and the verdict of :func:`classify_agreement`."""
+    refs = [r for r in REFERENCE_METRICS if r in results.metrics]
+    primary = primary_neural_metrics(results.metrics) or results.neural_metrics
+    rows = []
+    for fam in results.families:
+        for m in primary:
+            row: list[Any] = [fam, metric_info(m).label]
+            for ref in refs:
+                c = lookup_correlation(results.correlations, fam, m, ref)
+                row.append(
+                    Cell("n/a", math.nan) if c is None else _ci_cell(c.r, c.ci_low, c.ci_high)
+                )
+                row.append(classify_agreement(m, c))
+            rows.append(row)
+    cols = ["Family", "Neural metric"]
+    for ref in refs:
+        cols += [f"Spearman ρ vs {metric_info(ref).label} [95% CI]", f"vs {metric_info(ref).label}"]
+    return Table(
+        "Agreement within each degradation family (agrees: the CI is entirely on the "
+        "agreeing side; a distance agrees when negative)",
+        cols,
+        rows,
+    )
+
+
+def _leaders(ranked: pd.Series) -> list[str]:
+    """Index labels tied with the first value of a descending series (to 1e-12)."""
+    return [k for k, v in ranked.items() if abs(v - ranked.iloc[0]) <= 1e-12]
+
+
+def _and(names: Any) -> str:
+    """``a``, ``a and b``, ``a, b and c``."""
+    names = list(names)
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
+def monotonicity_findings(results: StudyResults) -> tuple[list[str], pd.DataFrame, pd.DataFrame]:
+    """Sentences and tables from ``monotonicity.csv``.
+
+    Reads the rows with ``step == "all"`` (pooled over the steps of a family): ``fraction_right``
+    (share of recording-steps that move the right way) and ``fraction_monotone`` (share of
+    recordings that move the right way at every step).
+
+    Returns
+    -------
+    sentences : list of str
+    right : pd.DataFrame
+        metric x family table of ``fraction_right`` plus a ``mean over families`` column.
+    monotone : pd.DataFrame
+        The same for ``fraction_monotone`` (empty when the column is absent).
+    """
+    mono = results.monotonicity
+    empty = pd.DataFrame()
+    if mono is None or mono.empty:
+        return (
+            [
+                "Monotonicity was not computed (monotonicity.csv is missing or has no rows; "
+                "it needs at least two levels in a family)."
+            ],
+            empty,
+            empty,
+        )
+    if not {"family", "metric", "fraction_right"} <= set(mono.columns):
+        return (
+            [
+                f"monotonicity.csv has columns {list(mono.columns)}; expected family, metric, "
+                "fraction_right (rerun calculate_metrics.py), so it is not summarised."
+            ],
+            empty,
+            empty,
+        )
+    m = mono.copy()
+    m["family"] = m["family"].astype(str)
+    if "step" in m.columns:
+        pooled = m[m["step"].astype(str) == "all"]
+        m = pooled if not pooled.empty else m
+    m = m[m["metric"].isin(results.metrics)]
+
+    def pivot(col: str) -> pd.DataFrame:
+        if col not in m.columns or m.empty:
+            return pd.DataFrame()
+        vals = m.assign(**{col: pd.to_numeric(m[col], errors="coerce")})
+        table = vals.pivot_table(
+            index="metric", columns="family", values=col, aggfunc="mean", dropna=False
+        )
+        table = table.reindex(
+            index=sorted(table.index, key=metric_sort_key),
+            columns=[f for f in results.families if f in table.columns],
+        )
+        table["mean over families"] = table.mean(axis=1)
+        return table
+
+    right, monotone = pivot("fraction_right"), pivot("fraction_monotone")
+    out = []
+    overall = (
+        right["mean over families"].dropna().sort_values(ascending=False)
+        if not right.empty
+        else pd.Series(dtype=float)
+    )
+    if overall.empty:
+        return (
+            ["No metric has enough values at two consecutive levels to judge monotonicity."],
+            right,
+            monotone,
+        )
+    top = _leaders(overall)
+    out.append(
+        (
+            "The metric that most often moves the right way at each step up in severity is "
+            if len(top) == 1
+            else f"The {len(top)} metrics that most often move the right way at each step up "
+            "in severity are tied: "
+        )
+        + f"{_and(metric_info(x).label for x in top)}: {100 * overall.iloc[0]:.0f}% of "
+        "recording-steps, averaged over families."
+    )
+    neural = overall[[x for x in overall.index if metric_info(x).neural]]
+    if not neural.empty:
+        best = _leaders(neural)
+        out.append(
+            f"Among the neural metrics, {_and(metric_info(x).label for x in best)} "
+            + ("is the most monotonic" if len(best) == 1 else "tie as the most monotonic")
+            + f" ({100 * neural.iloc[0]:.0f}% of recording-steps move the right way)."
+        )
+    weak = []
+    for metric, row in right.drop(columns="mean over families").iterrows():
+        for fam, v in row.items():
+            if pd.notna(v) and v < 0.8:
+                weak.append(f"{metric_info(metric).label} on {fam} ({100 * v:.0f}%)")
+    if weak:
+        out.append(
+            "Below 80% (the metric often fails to rank the severities of a family): "
+            + "; ".join(weak)
+            + "."
+        )
+    else:
+        out.append("Every metric moves the right way at 80% or more of the steps in every family.")
+    return out, right, monotone
+
+
+def failure_summary(results: StudyResults) -> tuple[list[str], list[list[Any]], list[list[Any]]]:
+    """Failures per metric and the failed pairs.
+
+    Returns
+    -------
+    sentences : list of str
+    per_metric : list of rows ``[metric, n failed, n pairs, reasons]``
+    per_pair : list of rows ``[degraded_path, metric, reason]`` (first 200)
+    """
+    pairs = results.pairs
+    per_metric, per_pair = [], []
+    total = 0
+    for m in results.metrics:
+        status_col = _status_column(pairs, m)
+        missing = pairs[m].isna()
+        if status_col is not None:
+            bad = missing | ~pairs[status_col].isin(["ok", ""])
+            reasons = pairs.loc[bad, status_col].replace("", "missing value (no reason given)")
+        else:
+            bad = missing
+            reasons = pd.Series(
+                ["missing value (no status column)"] * int(bad.sum()), index=pairs.index[bad]
+            )
+        n_bad = int(bad.sum())
+        if n_bad == 0:
+            continue
+        total += n_bad
+        counts = reasons.value_counts()
+        per_metric.append(
+            [
+                metric_info(m).label,
+                n_bad,
+                len(pairs),
+                "; ".join(f"{r} (x{k})" for r, k in counts.items()),
+            ]
+        )
+        for idx in pairs.index[bad]:
+            if len(per_pair) < 200:
+                per_pair.append(
+                    [
+                        pairs.at[idx, "degraded_path"],
+                        metric_info(m).label,
+                        str(reasons.get(idx, "")),
+                    ]
+                )
+    if total == 0:
+        sentences = [f"Every metric was computed on all {len(pairs)} pairs; nothing failed."]
+    else:
+        sentences = [
+            f"{total} metric values out of {len(pairs) * len(results.metrics)} "
+            f"({len(pairs)} pairs x {len(results.metrics)} metrics) are missing; each is "
+            "NaN in pair_metrics.csv with its reason in the status column, and is left "
+            "out of means and correlations."
+        ]
+    failures = results.run.get("failures") or results.run.get("failure_counts")
+    if isinstance(failures, dict):
+        nonzero = {k: v for k, v in failures.items() if v}
+        if nonzero:
+            sentences.append(
+                "The metrics stage counted failed pairs per metric: "
+                + ", ".join(f"{k}: {v}" for k, v in nonzero.items())
+                + "."
+            )
+    return sentences, per_metric, per_pair
+
+
+def _status_column(pairs: pd.DataFrame, metric: str) -> str | None:
+    candidates = [f"{metric}_status"]
+    info = metric_info(metric)
+    if info.model is not None:
+        candidates.append(f"{info.model}_status")
+    candidates.append(metric.split("_")[0] + "_status")
+    return next((c for c in candidates if c in pairs.columns), None)

@@ -1,0 +1,265 @@
+"""The report's tables and its setup section."""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any
+
+import pandas as pd
+
+from perceptual_audio import metrics as _metrics
+from perceptual_audio.report.elements import (
+    Bullets,
+    Cell,
+    Paragraph,
+    Table,
+    _ci_cell,
+)
+from perceptual_audio.report.findings import (
+    lookup_correlation,
+)
+from perceptual_audio.report.loading import (
+    StudyResults,
+    _short,
+)
+from perceptual_audio.report.vocabulary import (
+    METHOD_NAME,
+    METHOD_SYMBOL,
+    SCOPE_ALL,
+    _fmt_n,
+    condition_label,
+    metric_info,
+    study_models,
+)
+from perceptual_audio.results import (
+    CORRELATION_METHODS,
+)
+
+logger = logging.getLogger(__name__)
+
+
+def sample_results_table(results: StudyResults) -> Table:
+    """The seed study's table: one row per condition (``Noise (Low)``), mean of the headline
+    neural similarities per model, PESQ and STOI."""
+    columns: list[tuple[str, str]] = []
+    models = study_models()
+    for model, display in models.items():
+        if f"{model}_cosine" in results.metrics and _model_available(results, model):
+            columns.append((f"{model}_cosine", f"{display} similarity"))
+    for model in models:
+        for extra in _metrics.extra_metrics(model):
+            if extra.name in results.metrics and _model_available(results, model):
+                columns.append((extra.name, extra.label))
+    for m in ("pesq_wb", "stoi", "visqol_audio", "zimtohrli", "dnsmos_ovrl"):
+        if m in results.metrics:
+            # "PESQ" is the wide-band one (the caption says so)
+            columns.append((m, "PESQ" if m == "pesq_wb" else metric_info(m).label))
+    rows = []
+    for fam, lev in results.conditions:
+        n = float(((results.pairs["family"] == fam) & (results.pairs["level"] == lev)).sum())
+        row: list[Any] = [condition_label(fam, lev), Cell(_fmt_n(n), n)]
+        for m, _ in columns:
+            mean, _lo, _hi, n_metric = results.summary_cell(fam, lev, m)
+            row.append(mean)
+            row.append(Cell(_fmt_n(n_metric), n_metric))
+        rows.append(row)
+    return Table(
+        "Sample Results: mean per degradation and the number of pairs each metric scored "
+        "(a metric undefined on a pair, e.g. PESQ without speech, leaves it out; similarity = "
+        "frame-aligned cosine of the embeddings; PESQ = wide-band; the reference perceptual metrics "
+        "where computed; 95% CIs in the next table)",
+        [
+            "Degradation",
+            "pairs",
+            *[h for _, label in columns for h in (label, f"{label} n")],
+        ],
+        rows,
+    )
+
+
+def _model_available(results: StudyResults, model: str) -> bool:
+    return next((m.available for m in results.models if m.name == model), True)
+
+
+def summary_table(results: StudyResults) -> Table:
+    """Every metric per condition: mean and 95% CI (long format, sortable)."""
+    rows = []
+    for fam, lev in results.conditions:
+        for m in results.metrics:
+            mean, lo, hi, n = results.summary_cell(fam, lev, m)
+            if math.isnan(mean) and math.isnan(n):
+                continue
+            rows.append(
+                [
+                    condition_label(fam, lev),
+                    metric_info(m).marked_label,
+                    Cell(_fmt_n(n), n),
+                    mean,
+                    lo,
+                    hi,
+                ]
+            )
+    return Table(
+        "Every metric per degradation: mean and 95% confidence interval (Student t; for a "
+        "bounded metric, such as STOI in [0, 1], clipped to its range, which keeps the "
+        "coverage)",
+        ["Degradation", "Metric", "n", "Mean", "95% CI low", "95% CI high"],
+        rows,
+    )
+
+
+def reference_correlation_table(results: StudyResults) -> Table:
+    """Each neural metric against PESQ-WB and STOI over all pairs, every method with CI."""
+    rows = []
+    methods = [m for m in CORRELATION_METHODS if f"{m}_r" in results.correlations.columns]
+    for ref in results.reference_metrics:
+        for m in results.neural_metrics:
+            cells: list[Any] = [metric_info(m).label, metric_info(ref).marked_label]
+            first = None
+            for method in methods:
+                c = lookup_correlation(results.correlations, SCOPE_ALL, m, ref, method)
+                first = first or c
+                cells.append(_ci_cell(c.r, c.ci_low, c.ci_high) if c else Cell("n/a", math.nan))
+            if first is None:
+                continue
+            cells.insert(2, Cell(_fmt_n(first.n), first.n))
+            rows.append(cells)
+    return Table(
+        "Neural metrics against the references (classic and reference perceptual metrics), "
+        "over all pairs: correlation [95% bootstrap CI] (a distance agrees when negative; "
+        "[speech] marks a metric designed for speech only)",
+        [
+            "Neural metric",
+            "Reference",
+            "n",
+            *[f"{METHOD_NAME[m]} {METHOD_SYMBOL[m]}" for m in methods],
+        ],
+        rows,
+    )
+
+
+def full_correlation_table(results: StudyResults) -> Table:
+    """Every row of ``correlations.csv``."""
+    corr = results.correlations
+    methods = [m for m in CORRELATION_METHODS if f"{m}_r" in corr.columns]
+    rows = []
+    for _, r in corr.iterrows():
+        row: list[Any] = [
+            r["scope"],
+            metric_info(r["metric_x"]).marked_label,
+            metric_info(r["metric_y"]).marked_label,
+        ]
+        n = r.get("n", r.get(f"{methods[0]}_n", math.nan)) if methods else math.nan
+        row.append(Cell(_fmt_n(n), float(n) if pd.notna(n) else math.nan))
+        for m in methods:
+            row.append(
+                _ci_cell(
+                    r[f"{m}_r"], r.get(f"{m}_ci_low", math.nan), r.get(f"{m}_ci_high", math.nan)
+                )
+            )
+            p = r.get(f"{m}_p", math.nan)
+            row.append(Cell("n/a" if pd.isna(p) else f"{float(p):.2g}", p))
+        rows.append(row)
+    cols = ["Scope", "Metric x", "Metric y", "n"]
+    for m in methods:
+        cols += [f"{METHOD_NAME[m]} {METHOD_SYMBOL[m]} [95% CI]", f"{METHOD_NAME[m]} p"]
+    return Table("All correlations (scope: all pairs, or one degradation family)", cols, rows)
+
+
+def setup_blocks(results: StudyResults) -> list[Any]:
+    """Inputs, degradations with their parameters, models with weights hashes."""
+    inp = results.inputs
+    lines = [
+        f"Results folder: {inp['results_dir']}; audio folder: {inp['audio_dir']}.",
+        f"{inp['n_pairs']} clean/degraded pair{'' if inp['n_pairs'] == 1 else 's'} from "
+        f"{inp['n_references']} clean recording{'' if inp['n_references'] == 1 else 's'}, "
+        f"{len(results.families)} degradation famil{'y' if len(results.families) == 1 else 'ies'} "
+        f"({', '.join(f'{f}: ' + ' < '.join(results.level_order[f]) for f in results.families)}; "
+        "levels from least to most severe).",
+    ]
+    if "n_clean_files" in inp:
+        secs = inp.get("clean_seconds")
+        lines.append(
+            f"The audio manifest lists {inp['n_clean_files']} clean files"
+            + (f" ({secs:.1f} s of audio in total)" if secs else "")
+            + (f" at {', '.join(inp['sample_rates_hz'])} Hz" if inp.get("sample_rates_hz") else "")
+            + (f"; conversion settings: {inp['conversion']}" if inp.get("conversion") else "")
+            + "."
+        )
+    if "degradation_seed" in inp:
+        lines.append(
+            f"Degraded by: {inp.get('degradation_command') or 'extract_embeddings.py'} "
+            f"(run seed {inp['degradation_seed']}; each file's seed is derived from it, the "
+            "family, the level and the file's path)."
+        )
+    if inp.get("metrics_command"):
+        lines.append(
+            f"Metrics computed by: {inp['metrics_command']}"
+            + (
+                f" (finished {inp['metrics_finished_at']})"
+                if inp.get("metrics_finished_at")
+                else ""
+            )
+            + "."
+        )
+    params = (
+        results.run.get("parameters") if isinstance(results.run.get("parameters"), dict) else {}
+    )
+    if params:
+        lines.append(
+            "Metric stage parameters: "
+            + ", ".join(f"{k}={_short(v)}" for k, v in params.items())
+            + "."
+        )
+    blocks: list[Any] = [Bullets(lines)]
+    if not results.degradations.empty:
+        rows = []
+        for fam, lev in results.conditions:
+            hit = results.degradations[
+                (results.degradations["family"] == fam) & (results.degradations["level"] == lev)
+            ]
+            if hit.empty:
+                rows.append([condition_label(fam, lev), "not in the audio manifest", ""])
+            else:
+                rows.append(
+                    [
+                        condition_label(fam, lev),
+                        hit.iloc[0]["parameters"],
+                        int(hit.iloc[0]["n_files"]),
+                    ]
+                )
+        blocks.append(
+            Table(
+                "Degradations and their parameters (from the audio manifest)",
+                ["Degradation", "Parameters", "Files"],
+                rows,
+            )
+        )
+    else:
+        blocks.append(
+            Paragraph(
+                "The audio manifest (test_audio/manifest.csv) was not found, so "
+                "the degradation parameters cannot be listed."
+            )
+        )
+    model_rows = []
+    for m in results.models:
+        model_rows.append(
+            [
+                m.display,
+                "yes" if m.available else "no (skipped)",
+                m.variant or "",
+                m.weights_sha256 or "",
+                "" if m.n_embeddings is None else m.n_embeddings,
+                " ".join(m.reason.split()) if m.reason and not m.available else "",
+            ]
+        )
+    blocks.append(
+        Table(
+            "Embedding models",
+            ["Model", "Available", "Variant", "Weights sha256", "Embeddings", "Why skipped"],
+            model_rows,
+        )
+    )
+    return blocks
