@@ -194,9 +194,9 @@ def synth(tmp_path_factory):
         model_wf = dataclasses.replace(V.MODEL_WEIGHTS, sha256_prefix=None)
         pca_wf = dataclasses.replace(V.PCA_WEIGHTS, sha256_prefix=None, url=pca_pth.as_uri())
         npz_wf = dataclasses.replace(V.GOOGLE_PCA_WEIGHTS, url=(root / "nowhere.npz").as_uri())
-        mp.setattr(V, "MODEL_WEIGHTS", model_wf)
+        mp.setattr(V.embedder, "MODEL_WEIGHTS", model_wf)  # where the embedder reads them
         mp.setattr(
-            V,
+            V.checkpoint,
             "PCA_SOURCES",
             ((pca_wf, V.convert_torchvggish_pca), (npz_wf, V.convert_google_pca_npz)),
         )
