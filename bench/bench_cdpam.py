@@ -3,7 +3,7 @@
 
 For each clip (default: the first ``--seconds`` of a bundled speech file at 16 kHz, as stage 2
 sees it) the encoders ``reference`` (``cdpam.models.base_encoder``'s loop, the pre-issue-14
-code path), ``direct`` and ``fast`` (:mod:`perceptual_audio.embeddings.cdpam_encoder`) run in
+code path), ``direct`` and ``fast`` (:mod:`perceptual_audio.embeddings.cdpam.encoder`) run in
 interleaved rounds on the same preprocessed audio; the script prints each one's best seconds of
 compute per audio second and the ratio to ``reference``, then the agreement of the outputs:
 

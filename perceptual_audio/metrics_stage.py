@@ -45,15 +45,20 @@ import math
 import multiprocessing
 import os
 import time
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from perceptual_audio import cli, metrics
-from perceptual_audio.embedding_manifest import discover_model, extra_path, locate_embedding
+from perceptual_audio.embedding_manifest import (
+    ModelSource,
+    discover_model,
+    extra_path,
+    locate_embedding,
+)
 from perceptual_audio.embeddings.base import model_names
 from perceptual_audio.errors import FolderConflictError, PerceptualAudioError, SchemaError
 from perceptual_audio.files import params_digest, sha256_file, write_text_if_changed
@@ -440,125 +445,124 @@ class _Hashes:
 
 
 @cli.stage_entry("calculate_metrics.py")
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run stage 3; returns the exit status (see ``--help``)."""
-    from perceptual_audio.manifest import read_manifest
+@dataclass(frozen=True)
+class ColumnPlan:
+    """Which metrics this run writes: the value columns and the metric groups behind them."""
 
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    cli.setup_logging(args)
-    # Read by metrics.model_embedder in this process and in the spawned workers.
-    os.environ[metrics.MODEL_DEVICE_ENV] = args.device
-    t_start = time.perf_counter()
-    audio_dir: Path = args.audio_dir
-    results_dir: Path = args.results_dir
-    manifest_file = audio_dir / "manifest.csv"
-    problem = cli.check_input_folder(
-        audio_dir,
-        option="--audio-dir",
-        needs="manifest.csv",
-        made_by="audio_conversion.py --output DIR and extract_embeddings.py --input-dir DIR",
-    )
-    if problem is not None:
-        return problem
-    try:
-        rows = read_manifest(manifest_file)
-    except PerceptualAudioError as e:
-        logger.error("%s", e)
-        return cli.EXIT_FAILED
-    clean = {r.path: r for r in rows if r.kind == "clean"}
-    degraded = sorted((r for r in rows if r.kind == "degraded"), key=lambda r: r.path)
-    if not degraded:
-        logger.error(
-            "%s lists no degraded files: run extract_embeddings.py (stage 2) first", manifest_file
+    settings: metrics.MetricSettings
+    value_columns: list[str]
+    pair_groups: list[str]
+    clean_groups: list[str]
+    group_params: dict[str, Any]
+
+    @classmethod
+    def of(cls, args: argparse.Namespace, available: Sequence[str], selected: Sequence[str]):
+        settings = metrics.MetricSettings(
+            pesq_nb_sample_rate=args.pesq_nb_rate, visqol_speech_model=args.visqol_speech_model
         )
-        return cli.EXIT_FAILED
+        value_cols = metric_columns(available, selected)
 
-    study_ratings, problem = _load_ratings(args, audio_dir, rows)
-    if problem:
-        logger.error("%s", problem)
-        logger.error("nothing computed; %s left untouched", results_dir)
-        return cli.EXIT_USAGE
+        def groups(role: str) -> list[str]:
+            return [
+                g.name
+                for g in metrics.AUDIO_GROUPS.values()
+                if g.role == role and set(g.columns) & set(value_cols)
+            ]
 
-    wanted = parse_models(args.models)
-    if wanted is None:
-        logger.error(
-            "--models: expected a comma-separated list of %s, or 'none'; got %r",
-            ", ".join(model_names()),
-            args.models,
+        pair_groups, clean_groups = groups(metrics.ROLE_PAIR), groups(metrics.ROLE_CLEAN)
+        # Every column of a selected group is written (a group is computed whole).
+        value_cols = metric_columns(
+            available,
+            [
+                *value_cols,
+                *(c for g in pair_groups + clean_groups for c in metrics.AUDIO_GROUPS[g].columns),
+            ],
         )
-        return cli.EXIT_USAGE
-    try:
-        selected = metrics.parse_metric_list(args.metrics, model_names())
-    except PerceptualAudioError as e:
-        logger.error("%s", e)
-        return cli.EXIT_USAGE
-    # A model none of whose metrics is selected is not needed.
-    wanted = [m for m in wanted if set(model_metric_names(m)) & set(selected)]
-    refused = cli.claim_output_folder(
-        results_dir,
-        owner=STAGE,
-        option="--results-dir",
-        inputs=[
-            ("--audio-dir", audio_dir, "audio_conversion"),
-            *((f"--{m}-dir", getattr(args, f"{m}_dir"), f"embeddings:{m}") for m in wanted),
-        ],
-    )
-    if refused is not None:
-        return refused
-    try:
-        sources = {m: discover_model(m, getattr(args, f"{m}_dir")) for m in wanted}
-    except (FolderConflictError, SchemaError) as e:
-        logger.error("%s", e)
-        return cli.EXIT_USAGE
-    available = [m for m in wanted if sources[m].available]
-    for m in wanted:
-        if not sources[m].available:
-            # One line here: stage 2 already printed what to fetch and where.
-            logger.warning("model %s skipped: %s", m, sources[m].reason.splitlines()[0])
-    settings = metrics.MetricSettings(
-        pesq_nb_sample_rate=args.pesq_nb_rate, visqol_speech_model=args.visqol_speech_model
-    )
-    classic_params = settings.as_dict()
-    value_cols = metric_columns(available, selected)
-    pair_groups = [
-        g.name
-        for g in metrics.AUDIO_GROUPS.values()
-        if g.role == metrics.ROLE_PAIR and set(g.columns) & set(value_cols)
-    ]
-    clean_groups = [
-        g.name
-        for g in metrics.AUDIO_GROUPS.values()
-        if g.role == metrics.ROLE_CLEAN and set(g.columns) & set(value_cols)
-    ]
-    # Every column of a selected group is written (a group is computed whole).
-    value_cols = metric_columns(
-        available,
-        [
-            *value_cols,
-            *(c for g in pair_groups + clean_groups for c in metrics.AUDIO_GROUPS[g].columns),
-        ],
-    )
-    group_params = {g: metrics.AUDIO_GROUPS[g].params(settings) for g in pair_groups + clean_groups}
+        params = {g: metrics.AUDIO_GROUPS[g].params(settings) for g in pair_groups + clean_groups}
+        return cls(settings, value_cols, pair_groups, clean_groups, params)
 
-    previous = {} if args.force else read_previous_pairs(results_dir / PAIR_METRICS_NAME)
-    hashes = _Hashes()
-    jobs: list[PairJob] = []
-    job_rows: list[int | str] = []  # a table row, or a clean path for a clean-file job
-    table: list[dict[str, Any]] = []
-    reused = computed = 0
-    clean_cells: dict[str, dict[str, Any]] = {}  # clean path -> reused clean-file cells
-    clean_needed: dict[str, list[str]] = {}  # clean path -> clean-file groups to compute
+    def table_columns(self, available: Sequence[str]) -> list[str]:
+        """The columns of ``pair_metrics.csv`` (without a listening test's ratings)."""
+        return [
+            *LEADING_COLUMNS,
+            *self.value_columns,
+            *(f"{c}_status" for c in self.value_columns),
+            *PAIR_INFO_COLUMNS,
+            "reference_sha256",
+            "degraded_sha256",
+            *(f"{g}_key" for g in self.pair_groups + self.clean_groups),
+            *(f"{m}_key" for m in available),
+        ]
+
+
+@dataclass
+class WorkPlan:
+    """The table as far as earlier results give it, and the jobs that fill in the rest.
+
+    ``job_rows[i]`` is the table row of ``jobs[i]``, or the clean path of a clean-file job;
+    ``clean_cells`` holds each clean file's reused or computed clean-file cells.
+    """
+
+    table: list[dict[str, Any]] = field(default_factory=list)
+    jobs: list[PairJob] = field(default_factory=list)
+    job_rows: list[int | str] = field(default_factory=list)
+    clean_cells: dict[str, dict[str, Any]] = field(default_factory=dict)
+    clean_needed: dict[str, list[str]] = field(default_factory=dict)
+    computed: int = 0
+    reused: int = 0
+
+
+def _model_job(
+    m: str, src: ModelSource, row: Any, ref_sha: str, deg_sha: str, hashes: _Hashes
+) -> tuple[str, ModelJob]:
+    """The cache key of one model's cells of a pair, and the job that computes them."""
+    e_ref, p_ref = locate_embedding(src, row.source, ref_sha)
+    e_deg, p_deg = locate_embedding(src, row.path, deg_sha)
+    problem = p_ref or p_deg
+    extras = metrics.model_extras(m)
+    x_ref = [extra_path(e_ref, k) for k in extras]
+    x_deg = [extra_path(e_deg, k) for k in extras]
+    stored = problem is None and all(p.is_file() for p in x_ref + x_deg)
+    c_ref = tuple(map(str, x_ref)) if extras and stored else None
+    c_deg = tuple(map(str, x_deg)) if extras and stored else None
+    key_parts: dict[str, Any] = {
+        "v": METRICS_VERSION,
+        "model": m,
+        "problem": problem,
+        "ref": hashes(e_ref),
+        "deg": hashes(e_deg),
+    }
+    if extras:  # the extra metrics read the extras (or the audio) and the weights
+        key_parts["clips"] = (
+            [hashes(p) for pair in zip(x_ref, x_deg, strict=True) for p in pair]
+            if c_ref
+            else ["audio", ref_sha, deg_sha]
+        )
+        key_parts["weights"] = src.entries.get(row.path, {}).get("weights_sha256", "")
+    key = params_digest(key_parts) if problem is None else ""
+    return key, ModelJob(m, str(e_ref), str(e_deg), problem, c_ref, c_deg)
+
+
+def plan_work(
+    audio_dir: Path,
+    degraded: Sequence[Any],
+    clean: Mapping[str, Any],
+    cols: ColumnPlan,
+    sources: Mapping[str, ModelSource],
+    available: Sequence[str],
+    previous: Mapping[str, dict[str, str]],
+) -> WorkPlan:
+    """One table row per degraded file, its cells reused from ``previous`` where their cache
+    keys still match; a job per pair (and per clean file) with cells left to compute."""
+    plan, hashes = WorkPlan(), _Hashes()
     for row in degraded:
         ref_rel = row.source
         ref_path, deg_path = audio_dir / ref_rel, audio_dir / row.path
-        ref_problem = None
         if ref_rel not in clean:
             logger.warning(
                 "%s: its source %r is not a clean file of the manifest", row.path, ref_rel
             )
-        if not ref_path.is_file():
-            ref_problem = f"reference {ref_path} not found"
+        ref_problem = None if ref_path.is_file() else f"reference {ref_path} not found"
         ref_sha, deg_sha = hashes(ref_path), hashes(deg_path)
         out: dict[str, Any] = {
             "reference_path": ref_rel,
@@ -572,102 +576,76 @@ def main(argv: Sequence[str] | None = None) -> int:
         }
         prev = previous.get(row.path, {})
         need_groups = []
-        for g in pair_groups:
+        for g in cols.pair_groups:
             key = params_digest(
                 {
                     "v": METRICS_VERSION,
                     "group": g,
                     "ref": ref_sha,
                     "deg": deg_sha,
-                    "settings": group_params[g],
+                    "settings": cols.group_params[g],
                     "ref_path": ref_rel,
                 }
             )
             out[f"{g}_key"] = key
             if not _reuse(prev, f"{g}_key", key, metrics.AUDIO_GROUPS[g].columns, out):
                 need_groups.append(g)
-        for g in clean_groups:
+        for g in cols.clean_groups:
             key = params_digest(
-                {"v": METRICS_VERSION, "group": g, "ref": ref_sha, "settings": group_params[g]}
+                {"v": METRICS_VERSION, "group": g, "ref": ref_sha, "settings": cols.group_params[g]}
             )
             out[f"{g}_key"] = key
-            cols = metrics.AUDIO_GROUPS[g].columns
-            done = clean_cells.setdefault(ref_rel, {})
-            if all(c in done for c in cols) or _reuse(prev, f"{g}_key", key, cols, done):
+            group_cols = metrics.AUDIO_GROUPS[g].columns
+            done = plan.clean_cells.setdefault(ref_rel, {})
+            if all(c in done for c in group_cols) or _reuse(
+                prev, f"{g}_key", key, group_cols, done
+            ):
                 continue
-            if g not in clean_needed.setdefault(ref_rel, []):
-                clean_needed[ref_rel].append(g)
+            if g not in plan.clean_needed.setdefault(ref_rel, []):
+                plan.clean_needed[ref_rel].append(g)
         model_jobs = []
         for m in available:
-            src = sources[m]
-            e_ref, p_ref = locate_embedding(src, ref_rel, ref_sha)
-            e_deg, p_deg = locate_embedding(src, row.path, deg_sha)
-            problem = p_ref or p_deg
-            extras = metrics.model_extras(m)
-            x_ref = [extra_path(e_ref, k) for k in extras]
-            x_deg = [extra_path(e_deg, k) for k in extras]
-            stored = problem is None and all(p.is_file() for p in x_ref + x_deg)
-            c_ref = tuple(map(str, x_ref)) if extras and stored else None
-            c_deg = tuple(map(str, x_deg)) if extras and stored else None
-            key_parts = {
-                "v": METRICS_VERSION,
-                "model": m,
-                "problem": problem,
-                "ref": hashes(e_ref),
-                "deg": hashes(e_deg),
-            }
-            if extras:  # the extra metrics read the extras (or the audio) and the weights
-                key_parts["clips"] = (
-                    [hashes(p) for pair in zip(x_ref, x_deg, strict=True) for p in pair]
-                    if c_ref
-                    else ["audio", ref_sha, deg_sha]
-                )
-                key_parts["weights"] = src.entries.get(row.path, {}).get("weights_sha256", "")
-            key = params_digest(key_parts) if problem is None else ""
+            key, job = _model_job(m, sources[m], row, ref_sha, deg_sha, hashes)
             out[f"{m}_key"] = key
             if not _reuse(prev, f"{m}_key", key, model_metric_names(m), out):
-                model_jobs.append(ModelJob(m, str(e_ref), str(e_deg), problem, c_ref, c_deg))
-        table.append(out)
+                model_jobs.append(job)
+        plan.table.append(out)
         if need_groups or model_jobs:
-            jobs.append(
+            plan.jobs.append(
                 PairJob(
                     str(ref_path),
                     str(deg_path),
                     ref_problem,
-                    settings,
+                    cols.settings,
                     tuple(need_groups),
                     tuple(model_jobs),
                 )
             )
-            job_rows.append(len(table) - 1)
-            computed += 1
+            plan.job_rows.append(len(plan.table) - 1)
+            plan.computed += 1
         else:
-            reused += 1
-    for ref_rel, groups in clean_needed.items():
+            plan.reused += 1
+    for ref_rel, groups in plan.clean_needed.items():
         if not groups:
             continue
         ref_path = audio_dir / ref_rel
         problem = None if ref_path.is_file() else f"reference {ref_path} not found"
         # Clean-file jobs go first: each scores one file that several pairs share.
-        jobs.insert(0, PairJob(str(ref_path), None, problem, settings, tuple(groups)))
-        job_rows.insert(0, ref_rel)
-    logger.info(
-        "%d pairs: %d to score, %d fully reused from %s; %d clean files to score alone",
-        len(table),
-        computed,
-        reused,
-        results_dir / PAIR_METRICS_NAME,
-        sum(1 for g in clean_needed.values() if g),
-    )
+        plan.jobs.insert(0, PairJob(str(ref_path), None, problem, cols.settings, tuple(groups)))
+        plan.job_rows.insert(0, ref_rel)
+    return plan
 
-    t_score = time.perf_counter()
+
+def score_plan(plan: WorkPlan, workers: int | None, args: argparse.Namespace) -> dict[str, int]:
+    """Run the plan's jobs and fill its table in; returns the input failures per metric."""
     with single_threaded_blas():  # for the in-process (--workers 1) path; workers do it too
         outcomes = cli.parallel_map(
-            score_pair, jobs, workers=args.workers, desc="pairs", args=args, unit="pair"
+            score_pair, plan.jobs, workers=workers, desc="pairs", args=args, unit="pair"
         )
     input_failures: dict[str, int] = {}
     clean_failed: dict[str, frozenset[str]] = {}
-    for job, i, oc in zip(jobs, job_rows, outcomes, strict=True):
+    table = plan.table
+    for job, i, oc in zip(plan.jobs, plan.job_rows, outcomes, strict=True):
         if oc.ok:
             scores: PairScores = oc.value
         else:  # the worker itself failed: every requested cell carries the reason
@@ -677,7 +655,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             reason = metrics._one_line(oc.error or "failed")
             scores = PairScores({n: (math.nan, reason) for n in names}, frozenset(names))
         if isinstance(i, str):  # a clean file: its cells go to every pair of that file
-            done = clean_cells.setdefault(i, {})
+            done = plan.clean_cells.setdefault(i, {})
             for name, (value, status) in scores.cells.items():
                 done[name], done[f"{name}_status"] = value, status
             clean_failed[i] = scores.input_failed
@@ -690,57 +668,41 @@ def main(argv: Sequence[str] | None = None) -> int:
             # An input failure is never cached: the next run tries again.
             table[i][key_column(name)] = ""
     for out in table:
-        out.update(clean_cells.get(out["reference_path"], {}))
+        out.update(plan.clean_cells.get(out["reference_path"], {}))
         for name in clean_failed.get(out["reference_path"], ()):
             input_failures[name] = input_failures.get(name, 0) + 1
             out[key_column(name)] = ""
-    score_seconds = time.perf_counter() - t_score
+    return input_failures
 
-    status_cols = [f"{c}_status" for c in value_cols]
-    columns = [
-        *LEADING_COLUMNS,
-        *value_cols,
-        *status_cols,
-        *PAIR_INFO_COLUMNS,
-        "reference_sha256",
-        "degraded_sha256",
-        *(f"{g}_key" for g in pair_groups + clean_groups),
-        *(f"{m}_key" for m in available),
-    ]
-    if study_ratings is not None:
-        from perceptual_audio import listening
 
-        for r in table:
-            r.update(listening.pair_rating_cells(study_ratings, r["degraded_path"]))
-        at = columns.index(PAIR_INFO_COLUMNS[-1]) + 1
-        columns[at:at] = list(listening.PAIR_RATING_COLUMNS)
-    results_dir.mkdir(parents=True, exist_ok=True)
-    write_pair_table(results_dir / PAIR_METRICS_NAME, table, columns, value_cols)
-
-    failures = {
-        c: sum(1 for r in table if r.get(f"{c}_status") != metrics.STATUS_OK) for c in value_cols
-    }
-    for c, n in failures.items():
-        if n:
-            reasons = sorted({r[f"{c}_status"] for r in table if r[f"{c}_status"] != "ok"})
-            logger.warning("%s failed on %d of %d pairs (e.g. %s)", c, n, len(table), reasons[0])
-
-    t_stats = time.perf_counter()
+def write_statistics(
+    args: argparse.Namespace,
+    results_dir: Path,
+    audio_dir: Path,
+    table: list[dict[str, Any]],
+    value_cols: list[str],
+    study_ratings: Any,
+) -> tuple[dict[str, list[str]], int, Any]:
+    """Summaries, correlations, monotonicity (and agreement with listeners) of the table;
+    returns the level order, the number of pairs left out (degradation not applied) and the
+    listening record for run.json."""
     import pandas as pd
 
     from perceptual_audio import stats
 
     # Pairs whose degradation was not applied (the 'degraded' file equals the clean one) are
     # scored in pair_metrics.csv but would fake perfect agreement in the statistics.
-    analysed = [r for r in table if r["degradation_applied"] != "false"]
-    not_applied = len(table) - len(analysed)
+    analysed_rows = [r for r in table if r["degradation_applied"] != "false"]
+    not_applied = len(table) - len(analysed_rows)
     if not_applied:
         logger.warning(
             "%d pair(s) whose degradation was not applied (silent input) are left out "
             "of the summaries, correlations and monotonicity",
             not_applied,
         )
-    frame = pd.DataFrame({c: [r[c] for r in analysed] for c in (*LEADING_COLUMNS, *value_cols)})
+    frame = pd.DataFrame(
+        {c: [r[c] for r in analysed_rows] for c in (*LEADING_COLUMNS, *value_cols)}
+    )
     for c in value_cols:
         frame[c] = frame[c].astype(float)
     order = _level_order(frame, audio_dir)
@@ -764,7 +726,168 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name, df in ((SUMMARY_NAME, summary), (CORRELATIONS_NAME, corr), (MONOTONICITY_NAME, mono)):
         write_text_if_changed(results_dir / name, df.to_csv(index=False, lineterminator="\n"))
     listening_info = _write_listener_agreement(args, results_dir, table, value_cols, study_ratings)
+    return order, not_applied, listening_info
+
+
+def _read_study(args: argparse.Namespace) -> tuple[list, Any] | int:
+    """The audio manifest's rows and the listening test's ratings (or None), or an exit
+    status after saying what is wrong."""
+    from perceptual_audio.manifest import read_manifest
+
+    audio_dir: Path = args.audio_dir
+    manifest_file = audio_dir / "manifest.csv"
+    problem = cli.check_input_folder(
+        audio_dir,
+        option="--audio-dir",
+        needs="manifest.csv",
+        made_by="audio_conversion.py --output DIR and extract_embeddings.py --input-dir DIR",
+    )
+    if problem is not None:
+        return problem
+    try:
+        rows = read_manifest(manifest_file)
+    except PerceptualAudioError as e:
+        logger.error("%s", e)
+        return cli.EXIT_FAILED
+    if not any(r.kind == "degraded" for r in rows):
+        logger.error(
+            "%s lists no degraded files: run extract_embeddings.py (stage 2) first", manifest_file
+        )
+        return cli.EXIT_FAILED
+    study_ratings, problem = _load_ratings(args, audio_dir, rows)
+    if problem:
+        logger.error("%s", problem)
+        logger.error("nothing computed; %s left untouched", args.results_dir)
+        return cli.EXIT_USAGE
+    return rows, study_ratings
+
+
+def _select(args: argparse.Namespace) -> tuple[list[str], list[str]] | int:
+    """(models, metric columns) the command line asks for, or the usage exit status."""
+    wanted = parse_models(args.models)
+    if wanted is None:
+        logger.error(
+            "--models: expected a comma-separated list of %s, or 'none'; got %r",
+            ", ".join(model_names()),
+            args.models,
+        )
+        return cli.EXIT_USAGE
+    try:
+        selected = metrics.parse_metric_list(args.metrics, model_names())
+    except PerceptualAudioError as e:
+        logger.error("%s", e)
+        return cli.EXIT_USAGE
+    # A model none of whose metrics is selected is not needed.
+    return [m for m in wanted if set(model_metric_names(m)) & set(selected)], selected
+
+
+def _sources(args: argparse.Namespace, wanted: list[str]) -> dict[str, ModelSource] | int:
+    """Claim the results folder and read the wanted models' folders (or an exit status)."""
+    refused = cli.claim_output_folder(
+        args.results_dir,
+        owner=STAGE,
+        option="--results-dir",
+        inputs=[
+            ("--audio-dir", args.audio_dir, "audio_conversion"),
+            *((f"--{m}-dir", getattr(args, f"{m}_dir"), f"embeddings:{m}") for m in wanted),
+        ],
+    )
+    if refused is not None:
+        return refused
+    try:
+        sources = {m: discover_model(m, getattr(args, f"{m}_dir")) for m in wanted}
+    except (FolderConflictError, SchemaError) as e:
+        logger.error("%s", e)
+        return cli.EXIT_USAGE
+    for m in wanted:
+        if not sources[m].available:
+            # One line here: stage 2 already printed what to fetch and where.
+            logger.warning("model %s skipped: %s", m, sources[m].reason.splitlines()[0])
+    return sources
+
+
+def _models_record(args: argparse.Namespace, sources: Mapping[str, ModelSource]) -> dict:
+    return {
+        m: (
+            {"available": s.available, "reason": s.reason, "folder": str(s.folder)}
+            if (s := sources.get(m)) is not None
+            else {
+                "available": False,
+                "reason": "not requested (--models)",
+                "folder": str(getattr(args, f"{m}_dir")),
+            }
+        )
+        for m in model_names()
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run stage 3; returns the exit status (see ``--help``)."""
+    args = build_parser().parse_args(argv)
+    cli.setup_logging(args)
+    # Read by metrics.model_embedder in this process and in the spawned workers.
+    os.environ[metrics.MODEL_DEVICE_ENV] = args.device
+    t_start = time.perf_counter()
+    audio_dir: Path = args.audio_dir
+    results_dir: Path = args.results_dir
+    study = _read_study(args)
+    if isinstance(study, int):
+        return study
+    rows, study_ratings = study
+    selection = _select(args)
+    if isinstance(selection, int):
+        return selection
+    wanted, selected = selection
+    sources = _sources(args, wanted)
+    if isinstance(sources, int):
+        return sources
+    available = [m for m in wanted if sources[m].available]
+    cols = ColumnPlan.of(args, available, selected)
+    value_cols = cols.value_columns
+
+    previous = {} if args.force else read_previous_pairs(results_dir / PAIR_METRICS_NAME)
+    clean = {r.path: r for r in rows if r.kind == "clean"}
+    degraded = sorted((r for r in rows if r.kind == "degraded"), key=lambda r: r.path)
+    plan = plan_work(audio_dir, degraded, clean, cols, sources, available, previous)
+    table = plan.table
+    logger.info(
+        "%d pairs: %d to score, %d fully reused from %s; %d clean files to score alone",
+        len(table),
+        plan.computed,
+        plan.reused,
+        results_dir / PAIR_METRICS_NAME,
+        sum(1 for g in plan.clean_needed.values() if g),
+    )
+    t_score = time.perf_counter()
+    input_failures = score_plan(plan, args.workers, args)
+    score_seconds = time.perf_counter() - t_score
+
+    columns = cols.table_columns(available)
+    if study_ratings is not None:
+        from perceptual_audio import listening
+
+        for r in table:
+            r.update(listening.pair_rating_cells(study_ratings, r["degraded_path"]))
+        at = columns.index(PAIR_INFO_COLUMNS[-1]) + 1
+        columns[at:at] = list(listening.PAIR_RATING_COLUMNS)
+    results_dir.mkdir(parents=True, exist_ok=True)
+    write_pair_table(results_dir / PAIR_METRICS_NAME, table, columns, value_cols)
+
+    failures = {
+        c: sum(1 for r in table if r.get(f"{c}_status") != metrics.STATUS_OK) for c in value_cols
+    }
+    for c, n in failures.items():
+        if n:
+            reasons = sorted({r[f"{c}_status"] for r in table if r[f"{c}_status"] != "ok"})
+            logger.warning("%s failed on %d of %d pairs (e.g. %s)", c, n, len(table), reasons[0])
+
+    t_stats = time.perf_counter()
+    order, not_applied, listening_info = write_statistics(
+        args, results_dir, audio_dir, table, value_cols, study_ratings
+    )
     stats_seconds = time.perf_counter() - t_stats
+
+    from perceptual_audio import stats
 
     cli.write_run_json(
         results_dir,
@@ -772,7 +895,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args=args,
         seed=args.seed,
         params={
-            "classic": classic_params,
+            "classic": cols.settings.as_dict(),
             "metrics": metrics_record(value_cols, rows),
             "metrics_version": METRICS_VERSION,
             "bootstrap": args.bootstrap,
@@ -786,22 +909,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             "statistics": stats_seconds,
         },
         extra={
-            "models": {
-                m: (
-                    {"available": s.available, "reason": s.reason, "folder": str(s.folder)}
-                    if (s := sources.get(m)) is not None
-                    else {
-                        "available": False,
-                        "reason": "not requested (--models)",
-                        "folder": str(getattr(args, f"{m}_dir")),
-                    }
-                )
-                for m in model_names()
-            },
+            "models": _models_record(args, sources),
             "n_pairs": len(table),
             "n_pairs_not_applied": not_applied,
-            "pairs_scored": computed,
-            "pairs_reused": reused,
+            "pairs_scored": plan.computed,
+            "pairs_reused": plan.reused,
             "failures": failures,
             "input_failures": input_failures,
             "level_order": order,

@@ -301,7 +301,7 @@ def registry_scope() -> Iterator[None]:
 
 
 #: Modules of this package that define no model (not imported by :func:`_import_models`).
-_SUPPORT_MODULES = frozenset({"base", "frontends", "resample", "weights", "cdpam_encoder"})
+_SUPPORT_MODULES = frozenset({"base", "frontends", "resample", "weights"})
 _imported = False
 
 

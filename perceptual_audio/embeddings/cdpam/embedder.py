@@ -1,62 +1,12 @@
-"""CDPAM (Manocha et al., ICASSP 2021) behind the project's :class:`Embedder` interface.
-
-CDPAM is a perceptual audio metric trained on human just-noticeable-difference judgements.
-The ``cdpam==0.0.6`` PyPI package ships the trained model
-(``cdpam/CDPAM_trained/scratchJNDdefault_best_model.pth``). The package itself does not run on
-current torch (``torch.load`` now defaults to ``weights_only=True``, which this legacy pickle
-fails; the default device is ``cuda:0``; ``cdpam.load_audio`` uses the removed ``np.float``), so
-this module is an adapter: it takes the network definition from ``cdpam.models.FINnet`` and
-loads the checkpoint itself, after checking the file's sha256, with an unpickler that only
-accepts the two globals the checkpoint uses.
-
-What CDPAM computes (``cdpam.CDPAM.forward``)
---------------------------------------------
-1. Audio at 22.05 kHz in int16 range (``cdpam.load_audio``: ``round(x * 32768)``).
-2. ``base_encoder``: 16 Conv1d(kernel 15, "same") + BatchNorm + LeakyReLU(0.1) blocks, the
-   signal decimated by 2 after every fourth block (16x in all), giving a (1024, ceil(n / 16))
-   feature map; its mean over time is split into an "acoustic" half (channels 0-511) and a
-   "content" half (512-1023).
-3. The metric: both acoustic halves are L2-normalised and ``model_dist`` (a small MLP with
-   learned per-channel weights) returns ``sum_k sum_c |w_kc (f_k(a_deg) - f_k(a_ref))_c|``.
-
-Frames
-------
-The encoder is fully convolutional with a receptive field of +-420 samples (19 ms), so this
-adapter runs it once over the whole clip (in chunks with exact overlap for long clips) and
-defines frame ``t`` as the mean of the encoder's feature map over the positions whose input
-sample lies in ``[t * hop, t * hop + window)`` (``framing="pooled"``, the default; the last
-window is cut at the end of the clip). The clip embedding that the CDPAM distance uses falls
-out of the same pass, so the distance costs nothing extra. ``framing="windows"`` instead
-encodes each window on its own (the last one zero-padded), which is what CDPAM would say of
-each 1 s excerpt, at ``window / hop`` times the cost. Timestamps are window starts.
-
-The clip-level CDPAM distance is not recoverable from overlapping frames, so
-:meth:`CDPAMEmbedder.embed_with_clip` also returns the normalised clip-level acoustic
-embedding (the exact vector CDPAM feeds its distance network); the embedding stage stores it
-beside the frames as ``<stem>.clip.npy`` (:data:`CLIP_SUFFIX`) and the metrics stage passes
-two of them to :meth:`CDPAMEmbedder.distance_from_embeddings`.
-
-Cost
-----
-The package's loop (``encoder="reference"``) is about 200 GFLOP per second of audio (the
-1024-channel last blocks dominate): 2.5 s of CPU time per audio second (1.2 s wall on 2 idle
-cores), and on an H100 6.7 ms per audio second in fp32 (1.5 ms with cuDNN's TF32, at ~4e-4
-relative change of the embeddings). The default ``encoder="fast"``
-(:mod:`perceptual_audio.embeddings.cdpam_encoder`: BatchNorm folded, decimation as strides,
-only the acoustic half of the last block, FFT convolutions) computes the same function to
-float32 rounding (frames ~1e-6, clip embedding ~4e-7, distance ~5e-7 relative) at 2.6x less
-CPU time per audio second (docs/performance.md).
-"""
+"""The registered CDPAM embedder: frame and clip embeddings, the learned distance, features."""
 
 from __future__ import annotations
 
 import importlib.metadata
 import importlib.util
-import io
 import logging
 import math
 import os
-import pickle
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -66,336 +16,40 @@ import torch
 import torch.nn.functional as F
 
 from perceptual_audio.embeddings.base import Embedder, ExtraMetric, register
+from perceptual_audio.embeddings.cdpam.checkpoint import (
+    ACOUSTIC_DIM,
+    BLOCKS_PER_DECIMATION,
+    CDPAM_PACKAGE,
+    CHUNK_MARGIN_SAMPLES,
+    DEFAULT_CHUNK_SECONDS,
+    DEFAULT_HOP_SECONDS,
+    DEFAULT_WINDOW_SECONDS,
+    DISTANCE_METRIC,
+    DOWNSAMPLING,
+    ENCODER_DIM,
+    ENCODERS,
+    FRAMINGS,
+    INT16_SCALE,
+    LEAKY_SLOPE,
+    PARTS,
+    RESAMPLERS,
+    SAMPLE_RATE,
+    VARIANT,
+    WEIGHTS_RELATIVE_PATH,
+    WEIGHTS_SHA256,
+    load_model,
+)
+from perceptual_audio.embeddings.cdpam.preprocess import (
+    _shape_of,
+    resample_like_cdpam,
+    round_to_int16_grid,
+)
 from perceptual_audio.errors import (
     MetricError,
     ParameterError,
-    WeightsUnavailableError,
-    WeightsVerificationError,
 )
 
 logger = logging.getLogger(__name__)
-
-# -- published facts of the shipped model ------------------------------------------------------
-#: Package that ships the trained model, and the version this adapter was checked against.
-CDPAM_PACKAGE = "cdpam"
-CDPAM_PACKAGE_VERSION = "0.0.6"
-#: Checkpoint path inside the installed package.
-WEIGHTS_RELATIVE_PATH = "CDPAM_trained/scratchJNDdefault_best_model.pth"
-#: sha256 of that checkpoint (DESIGN.md section 4); checked before unpickling.
-WEIGHTS_SHA256 = "453c8b6edee1a94f0120236156436ff28fe4d8d884485e4a67695c8e8570bdfe"
-#: Variant recorded in manifests.
-VARIANT = "scratchJNDdefault_best_model"
-
-#: Sample rate in Hz the model was trained at (``cdpam.load_audio`` loads at 22050).
-SAMPLE_RATE = 22050
-#: ``cdpam.load_audio`` multiplies [-1, 1] audio by this (and rounds): int16 range.
-INT16_SCALE = 32768.0
-
-# Hyper-parameters of cdpam.CDPAM.__init__ (0.0.6).
-ENCODER_LAYERS = 16
-ENCODER_FILTERS = 64
-#: Size of the acoustic half of the pooled encoder output (input of the distance network).
-ACOUSTIC_DIM = 512
-#: Size of the whole pooled encoder output (acoustic + content halves).
-ENCODER_DIM = 1024
-CLASSIF_NDIM = (16, 6)
-CLASSIF_DROPOUT = 0.05
-CLASSIF_BATCHNORM = 0
-CLASSIF_ACTIVATION = "no"
-#: Negative slope of the encoder's LeakyReLU.
-LEAKY_SLOPE = 0.1
-#: The encoder halves the time axis after every this many blocks ...
-BLOCKS_PER_DECIMATION = 4
-#: ... so one feature-map position per this many input samples (position j <-> sample 16 j).
-DOWNSAMPLING = 2 ** (ENCODER_LAYERS // BLOCKS_PER_DECIMATION)
-#: Half-width of the encoder's receptive field in input samples: 7 taps per side per block,
-#: at strides 1, 2, 4, 8 for the four groups of four blocks: 7 * 4 * (1 + 2 + 4 + 8) = 420.
-RECEPTIVE_RADIUS_SAMPLES = 420
-#: Context added on each side of a chunk (>= the radius, a multiple of DOWNSAMPLING) so that
-#: chunked encoding equals whole-clip encoding.
-CHUNK_MARGIN_SAMPLES = 1024
-
-#: Defaults of the frame layout, in seconds.
-DEFAULT_WINDOW_SECONDS = 1.0
-DEFAULT_HOP_SECONDS = 0.5
-#: Default chunk length in seconds for long clips (bounds memory: about 60 MB per chunk
-#: second of activations in the first blocks).
-DEFAULT_CHUNK_SECONDS = 10.0
-
-#: Suffix of the clip-level embedding file stored beside ``<stem>.npy``.
-CLIP_SUFFIX = ".clip.npy"
-#: The ``pair_metrics.csv`` column of CDPAM's learned distance.
-DISTANCE_METRIC = "cdpam_distance"
-
-FRAMINGS = ("pooled", "windows")
-#: Encoder evaluations: "fast" (:mod:`cdpam_encoder`: folded BN, strided decimation, only the
-#: needed channels, FFT convolutions on the CPU), "direct" (the same without FFT), "reference"
-#: (``cdpam.models.base_encoder``'s own loop). All equal to float32 rounding.
-ENCODERS = ("fast", "direct", "reference")
-PARTS = ("acoustic", "content", "full")
-RESAMPLERS = ("resampy", "soxr")
-
-#: The only globals the checkpoint's pickle may name (all it needs, verified on the file).
-_ALLOWED_PICKLE_GLOBALS = frozenset(
-    {
-        ("collections", "OrderedDict"),
-        ("torch._utils", "_rebuild_tensor_v2"),
-        ("torch._utils", "_rebuild_parameter"),
-    }
-)
-
-# (resolved path, size, mtime_ns, device) -> (model, sha256): one load per process.
-_MODEL_CACHE: dict[tuple[str, int, int, str], tuple[torch.nn.Module, str]] = {}
-
-
-# -- weights -------------------------------------------------------------------------------------
-def default_weights_path() -> Path:
-    """Path of the checkpoint inside the installed ``cdpam`` package.
-
-    Raises
-    ------
-    WeightsUnavailableError
-        If the package is not installed.
-    """
-    spec = importlib.util.find_spec(CDPAM_PACKAGE)
-    if spec is None or not spec.submodule_search_locations:
-        raise WeightsUnavailableError(
-            f"cdpam: the {CDPAM_PACKAGE!r} package is not installed, so its trained model "
-            f"{WEIGHTS_RELATIVE_PATH} (sha256 {WEIGHTS_SHA256}) is missing; install it with "
-            f"`pip install {CDPAM_PACKAGE}=={CDPAM_PACKAGE_VERSION} --no-deps` or pass "
-            "weights_path= to a copy of the file"
-        )
-    return Path(list(spec.submodule_search_locations)[0]) / WEIGHTS_RELATIVE_PATH
-
-
-class _RestrictedUnpickler(pickle.Unpickler):
-    """Unpickler that refuses every global outside :data:`_ALLOWED_PICKLE_GLOBALS`."""
-
-    def find_class(self, module: str, name: str) -> Any:
-        if (module, name) not in _ALLOWED_PICKLE_GLOBALS:
-            raise WeightsVerificationError(
-                f"cdpam checkpoint: refusing to unpickle global {module}.{name}; only "
-                f"{sorted('.'.join(g) for g in _ALLOWED_PICKLE_GLOBALS)} are allowed"
-            )
-        return super().find_class(module, name)
-
-
-class _RestrictedPickleModule:
-    """What ``torch.load(pickle_module=...)`` needs: ``Unpickler`` and ``load``."""
-
-    Unpickler = _RestrictedUnpickler
-    __name__ = "perceptual_audio_restricted_pickle"
-
-    @staticmethod
-    def load(file: Any, **kwargs: Any) -> Any:
-        return _RestrictedUnpickler(file, **kwargs).load()
-
-
-def _unpickle_checkpoint(data: bytes, source: str) -> dict[str, Any]:
-    """Unpickle checkpoint bytes on the CPU with the restricted unpickler.
-
-    Call only on bytes whose sha256 was checked. ``weights_only=True`` cannot read this
-    legacy pickle (it uses the INT opcode); the allow-list gives the same protection.
-    """
-    try:
-        obj = torch.load(
-            io.BytesIO(data),
-            map_location="cpu",
-            weights_only=False,
-            pickle_module=_RestrictedPickleModule,
-        )
-    except WeightsVerificationError as e:
-        raise WeightsVerificationError(f"{source}: {e}") from None
-    except Exception as e:  # noqa: BLE001 - any unpickling failure means a bad file
-        raise WeightsVerificationError(
-            f"{source}: cannot read the cdpam checkpoint ({type(e).__name__}: {e})"
-        ) from None
-    if not isinstance(obj, dict):
-        raise WeightsVerificationError(
-            f"{source}: expected a dict checkpoint, got {type(obj).__name__}"
-        )
-    return obj
-
-
-def read_verified_weights(
-    path: str | os.PathLike, *, expected_sha256: str = WEIGHTS_SHA256
-) -> tuple[dict[str, torch.Tensor], str]:
-    """Read the checkpoint, check its sha256, then unpickle its ``state`` dict (CPU tensors).
-
-    The bytes are read once, hashed, and the same bytes are unpickled: nothing is unpickled
-    from a file that does not match ``expected_sha256``.
-
-    Parameters
-    ----------
-    path : path-like
-        The ``.pth`` checkpoint.
-    expected_sha256 : str
-        Hex digest the file must have.
-
-    Returns
-    -------
-    state : dict[str, torch.Tensor]
-        The model state dict (keys ``base_encoder.*``, ``model_dist.*``, ``model_classif.*``).
-    sha256 : str
-        Hex digest of the file read.
-
-    Raises
-    ------
-    WeightsUnavailableError
-        If the file does not exist.
-    WeightsVerificationError
-        If its sha256 differs, or it does not hold a ``state`` dict.
-    """
-    import hashlib
-
-    path = Path(path)
-    if not path.is_file():
-        raise WeightsUnavailableError(
-            f"cdpam: weights file {str(path)!r} does not exist; it ships with "
-            f"`pip install {CDPAM_PACKAGE}=={CDPAM_PACKAGE_VERSION}` as "
-            f"cdpam/{WEIGHTS_RELATIVE_PATH} (sha256 {WEIGHTS_SHA256})"
-        )
-    data = path.read_bytes()
-    digest = hashlib.sha256(data).hexdigest()
-    if digest != expected_sha256:
-        raise WeightsVerificationError(
-            f"cdpam: weights file {str(path)!r} has sha256 {digest}, expected "
-            f"{expected_sha256}; refusing to unpickle it. Reinstall "
-            f"{CDPAM_PACKAGE}=={CDPAM_PACKAGE_VERSION} (pip install --force-reinstall --no-deps)"
-        )
-    checkpoint = _unpickle_checkpoint(data, str(path))
-    state = checkpoint.get("state")
-    if not isinstance(state, dict) or not all(
-        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()
-    ):
-        raise WeightsVerificationError(
-            f"{path}: expected a checkpoint dict with a 'state' dict of tensors, got keys "
-            f"{sorted(map(str, checkpoint))}"
-        )
-    return state, digest
-
-
-def build_model() -> torch.nn.Module:
-    """``cdpam.models.FINnet`` with the hyper-parameters of ``cdpam.CDPAM.__init__`` (random
-    weights; :func:`load_model` fills them)."""
-    try:
-        from cdpam.models import FINnet
-    except ModuleNotFoundError as e:
-        raise WeightsUnavailableError(
-            f"cdpam: cannot import the model definition ({e}); install "
-            f"`pip install {CDPAM_PACKAGE}=={CDPAM_PACKAGE_VERSION} --no-deps`"
-        ) from None
-    return FINnet(
-        dev=torch.device("cpu"),
-        encoder_layers=ENCODER_LAYERS,
-        encoder_filters=ENCODER_FILTERS,
-        ndim=list(CLASSIF_NDIM),
-        classif_dp=CLASSIF_DROPOUT,
-        classif_BN=CLASSIF_BATCHNORM,
-        classif_act=CLASSIF_ACTIVATION,
-        input_size=ACOUSTIC_DIM,
-    )
-
-
-def load_model(
-    weights_path: str | os.PathLike | None = None, *, device: str | torch.device = "cpu"
-) -> tuple[torch.nn.Module, str]:
-    """The trained CDPAM ``FINnet``, verified, in eval mode, frozen, on ``device``.
-
-    Loaded once per process and file (cached by path, size, modification time and device).
-
-    Returns
-    -------
-    model : torch.nn.Module
-    sha256 : str
-        Hex digest of the checkpoint used.
-    """
-    path = Path(weights_path) if weights_path is not None else default_weights_path()
-    device = torch.device(device)
-    try:
-        stat = path.stat()
-        key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns, str(device))
-    except OSError:
-        key = None
-    if key is not None and key in _MODEL_CACHE:
-        return _MODEL_CACHE[key]
-    state, digest = read_verified_weights(path)
-    model = build_model()
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as e:
-        raise WeightsVerificationError(
-            f"{path}: the state dict does not fit cdpam FINnet(encoder_layers={ENCODER_LAYERS}, "
-            f"encoder_filters={ENCODER_FILTERS}, input_size={ACOUSTIC_DIM}): {e}"
-        ) from None
-    model.eval()
-    model.requires_grad_(False)
-    model.to(device)
-    logger.info("loaded cdpam weights %s (sha256 %s) on %s", path, digest, device)
-    if key is not None:
-        _MODEL_CACHE[key] = (model, digest)
-    return model, digest
-
-
-# -- NumPy preprocessing -----------------------------------------------------------------------
-def resample_like_cdpam(x: np.ndarray, sr: int, *, resampler: str = "resampy") -> np.ndarray:
-    """Resample mono audio to 22.05 kHz as CDPAM's loader did.
-
-    ``cdpam.load_audio`` calls ``librosa.load(path, sr=22050)``. With the librosa of its time
-    (< 0.10) that is resampy 0.2's ``kaiser_best`` followed by ``fix_length`` to
-    ``ceil(n * 22050 / sr)`` samples (``resampler="resampy"``, the parity mode). Since librosa
-    0.10 the default is soxr; ``resampler="soxr"`` uses the project's soxr resampler
-    (:func:`perceptual_audio.audio_io.resample`, VHQ, ``round(n * 22050 / sr)`` samples).
-
-    Parameters
-    ----------
-    x : np.ndarray [shape=(n,)]
-        Mono float audio at ``sr`` Hz.
-    sr : int
-        Its sample rate in Hz.
-
-    Returns
-    -------
-    np.ndarray [shape=(m,), dtype=float32]
-    """
-    if resampler not in RESAMPLERS:
-        raise ParameterError(f"cdpam: resampler must be one of {RESAMPLERS}, got {resampler!r}")
-    if sr <= 0:
-        raise ParameterError(f"cdpam: sample rate must be positive, got sr={sr}")
-    x = np.asarray(x, dtype=np.float32)
-    if sr == SAMPLE_RATE:
-        return x
-    if resampler == "soxr":
-        from perceptual_audio.audio_io import resample
-
-        return resample(x, sr, SAMPLE_RATE)
-    from perceptual_audio.audio_io import resample_resampy02
-
-    # librosa < 0.10 required resampy < 0.3, whose kaiser_best filter resampy 0.3 replaced.
-    y = resample_resampy02(x, sr, SAMPLE_RATE).astype(np.float32)
-    n_out = int(math.ceil(len(x) * SAMPLE_RATE / sr))
-    if len(y) > n_out:
-        y = y[:n_out]
-    elif len(y) < n_out:
-        y = np.pad(y, (0, n_out - len(y)))
-    return np.ascontiguousarray(y, dtype=np.float32)
-
-
-def round_to_int16_grid(x: np.ndarray) -> np.ndarray:
-    """``round(x * 32768) / 32768`` as float32: ``cdpam.load_audio``'s rounding, kept in
-    [-1, 1] units (the division by a power of two is exact, so scaling by 32768 later gives
-    exactly the integers ``cdpam.load_audio`` would)."""
-    return (np.round(np.asarray(x, dtype=np.float64) * INT16_SCALE) / INT16_SCALE).astype(
-        np.float32
-    )
-
-
-def _shape_of(x: Any) -> str:
-    """A tensor's shape for error messages; for anything else, its type (and shape)."""
-    shape = getattr(x, "shape", None)
-    if isinstance(x, torch.Tensor):
-        return str(tuple(shape))
-    return type(x).__name__ + (f" of shape {tuple(shape)}" if shape is not None else "")
 
 
 # -- the embedder ------------------------------------------------------------------------------
@@ -658,7 +312,7 @@ class CDPAMEmbedder(Embedder):
         if self.encoder == "reference":
             h, _ = self._encoder_blocks(x)
             return h
-        from perceptual_audio.embeddings.cdpam_encoder import FastEncoder
+        from perceptual_audio.embeddings.cdpam.encoder import FastEncoder
 
         channels = (0, ACOUSTIC_DIM) if acoustic_only else (0, ENCODER_DIM)
         fast = self._fast_encoders.get(channels)
