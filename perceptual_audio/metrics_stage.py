@@ -444,7 +444,6 @@ class _Hashes:
         return self._cache[path]
 
 
-@cli.stage_entry("calculate_metrics.py")
 @dataclass(frozen=True)
 class ColumnPlan:
     """Which metrics this run writes: the value columns and the metric groups behind them."""
@@ -821,6 +820,7 @@ def _models_record(args: argparse.Namespace, sources: Mapping[str, ModelSource])
     }
 
 
+@cli.stage_entry("calculate_metrics.py")
 def main(argv: Sequence[str] | None = None) -> int:
     """Run stage 3; returns the exit status (see ``--help``)."""
     args = build_parser().parse_args(argv)
