@@ -418,9 +418,9 @@ def openl3_synthetic(tmp_path_factory) -> Embedder:
     wf = ol3.weight_file("mel128", "env")
     synthetic.write_keras_h5(root / wf.filename, synthetic.make_weights(seed=3))
     embedder = ol3.OpenL3Embedder(
-        "mel128",
-        "env",
-        512,
+        input_repr="mel128",
+        content_type="env",
+        embedding_size=512,
         hop_seconds=0.5,
         weights_dir=root,
         cache_dir=root / "cache",

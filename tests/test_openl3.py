@@ -209,7 +209,12 @@ def test_structure_errors_name_file_layer_and_shapes(tmp_path, synthetic_weights
 
 def test_unavailable_message_for_openl3(tmp_path):
     e = ol3.OpenL3Embedder(
-        "linear", "env", 512, weights_dir=tmp_path / "wd", cache_dir=tmp_path / "c", download=False
+        input_repr="linear",
+        content_type="env",
+        embedding_size=512,
+        weights_dir=tmp_path / "wd",
+        cache_dir=tmp_path / "c",
+        download=False,
     )
     with pytest.raises(WeightsUnavailableError) as err:
         e.load()

@@ -398,12 +398,12 @@ class OpenL3Embedder(Embedder):
 
     def __init__(
         self,
+        *,
         input_repr: str = "mel256",
         content_type: str = "music",
         embedding_size: int = 6144,
         hop_seconds: float = 0.1,
         center: bool = True,
-        *,
         device: str | torch.device = "cpu",
         weights_dir: str | Path | None = None,
         cache_dir: str | Path | None = None,
