@@ -490,12 +490,14 @@ def run_degradations(args: argparse.Namespace) -> int:
             "failures": [{"file": w, "error": m} for w, m in failures],
         },
     )
-    if not getattr(args, "quiet", False):
-        print(
-            f"degradations: wrote {written}, skipped {skipped} (up to date), failed "
-            f"{len(failures)}, removed {removed} stale -> {degraded_root}",
-            file=sys.stderr,
-        )
+    logger.info(  # the half's summary; the stage's closing line is extract_stage's
+        "degradations: wrote %d, skipped %d (up to date), failed %d, removed %d stale -> %s",
+        written,
+        skipped,
+        len(failures),
+        removed,
+        degraded_root,
+    )
     return cli.EXIT_FAILED if failures else cli.EXIT_OK
 
 

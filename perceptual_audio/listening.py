@@ -381,7 +381,6 @@ def plan_import(
 
 def run_import(args: argparse.Namespace) -> int:
     """Stage 1 with ``--listening-test``: convert exactly the table's files; exit status."""
-    import sys
     import time
 
     from perceptual_audio import cli, conversion
@@ -549,13 +548,16 @@ def run_import(args: argparse.Namespace) -> int:
             "failures": [{"file": s, "error": m} for s, m in failures],
         },
     )
-    print(
-        f"audio_conversion: listening test {test_path}: {len(clean_rows)} references, "
+    from perceptual_audio import cli
+
+    cli.stage_summary(  # the closing line every stage prints
+        "audio_conversion",
+        t0,
+        f"listening test {test_path}: {len(clean_rows)} references, "
         f"{len(imported_rows)} rated files, {len(kept_ratings)} ratings "
         f"({plan.n_skipped} without audio skipped); converted {sum(o.ok for o in outcomes)}, "
         f"skipped {skipped} (up to date), failed {len(failures)}, removed {removed} stale "
         f"-> {output_root / 'manifest.csv'}",
-        file=sys.stderr,
     )
     return cli.EXIT_FAILED if failures else cli.EXIT_OK
 
