@@ -75,7 +75,7 @@ def _synthetic_weights_dir(root):
         # Test hook: synthetic VGGish bytes cannot match the official sha256 prefix.
         import dataclasses
         import perceptual_audio.embeddings.vggish as V
-        V.MODEL_WEIGHTS = dataclasses.replace(V.MODEL_WEIGHTS, sha256_prefix=None)
+        V.checkpoint.MODEL_WEIGHTS = dataclasses.replace(V.MODEL_WEIGHTS, sha256_prefix=None)
     """)
     )
     return wdir, hook

@@ -304,9 +304,14 @@ def test_stage_scores_reference_metrics_exactly(study):
         ref, sr = load_audio(audio / row["reference_path"])
         deg, _ = load_audio(audio / row["degraded_path"])
         assert sr == 16000
-        # Exact: numba runs ViSQOL on one thread, so its sums are reproducible.
-        assert row["visqol_audio"] == rm.visqol_score(ref, deg, sr, mode="audio")
-        assert row["visqol_speech"] == rm.visqol_score(ref, deg, sr, mode="speech")
+        # ViSQOL's last digits differ from process to process (the same pair gave
+        # 4.298765910053773, ...776, ...779 and ...783 in four runs): equal to 1e-13.
+        assert row["visqol_audio"] == pytest.approx(
+            rm.visqol_score(ref, deg, sr, mode="audio"), rel=1e-13
+        )
+        assert row["visqol_speech"] == pytest.approx(
+            rm.visqol_score(ref, deg, sr, mode="speech"), rel=1e-13
+        )
         assert row["zimtohrli"] == rm.zimtohrli_distance(ref, deg, sr)
         assert row["zimtohrli_mos"] == rm.zimtohrli_mos(row["zimtohrli"])
         # The study is at 16 kHz: DNSMOS reads the very file as speechmos would.

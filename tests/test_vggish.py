@@ -194,7 +194,7 @@ def synth(tmp_path_factory):
         model_wf = dataclasses.replace(V.MODEL_WEIGHTS, sha256_prefix=None)
         pca_wf = dataclasses.replace(V.PCA_WEIGHTS, sha256_prefix=None, url=pca_pth.as_uri())
         npz_wf = dataclasses.replace(V.GOOGLE_PCA_WEIGHTS, url=(root / "nowhere.npz").as_uri())
-        mp.setattr(V.embedder, "MODEL_WEIGHTS", model_wf)  # where the embedder reads them
+        mp.setattr(V.checkpoint, "MODEL_WEIGHTS", model_wf)  # where the embedder reads it
         mp.setattr(
             V.checkpoint,
             "PCA_SOURCES",

@@ -12,9 +12,9 @@ import torch
 
 from perceptual_audio.embeddings import weights
 from perceptual_audio.embeddings.base import Embedder, ModelOption, full_fp32_on_cuda, register
+from perceptual_audio.embeddings.vggish import checkpoint
 from perceptual_audio.embeddings.vggish.checkpoint import (
     MODEL_CONVERSION_TAG,
-    MODEL_WEIGHTS,
     PCA_SHAPES,
     TORCHVGGISH_MODEL_SHAPES,
     _check_tensors,
@@ -138,7 +138,7 @@ class VGGishEmbedder(Embedder):
         if self.network is None:
             try:
                 loaded = weights.load_converted(
-                    MODEL_WEIGHTS,
+                    checkpoint.MODEL_WEIGHTS,  # looked up here: a test may swap the record
                     convert_torchvggish_model,
                     tag=MODEL_CONVERSION_TAG,
                     weights_dir=self.weights_dir,
