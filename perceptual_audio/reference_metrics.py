@@ -68,7 +68,7 @@ def _resampled(x: np.ndarray, sample_rate: int, target: int, quality: str) -> np
 
 
 def _check_length(x: np.ndarray, sample_rate: int, name: str, metric: str) -> None:
-    from perceptual_audio.metrics import MetricError
+    from perceptual_audio.errors import MetricError
 
     if len(x) < MIN_SECONDS * sample_rate:
         raise MetricError(

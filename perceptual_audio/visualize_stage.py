@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from perceptual_audio import cli, report_audio, report_content
+from perceptual_audio import cli, listening, report_audio, report_content
 from perceptual_audio import report as report_module
 from perceptual_audio.errors import PerceptualAudioError
 from perceptual_audio.files import sha256_file, write_text_if_changed
@@ -165,12 +165,11 @@ def inputs_digest(results: StudyResults, params: dict[str, Any]) -> str:
     h = hashlib.sha256()
     h.update(json.dumps({**params, "output_version": OUTPUT_VERSION}, sort_keys=True).encode())
     # The code that draws and writes is an input too: a changed figure or sentence redraws.
-    listening_module = Path(__file__).with_name("listening.py")
     for module in (
         plots_module_path(),
         Path(__file__),
         *report_module.MODULE_FILES,
-        listening_module,
+        *listening.MODULE_FILES,
         Path(report_audio.__file__),
         Path(report_content.__file__),
     ):
@@ -286,7 +285,7 @@ def figure_plan(results: StudyResults) -> list[tuple[str, str, str, Any]]:
 def listener_figure_plan(results: StudyResults, pairs: Any) -> list[tuple[str, str, str, Any]]:
     """The listener figures (forest plot, headline metrics against the rating); [] without
     ratings. They are shown in the report's listener section."""
-    from perceptual_audio import listening, plots
+    from perceptual_audio import plots
     from perceptual_audio.report import LISTENER_FIGURE_GROUP
 
     agreement = results.listening

@@ -1,0 +1,164 @@
+"""Listening tests: import (stage 1), ratings (stage 3), agreement with listeners, ceiling.
+
+A listening test is a long-format CSV table, one row per rating::
+
+    reference,degraded,condition,rating,listener
+    stim_01/ref.wav,stim_01/lyra_6.wav,Lyra 6,62,3
+
+``reference`` and ``degraded`` are paths relative to the input folder (stage 1) or, in stage 3,
+either manifest paths or those input paths; ``listener`` is optional. A row whose ``degraded``
+equals its ``reference`` rates the hidden reference; a row with an empty ``degraded`` (a MUSHRA
+anchor whose audio is not shipped) is skipped with one note.
+
+Stage 1 (:func:`run_import`) converts exactly the files of the table: references to
+``clean/<mirrored path>.wav``, rated files to ``degraded/<condition>/<mirrored path>.wav`` with
+``degraded`` manifest rows (family :data:`LISTENING_FAMILY`, level = the condition's folder
+name, source = the clean reference), and keeps the ratings beside the manifest
+(``ratings.csv``, manifest paths). Stage 2 never deletes these rows (:func:`is_imported`).
+
+Stage 3 joins the ratings to ``pair_metrics.csv`` (``rating_mean``, ``rating_sd``,
+``rating_n``) and writes ``listener_agreement.csv`` (:func:`agreement_table`): per metric and
+level (``file``: every rated file; ``condition``: per-condition means over stimuli), Pearson,
+Spearman and Kendall with 95% bootstrap CIs resampling stimuli (references), Pearson and RMSE
+after the third-order monotonic mapping of ITU-T P.1401 (:func:`monotonic_cubic_fit`), and a
+``ceiling`` row per level: the split-half agreement of the listeners with themselves,
+Spearman-Brown corrected (:func:`listener_ceiling`).
+
+The package: :mod:`.table` (the ratings table), :mod:`.importing` (stage 1),
+:mod:`.study` (stage 3's join), :mod:`.agreement` (statistics, ceiling), :mod:`.facts` (for the report).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path as _Path
+
+from perceptual_audio.listening.agreement import (
+    CubicMapping,
+    _condition_level,
+    _condition_matrix,
+    _grouped_mean,
+    _half_means,
+    _percentile_ci,
+    _random_split,
+    _stable_seed,
+    _weighted_condition_means,
+    agreement_table,
+    listener_ceiling,
+    mapped_agreement,
+    monotonic_cubic_fit,
+    rowwise_correlations,
+    spearman_brown,
+)
+from perceptual_audio.listening.facts import (
+    agreement_findings,
+    metric_rate_hz,
+    oriented,
+    oriented_ci,
+    ranked,
+)
+from perceptual_audio.listening.importing import (
+    _convert_job,
+    _import_up_to_date,
+    _ImportPlan,
+    add_import_arguments,
+    plan_import,
+    run_import,
+    write_ratings,
+)
+from perceptual_audio.listening.study import (
+    StudyRatings,
+    add_ratings_arguments,
+    load_study_ratings,
+    pair_rating_cells,
+)
+from perceptual_audio.listening.table import (
+    _SAFE_NAME,
+    AGREEMENT_COLUMNS,
+    AGREEMENT_NAME,
+    CEILING,
+    CEILING_SPLITS,
+    DEFAULT_RATING_SCALE,
+    LEVEL_CONDITION,
+    LEVEL_FILE,
+    LEVELS,
+    LISTENER_COLUMN,
+    LISTENING_FAMILY,
+    MAPPING_GRID_POINTS,
+    MAPPING_PARAMETERS,
+    METHODS,
+    MIN_RATED_FILES,
+    PAIR_RATING_COLUMNS,
+    RATINGS_COLUMNS,
+    RATINGS_NAME,
+    REQUIRED_COLUMNS,
+    ListeningTestError,
+    Rating,
+    _norm,
+    condition_folder,
+    is_imported,
+    parse_rating_scale,
+    read_rating_table,
+)
+
+#: The modules of this package (stage 4's inputs digest hashes their code).
+MODULE_FILES = tuple(sorted(_Path(__file__).parent.glob("*.py")))
+
+__all__ = [
+    "AGREEMENT_COLUMNS",
+    "AGREEMENT_NAME",
+    "CEILING",
+    "CEILING_SPLITS",
+    "CubicMapping",
+    "DEFAULT_RATING_SCALE",
+    "LEVELS",
+    "LEVEL_CONDITION",
+    "LEVEL_FILE",
+    "LISTENER_COLUMN",
+    "LISTENING_FAMILY",
+    "ListeningTestError",
+    "MAPPING_GRID_POINTS",
+    "MAPPING_PARAMETERS",
+    "METHODS",
+    "MIN_RATED_FILES",
+    "PAIR_RATING_COLUMNS",
+    "RATINGS_COLUMNS",
+    "RATINGS_NAME",
+    "REQUIRED_COLUMNS",
+    "Rating",
+    "StudyRatings",
+    "_ImportPlan",
+    "_SAFE_NAME",
+    "_condition_level",
+    "_condition_matrix",
+    "_convert_job",
+    "_grouped_mean",
+    "_half_means",
+    "_import_up_to_date",
+    "_norm",
+    "_percentile_ci",
+    "_random_split",
+    "_stable_seed",
+    "_weighted_condition_means",
+    "add_import_arguments",
+    "add_ratings_arguments",
+    "agreement_findings",
+    "agreement_table",
+    "condition_folder",
+    "is_imported",
+    "listener_ceiling",
+    "load_study_ratings",
+    "mapped_agreement",
+    "metric_rate_hz",
+    "monotonic_cubic_fit",
+    "oriented",
+    "oriented_ci",
+    "pair_rating_cells",
+    "parse_rating_scale",
+    "plan_import",
+    "ranked",
+    "read_rating_table",
+    "rowwise_correlations",
+    "run_import",
+    "spearman_brown",
+    "write_ratings",
+]

@@ -1,0 +1,379 @@
+"""Stage 1's import of a listening test: exactly the files of its table, references to ``clean/``, rated files to ``degraded/<condition>/``."""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from perceptual_audio.errors import PerceptualAudioError
+
+if TYPE_CHECKING:
+    import argparse
+
+    from perceptual_audio.manifest import ManifestRow
+
+from perceptual_audio.listening.table import (
+    DEFAULT_RATING_SCALE,
+    LISTENING_FAMILY,
+    MIN_RATED_FILES,
+    RATINGS_COLUMNS,
+    RATINGS_NAME,
+    ListeningTestError,
+    Rating,
+    _norm,
+    condition_folder,
+    is_imported,
+    parse_rating_scale,
+    read_rating_table,
+)
+
+logger = logging.getLogger(__name__)
+
+
+# Stage 1: import
+# =============================================================================================
+def add_import_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--listening-test`` and ``--rating-scale`` of ``audio_conversion.py``."""
+    parser.add_argument(
+        "--listening-test",
+        type=Path,
+        default=None,
+        metavar="TEST.csv",
+        help="import a listening test instead of converting every file below --input: a "
+        "long-format CSV (reference, degraded, condition, rating[, listener]; paths relative "
+        "to --input). References go to clean/, rated files to degraded/<condition>/, the "
+        f"ratings to OUTPUT/{RATINGS_NAME}",
+    )
+    parser.add_argument(
+        "--rating-scale",
+        type=parse_rating_scale,
+        default=DEFAULT_RATING_SCALE,
+        metavar="MIN:MAX",
+        help="valid range of the ratings (MUSHRA 0:100, MOS 1:5); default 0:100",
+    )
+
+
+@dataclass(frozen=True)
+class _ImportPlan:
+    clean: dict[str, str]  # input reference (rel) -> clean manifest path
+    degraded: dict[tuple[str, str], str]  # (input degraded rel, condition) -> manifest path
+    reference_of: dict[tuple[str, str], str]  # same key -> input reference rel
+    ratings: list[Rating]  # rows with audio
+    n_skipped: int
+    skipped_conditions: tuple[str, ...]
+
+
+def plan_import(
+    ratings: Sequence[Rating], input_root: Path, test_path: Path, *, reserved: Sequence[str] = ()
+) -> _ImportPlan:
+    """Where every file of a listening test goes; raises :class:`ListeningTestError`."""
+    from perceptual_audio.audio_io import AUDIO_EXTENSIONS
+
+    rated = [r for r in ratings if r.degraded]
+    skipped = [r for r in ratings if not r.degraded]
+    folders: dict[str, str] = {}
+    for r in rated:
+        name = condition_folder(r.condition)
+        where = f"{test_path}, line {r.line}"
+        if not name or name in (".", ".."):
+            raise ListeningTestError(
+                f"{where}: condition {r.condition!r} gives no usable folder name"
+            )
+        if name in reserved:
+            raise ListeningTestError(
+                f"{where}: condition {r.condition!r} would share degraded/{name}/ with stage 2's "
+                f"degradation family {name!r}; rename the condition"
+            )
+        other = folders.setdefault(name, r.condition)
+        if other != r.condition:
+            raise ListeningTestError(
+                f"{where}: conditions {other!r} and {r.condition!r} both map to the folder "
+                f"degraded/{name}/; rename one"
+            )
+    clean: dict[str, str] = {}
+    clean_of_output: dict[str, str] = {}
+    degraded: dict[tuple[str, str], str] = {}
+    reference_of: dict[tuple[str, str], str] = {}
+    for r in rated:
+        where = f"{test_path}, line {r.line}"
+        for what, rel in (("reference", r.reference), ("degraded", r.degraded)):
+            p = input_root / rel
+            if Path(rel).is_absolute() or ".." in Path(rel).parts:
+                raise ListeningTestError(
+                    f"{where}: {what} {rel!r} must be a path relative to --input {input_root}"
+                )
+            if not p.is_file():
+                raise ListeningTestError(f"{where}: {what} file {p} does not exist")
+            if p.suffix.lower() not in AUDIO_EXTENSIONS:
+                raise ListeningTestError(
+                    f"{where}: {what} file {p} is not audio (expected one of "
+                    f"{', '.join(sorted(AUDIO_EXTENSIONS))})"
+                )
+        if r.reference not in clean:
+            out = (Path("clean") / r.reference).with_suffix(".wav").as_posix()
+            prev = clean_of_output.setdefault(out, r.reference)
+            if prev != r.reference:
+                raise ListeningTestError(
+                    f"{where}: references {prev} and {r.reference} would both be written to "
+                    f"{out}; rename one"
+                )
+            clean[r.reference] = out
+        key = (r.degraded, r.condition)
+        prev_ref = reference_of.setdefault(key, r.reference)
+        if prev_ref != r.reference:
+            raise ListeningTestError(
+                f"{where}: {r.degraded} ({r.condition}) is rated against reference "
+                f"{r.reference} here but against {prev_ref} elsewhere; one file has one reference"
+            )
+        folder = condition_folder(r.condition)
+        degraded[key] = (Path("degraded") / folder / r.degraded).with_suffix(".wav").as_posix()
+    outputs = list(degraded.values())
+    if len(set(outputs)) != len(outputs):
+        dup = sorted({o for o in outputs if outputs.count(o) > 1})
+        raise ListeningTestError(
+            f"{test_path}: several rated files would be written to {dup[0]} (same name, "
+            "different extension); rename one"
+        )
+    if len(degraded) < MIN_RATED_FILES:
+        raise ListeningTestError(
+            f"{test_path}: only {len(degraded)} rated file(s); agreement with listeners needs "
+            f"at least {MIN_RATED_FILES}"
+        )
+    return _ImportPlan(
+        clean,
+        degraded,
+        reference_of,
+        rated,
+        len(skipped),
+        tuple(dict.fromkeys(r.condition for r in skipped)),
+    )
+
+
+def run_import(args: argparse.Namespace) -> int:
+    """Stage 1 with ``--listening-test``: convert exactly the table's files; exit status."""
+    import time
+
+    from perceptual_audio import cli, conversion
+    from perceptual_audio import degradations as deg
+    from perceptual_audio.files import remove_stale_temporaries, same_or_inside, sha256_file
+    from perceptual_audio.manifest import ManifestRow, read_manifest, write_manifest
+
+    t0 = time.perf_counter()
+    input_root, output_root = Path(args.input), Path(args.output)
+    test_path = Path(args.listening_test)
+    if not input_root.is_dir():
+        logger.error("--input %s: no such folder", input_root)
+        return cli.EXIT_USAGE
+    if same_or_inside(output_root.resolve(), input_root.resolve()):
+        logger.error("--output %s must not be inside --input %s", output_root, input_root)
+        return cli.EXIT_USAGE
+    try:
+        ratings = read_rating_table(test_path, scale=args.rating_scale)
+        plan = plan_import(ratings, input_root, test_path, reserved=tuple(deg.FAMILIES))
+    except ListeningTestError as e:
+        logger.error("%s", e)
+        logger.error("nothing converted; %s left untouched", output_root)
+        return cli.EXIT_USAGE
+    if plan.n_skipped:
+        logger.warning(
+            "%s: %d rating row(s) with an empty 'degraded' (condition %s) skipped: their "
+            "audio is not shipped, so no metric can score them",
+            test_path,
+            plan.n_skipped,
+            ", ".join(repr(c) for c in plan.skipped_conditions),
+        )
+    output_root.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(output_root)
+    try:
+        old = read_manifest(output_root)
+    except PerceptualAudioError as e:
+        logger.error("%s", e)
+        return cli.EXIT_FAILED
+    old_clean = {r.path: r for r in old if r.kind == "clean"}
+    old_imported = {r.path: r for r in old if is_imported(r)}
+    kept_stage2 = [r for r in old if r.kind == "degraded" and not is_imported(r)]
+
+    jobs: list[conversion.ConvertJob] = []
+    failures: list[tuple[str, str]] = []
+    digests: dict[str, str] = {}
+    for rel in sorted(set(plan.clean) | {k[0] for k in plan.degraded}):
+        try:
+            digests[rel] = sha256_file(input_root / rel)
+        except OSError as e:
+            failures.append((rel, f"{input_root / rel}: cannot read the file ({e.strerror})"))
+    for rel, out in sorted(plan.clean.items()):
+        if rel in digests:
+            jobs.append(_convert_job(input_root, output_root, rel, out, args.sr, digests[rel]))
+    for (rel, _cond), out in sorted(plan.degraded.items()):
+        if rel in digests:
+            jobs.append(_convert_job(input_root, output_root, rel, out, args.sr, digests[rel]))
+
+    rows: dict[str, ManifestRow] = {}
+    todo = []
+    for job in jobs:
+        prev = old_clean.get(job.rel_output) or old_imported.get(job.rel_output)
+        if not args.force and prev is not None and _import_up_to_date(prev, job, output_root):
+            rows[job.rel_output] = prev
+        else:
+            todo.append(job)
+    skipped = len(rows)
+    outcomes = cli.parallel_map(
+        conversion.convert_file, todo, workers=args.workers, desc="converting", args=args
+    )
+    for oc in outcomes:
+        if oc.ok:
+            rows[oc.item.rel_output] = oc.value
+        else:
+            failures.append((oc.item.source, oc.error))
+
+    clean_rows = [rows[p] for p in plan.clean.values() if p in rows]
+    clean_sha = {r.path: r.sha256 for r in clean_rows}
+    imported_rows = []
+    kept_ratings: list[dict[str, Any]] = []
+    by_key = {}
+    for (rel, cond), out in sorted(plan.degraded.items()):
+        ref_out = plan.clean[plan.reference_of[(rel, cond)]]
+        row = rows.get(out)
+        if row is None or ref_out not in clean_sha:
+            continue
+        # A fresh conversion comes back as a clean row: it becomes a degraded row of the
+        # test (a reused one is rebuilt too, so a renamed condition or reference is current).
+        params = {
+            **row.params,
+            "origin": LISTENING_FAMILY,
+            "condition": cond,
+            "input": rel,
+            "input_sha256": row.source_sha256
+            if row.kind == "clean"
+            else row.params["input_sha256"],
+            "hidden_reference": _norm(rel) == _norm(plan.reference_of[(rel, cond)]),
+        }
+        row = ManifestRow.make(
+            out,
+            kind="degraded",
+            source=ref_out,
+            parameters=params,
+            sample_rate=row.sample_rate,
+            duration=row.duration,
+            sha256=row.sha256,
+            source_sha256=clean_sha[ref_out],
+            family=LISTENING_FAMILY,
+            level=condition_folder(cond),
+            flags=sorted(row.flag_set),
+        )
+        imported_rows.append(row)
+        by_key[(rel, cond)] = row
+    for r in plan.ratings:
+        row = by_key.get((r.degraded, r.condition))
+        if row is None:
+            continue
+        kept_ratings.append(
+            {
+                "reference": row.source,
+                "degraded": row.path,
+                "condition": r.condition,
+                "rating": repr(float(r.rating)),
+                "listener": r.listener,
+                "hidden_reference": "true" if r.hidden_reference else "false",
+                "input_reference": r.reference,
+                "input_degraded": r.degraded,
+            }
+        )
+
+    current = {r.path for r in clean_rows} | {r.path for r in imported_rows}
+    removed = 0
+    for path in sorted((set(old_clean) | set(old_imported)) - current):
+        stale = output_root / path
+        if stale.exists():
+            stale.unlink()
+            removed += 1
+            logger.info("removed %s (not in %s, or its conversion failed)", stale, test_path)
+    for sub in ("clean", "degraded"):
+        conversion._prune_empty_dirs(output_root / sub)
+    write_manifest(output_root, clean_rows + imported_rows + kept_stage2)
+    write_ratings(output_root / RATINGS_NAME, kept_ratings)
+    for src, msg in dict.fromkeys(failures):
+        logger.error("%s", msg if src in msg else f"{src}: {msg}")
+    cli.write_run_json(
+        output_root,
+        stage=conversion.STAGE,
+        args=args,
+        params={
+            **conversion.conversion_settings(args.sr),
+            "listening_test": str(test_path),
+            "rating_scale": list(args.rating_scale),
+        },
+        timings={"total": round(time.perf_counter() - t0, 3)},
+        extra={
+            "counts": {
+                "references": len(clean_rows),
+                "rated_files": len(imported_rows),
+                "ratings": len(kept_ratings),
+                "ratings_skipped_no_audio": plan.n_skipped,
+                "converted": sum(o.ok for o in outcomes),
+                "skipped": skipped,
+                "failed": len(failures),
+                "removed": removed,
+            },
+            "failures": [{"file": s, "error": m} for s, m in failures],
+        },
+    )
+    from perceptual_audio import cli
+
+    cli.stage_summary(  # the closing line every stage prints
+        "audio_conversion",
+        t0,
+        f"listening test {test_path}: {len(clean_rows)} references, "
+        f"{len(imported_rows)} rated files, {len(kept_ratings)} ratings "
+        f"({plan.n_skipped} without audio skipped); converted {sum(o.ok for o in outcomes)}, "
+        f"skipped {skipped} (up to date), failed {len(failures)}, removed {removed} stale "
+        f"-> {output_root / 'manifest.csv'}",
+    )
+    return cli.EXIT_FAILED if failures else cli.EXIT_OK
+
+
+def _convert_job(
+    input_root: Path, output_root: Path, rel: str, out: str, sr: int, digest: str
+) -> Any:
+    from perceptual_audio.conversion import ConvertJob
+
+    return ConvertJob(
+        input_path=str(input_root / rel),
+        source=rel,
+        output_path=str(output_root / out),
+        rel_output=out,
+        sample_rate=int(sr),
+        source_sha256=digest,
+    )
+
+
+def _import_up_to_date(prev: ManifestRow, job: Any, output_root: Path) -> bool:
+    from perceptual_audio.conversion import conversion_settings
+    from perceptual_audio.files import params_digest, sha256_file
+
+    p = prev.params
+    if p.get("settings_digest") != params_digest(conversion_settings(job.sample_rate)):
+        return False
+    if prev.kind == "clean":
+        ok = prev.source == job.source and prev.source_sha256 == job.source_sha256
+    else:
+        ok = p.get("input") == job.source and p.get("input_sha256") == job.source_sha256
+    out = output_root / prev.path
+    return ok and out.is_file() and sha256_file(out) == prev.sha256
+
+
+def write_ratings(path: Path, records: Sequence[Mapping[str, Any]]) -> None:
+    """Write ``ratings.csv`` (:data:`RATINGS_COLUMNS`) atomically."""
+    from perceptual_audio.files import atomic_write_text
+
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=RATINGS_COLUMNS, lineterminator="\n")
+    w.writeheader()
+    for rec in records:
+        w.writerow({c: rec.get(c, "") for c in RATINGS_COLUMNS})
+    atomic_write_text(path, buf.getvalue())
