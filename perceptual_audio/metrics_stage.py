@@ -232,7 +232,9 @@ class ColumnPlan:
     group_params: dict[str, Any]
 
     @classmethod
-    def of(cls, args: argparse.Namespace, available: Sequence[str], selected: Sequence[str]):
+    def of(
+        cls, args: argparse.Namespace, available: Sequence[str], selected: Sequence[str]
+    ) -> ColumnPlan:
         settings = metrics.MetricSettings(
             pesq_nb_sample_rate=args.pesq_nb_rate, visqol_speech_model=args.visqol_speech_model
         )
@@ -412,11 +414,11 @@ def plan_work(
     return plan
 
 
-def score_plan(plan: WorkPlan, workers: int | None, args: argparse.Namespace) -> dict[str, int]:
+def score_plan(plan: WorkPlan, args: argparse.Namespace) -> dict[str, int]:
     """Run the plan's jobs and fill its table in; returns the input failures per metric."""
     with single_threaded_blas():  # for the in-process (--workers 1) path; workers do it too
         outcomes = cli.parallel_map(
-            score_pair, plan.jobs, workers=workers, desc="pairs", args=args, unit="pair"
+            score_pair, plan.jobs, workers=args.workers, desc="pairs", args=args, unit="pair"
         )
     input_failures: dict[str, int] = {}
     clean_failed: dict[str, frozenset[str]] = {}
@@ -636,7 +638,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sum(1 for g in plan.clean_needed.values() if g),
     )
     t_score = time.perf_counter()
-    input_failures = score_plan(plan, args.workers, args)
+    input_failures = score_plan(plan, args)
     score_seconds = time.perf_counter() - t_score
 
     columns = cols.table_columns(available)

@@ -43,7 +43,6 @@ from perceptual_audio.report import (
     primary_neural_metrics,
     render_html,
     render_text,
-    study_models,
 )
 from perceptual_audio.results import (
     CORRELATIONS_NAME,
@@ -414,9 +413,7 @@ def run_stage(args: argparse.Namespace) -> int:
             "outputs": outputs,
             "failed_figures": failed,
             "models": {
-                m.name: {"available": m.available, "reason": m.reason}
-                for m in results.models
-                if m.name in study_models()
+                m.name: {"available": m.available, "reason": m.reason} for m in results.models
             },
             "notes": results.notes,
         },

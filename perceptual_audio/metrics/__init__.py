@@ -66,7 +66,6 @@ from perceptual_audio.metrics.catalogue import (
     value_range,
 )
 from perceptual_audio.metrics.measures import (
-    CDPAM_DISTANCE,
     EMBEDDING_METRIC_SUFFIXES,
     ESTOI_DITHER_SEED,
     MODEL_DEVICE_ENV,
@@ -112,7 +111,6 @@ from perceptual_audio.metrics.measures import (
 __all__ = [
     "AUDIO_GROUPS",
     "CATALOGUE",
-    "CDPAM_DISTANCE",
     "CLASSIC_METRICS",
     "CLEAN_SUFFIX",
     "ClassicSettings",

@@ -42,8 +42,6 @@ ESTOI_DITHER_SEED = 0
 
 #: Embedding metrics per model: ``<model>_<suffix>``.
 EMBEDDING_METRIC_SUFFIXES = ("cosine", "cosine_pooled", "l2")
-#: CDPAM's learned distance.
-CDPAM_DISTANCE = "cdpam_distance"
 
 
 #: python-pesq returns MOS-LQO, P.862.1 / P.862.2's mapping of the raw score x:
@@ -486,9 +484,12 @@ def _embedder_on(model: str, device: str) -> Any:
 def _model_class(model: str) -> Any:
     """The registered class of ``model``, or None (a table may name a model no longer
     registered: its columns still get a neutral catalogue entry)."""
-    from perceptual_audio.embeddings.base import model_class, model_names
+    from perceptual_audio.embeddings.base import model_class
 
-    return model_class(model) if model in model_names() else None
+    try:
+        return model_class(model)
+    except ParameterError:
+        return None
 
 
 def extra_metrics(model: str) -> tuple[Any, ...]:
@@ -536,7 +537,8 @@ def cdpam_distance(clip_ref: np.ndarray, clip_deg: np.ndarray) -> float:
         ``cdpam.CDPAM().forward`` on the two clips (see
         :meth:`perceptual_audio.embeddings.cdpam.CDPAMEmbedder.distance_from_embeddings`).
     """
-    return extra_metric_value("cdpam", CDPAM_DISTANCE, {"clip": clip_ref}, {"clip": clip_deg})
+    (distance,) = extra_metrics("cdpam")  # its name is the model's declaration
+    return extra_metric_value("cdpam", distance.name, {"clip": clip_ref}, {"clip": clip_deg})
 
 
 def cdpam_clip_embedding(waveform: np.ndarray, sample_rate: int) -> np.ndarray:

@@ -72,12 +72,12 @@ def metric_sort_key(name: str) -> tuple[int, int, str]:
     if name in audio:
         return (0, audio.index(name), name)
     info = metric_info(name)
+    models = list(study_models())
     if info.model is not None:
         kinds = list(_metrics.model_metric_names(info.model))
-        models = list(study_models())
         rank = models.index(info.model) if info.model in models else len(models)
         return (1 + rank, kinds.index(name) if name in kinds else 99, name)
-    return (9 + len(study_models()), 0, name)
+    return (9 + len(models), 0, name)
 
 
 def primary_neural_metrics(metrics: Iterable[str]) -> list[str]:
