@@ -329,6 +329,19 @@ def test_fast_encoders_equal_the_package_loop(embedder, package_encoder, encoder
     assert full.info()["encoder"] == encoder
 
 
+@pytest.mark.parametrize("shape", [(3, 5, 15), (4, 6, 8)])
+def test_spectral_weights_are_the_float64_block_matrix_rounded_once(shape):
+    from perceptual_audio.embeddings.cdpam.encoder import _spectral
+
+    w = torch.randn(*shape, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    spec = torch.conj(torch.fft.rfft(w, n=32, dim=-1)).permute(2, 0, 1)  # (F, Cout, Cin)
+    re, im = spec.real, spec.imag
+    block = torch.cat([torch.cat([re, -im], dim=2), torch.cat([im, re], dim=2)], dim=1)
+    got = _spectral(w, 32)
+    assert got.dtype == torch.float32 and got.is_contiguous()
+    assert torch.equal(got, block.float())  # bit for bit: only the memory layout changed
+
+
 def test_fast_encoder_result_does_not_depend_on_the_batch(embedder, rng):
     a = torch.from_numpy(speech_like(0.1, SAMPLE_RATE, rng))
     b = torch.from_numpy(speech_like(0.1, SAMPLE_RATE, rng))
