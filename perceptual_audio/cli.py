@@ -444,11 +444,16 @@ def claim_output_folder(
     option: str,
     inputs: Sequence[tuple[str, str | os.PathLike, str | None]] = (),
     lock: str | os.PathLike | None = None,
+    shard: Any = None,
 ) -> int | None:
     """Check and lock a stage's output folder before anything is written.
 
     ``lock`` is the folder whose lock the stage takes (default ``folder``); the degradations
-    lock the whole audio folder, whose ``manifest.csv`` they share with stage 1.
+    lock the whole audio folder, whose ``manifest.csv`` they share with stage 1. With a
+    ``shard`` (:class:`perceptual_audio.shards.Shard`) the stage takes only the lock of that
+    shard's fragment folder (the other shards run at the same time) and refuses while an
+    unsharded run holds the folder's lock; without one it refuses while a shard of ``folder``
+    runs.
 
     Refuses (logged error + exit status) an output folder that belongs to another stage or is
     (or contains) one of ``inputs`` (:func:`files.check_stage_folders`: exit 2), and an input
@@ -462,6 +467,20 @@ def claim_output_folder(
         for in_option, in_folder, _ in inputs:
             if os.path.abspath(in_folder) != locked:  # else acquire_lock says who holds it
                 files.check_not_locked(in_folder, option=in_option)
+        if shard is not None:
+            files.check_not_locked(lock or folder, option=option)
+            files.acquire_lock(
+                shard.fragment_dir(folder), owner=owner, command=_command_line(), marks_owner=False
+            )
+            return None
+        from perceptual_audio import shards
+
+        running = shards.describe_running(folder)
+        if running:
+            raise FolderBusyError(
+                f"{option} {running}; wait for the shards to finish, then run this stage "
+                "without --shard to merge them"
+            )
         files.acquire_lock(
             lock or folder,
             owner=owner,

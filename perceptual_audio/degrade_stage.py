@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from perceptual_audio import cli
+from perceptual_audio import cli, shards
 from perceptual_audio import degradations as deg
 from perceptual_audio.audio_io import load_audio, save_wav
 from perceptual_audio.errors import ParameterError, PerceptualAudioError
@@ -47,6 +47,7 @@ from perceptual_audio.manifest import (
     level_order_of,
     read_manifest,
     replace_kind,
+    write_manifest,
 )
 
 logger = logging.getLogger(__name__)
@@ -330,6 +331,7 @@ def add_degradation_arguments(parser: argparse.ArgumentParser) -> None:
         default=0,
         help="run seed; each file's seed is derived from it, the family, level and file path",
     )
+    shards.add_shard_arguments(parser, what="the degradations and embeddings")
     cli.add_common_arguments(parser)
 
 
@@ -367,7 +369,46 @@ def claim_folders(args: argparse.Namespace) -> int | None:
         option="--input-dir",
         inputs=[("--input-dir", root, "audio_conversion")],
         lock=root,
+        shard=getattr(args, "shard", None),
     )
+
+
+#: Name of a shard's rows in its fragment folder (the manifest's columns).
+FRAGMENT_MANIFEST = "manifest.csv"
+#: How a merge names the command that redoes a shard.
+SHARD_COMMAND = "extract_embeddings.py ... --shard"
+
+
+def selection_digest(levels: list[deg.Level], seed: int) -> str:
+    """What decides every degraded file of a run: the levels and the run seed."""
+    return shards.digest({"selection": [level_record(lev) for lev in levels], "seed": seed})
+
+
+def shard_rows(root: Path, shard: shards.Shard) -> list[ManifestRow] | None:
+    """The degraded rows shard ``shard`` wrote to its fragment (None: no such fragment)."""
+    path = shard.fragment_dir(root / DEGRADED_DIR) / FRAGMENT_MANIFEST
+    return read_manifest(path) if path.is_file() else None
+
+
+def _merge_inputs(
+    root: Path, levels: list[deg.Level], seed: int, clean_rows: list[ManifestRow]
+) -> tuple[dict[str, ManifestRow], dict[str, str], int]:
+    """The finished shards' rows and recorded failures (raises ShardMergeError)."""
+    fragments = shards.collect(
+        root / DEGRADED_DIR,
+        stage=STAGE,
+        params=selection_digest(levels, seed),
+        inputs=shards.inputs_digest(clean_rows),
+        what=SHARD_COMMAND,
+    )
+    rows: dict[str, ManifestRow] = {}
+    failed: dict[str, str] = {}
+    for frag in fragments:
+        for r in read_manifest(frag.path(FRAGMENT_MANIFEST)):
+            rows[r.path] = r
+        for f in frag.record.get("failures", []):
+            failed[str(f.get("file"))] = str(f.get("error"))
+    return rows, failed, len(fragments)
 
 
 def run_degradations(args: argparse.Namespace) -> int:
@@ -387,16 +428,25 @@ def run_degradations(args: argparse.Namespace) -> int:
     if refused is not None:
         return refused
     degraded_root = root / DEGRADED_DIR
+    shard: shards.Shard | None = getattr(args, "shard", None)
+    merging = shard is None and (
+        getattr(args, "merge_shards", False) or shards.has_fragments(degraded_root)
+    )
     try:
         rows = read_manifest(root)
+        own_fragment = shard_rows(root, shard) if shard is not None else None
     except PerceptualAudioError as e:  # SchemaError: a foreign or older manifest
         logger.error("%s", e)
         return cli.EXIT_FAILED
-    remove_stale_temporaries(degraded_root)
+    if shard is None:  # a running shard's temporaries are its own
+        remove_stale_temporaries(degraded_root)
+    else:
+        shards.clear_record(degraded_root, shard)  # unfinished until its record is written
     clean_rows = sorted((r for r in rows if r.kind == "clean"), key=lambda r: r.path)
     # Rated files of a listening test belong to stage 1: kept, never degraded or deleted here.
     imported = [r for r in rows if is_imported(r)]
     old_rows = {r.path: r for r in rows if r.kind == "degraded" and not is_imported(r)}
+    old_rows.update({r.path: r for r in own_fragment or ()})  # a rerun shard keeps its work
     if not clean_rows:  # never take "no clean files" as "remove every degraded file"
         logger.error(
             "%s lists no clean files; run audio_conversion.py --output %s first "
@@ -432,16 +482,43 @@ def run_degradations(args: argparse.Namespace) -> int:
                 )
             )
     jobs = plan_jobs(root, clean_rows, levels, int(args.seed), source_hashes)
+    if shard is not None:  # talkers are drawn from every clean file; the jobs are the shard's
+        jobs = [j for j in jobs if shard.owns(j.clean_rel)]
+        failures = [(w, m) for w, m in failures if shard.owns(w)]
+    n_shards = 0
+    if merging:
+        try:
+            old_rows, shard_failed, n_shards = _merge_inputs(
+                root, levels, int(args.seed), clean_rows
+            )
+        except shards.ShardMergeError as e:
+            logger.error("%s", e)
+            return cli.EXIT_FAILED
 
     new_rows: list[ManifestRow] = []
     todo: list[DegradeJob] = []
     for job in jobs:
         old = old_rows.get(job.output_rel)
-        if not args.force and _is_up_to_date(old, job, root):
+        if (merging or not args.force) and _is_up_to_date(old, job, root):
             new_rows.append(old)
         else:
             todo.append(job)
     skipped = len(new_rows)
+    if merging:  # a merge computes nothing: what no shard wrote is a failure or missing
+        missing = [j for j in todo if j.output_rel not in shard_failed]
+        if missing:
+            logger.error(
+                "cannot merge the shards of %s: %d degraded files are in no shard's fragment or "
+                "changed since it ran (%s); rerun those shards. Nothing merged",
+                degraded_root,
+                len(missing),
+                _name_missing(
+                    [j.clean_rel for j in missing], [j.output_rel for j in missing], n_shards
+                ),
+            )
+            return cli.EXIT_FAILED
+        failures += [(j.output_rel, shard_failed[j.output_rel]) for j in todo]
+        todo = []
     outcomes = cli.parallel_map(
         degrade_file, todo, workers=getattr(args, "workers", 1), desc="degrading", args=args
     )
@@ -454,12 +531,16 @@ def run_degradations(args: argparse.Namespace) -> int:
             if stale.exists():  # an older version would no longer match its row
                 stale.unlink()
 
-    removed = _remove_stale_outputs(root, keep={r.path for r in new_rows + imported})
-    replace_kind(root, "degraded", new_rows + imported)
     for what, msg in failures:
         logger.error("%s", msg if what in msg else f"{what}: {msg}")
-    flags = Counter(f for r in new_rows for f in r.flag_set)
     written = sum(o.ok for o in outcomes)
+    if shard is not None:
+        return _finish_shard(
+            root, shard, levels, int(args.seed), clean_rows, new_rows, failures, written, skipped
+        )
+    removed = _remove_stale_outputs(root, keep={r.path for r in new_rows + imported})
+    replace_kind(root, "degraded", new_rows + imported)
+    flags = Counter(f for r in new_rows for f in r.flag_set)
     cli.write_run_json(
         degraded_root,
         stage=STAGE,
@@ -488,8 +569,12 @@ def run_degradations(args: argparse.Namespace) -> int:
             },
             "flags": dict(sorted(flags.items())),
             "failures": [{"file": w, "error": m} for w, m in failures],
+            "merged_shards": n_shards,
         },
     )
+    if merging:
+        shards.remove_fragments(degraded_root)
+        logger.info("degradations: merged %d shards into %s", n_shards, root / "manifest.csv")
     logger.info(  # the half's summary; the stage's closing line is extract_stage's
         "degradations: wrote %d, skipped %d (up to date), failed %d, removed %d stale -> %s",
         written,
@@ -498,6 +583,49 @@ def run_degradations(args: argparse.Namespace) -> int:
         removed,
         degraded_root,
     )
+    return cli.EXIT_FAILED if failures else cli.EXIT_OK
+
+
+def _name_missing(clean_paths: list[str], outputs: list[str], n_shards: int) -> str:
+    """``shard 2/3: degraded/noise/low/a.wav, ...; shard 3/3: ...`` (a few per shard)."""
+    by_shard: dict[int, list[str]] = {}
+    for c, o in zip(clean_paths, outputs, strict=True):
+        by_shard.setdefault(shards.shard_index(c, n_shards), []).append(o)
+    return "; ".join(
+        f"shard {k}/{n_shards}: {', '.join(v[:3])}{', ...' if len(v) > 3 else ''}"
+        for k, v in sorted(by_shard.items())
+    )
+
+
+def _finish_shard(
+    root: Path,
+    shard: shards.Shard,
+    levels: list[deg.Level],
+    seed: int,
+    clean_rows: list[ManifestRow],
+    rows: list[ManifestRow],
+    failures: list[tuple[str, str]],
+    written: int,
+    skipped: int,
+) -> int:
+    """Write shard ``shard``'s rows to its fragment, then its record (the shard is done)."""
+    degraded_root = root / DEGRADED_DIR
+    write_manifest(shard.fragment_dir(degraded_root) / FRAGMENT_MANIFEST, rows)
+    shards.write_record(
+        degraded_root,
+        shard,
+        stage=STAGE,
+        params=selection_digest(levels, seed),
+        inputs=shards.inputs_digest(clean_rows),
+        extra={
+            "counts": {"written": written, "skipped": skipped, "failed": len(failures)},
+            "failures": [{"file": w, "error": m} for w, m in failures],
+        },
+    )
+    logger.info(
+        "degradations, shard %s: wrote %d, skipped %d (up to date), failed %d -> %s",
+        shard, written, skipped, len(failures), shard.fragment_dir(degraded_root),
+    )  # fmt: skip
     return cli.EXIT_FAILED if failures else cli.EXIT_OK
 
 

@@ -38,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from perceptual_audio import cli, files
+from perceptual_audio import cli, files, shards
 from perceptual_audio.audio_io import load_audio, resampled_length
 from perceptual_audio.embedding_manifest import (
     EMBEDDING_COLUMNS,
@@ -218,6 +218,12 @@ class EmbedSettings:
         torch's intra-op threads while the networks run (None: torch's default).
     arguments : Mapping
         The parsed command line, as run.json records it.
+    shard : Shard or None
+        ``--shard K/N``: only the files of that shard, rows to its fragment
+        (:mod:`perceptual_audio.shards`).
+    merge_shards : bool
+        ``--merge-shards``: merge the fragments (a run without ``--shard`` merges whenever a
+        model folder holds fragments).
     """
 
     input_dir: Path
@@ -228,6 +234,8 @@ class EmbedSettings:
     quiet: bool = False
     workers: int | None = None
     arguments: Mapping[str, Any] = field(default_factory=dict)
+    shard: shards.Shard | None = None
+    merge_shards: bool = False
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> EmbedSettings:
@@ -248,6 +256,8 @@ class EmbedSettings:
             quiet=bool(getattr(args, "quiet", False)),
             workers=getattr(args, "workers", None) or None,
             arguments=dict(vars(args)),
+            shard=getattr(args, "shard", None),
+            merge_shards=bool(getattr(args, "merge_shards", False)),
         )
 
 
@@ -351,11 +361,18 @@ class _ModelRun:
     rows: list[dict[str, Any]] = field(default_factory=list)
     result: ModelResult = field(init=False)
     audio_seconds: float = 0.0
+    #: Where the rows go: the model folder, or a shard's fragment folder.
+    table_dir: Path | None = None
+    #: A merge: rows come from the fragments (``old``), nothing is embedded.
+    merging: bool = False
+    missing: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.result = ModelResult(self.name, available=True)
         self.settings_json = json.dumps(self.info, sort_keys=True)
         self.digest = params_digest(self.info)
+        if self.table_dir is None:
+            self.table_dir = self.model_dir
 
     def base_record(self, audio_path: str, npy: Path) -> dict[str, Any]:
         return {
@@ -373,7 +390,7 @@ class _ModelRun:
         """Whether the earlier row of a file still holds: same audio, same settings, and its
         files exist."""
         return (
-            not self.settings.force
+            (self.merging or not self.settings.force)  # a merge never recomputes
             and prev is not None
             and prev.get("status") == STATUS_OK
             and prev.get("audio_sha256") == audio_sha
@@ -393,6 +410,13 @@ class _ModelRun:
             if self.unchanged(prev, audio_sha, npy):
                 self.rows.append(prev)  # type: ignore[arg-type]
                 self.result.n_skipped += 1
+                return
+            if self.merging:  # a shard's failure stays a failure; what no shard did is missing
+                if prev is not None and prev.get("status", "").startswith("error"):
+                    self.rows.append(prev)
+                    self.result.n_failed += 1
+                else:
+                    self.missing.append(row.path)
                 return
             rec.update(self._write_outputs(npy, ts_path, row.path))
             self.result.n_ok += 1
@@ -436,7 +460,7 @@ class _ModelRun:
         and the earlier rows of the files still to do (their outputs are untouched until they
         are redone), so that a killed or interrupted run keeps what it embedded."""
         pending = [self.old[r.path] for r in audio_rows[len(self.rows) :] if r.path in self.old]
-        write_embedding_manifest(self.model_dir, self.rows + pending)
+        write_embedding_manifest(self.table_dir, self.rows + pending)
 
     def remove_departed(self, audio_rows: list[ManifestRow]) -> None:
         """Delete the outputs of audio files that left the audio manifest."""
@@ -472,17 +496,24 @@ def _unavailable(
     return ModelResult(name, available=False, reason=reason, load_failed=load_failed)
 
 
-def _load(name: str, settings: EmbedSettings) -> Embedder | ModelResult:
-    """The loaded model, or the result of a model that cannot run."""
+def _load(
+    name: str, settings: EmbedSettings, *, shard: shards.Shard | None = None
+) -> Embedder | ModelResult:
+    """The loaded model, or the result of a model that cannot run (a shard records nothing
+    for it: the merge finds the model unavailable in the same way and records that)."""
     try:
         embedder = make_embedder(name, settings.model_options[name])
         embedder.load()
     except WeightsUnavailableError as e:
         logger.warning("%s skipped: %s", name, e)
+        if shard is not None:
+            return ModelResult(name, available=False, reason=str(e))
         return _unavailable(name, settings, str(e), load_failed=False)
     except Exception as e:  # a corrupt file, a bad option: this model fails, others go on
         reason = f"{type(e).__name__}: {e}"
         logger.error("%s could not be loaded: %s", name, reason)
+        if shard is not None:
+            return ModelResult(name, available=False, reason=reason, load_failed=True)
         return _unavailable(name, settings, reason, load_failed=True)
     return embedder
 
@@ -495,45 +526,127 @@ def _previous_rows(name: str, model_dir: Path) -> dict[str, dict[str, str]]:
         return {}
 
 
-def embed_model(name: str, settings: EmbedSettings, audio_rows: list[ManifestRow]) -> ModelResult:
-    """Run one model over every audio manifest row; never raises for a single file's failure."""
+def _shard_command(name: str) -> str:
+    return f"extract_embeddings.py ... --models {name} --shard"
+
+
+def _merge_rows(name: str, model_dir: Path, digest: str, inputs: str) -> dict[str, dict[str, str]]:
+    """The rows of every finished shard of ``model_dir`` (raises ShardMergeError)."""
+    rows: dict[str, dict[str, str]] = {}
+    for frag in shards.collect(
+        model_dir,
+        stage=f"embeddings:{name}",
+        params=digest,
+        inputs=inputs,
+        what=_shard_command(name),
+    ):
+        rows.update({r["path"]: r for r in read_embedding_manifest(frag.folder)})
+    return rows
+
+
+def embed_model(
+    name: str, settings: EmbedSettings, audio_rows: list[ManifestRow], inputs: str = ""
+) -> ModelResult:
+    """Run one model over every audio manifest row; never raises for a single file's failure.
+
+    With ``settings.shard`` the rows are the shard's and go to its fragment; in a merge
+    (``settings.merge_shards``, or fragments in the model folder) they come from the
+    fragments. ``inputs`` is the digest of the study's clean files the shards must share.
+    """
     model_dir = settings.model_dirs[name]
+    shard = settings.shard
     refused = cli.claim_output_folder(
         model_dir,
         owner=f"embeddings:{name}",
         option=f"--{name}-dir",
         inputs=[("--input-dir", settings.input_dir, "audio_conversion")],
+        shard=shard,
     )
     if refused is not None:
         return ModelResult(name, available=False, reason=REFUSED, load_failed=True)
+    merging = shard is None and (settings.merge_shards or shards.has_fragments(model_dir))
     t0 = time.perf_counter()
-    embedder = _load(name, settings)
+    embedder = _load(name, settings, shard=shard)
     if isinstance(embedder, ModelResult):
         return embedder
     load_seconds = time.perf_counter() - t0
 
     model_dir.mkdir(parents=True, exist_ok=True)
-    remove_stale_temporaries(model_dir)
+    old = _previous_rows(name, model_dir)
+    table_dir = model_dir
+    if shard is None:  # a running shard's temporaries are its own
+        remove_stale_temporaries(model_dir)
+    else:
+        table_dir = shard.fragment_dir(model_dir)
+        shards.clear_record(model_dir, shard)  # unfinished until its record is written
+        old.update(_previous_rows(name, table_dir) if table_dir.is_dir() else {})
+    info = _jsonable(embedder.info())
+    departed = old
+    if merging:
+        try:
+            old = _merge_rows(name, model_dir, params_digest(info), inputs)
+        except shards.ShardMergeError as e:
+            logger.error("%s: %s", name, e)
+            return ModelResult(name, available=True, n_failed=1, reason=str(e))
     run = _ModelRun(
         name,
         settings,
         embedder,
         model_dir,
         settings.input_dir,
-        old=_previous_rows(name, model_dir),
-        info=_jsonable(embedder.info()),
+        old=old,
+        info=info,
+        table_dir=table_dir,
+        merging=merging,
     )
     t_embed = last_checkpoint = time.perf_counter()
-    _checkpoint[:] = [lambda: run.checkpoint(audio_rows)]
+    _checkpoint[:] = [lambda: run.checkpoint(audio_rows)] if not merging else []
     for row in cli.progress(audio_rows, total=len(audio_rows), desc=name, quiet=settings.quiet):
-        if time.perf_counter() - last_checkpoint > CHECKPOINT_SECONDS:
+        if not merging and time.perf_counter() - last_checkpoint > CHECKPOINT_SECONDS:
             run.checkpoint(audio_rows)
             last_checkpoint = time.perf_counter()
         run.embed_file(row)
-    run.remove_departed(audio_rows)
     _checkpoint.clear()
+    if run.missing:
+        by_shard: dict[int, list[str]] = {}
+        n = shards.fragment_shards(model_dir)[0].count
+        groups = {r.path: shards.group_of(r) for r in audio_rows}
+        for path in run.missing:
+            by_shard.setdefault(shards.shard_index(groups[path], n), []).append(path)
+        named = "; ".join(
+            f"shard {k}/{n}: {', '.join(v[:3])}{', ...' if len(v) > 3 else ''}"
+            for k, v in sorted(by_shard.items())
+        )
+        msg = (
+            f"cannot merge the shards of {model_dir}: {len(run.missing)} files are in no "
+            f"shard's fragment or changed since it ran ({named}); rerun those shards. "
+            "Nothing merged"
+        )
+        logger.error("%s: %s", name, msg)
+        return ModelResult(name, available=True, n_failed=len(run.missing), reason=msg)
+    if shard is not None:
+        write_embedding_manifest(table_dir, run.rows)
+        r = run.result
+        shards.write_record(
+            model_dir,
+            shard,
+            stage=f"embeddings:{name}",
+            params=run.digest,
+            inputs=inputs,
+            extra={"counts": {"embedded": r.n_ok, "unchanged": r.n_skipped, "failed": r.n_failed}},
+        )
+        logger.info(
+            "%s, shard %s: %d embedded, %d unchanged, %d failed -> %s",
+            name, shard, r.n_ok, r.n_skipped, r.n_failed, table_dir,
+        )  # fmt: skip
+        return r
+    run.old = departed  # what the folder held before: outputs of files no longer listed go
+    run.remove_departed(audio_rows)
     write_embedding_manifest(model_dir, run.rows)
     _write_model_run_json(run, load_seconds, time.perf_counter() - t_embed)
+    if merging:
+        shards.remove_fragments(model_dir)
+        logger.info("%s: merged the shards' embeddings into %s", name, model_dir / "manifest.csv")
     r = run.result
     logger.info(
         "%s: %d embedded, %d unchanged, %d failed, %d removed -> %s",
@@ -585,6 +698,33 @@ def _read_audio_rows(audio_dir: Path) -> list[ManifestRow] | int:
     return rows
 
 
+def _shard_audio_rows(
+    audio_dir: Path, shard: shards.Shard, rows: list[ManifestRow]
+) -> list[ManifestRow] | int:
+    """The files of ``shard``, in manifest order: its clean files and the degraded files made
+    from them, those of its degradation fragment when this shard degraded them (the manifest
+    lists them only after the merge), else the manifest's."""
+    from perceptual_audio.degrade_stage import shard_rows
+
+    try:
+        fragment = shard_rows(audio_dir, shard)
+    except SchemaError as e:
+        logger.error("%s", e)
+        return cli.EXIT_FAILED
+    if fragment is not None:
+        fragment_paths = {r.path for r in fragment}
+        rows = [r for r in rows if r.kind == "clean" or r.path not in fragment_paths]
+        rows = [r for r in rows if r.kind == "clean" or _is_imported(r)] + fragment
+    mine = [r for r in rows if shard.owns(shards.group_of(r))]
+    return sorted(mine, key=lambda r: (r.kind != "clean", r.path))
+
+
+def _is_imported(row: ManifestRow) -> bool:
+    from perceptual_audio.listening import is_imported
+
+    return is_imported(row)
+
+
 def run_embeddings(args: argparse.Namespace) -> int:
     """The embedding half of stage 2 from a parsed command line; returns an exit status
     (see the module docstring)."""
@@ -616,6 +756,11 @@ def embed_all(settings: EmbedSettings) -> int:
     audio_rows = _read_audio_rows(settings.input_dir)
     if isinstance(audio_rows, int):
         return audio_rows
+    inputs = shards.inputs_digest(audio_rows)
+    if settings.shard is not None:
+        audio_rows = _shard_audio_rows(settings.input_dir, settings.shard, audio_rows)
+        if isinstance(audio_rows, int):
+            return audio_rows
 
     # The networks run in this process; --workers sets torch's intra-op threads.
     import torch
@@ -624,7 +769,7 @@ def embed_all(settings: EmbedSettings) -> int:
     if settings.workers:
         torch.set_num_threads(int(settings.workers))
     try:
-        results = [embed_model(name, settings, audio_rows) for name in settings.models]
+        results = [embed_model(name, settings, audio_rows, inputs) for name in settings.models]
     except KeyboardInterrupt:
         for save in _checkpoint:  # the model being embedded keeps the files it finished
             save()

@@ -8,10 +8,13 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 import time
 
-from perceptual_audio import cli, degrade_stage, embed_stage
+from perceptual_audio import cli, degrade_stage, embed_stage, shards
+
+logger = logging.getLogger(__name__)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -73,8 +76,17 @@ def main(argv: list[str] | None = None) -> int:
     refused = degrade_stage.claim_folders(args)  # a busy or wrong folder: no half runs
     if refused is not None:
         return refused
+    degraded_root = args.input_dir / degrade_stage.DEGRADED_DIR
+    merging = args.shard is None and (args.merge_shards or shards.has_fragments(degraded_root))
     rc_degrade = degrade_stage.run_degradations(args)
-    rc_embed = embed_stage.run_embeddings(args)
+    if merging and shards.has_fragments(degraded_root):  # the degradations were not merged
+        logger.error(
+            "the embeddings are not merged either: the audio manifest does not list the "
+            "shards' degraded files yet (see the message above)"
+        )
+        rc_embed = cli.EXIT_FAILED
+    else:
+        rc_embed = embed_stage.run_embeddings(args)
     rc = combine_exit_codes(rc_degrade, rc_embed)
     cli.stage_summary(
         "extract_embeddings", t0, f"exit status {rc} (degradations and embeddings: see above)"

@@ -323,6 +323,12 @@ def read_lock(folder: str | os.PathLike) -> dict[str, Any] | None:
     return rec if isinstance(rec, dict) else None
 
 
+def live_lock(folder: str | os.PathLike) -> dict[str, Any] | None:
+    """The lock record of ``folder`` when a live process (or one on another host) holds it."""
+    rec = read_lock(folder)
+    return rec if rec is not None and not _lock_is_stale(rec) else None
+
+
 def _describe_lock(folder: Path, rec: dict[str, Any]) -> str:
     return (
         f"{owner_label(str(rec.get('owner', '?')))} has held its lock since "

@@ -48,7 +48,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from perceptual_audio import cli, metrics
+from perceptual_audio import cli, metrics, shards
 from perceptual_audio.embedding_manifest import (
     ModelSource,
     discover_model,
@@ -205,6 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
     from perceptual_audio import listening
 
     listening.add_ratings_arguments(p)
+    shards.add_shard_arguments(p, what="the pairs")
     cli.add_common_arguments(p, workers=True)
     return p
 
@@ -527,6 +528,17 @@ def _read_study(args: argparse.Namespace) -> tuple[list, Any] | int:
     except PerceptualAudioError as e:
         logger.error("%s", e)
         return cli.EXIT_FAILED
+    unmerged = _unmerged_stage2(
+        [audio_dir / "degraded", *(getattr(args, f"{m}_dir") for m in model_names())]
+    )
+    if unmerged:
+        logger.error(
+            "stage 2 ran in shards that are not merged yet (%s holds their fragments): run "
+            "extract_embeddings.py with the same options and without --shard to merge them, "
+            "then this stage",
+            unmerged,
+        )
+        return cli.EXIT_FAILED
     if not any(r.kind == "degraded" for r in rows):
         logger.error(
             "%s lists no degraded files: run extract_embeddings.py (stage 2) first", manifest_file
@@ -538,6 +550,13 @@ def _read_study(args: argparse.Namespace) -> tuple[list, Any] | int:
         logger.error("nothing computed; %s left untouched", args.results_dir)
         return cli.EXIT_USAGE
     return rows, study_ratings
+
+
+def _unmerged_stage2(folders: Sequence[Path]) -> str | None:
+    for folder in folders:
+        if shards.has_fragments(folder):
+            return str(Path(folder) / shards.SHARDS_DIR)
+    return None
 
 
 def _select(args: argparse.Namespace) -> tuple[list[str], list[str]] | int:
@@ -569,6 +588,7 @@ def _sources(args: argparse.Namespace, wanted: list[str]) -> dict[str, ModelSour
             ("--audio-dir", args.audio_dir, "audio_conversion"),
             *((f"--{m}-dir", getattr(args, f"{m}_dir"), f"embeddings:{m}") for m in wanted),
         ],
+        shard=args.shard,
     )
     if refused is not None:
         return refused
@@ -624,9 +644,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     cols = ColumnPlan.of(args, available, selected)
     value_cols = cols.value_columns
 
+    shard: shards.Shard | None = args.shard
+    merging = shard is None and (args.merge_shards or shards.has_fragments(results_dir))
+    run_params = shards.digest(
+        {
+            "columns": cols.table_columns(available),
+            "settings": cols.settings.as_dict(),
+            "groups": cols.group_params,
+            "version": METRICS_VERSION,
+        }
+    )
+    run_inputs = shards.files_digest(
+        [audio_dir / "manifest.csv", *(sources[m].folder / "manifest.csv" for m in available)]
+    )
     previous = {} if args.force else read_previous_pairs(results_dir / PAIR_METRICS_NAME)
     clean = {r.path: r for r in rows if r.kind == "clean"}
     degraded = sorted((r for r in rows if r.kind == "degraded"), key=lambda r: r.path)
+    if shard is not None:
+        degraded = [r for r in degraded if shard.owns(r.source)]
+        shards.clear_record(results_dir, shard)  # unfinished until its record is written
+        own = shard.fragment_dir(results_dir) / PAIR_METRICS_NAME
+        previous.update({} if args.force else read_previous_pairs(own))
+    if merging:
+        try:
+            previous = _fragment_pairs(results_dir, run_params, run_inputs)
+        except shards.ShardMergeError as e:
+            logger.error("%s", e)
+            return cli.EXIT_FAILED
     plan = plan_work(audio_dir, degraded, clean, cols, sources, available, previous)
     table = plan.table
     logger.info(
@@ -638,10 +682,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         sum(1 for g in plan.clean_needed.values() if g),
     )
     t_score = time.perf_counter()
-    input_failures = score_plan(plan, args)
+    if merging:  # nothing is computed: every cell comes from a shard's fragment
+        n_shards = shards.fragment_shards(results_dir)[0].count
+        input_failures = merge_plan(plan, previous, n_shards)
+        if isinstance(input_failures, str):
+            logger.error(
+                "cannot merge the shards of %s: %s; rerun those shards. Nothing merged",
+                results_dir,
+                input_failures,
+            )
+            return cli.EXIT_FAILED
+    else:
+        input_failures = score_plan(plan, args)
     score_seconds = time.perf_counter() - t_score
 
     columns = cols.table_columns(available)
+    if shard is not None:
+        return _finish_shard(
+            results_dir, shard, table, columns, value_cols, run_params, run_inputs,
+            input_failures, plan, t_start,
+        )  # fmt: skip
     if study_ratings is not None:
         from perceptual_audio import listening
 
@@ -698,8 +758,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             "level_order": order,
             "listening": listening_info,
             "metric_sample_rates_hz": _metric_rates(rows, value_cols, args.pesq_nb_rate),
+            "merged_shards": len(shards.fragment_shards(results_dir)) if merging else 0,
         },
     )
+    if merging:
+        shards.remove_fragments(results_dir)
     n_failed = sum(failures.values())
     n_input = sum(input_failures.values())
     cli.stage_summary(
@@ -714,6 +777,112 @@ def main(argv: Sequence[str] | None = None) -> int:
     if len(available) < len(wanted):
         return cli.EXIT_MODELS_UNAVAILABLE
     return cli.EXIT_OK
+
+
+# -- shards (perceptual_audio.shards) ----------------------------------------------------------
+SHARD_COMMAND = "calculate_metrics.py ... --shard"
+
+
+def _fragment_pairs(results_dir: Path, params: str, inputs: str) -> dict[str, dict[str, str]]:
+    """Every finished shard's rows by degraded path (raises ShardMergeError)."""
+    rows: dict[str, dict[str, str]] = {}
+    for frag in shards.collect(
+        results_dir, stage=STAGE, params=params, inputs=inputs, what=SHARD_COMMAND
+    ):
+        rows.update(read_previous_pairs(frag.path(PAIR_METRICS_NAME)))
+    return rows
+
+
+def merge_plan(
+    plan: WorkPlan, fragments: Mapping[str, dict[str, str]], n_shards: int
+) -> dict[str, int] | str:
+    """Fill the cells a merge's plan would compute from the shards' rows, as they are.
+
+    After :func:`plan_work` with the fragments as the cache, a job is left only for cells a
+    shard could not score (an input failure: its key is empty, and stays so) or for pairs no
+    shard scored. Returns the input failures per metric as :func:`score_plan` does, or a
+    message naming the pairs that no fragment holds (the merge then writes nothing).
+    """
+    input_failures: dict[str, int] = {}
+    missing: list[tuple[str, str]] = []  # (clean file, pair or clean file)
+    by_reference: dict[str, dict[str, str]] = {}
+    for r in fragments.values():
+        by_reference.setdefault(r.get("reference_path", ""), r)
+    for job, i in zip(plan.jobs, plan.job_rows, strict=True):
+        if isinstance(i, str):  # a clean file's cells
+            prev = by_reference.get(i)
+            names = [c for g in job.groups for c in metrics.AUDIO_GROUPS[g].columns]
+        else:
+            prev = fragments.get(plan.table[i]["degraded_path"])
+            names = [c for g in job.groups for c in metrics.AUDIO_GROUPS[g].columns]
+            names += [n for mj in job.models for n in model_metric_names(mj.model)]
+        # A shard's cell with a key would have been reused: a job left for it means the
+        # fragment is stale; only a cell it failed to score (empty key) is taken as it is.
+        if prev is None or any(n not in prev or prev.get(key_column(n), "") != "" for n in names):
+            row = None if isinstance(i, str) else plan.table[i]
+            missing.append((i, i) if row is None else (row["reference_path"], row["degraded_path"]))
+            continue
+        target = plan.clean_cells.setdefault(i, {}) if isinstance(i, str) else plan.table[i]
+        for n in names:
+            target[n], target[f"{n}_status"] = _parse_value(prev[n]), prev[f"{n}_status"]
+            input_failures[n] = input_failures.get(n, 0) + (not isinstance(i, str))
+            if not isinstance(i, str):
+                target[key_column(n)] = ""
+        if isinstance(i, str):
+            for out in plan.table:
+                if out["reference_path"] == i:
+                    for n in names:
+                        input_failures[n] = input_failures.get(n, 0) + 1
+                        out[key_column(n)] = ""
+    if missing:
+        by_shard: dict[int, list[str]] = {}
+        for reference, item in missing:
+            by_shard.setdefault(shards.shard_index(reference, n_shards), []).append(item)
+        named = "; ".join(
+            f"shard {k}/{n_shards}: {', '.join(v[:3])}{', ...' if len(v) > 3 else ''}"
+            for k, v in sorted(by_shard.items())
+        )
+        return f"{len(missing)} pairs are in no shard's fragment or changed since ({named})"
+    for out in plan.table:
+        out.update(plan.clean_cells.get(out["reference_path"], {}))
+    return input_failures
+
+
+def _finish_shard(
+    results_dir: Path,
+    shard: shards.Shard,
+    table: list[dict[str, Any]],
+    columns: list[str],
+    value_cols: list[str],
+    params: str,
+    inputs: str,
+    input_failures: Mapping[str, int],
+    plan: WorkPlan,
+    t_start: float,
+) -> int:
+    """Write shard ``shard``'s rows to its fragment, then its record; no statistics."""
+    fragment = shard.fragment_dir(results_dir)
+    write_pair_table(fragment / PAIR_METRICS_NAME, table, columns, value_cols)
+    shards.write_record(
+        results_dir,
+        shard,
+        stage=STAGE,
+        params=params,
+        inputs=inputs,
+        extra={
+            "pairs": len(table),
+            "pairs_scored": plan.computed,
+            "pairs_reused": plan.reused,
+            "input_failures": dict(input_failures),
+        },
+    )
+    cli.stage_summary(
+        "calculate_metrics",
+        t_start,
+        f"shard {shard}: {len(table)} pairs -> {fragment}; run calculate_metrics.py without "
+        "--shard to merge the shards and compute the statistics",
+    )
+    return cli.EXIT_FAILED if sum(input_failures.values()) else cli.EXIT_OK
 
 
 def metrics_record(columns: Sequence[str], rows: Sequence[Any]) -> dict[str, Any]:

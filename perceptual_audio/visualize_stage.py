@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from perceptual_audio import cli, listening, report_audio, report_content
+from perceptual_audio import cli, listening, report_audio, report_content, shards
 from perceptual_audio import report as report_module
 from perceptual_audio.errors import PerceptualAudioError
 from perceptual_audio.files import sha256_file, write_text_if_changed
@@ -325,6 +325,13 @@ def run_stage(args: argparse.Namespace) -> int:
         needs=PAIR_METRICS_NAME,
         made_by="calculate_metrics.py --results-dir DIR",
     )
+    if shards.has_fragments(results_dir):  # the statistics describe the merged table only
+        logger.error(
+            "%s holds shard results that are not merged yet: run calculate_metrics.py with the "
+            "same options and without --shard to merge them, then this stage",
+            results_dir / shards.SHARDS_DIR,
+        )
+        return cli.EXIT_FAILED
     if problem is not None:
         return problem
     results = load_results(results_dir, audio_dir=args.audio_dir)
