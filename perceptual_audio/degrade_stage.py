@@ -384,10 +384,27 @@ def selection_digest(levels: list[deg.Level], seed: int) -> str:
     return shards.digest({"selection": [level_record(lev) for lev in levels], "seed": seed})
 
 
+def selection_words(levels: list[deg.Level], seed: int) -> dict[str, Any]:
+    """The same, as a merge names it when a shard differs."""
+    return {"degradations": [f"{lev.family}:{lev.name}" for lev in levels], "seed": seed}
+
+
 def shard_rows(root: Path, shard: shards.Shard) -> list[ManifestRow] | None:
     """The degraded rows shard ``shard`` wrote to its fragment (None: no such fragment)."""
     path = shard.fragment_dir(root / DEGRADED_DIR) / FRAGMENT_MANIFEST
     return read_manifest(path) if path.is_file() else None
+
+
+def merged(args: argparse.Namespace) -> bool:
+    """Whether the audio manifest lists every row of the degradation fragments (a merge of
+    the degradation half succeeded, or there was nothing to merge)."""
+    root = Path(args.input_dir)
+    listed = {r.path: r for r in read_manifest(root)}
+    return all(
+        listed.get(r.path) == r
+        for shard in shards.fragment_shards(root / DEGRADED_DIR)
+        for r in shard_rows(root, shard) or ()
+    )
 
 
 def _merge_inputs(
@@ -400,6 +417,7 @@ def _merge_inputs(
         params=selection_digest(levels, seed),
         inputs=shards.inputs_digest(clean_rows),
         what=SHARD_COMMAND,
+        described=selection_words(levels, seed),
     )
     rows: dict[str, ManifestRow] = {}
     failed: dict[str, str] = {}
@@ -411,11 +429,13 @@ def _merge_inputs(
     return rows, failed, len(fragments)
 
 
-def run_degradations(args: argparse.Namespace) -> int:
+def run_degradations(args: argparse.Namespace, *, keep_fragments: bool = False) -> int:
     """Run the degradation half with parsed arguments; returns the exit status.
 
     0 when every file is written or up to date, 1 when any failed (the others are written),
-    2 for a bad ``--degradations`` value.
+    2 for a bad ``--degradations`` value. A merge removes the shards' fragments unless
+    ``keep_fragments`` (stage 2 removes them once the embeddings are merged too, so that a
+    shard rerun after a failed embedding merge still finds its degradations).
     """
     t0 = time.perf_counter()
     root: Path = Path(args.input_dir)
@@ -429,9 +449,10 @@ def run_degradations(args: argparse.Namespace) -> int:
         return refused
     degraded_root = root / DEGRADED_DIR
     shard: shards.Shard | None = getattr(args, "shard", None)
-    merging = shard is None and (
-        getattr(args, "merge_shards", False) or shards.has_fragments(degraded_root)
-    )
+    merging = shard is None and shards.has_fragments(degraded_root)
+    if getattr(args, "merge_shards", False) and not merging and not keep_fragments:
+        logger.error("--merge-shards: %s holds no shard fragments to merge", degraded_root)
+        return cli.EXIT_FAILED
     try:
         rows = read_manifest(root)
         own_fragment = shard_rows(root, shard) if shard is not None else None
@@ -573,7 +594,8 @@ def run_degradations(args: argparse.Namespace) -> int:
         },
     )
     if merging:
-        shards.remove_fragments(degraded_root)
+        if not keep_fragments:
+            shards.remove_fragments(degraded_root)
         logger.info("degradations: merged %d shards into %s", n_shards, root / "manifest.csv")
     logger.info(  # the half's summary; the stage's closing line is extract_stage's
         "degradations: wrote %d, skipped %d (up to date), failed %d, removed %d stale -> %s",
@@ -617,6 +639,7 @@ def _finish_shard(
         stage=STAGE,
         params=selection_digest(levels, seed),
         inputs=shards.inputs_digest(clean_rows),
+        described=selection_words(levels, seed),
         extra={
             "counts": {"written": written, "skipped": skipped, "failed": len(failures)},
             "failures": [{"file": w, "error": m} for w, m in failures],

@@ -222,8 +222,8 @@ class EmbedSettings:
         ``--shard K/N``: only the files of that shard, rows to its fragment
         (:mod:`perceptual_audio.shards`).
     merge_shards : bool
-        ``--merge-shards``: merge the fragments (a run without ``--shard`` merges whenever a
-        model folder holds fragments).
+        ``--merge-shards`` was given (a run without ``--shard`` merges whenever a model folder
+        holds fragments; this only says so when none does).
     """
 
     input_dir: Path
@@ -526,19 +526,22 @@ def _previous_rows(name: str, model_dir: Path) -> dict[str, dict[str, str]]:
         return {}
 
 
-def _shard_command(name: str) -> str:
+def shard_command(name: str) -> str:
     return f"extract_embeddings.py ... --models {name} --shard"
 
 
-def _merge_rows(name: str, model_dir: Path, digest: str, inputs: str) -> dict[str, dict[str, str]]:
+def _merge_rows(
+    name: str, model_dir: Path, info: dict[str, Any], inputs: str
+) -> dict[str, dict[str, str]]:
     """The rows of every finished shard of ``model_dir`` (raises ShardMergeError)."""
     rows: dict[str, dict[str, str]] = {}
     for frag in shards.collect(
         model_dir,
         stage=f"embeddings:{name}",
-        params=digest,
+        params=params_digest(info),
         inputs=inputs,
-        what=_shard_command(name),
+        what=shard_command(name),
+        described=info,
     ):
         rows.update({r["path"]: r for r in read_embedding_manifest(frag.folder)})
     return rows
@@ -564,7 +567,7 @@ def embed_model(
     )
     if refused is not None:
         return ModelResult(name, available=False, reason=REFUSED, load_failed=True)
-    merging = shard is None and (settings.merge_shards or shards.has_fragments(model_dir))
+    merging = shard is None and shards.has_fragments(model_dir)
     t0 = time.perf_counter()
     embedder = _load(name, settings, shard=shard)
     if isinstance(embedder, ModelResult):
@@ -584,7 +587,7 @@ def embed_model(
     departed = old
     if merging:
         try:
-            old = _merge_rows(name, model_dir, params_digest(info), inputs)
+            old = _merge_rows(name, model_dir, info, inputs)
         except shards.ShardMergeError as e:
             logger.error("%s: %s", name, e)
             return ModelResult(name, available=True, n_failed=1, reason=str(e))
@@ -633,6 +636,7 @@ def embed_model(
             stage=f"embeddings:{name}",
             params=run.digest,
             inputs=inputs,
+            described=run.info,
             extra={"counts": {"embedded": r.n_ok, "unchanged": r.n_skipped, "failed": r.n_failed}},
         )
         logger.info(
@@ -757,6 +761,10 @@ def embed_all(settings: EmbedSettings) -> int:
     if isinstance(audio_rows, int):
         return audio_rows
     inputs = shards.inputs_digest(audio_rows)
+    if settings.merge_shards and settings.shard is None:
+        if not any(shards.has_fragments(settings.model_dirs[m]) for m in settings.models):
+            # stage 2 checks this before its degradation half; the half alone checks here
+            logger.info("--merge-shards: no model folder holds shard fragments")
     if settings.shard is not None:
         audio_rows = _shard_audio_rows(settings.input_dir, settings.shard, audio_rows)
         if isinstance(audio_rows, int):

@@ -77,16 +77,36 @@ def main(argv: list[str] | None = None) -> int:
     if refused is not None:
         return refused
     degraded_root = args.input_dir / degrade_stage.DEGRADED_DIR
-    merging = args.shard is None and (args.merge_shards or shards.has_fragments(degraded_root))
-    rc_degrade = degrade_stage.run_degradations(args)
-    if merging and shards.has_fragments(degraded_root):  # the degradations were not merged
-        logger.error(
-            "the embeddings are not merged either: the audio manifest does not list the "
-            "shards' degraded files yet (see the message above)"
-        )
-        rc_embed = cli.EXIT_FAILED
+    model_dirs = {
+        m: embed_stage.model_dir_of(m, args) for m in embed_stage.parse_models(args.models)
+    }
+    merging = args.shard is None and (
+        args.merge_shards
+        or any(shards.has_fragments(d) for d in [degraded_root, *model_dirs.values()])
+    )
+    if merging:  # every shard of every folder is finished, or nothing is merged
+        try:
+            folders = [(degraded_root, degrade_stage.SHARD_COMMAND)]
+            folders += [(d, embed_stage.shard_command(m)) for m, d in model_dirs.items()]
+            if not any(shards.has_fragments(d) for d, _ in folders):
+                raise shards.ShardMergeError(
+                    f"--merge-shards: no shard fragments in {degraded_root} or the model "
+                    "folders; run the shards first (--shard K/N)"
+                )
+            for folder, what in folders:
+                if shards.has_fragments(folder):
+                    shards.check_finished(folder, what=what)
+        except shards.ShardMergeError as e:
+            logger.error("%s", e)
+            cli.stage_summary("extract_embeddings", t0, "exit status 1: nothing merged")
+            return cli.EXIT_FAILED
+    rc_degrade = degrade_stage.run_degradations(args, keep_fragments=True)
+    if merging and not degrade_stage.merged(args):
+        rc_embed = cli.EXIT_FAILED  # the manifest does not list the shards' files
     else:
         rc_embed = embed_stage.run_embeddings(args)
+        if merging and not any(shards.has_fragments(d) for d in model_dirs.values()):
+            shards.remove_fragments(degraded_root)  # both halves merged
     rc = combine_exit_codes(rc_degrade, rc_embed)
     cli.stage_summary(
         "extract_embeddings", t0, f"exit status {rc} (degradations and embeddings: see above)"

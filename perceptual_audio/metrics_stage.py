@@ -654,6 +654,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "version": METRICS_VERSION,
         }
     )
+    described = {"metrics": list(value_cols), **cols.settings.as_dict()}
     run_inputs = shards.files_digest(
         [audio_dir / "manifest.csv", *(sources[m].folder / "manifest.csv" for m in available)]
     )
@@ -667,7 +668,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         previous.update({} if args.force else read_previous_pairs(own))
     if merging:
         try:
-            previous = _fragment_pairs(results_dir, run_params, run_inputs)
+            previous = _fragment_pairs(results_dir, run_params, run_inputs, described)
         except shards.ShardMergeError as e:
             logger.error("%s", e)
             return cli.EXIT_FAILED
@@ -699,7 +700,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     columns = cols.table_columns(available)
     if shard is not None:
         return _finish_shard(
-            results_dir, shard, table, columns, value_cols, run_params, run_inputs,
+            results_dir, shard, table, columns, value_cols, (run_params, run_inputs, described),
             input_failures, plan, t_start,
         )  # fmt: skip
     if study_ratings is not None:
@@ -783,11 +784,18 @@ def main(argv: Sequence[str] | None = None) -> int:
 SHARD_COMMAND = "calculate_metrics.py ... --shard"
 
 
-def _fragment_pairs(results_dir: Path, params: str, inputs: str) -> dict[str, dict[str, str]]:
+def _fragment_pairs(
+    results_dir: Path, params: str, inputs: str, described: dict[str, Any]
+) -> dict[str, dict[str, str]]:
     """Every finished shard's rows by degraded path (raises ShardMergeError)."""
     rows: dict[str, dict[str, str]] = {}
     for frag in shards.collect(
-        results_dir, stage=STAGE, params=params, inputs=inputs, what=SHARD_COMMAND
+        results_dir,
+        stage=STAGE,
+        params=params,
+        inputs=inputs,
+        what=SHARD_COMMAND,
+        described=described,
     ):
         rows.update(read_previous_pairs(frag.path(PAIR_METRICS_NAME)))
     return rows
@@ -854,13 +862,14 @@ def _finish_shard(
     table: list[dict[str, Any]],
     columns: list[str],
     value_cols: list[str],
-    params: str,
-    inputs: str,
+    run: tuple[str, str, dict[str, Any]],
     input_failures: Mapping[str, int],
     plan: WorkPlan,
     t_start: float,
 ) -> int:
-    """Write shard ``shard``'s rows to its fragment, then its record; no statistics."""
+    """Write shard ``shard``'s rows to its fragment, then its record; no statistics.
+    ``run``: this run's parameter digest, input digest and parameters in words."""
+    params, inputs, described = run
     fragment = shard.fragment_dir(results_dir)
     write_pair_table(fragment / PAIR_METRICS_NAME, table, columns, value_cols)
     shards.write_record(
@@ -869,6 +878,7 @@ def _finish_shard(
         stage=STAGE,
         params=params,
         inputs=inputs,
+        described=described,
         extra={
             "pairs": len(table),
             "pairs_scored": plan.computed,

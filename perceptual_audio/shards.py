@@ -149,9 +149,13 @@ def write_record(
     stage: str,
     params: str,
     inputs: str,
+    described: dict[str, Any] | None = None,
     extra: dict[str, Any] | None = None,
 ) -> Path:
-    """Mark shard ``shard`` of ``folder`` finished: its record, written last and atomically."""
+    """Mark shard ``shard`` of ``folder`` finished: its record, written last and atomically.
+
+    ``params`` and ``inputs`` are the digests :func:`collect` compares; ``described`` the
+    parameters in words, for the message when they differ."""
     path = shard.fragment_dir(folder) / RECORD_NAME
     atomic_write_json(
         path,
@@ -164,6 +168,7 @@ def write_record(
             "status": "complete",
             "params_digest": params,
             "inputs_digest": inputs,
+            "parameters": described or {},
             **(extra or {}),
         },
     )
@@ -227,32 +232,8 @@ class Fragment:
         return self.folder / name
 
 
-def collect(
-    folder: str | os.PathLike,
-    *,
-    stage: str,
-    params: str,
-    inputs: str,
-    what: str,
-) -> list[Fragment]:
-    """All N finished fragments of ``folder``, checked against this run.
-
-    Parameters
-    ----------
-    folder : path-like
-        The stage's output folder holding ``.shards/``.
-    stage : str
-        Which stage's fragments (``degradations``, ``embeddings:<model>``, ``calculate_metrics``).
-    params, inputs : str
-        This run's parameter and input digests; every shard must have run with the same.
-    what : str
-        The stage in messages (``extract_embeddings.py --shard``).
-
-    Raises
-    ------
-    ShardMergeError
-        Naming every missing, running, unfinished or mismatched shard (nothing is merged).
-    """
+def _finished(folder: str | os.PathLike, what: str) -> tuple[int, list[Fragment], list[str]]:
+    """(N, the finished fragments, a problem per missing, running or unfinished shard)."""
     shards = fragment_shards(folder)
     if not shards:
         raise ShardMergeError(f"{Path(folder) / SHARDS_DIR}: no shard fragments to merge")
@@ -282,36 +263,102 @@ def collect(
             if fdir.is_dir():
                 problems.append(
                     f"shard {shard} is unfinished (no {RECORD_NAME} in {fdir}: it was killed or "
-                    "failed before the end); run it again: "
-                    f"{what} {shard}"
+                    f"failed before the end); run it again: {what} {shard}"
                 )
             else:
                 problems.append(f"shard {shard} is missing (no {fdir}); run {what} {shard}")
             continue
         except (OSError, ValueError) as e:
-            problems.append(f"shard {shard}: unreadable {rec_path} ({e}); run {what} {shard}")
+            problems.append(f"shard {shard} has an unreadable {rec_path} ({e}); run {what} {shard}")
             continue
+        fragments.append(Fragment(shard, fdir, record))
+    return n, fragments, problems
+
+
+def _cannot(folder: str | os.PathLike, n: int, problems: list[str]) -> ShardMergeError:
+    """One message; shards with the same problem are named together."""
+    same: dict[str, list[str]] = {}
+    for p in problems:  # "shard K/N <problem>"
+        head, _, rest = p.partition(" ")
+        k, _, rest = rest.partition(" ")
+        same.setdefault(rest, []).append(k)
+    parts = [
+        f"shard {ks[0]} {rest}" if len(ks) == 1 else f"shards {', '.join(ks)} {rest}"
+        for rest, ks in same.items()
+    ]
+    return ShardMergeError(
+        f"cannot merge the {n} shards of {folder}: " + "; ".join(parts) + ". Nothing merged"
+    )
+
+
+def check_finished(folder: str | os.PathLike, *, what: str) -> None:
+    """Raise :class:`ShardMergeError` naming every missing, running or unfinished shard of
+    ``folder`` (a stage checks all its folders before it merges any)."""
+    n, _, problems = _finished(folder, what)
+    if problems:
+        raise _cannot(folder, n, problems)
+
+
+def collect(
+    folder: str | os.PathLike,
+    *,
+    stage: str,
+    params: str,
+    inputs: str,
+    what: str,
+    described: dict[str, Any] | None = None,
+) -> list[Fragment]:
+    """All N finished fragments of ``folder``, checked against this run.
+
+    Parameters
+    ----------
+    folder : path-like
+        The stage's output folder holding ``.shards/``.
+    stage : str
+        Which stage's fragments (``degradations``, ``embeddings:<model>``, ``calculate_metrics``).
+    params, inputs : str
+        This run's parameter and input digests; every shard must have run with the same.
+    what : str
+        The command that runs a shard, in messages (``extract_embeddings.py ... --shard``).
+    described : dict, optional
+        This run's parameters in words (a shard records its own as ``parameters``): a
+        mismatch names the parameters that differ.
+
+    Raises
+    ------
+    ShardMergeError
+        Naming every missing, running, unfinished or mismatched shard (nothing is merged).
+    """
+    n, fragments, problems = _finished(folder, what)
+    good = []
+    for frag in fragments:
+        record, shard = frag.record, frag.shard
         if record.get("stage") != stage or record.get("status") != "complete":
-            problems.append(f"shard {shard}: {rec_path} is not a finished {stage} shard")
-        elif record.get("params_digest") != params:
             problems.append(
-                f"shard {shard} ran with other parameters than this run (digest "
-                f"{str(record.get('params_digest'))[:12]}, this run {params[:12]}); rerun it "
-                "with this run's options, or merge with the options the shards had"
+                f"shard {shard}: {frag.folder / RECORD_NAME} is not a finished {stage} shard"
+            )
+        elif record.get("params_digest") != params:
+            theirs = record.get("parameters") or {}
+            differ = [
+                f"{k}: {theirs.get(k)!r} there, {v!r} here"
+                for k, v in (described or {}).items()
+                if theirs.get(k) != v
+            ]
+            problems.append(
+                f"shard {shard} ran with other parameters than this run"
+                + (f" ({'; '.join(differ)})" if differ else "")
+                + "; rerun it with this run's options, or merge with the options the shards had"
             )
         elif record.get("inputs_digest") != inputs:
             problems.append(
                 f"shard {shard} saw other inputs than this run (its input files changed since "
-                f"it ran: digest {str(record.get('inputs_digest'))[:12]}, now {inputs[:12]}); "
-                f"run it again: {what} {shard}"
+                f"it ran); run it again: {what} {shard}"
             )
         else:
-            fragments.append(Fragment(shard, fdir, record))
+            good.append(frag)
     if problems:
-        raise ShardMergeError(
-            f"cannot merge the {n} shards of {folder}: " + "; ".join(problems) + ". Nothing merged"
-        )
-    return fragments
+        raise _cannot(folder, n, problems)
+    return good
 
 
 def remove_fragments(folder: str | os.PathLike) -> None:

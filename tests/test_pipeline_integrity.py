@@ -22,7 +22,7 @@ import fake_models
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import REPO_ROOT, write_audio
+from conftest import REPO_ROOT, speechlike, write_audio
 
 from perceptual_audio import (
     cli,
@@ -41,17 +41,6 @@ from perceptual_audio.manifest import read_manifest
 pytestmark = pytest.mark.slow
 
 SR = 16000
-
-
-def speechlike(seconds: float, f0_hz: float, seed: int) -> np.ndarray:
-    """Voiced harmonic bursts with syllable-rate gaps (PESQ and STOI see 'speech')."""
-    rng = np.random.default_rng(seed)
-    t = np.arange(int(seconds * SR)) / SR
-    phase = 2 * np.pi * np.cumsum(f0_hz * (1 + 0.05 * np.sin(2 * np.pi * 3 * t))) / SR
-    y = sum((0.7**k) * np.sin(k * phase) for k in range(1, 10))
-    y = y * np.clip(np.sin(2 * np.pi * 2.5 * t), 0, None) ** 0.5
-    y = y + 0.002 * rng.standard_normal(len(t))
-    return (0.3 * y / np.max(np.abs(y))).astype(np.float32)
 
 
 @pytest.fixture(autouse=True)
