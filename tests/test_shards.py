@@ -294,3 +294,58 @@ def test_stage_4_refuses_unmerged_pair_metrics(study, tmp_path):
         "calculate_metrics.py with the same options and without --shard to merge them, then "
         "this stage"
     ) in out.stderr
+
+
+@pytest.mark.slow
+def test_the_slurm_scripts_run_a_sharded_study_as_array_tasks_would(study, tmp_path):
+    """The sbatch scripts run by bash with the variables Slurm sets for array tasks (the
+    ``#SBATCH`` lines are comments to bash); a real single-node Slurm run is in the README."""
+    src, env = study
+    work = tmp_path
+    shutil.copytree(src / "stage1", work / "test_audio")
+    slurm = REPO_ROOT / "scripts" / "slurm"
+    env = dict(
+        env,
+        PA_PROJECT=str(REPO_ROOT),
+        PA_WORKDIR=str(work),
+        PA_PYTHON=sys.executable,
+        PA_DEVICE="cpu",
+        PA_SHARDS="3",
+        SLURM_CPUS_PER_TASK="1",
+        PA_STAGE2_ARGS=f"--degradations {DEGRADATIONS} --models openl3 --openl3-dir emb -q",
+        PA_STAGE3_ARGS=f"--models openl3 --openl3-dir emb --metrics {METRICS} --bootstrap 200 -q",
+        PA_STAGE4_ARGS="-q",
+    )
+
+    def job(script: str, task: int | None = None) -> subprocess.Popen:
+        e = dict(env, **({"SLURM_ARRAY_TASK_ID": str(task)} if task else {}))
+        return subprocess.Popen(
+            ["bash", str(slurm / script)], cwd=work, env=e, stderr=subprocess.PIPE, text=True
+        )
+
+    for script in ("stage2_shard.sbatch", "stage3_shard.sbatch"):
+        tasks = [job(script, k) for k in (1, 2, 3)]
+        assert [p.wait(timeout=600) for p in tasks] == [0, 0, 0], [p.stderr.read() for p in tasks]
+        merge = (
+            "stage2_merge.sbatch" if script.startswith("stage2") else "stage3_merge_report.sbatch"
+        )
+        p = job(merge)
+        assert p.wait(timeout=600) == 0, p.stderr.read()
+    assert (work / "test_audio" / "manifest.csv").read_bytes() == (
+        src / "u_audio" / "manifest.csv"
+    ).read_bytes()
+    assert _tree(work / "emb", ".npy") == _tree(src / "u_emb", ".npy")
+    with open(work / "results" / "pair_metrics.csv", newline="") as f:
+        assert len(list(csv.DictReader(f))) == 2 * N_FILES
+    assert (work / "results" / "visualizations" / "report.html").is_file()
+    for folder in ("test_audio/degraded", "emb", "results"):
+        assert not (work / folder / shards.SHARDS_DIR).exists()
+    unset = subprocess.run(
+        ["bash", str(slurm / "stage2_shard.sbatch")],
+        cwd=work,
+        env={k: v for k, v in env.items()},
+        capture_output=True,
+        text=True,
+    )
+    assert unset.returncode != 0
+    assert "run this script as a job array (sbatch --array=1-N)" in unset.stderr
