@@ -646,32 +646,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     shard: shards.Shard | None = args.shard
     merging = shard is None and (args.merge_shards or shards.has_fragments(results_dir))
-    run_params = shards.digest(
-        {
-            "columns": cols.table_columns(available),
-            "settings": cols.settings.as_dict(),
-            "groups": cols.group_params,
-            "version": METRICS_VERSION,
-        }
-    )
-    described = {"metrics": list(value_cols), **cols.settings.as_dict()}
-    run_inputs = shards.files_digest(
-        [audio_dir / "manifest.csv", *(sources[m].folder / "manifest.csv" for m in available)]
-    )
-    previous = {} if args.force else read_previous_pairs(results_dir / PAIR_METRICS_NAME)
+    identity = _shard_identity(cols, available, audio_dir, sources)
     clean = {r.path: r for r in rows if r.kind == "clean"}
     degraded = sorted((r for r in rows if r.kind == "degraded"), key=lambda r: r.path)
     if shard is not None:
         degraded = [r for r in degraded if shard.owns(r.source)]
-        shards.clear_record(results_dir, shard)  # unfinished until its record is written
-        own = shard.fragment_dir(results_dir) / PAIR_METRICS_NAME
-        previous.update({} if args.force else read_previous_pairs(own))
-    if merging:
-        try:
-            previous = _fragment_pairs(results_dir, run_params, run_inputs, described)
-        except shards.ShardMergeError as e:
-            logger.error("%s", e)
-            return cli.EXIT_FAILED
+    previous = _earlier_results(args, shard, merging, identity)
+    if isinstance(previous, int):
+        return previous
     plan = plan_work(audio_dir, degraded, clean, cols, sources, available, previous)
     table = plan.table
     logger.info(
@@ -700,8 +682,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     columns = cols.table_columns(available)
     if shard is not None:
         return _finish_shard(
-            results_dir, shard, table, columns, value_cols, (run_params, run_inputs, described),
-            input_failures, plan, t_start,
+            results_dir, shard, table, columns, value_cols, identity, input_failures, plan,
+            t_start,
         )  # fmt: skip
     if study_ratings is not None:
         from perceptual_audio import listening
@@ -782,6 +764,51 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 # -- shards (perceptual_audio.shards) ----------------------------------------------------------
 SHARD_COMMAND = "calculate_metrics.py ... --shard"
+
+
+def _shard_identity(
+    cols: ColumnPlan, available: Sequence[str], audio_dir: Path, sources: Mapping[str, Any]
+) -> tuple[str, str, dict[str, Any]]:
+    """What every shard of a run must share: the digest of its parameters, the digest of its
+    inputs (the audio and model manifests), and the parameters in words."""
+    params = shards.digest(
+        {
+            "columns": cols.table_columns(available),
+            "settings": cols.settings.as_dict(),
+            "groups": cols.group_params,
+            "version": METRICS_VERSION,
+        }
+    )
+    inputs = shards.files_digest(
+        [audio_dir / "manifest.csv", *(sources[m].folder / "manifest.csv" for m in available)]
+    )
+    return params, inputs, {"metrics": list(cols.value_columns), **cols.settings.as_dict()}
+
+
+def _earlier_results(
+    args: argparse.Namespace,
+    shard: shards.Shard | None,
+    merging: bool,
+    identity: tuple[str, str, dict[str, Any]],
+) -> dict[str, dict[str, str]] | int:
+    """The rows whose cells this run may reuse: the last ``pair_metrics.csv`` (and a shard's
+    own earlier fragment), or in a merge the shards' fragments alone (an exit status when
+    they cannot be merged)."""
+    results_dir: Path = args.results_dir
+    if merging:
+        try:
+            return _fragment_pairs(results_dir, *identity)
+        except shards.ShardMergeError as e:
+            logger.error("%s", e)
+            return cli.EXIT_FAILED
+    if shard is not None:
+        shards.clear_record(results_dir, shard)  # unfinished until its record is written
+    if args.force:
+        return {}
+    previous = read_previous_pairs(results_dir / PAIR_METRICS_NAME)
+    if shard is not None:
+        previous.update(read_previous_pairs(shard.fragment_dir(results_dir) / PAIR_METRICS_NAME))
+    return previous
 
 
 def _fragment_pairs(
