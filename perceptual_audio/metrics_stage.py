@@ -661,7 +661,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         len(table),
         plan.computed,
         plan.reused,
-        results_dir / PAIR_METRICS_NAME,
+        f"the {shards.SHARDS_DIR} fragments" if merging else results_dir / PAIR_METRICS_NAME,
         sum(1 for g in plan.clean_needed.values() if g),
     )
     t_score = time.perf_counter()

@@ -319,12 +319,6 @@ def run_stage(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     results_dir: Path = args.results_dir
     output_dir: Path = args.output_dir or results_dir / "visualizations"
-    problem = cli.check_input_folder(
-        results_dir,
-        option="--results-dir",
-        needs=PAIR_METRICS_NAME,
-        made_by="calculate_metrics.py --results-dir DIR",
-    )
     if shards.has_fragments(results_dir):  # the statistics describe the merged table only
         logger.error(
             "%s holds shard results that are not merged yet: run calculate_metrics.py with the "
@@ -332,6 +326,12 @@ def run_stage(args: argparse.Namespace) -> int:
             results_dir / shards.SHARDS_DIR,
         )
         return cli.EXIT_FAILED
+    problem = cli.check_input_folder(
+        results_dir,
+        option="--results-dir",
+        needs=PAIR_METRICS_NAME,
+        made_by="calculate_metrics.py --results-dir DIR",
+    )
     if problem is not None:
         return problem
     results = load_results(results_dir, audio_dir=args.audio_dir)

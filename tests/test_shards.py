@@ -281,8 +281,7 @@ def test_a_killed_shard_is_named_and_the_merge_succeeds_after_its_rerun(study, t
 def test_stage_4_refuses_unmerged_pair_metrics(study, tmp_path):
     work, env = study
     results = tmp_path / "results"
-    (results / shards.SHARDS_DIR / "1-of-2").mkdir(parents=True)
-    (results / "pair_metrics.csv").write_text("reference_path,degraded_path\n")
+    (results / shards.SHARDS_DIR / "1-of-2").mkdir(parents=True)  # shards ran, no merge yet
     out = _run(
         [sys.executable, str(REPO_ROOT / "visualize_results.py"), "--results-dir", str(results)],
         work,
@@ -294,6 +293,7 @@ def test_stage_4_refuses_unmerged_pair_metrics(study, tmp_path):
         "calculate_metrics.py with the same options and without --shard to merge them, then "
         "this stage"
     ) in out.stderr
+    assert "holds no pair_metrics.csv" not in out.stderr  # the one message that helps
 
 
 @pytest.mark.slow
