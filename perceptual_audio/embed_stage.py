@@ -535,16 +535,32 @@ def _merge_rows(
 ) -> dict[str, dict[str, str]]:
     """The rows of every finished shard of ``model_dir`` (raises ShardMergeError)."""
     rows: dict[str, dict[str, str]] = {}
-    for frag in shards.collect(
+    fragments = shards.collect(
         model_dir,
         stage=f"embeddings:{name}",
         params=params_digest(info),
         inputs=inputs,
         what=shard_command(name),
         described=info,
-    ):
+    )
+    for frag in fragments:
         rows.update({r["path"]: r for r in read_embedding_manifest(frag.folder)})
+    threads = {f.shard.index: f.record.get("torch_threads") for f in fragments}
+    if len(set(threads.values())) > 1:
+        logger.warning(
+            "%s: the shards ran with different torch thread counts (%s): a network's float32 "
+            "rounding depends on it (about 1e-6 of the values), so these embeddings are not "
+            "the bits of one run; give every shard the same --workers for that",
+            name,
+            ", ".join(f"shard {k}: {t}" for k, t in sorted(threads.items())),
+        )
     return rows
+
+
+def _torch_threads() -> int:
+    import torch
+
+    return int(torch.get_num_threads())
 
 
 def embed_model(
@@ -637,7 +653,10 @@ def embed_model(
             params=run.digest,
             inputs=inputs,
             described=run.info,
-            extra={"counts": {"embedded": r.n_ok, "unchanged": r.n_skipped, "failed": r.n_failed}},
+            extra={
+                "counts": {"embedded": r.n_ok, "unchanged": r.n_skipped, "failed": r.n_failed},
+                "torch_threads": _torch_threads(),
+            },
         )
         logger.info(
             "%s, shard %s: %d embedded, %d unchanged, %d failed -> %s",
