@@ -79,11 +79,16 @@ start() {
 }
 
 stop() {
+  local pids=()
   for d in slurmd slurmctld; do
     local pidfile=$dir/run/$d.pid
-    if [ -s "$pidfile" ]; then kill "$(cat "$pidfile")" 2>/dev/null || true; fi
+    if [ -s "$pidfile" ]; then pids+=("$(cat "$pidfile")"); fi
   done
-  sleep 1
+  [ ${#pids[@]} -eq 0 ] || kill "${pids[@]}" 2>/dev/null || true
+  for _ in $(seq 30); do  # the daemons take a moment to finish their state files
+    kill -0 "${pids[@]}" 2>/dev/null || break
+    sleep 0.5
+  done
   echo "local Slurm stopped (munged left running: other programs may use it)"
 }
 
