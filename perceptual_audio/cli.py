@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from perceptual_audio import __version__, files
+from perceptual_audio import __version__, files, shards
 from perceptual_audio.errors import FolderBusyError, FolderConflictError, PerceptualAudioError
 from perceptual_audio.files import atomic_write_json
 
@@ -473,8 +473,6 @@ def claim_output_folder(
                 shard.fragment_dir(folder), owner=owner, command=_command_line(), marks_owner=False
             )
             return None
-        from perceptual_audio import shards
-
         running = shards.describe_running(folder)
         if running:
             raise FolderBusyError(

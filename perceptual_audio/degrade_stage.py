@@ -533,9 +533,7 @@ def run_degradations(args: argparse.Namespace, *, keep_fragments: bool = False) 
                 "changed since it ran (%s); rerun those shards. Nothing merged",
                 degraded_root,
                 len(missing),
-                _name_missing(
-                    [j.clean_rel for j in missing], [j.output_rel for j in missing], n_shards
-                ),
+                shards.name_by_shard(((j.clean_rel, j.output_rel) for j in missing), n_shards),
             )
             return cli.EXIT_FAILED
         failures += [(j.output_rel, shard_failed[j.output_rel]) for j in todo]
@@ -606,17 +604,6 @@ def run_degradations(args: argparse.Namespace, *, keep_fragments: bool = False) 
         degraded_root,
     )
     return cli.EXIT_FAILED if failures else cli.EXIT_OK
-
-
-def _name_missing(clean_paths: list[str], outputs: list[str], n_shards: int) -> str:
-    """``shard 2/3: degraded/noise/low/a.wav, ...; shard 3/3: ...`` (a few per shard)."""
-    by_shard: dict[int, list[str]] = {}
-    for c, o in zip(clean_paths, outputs, strict=True):
-        by_shard.setdefault(shards.shard_index(c, n_shards), []).append(o)
-    return "; ".join(
-        f"shard {k}/{n_shards}: {', '.join(v[:3])}{', ...' if len(v) > 3 else ''}"
-        for k, v in sorted(by_shard.items())
-    )
 
 
 def _finish_shard(

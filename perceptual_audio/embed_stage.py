@@ -62,6 +62,7 @@ from perceptual_audio.files import (
     save_npy_atomic,
     sha256_file,
 )
+from perceptual_audio.listening import is_imported
 from perceptual_audio.manifest import ManifestRow, read_manifest
 
 __all__ = [
@@ -220,10 +221,8 @@ class EmbedSettings:
         The parsed command line, as run.json records it.
     shard : Shard or None
         ``--shard K/N``: only the files of that shard, rows to its fragment
-        (:mod:`perceptual_audio.shards`).
-    merge_shards : bool
-        ``--merge-shards`` was given (a run without ``--shard`` merges whenever a model folder
-        holds fragments; this only says so when none does).
+        (:mod:`perceptual_audio.shards`); without it a model folder holding fragments is
+        merged.
     """
 
     input_dir: Path
@@ -235,7 +234,6 @@ class EmbedSettings:
     workers: int | None = None
     arguments: Mapping[str, Any] = field(default_factory=dict)
     shard: shards.Shard | None = None
-    merge_shards: bool = False
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> EmbedSettings:
@@ -257,7 +255,6 @@ class EmbedSettings:
             workers=getattr(args, "workers", None) or None,
             arguments=dict(vars(args)),
             shard=getattr(args, "shard", None),
-            merge_shards=bool(getattr(args, "merge_shards", False)),
         )
 
 
@@ -569,7 +566,7 @@ def embed_model(
     """Run one model over every audio manifest row; never raises for a single file's failure.
 
     With ``settings.shard`` the rows are the shard's and go to its fragment; in a merge
-    (``settings.merge_shards``, or fragments in the model folder) they come from the
+    (no ``settings.shard`` and fragments in the model folder) they come from the
     fragments. ``inputs`` is the digest of the study's clean files the shards must share.
     """
     model_dir = settings.model_dirs[name]
@@ -627,14 +624,9 @@ def embed_model(
         run.embed_file(row)
     _checkpoint.clear()
     if run.missing:
-        by_shard: dict[int, list[str]] = {}
-        n = shards.fragment_shards(model_dir)[0].count
         groups = {r.path: shards.group_of(r) for r in audio_rows}
-        for path in run.missing:
-            by_shard.setdefault(shards.shard_index(groups[path], n), []).append(path)
-        named = "; ".join(
-            f"shard {k}/{n}: {', '.join(v[:3])}{', ...' if len(v) > 3 else ''}"
-            for k, v in sorted(by_shard.items())
+        named = shards.name_by_shard(
+            ((groups[p], p) for p in run.missing), shards.fragment_shards(model_dir)[0].count
         )
         msg = (
             f"cannot merge the shards of {model_dir}: {len(run.missing)} files are in no "
@@ -737,15 +729,9 @@ def _shard_audio_rows(
     if fragment is not None:
         fragment_paths = {r.path for r in fragment}
         rows = [r for r in rows if r.kind == "clean" or r.path not in fragment_paths]
-        rows = [r for r in rows if r.kind == "clean" or _is_imported(r)] + fragment
+        rows = [r for r in rows if r.kind == "clean" or is_imported(r)] + fragment
     mine = [r for r in rows if shard.owns(shards.group_of(r))]
     return sorted(mine, key=lambda r: (r.kind != "clean", r.path))
-
-
-def _is_imported(row: ManifestRow) -> bool:
-    from perceptual_audio.listening import is_imported
-
-    return is_imported(row)
 
 
 def run_embeddings(args: argparse.Namespace) -> int:
@@ -780,10 +766,6 @@ def embed_all(settings: EmbedSettings) -> int:
     if isinstance(audio_rows, int):
         return audio_rows
     inputs = shards.inputs_digest(audio_rows)
-    if settings.merge_shards and settings.shard is None:
-        if not any(shards.has_fragments(settings.model_dirs[m]) for m in settings.models):
-            # stage 2 checks this before its degradation half; the half alone checks here
-            logger.info("--merge-shards: no model folder holds shard fragments")
     if settings.shard is not None:
         audio_rows = _shard_audio_rows(settings.input_dir, settings.shard, audio_rows)
         if isinstance(audio_rows, int):

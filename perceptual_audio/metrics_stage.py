@@ -839,44 +839,33 @@ def merge_plan(
     message naming the pairs that no fragment holds (the merge then writes nothing).
     """
     input_failures: dict[str, int] = {}
-    missing: list[tuple[str, str]] = []  # (clean file, pair or clean file)
+    missing: list[tuple[str, str]] = []  # (clean file, the pair or clean file left)
     by_reference: dict[str, dict[str, str]] = {}
     for r in fragments.values():
         by_reference.setdefault(r.get("reference_path", ""), r)
     for job, i in zip(plan.jobs, plan.job_rows, strict=True):
-        if isinstance(i, str):  # a clean file's cells
+        names = [c for g in job.groups for c in metrics.AUDIO_GROUPS[g].columns]
+        if isinstance(i, str):  # a clean file's cells: every pair of that file carries them
             prev = by_reference.get(i)
-            names = [c for g in job.groups for c in metrics.AUDIO_GROUPS[g].columns]
+            target, item = plan.clean_cells.setdefault(i, {}), (i, i)
+            rows = [out for out in plan.table if out["reference_path"] == i]
         else:
-            prev = fragments.get(plan.table[i]["degraded_path"])
-            names = [c for g in job.groups for c in metrics.AUDIO_GROUPS[g].columns]
             names += [n for mj in job.models for n in model_metric_names(mj.model)]
+            target = plan.table[i]
+            prev, rows = fragments.get(target["degraded_path"]), [target]
+            item = (target["reference_path"], target["degraded_path"])
         # A shard's cell with a key would have been reused: a job left for it means the
         # fragment is stale; only a cell it failed to score (empty key) is taken as it is.
         if prev is None or any(n not in prev or prev.get(key_column(n), "") != "" for n in names):
-            row = None if isinstance(i, str) else plan.table[i]
-            missing.append((i, i) if row is None else (row["reference_path"], row["degraded_path"]))
+            missing.append(item)
             continue
-        target = plan.clean_cells.setdefault(i, {}) if isinstance(i, str) else plan.table[i]
         for n in names:
             target[n], target[f"{n}_status"] = _parse_value(prev[n]), prev[f"{n}_status"]
-            input_failures[n] = input_failures.get(n, 0) + (not isinstance(i, str))
-            if not isinstance(i, str):
-                target[key_column(n)] = ""
-        if isinstance(i, str):
-            for out in plan.table:
-                if out["reference_path"] == i:
-                    for n in names:
-                        input_failures[n] = input_failures.get(n, 0) + 1
-                        out[key_column(n)] = ""
+            for out in rows:
+                input_failures[n] = input_failures.get(n, 0) + 1
+                out[key_column(n)] = ""
     if missing:
-        by_shard: dict[int, list[str]] = {}
-        for reference, item in missing:
-            by_shard.setdefault(shards.shard_index(reference, n_shards), []).append(item)
-        named = "; ".join(
-            f"shard {k}/{n_shards}: {', '.join(v[:3])}{', ...' if len(v) > 3 else ''}"
-            for k, v in sorted(by_shard.items())
-        )
+        named = shards.name_by_shard(missing, n_shards)
         return f"{len(missing)} pairs are in no shard's fragment or changed since ({named})"
     for out in plan.table:
         out.update(plan.clean_cells.get(out["reference_path"], {}))

@@ -100,6 +100,18 @@ def group_of(row: Any) -> str:
     return row.path if row.kind == "clean" else row.source
 
 
+def name_by_shard(items: Iterable[tuple[str, str]], count: int, *, per_shard: int = 3) -> str:
+    """``shard 2/3: a, b, c, ...; shard 3/3: d`` for (clean path, what) pairs: what a merge
+    lacks, named under the shard that should have done it."""
+    by_shard: dict[int, list[str]] = {}
+    for clean_path, what in items:
+        by_shard.setdefault(shard_index(clean_path, count), []).append(what)
+    return "; ".join(
+        f"shard {k}/{count}: {', '.join(v[:per_shard])}{', ...' if len(v) > per_shard else ''}"
+        for k, v in sorted(by_shard.items())
+    )
+
+
 def add_shard_arguments(parser: argparse.ArgumentParser, *, what: str) -> None:
     """``--shard K/N`` and ``--merge-shards`` (mutually exclusive)."""
     group = parser.add_mutually_exclusive_group()
@@ -279,8 +291,7 @@ def _cannot(folder: str | os.PathLike, n: int, problems: list[str]) -> ShardMerg
     """One message; shards with the same problem are named together."""
     same: dict[str, list[str]] = {}
     for p in problems:  # "shard K/N <problem>"
-        head, _, rest = p.partition(" ")
-        k, _, rest = rest.partition(" ")
+        k, _, rest = p.removeprefix("shard ").partition(" ")
         same.setdefault(rest, []).append(k)
     parts = [
         f"shard {ks[0]} {rest}" if len(ks) == 1 else f"shards {', '.join(ks)} {rest}"
