@@ -83,6 +83,13 @@ class MetricSpec:
         :data:`ROLE_PAIR` (analysed) or :data:`ROLE_CLEAN` (the clean file's score, context).
     description : str
         One sentence for the report.
+    headline : bool
+        A headline measure: shown in the report's At-a-glance table, the Listen cards and as
+        a main judge of the loss audit (the report's choices live here, not in the report).
+    validated_by : str or None
+        Where the metric's agreement with listeners was shown (a citation, e.g. ``ODAQ
+        (Fraunhofer IIS 2024)``); metrics with one form the reference panel a study without
+        ratings is judged against. None: not validated against listeners here.
     """
 
     name: str
@@ -99,6 +106,13 @@ class MetricSpec:
     model: str | None = None
     role: str = ROLE_PAIR
     description: str = ""
+    headline: bool = False
+    validated_by: str | None = None
+
+    @property
+    def validated(self) -> bool:
+        """True when the metric's agreement with listeners is established (see validated_by)."""
+        return self.validated_by is not None
 
     @property
     def neural(self) -> bool:
