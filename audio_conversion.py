@@ -3,7 +3,7 @@
 
 import sys
 
-from perceptual_audio.conversion import main
+from perceptual_audio.stages.convert import main
 
 if __name__ == "__main__":
     sys.exit(main())

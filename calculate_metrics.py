@@ -4,7 +4,7 @@ CDPAM distance) and correlate the metrics. See ``--help`` and README.md."""
 
 import sys
 
-from perceptual_audio.metrics_stage import main
+from perceptual_audio.stages.score import main
 
 if __name__ == "__main__":
     sys.exit(main())

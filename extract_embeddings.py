@@ -3,7 +3,7 @@
 
 import sys
 
-from perceptual_audio.extract_stage import main
+from perceptual_audio.stages.extract import main
 
 if __name__ == "__main__":
     sys.exit(main())

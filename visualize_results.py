@@ -4,12 +4,12 @@ Usage::
 
     python visualize_results.py --results-dir results --output-dir results/visualizations
 
-See ``python visualize_results.py --help`` and :mod:`perceptual_audio.visualize_stage`.
+See ``python visualize_results.py --help`` and :mod:`perceptual_audio.stages.visualize`.
 """
 
 import sys
 
-from perceptual_audio.visualize_stage import main
+from perceptual_audio.stages.visualize import main
 
 if __name__ == "__main__":
     sys.exit(main())

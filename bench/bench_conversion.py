@@ -24,7 +24,7 @@ import soundfile as sf
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from perceptual_audio.audio_io import resample  # noqa: E402
-from perceptual_audio.conversion import ConvertJob, convert_file  # noqa: E402
+from perceptual_audio.stages.convert import ConvertJob, convert_file  # noqa: E402
 
 
 def best_of(fn, repeats: int) -> float:

@@ -116,7 +116,7 @@ def per_metric_costs(root: Path) -> tuple[dict[str, float], dict[str, float]]:
     audio = root / "test_audio"
     pairs = sorted(p.relative_to(audio) for p in (audio / "degraded").rglob("*.wav"))
     costs: dict[str, list[float]] = {}
-    from perceptual_audio.metrics_stage import single_threaded_blas
+    from perceptual_audio.stages.score import single_threaded_blas
 
     with single_threaded_blas():  # as the stage runs them
         _time_pairs(root, audio, pairs[:1], costs)  # warm-up: loads every model once

@@ -1,7 +1,7 @@
 """The on-disk format of a model's embedding folder: ``<model>_embeddings/manifest.csv``,
 the array files beside it, and ``run.json``'s availability (docs/CONTRACTS.md).
 
-The one owner of that format: stage 2 (:mod:`perceptual_audio.embed_stage`) writes it with
+The one owner of that format: stage 2 (:mod:`perceptual_audio.stages.embed`) writes it with
 :func:`write_embedding_manifest`; stage 3 reads it with :func:`discover_model` (which uses
 :func:`read_embedding_manifest`) and :func:`locate_embedding`.
 """

@@ -1,8 +1,8 @@
 """The on-disk format of stage 3's results folder (docs/CONTRACTS.md): file names, columns,
 readers and the writer of ``pair_metrics.csv``.
 
-The one owner of that format: stage 3 (:mod:`perceptual_audio.metrics_stage`) writes the
-tables, stage 4 (:mod:`perceptual_audio.report`, :mod:`perceptual_audio.visualize_stage`) and
+The one owner of that format: stage 3 (:mod:`perceptual_audio.stages.score`) writes the
+tables, stage 4 (:mod:`perceptual_audio.report`, :mod:`perceptual_audio.stages.visualize`) and
 the tests read them with the functions here. pandas is imported lazily: stage 3's worker
 processes import this module without it.
 """

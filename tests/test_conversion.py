@@ -12,9 +12,9 @@ import pytest
 import soundfile as sf
 from conftest import REPO_ROOT, sine, write_audio
 
-from perceptual_audio import conversion
 from perceptual_audio.files import TMP_MARKER
 from perceptual_audio.manifest import read_manifest
+from perceptual_audio.stages import convert as conversion
 
 # relative path -> (sample rate, channels, soundfile kwargs)
 GOOD = {

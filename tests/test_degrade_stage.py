@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 
 from perceptual_audio import degradations as deg
-from perceptual_audio import degrade_stage as stage
 from perceptual_audio.audio_io import load_audio, save_wav
 from perceptual_audio.errors import ParameterError
 from perceptual_audio.files import sha256_file
@@ -22,6 +21,7 @@ from perceptual_audio.manifest import (
     replace_kind,
     write_manifest,
 )
+from perceptual_audio.stages import degrade as stage
 
 SR = 16000
 

@@ -17,11 +17,11 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from openl3_synthetic import make_weights, write_keras_h5  # noqa: E402
 
-from perceptual_audio import embed_stage  # noqa: E402
 from perceptual_audio.embeddings import base  # noqa: E402
 from perceptual_audio.errors import WeightsUnavailableError  # noqa: E402
 from perceptual_audio.files import sha256_file  # noqa: E402
 from perceptual_audio.manifest import ManifestRow, write_manifest  # noqa: E402
+from perceptual_audio.stages import embed as embed_stage
 
 SR = 16000
 CALLS: list[int] = []

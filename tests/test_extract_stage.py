@@ -6,7 +6,8 @@ import pytest
 import torch
 from conftest import sine, write_audio
 
-from perceptual_audio import conversion, extract_stage
+from perceptual_audio.stages import convert as conversion
+from perceptual_audio.stages import extract as extract_stage
 
 
 @pytest.fixture

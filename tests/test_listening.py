@@ -24,14 +24,14 @@ from conftest import write_audio
 from scipy import stats as sps
 
 from perceptual_audio import (
-    conversion,
-    extract_stage,
     listening,
-    metrics_stage,
-    visualize_stage,
 )
 from perceptual_audio import results as results_format
 from perceptual_audio.manifest import read_manifest
+from perceptual_audio.stages import convert as conversion
+from perceptual_audio.stages import extract as extract_stage
+from perceptual_audio.stages import score as metrics_stage
+from perceptual_audio.stages import visualize as visualize_stage
 
 #: Left out of ``make test-fast``: real listening-test imports through all four stages.
 pytestmark = pytest.mark.slow

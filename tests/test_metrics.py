@@ -83,7 +83,7 @@ def test_pesq_nb_default_runs_p862_on_16k_and_8k_option_resamples(pesq_vectors):
     assert out["pesq_wb"].value == PESQ_REFERENCE_WB
     direct_8k = pesq(8000, resample(ref, sr, 8000), resample(deg, sr, 8000), "nb")
     assert metrics.pesq_score(ref, deg, sr, mode="nb", pesq_sample_rate=8000) == direct_8k
-    eight = metrics.classic_metrics(ref, deg, sr, metrics.ClassicSettings(pesq_nb_sample_rate=8000))
+    eight = metrics.classic_metrics(ref, deg, sr, metrics.MetricSettings(pesq_nb_sample_rate=8000))
     assert eight["pesq_nb"].value == direct_8k
 
 
@@ -204,7 +204,7 @@ def test_bad_arguments_raise_parameter_errors(speech):
     with pytest.raises(ParameterError, match="PESQ mode must be 'wb' or 'nb', got 'xb'"):
         metrics.pesq_score(speech, speech, SR, mode="xb")
     with pytest.raises(ParameterError, match=r"pesq_nb_sample_rate must be one of \(8000, 16000\)"):
-        metrics.ClassicSettings(pesq_nb_sample_rate=11025)
+        metrics.MetricSettings(pesq_nb_sample_rate=11025)
     with pytest.raises(ParameterError, match=r"reference must be a mono \(n,\) array"):
         metrics.si_sdr(np.zeros((4, 2)), np.zeros(4))
 

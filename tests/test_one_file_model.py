@@ -22,15 +22,15 @@ import torch
 from conftest import write_audio
 
 from perceptual_audio import (
-    conversion,
-    embed_stage,
-    extract_stage,
     metrics,
-    metrics_stage,
-    visualize_stage,
 )
 from perceptual_audio.embeddings import base
 from perceptual_audio.loss import DeepFeatureLoss, EmbeddingLoss
+from perceptual_audio.stages import convert as conversion
+from perceptual_audio.stages import embed as embed_stage
+from perceptual_audio.stages import extract as extract_stage
+from perceptual_audio.stages import score as metrics_stage
+from perceptual_audio.stages import visualize as visualize_stage
 
 SR = 16000
 LEVEL_METRIC = "tinyband_level_difference"

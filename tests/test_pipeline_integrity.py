@@ -26,16 +26,16 @@ from conftest import REPO_ROOT, speechlike, write_audio
 
 from perceptual_audio import (
     cli,
-    conversion,
     embeddings,
-    extract_stage,
-    metrics_stage,
     report,
-    visualize_stage,
 )
 from perceptual_audio import results as results_format
 from perceptual_audio.files import LOCK_NAME
 from perceptual_audio.manifest import read_manifest
+from perceptual_audio.stages import convert as conversion
+from perceptual_audio.stages import extract as extract_stage
+from perceptual_audio.stages import score as metrics_stage
+from perceptual_audio.stages import visualize as visualize_stage
 
 #: Left out of ``make test-fast``: every situation is built through the real stages.
 pytestmark = pytest.mark.slow
@@ -476,8 +476,9 @@ def test_interrupt_saves_the_embeddings_done_prints_one_line_and_exits_130(work)
 def test_report_numbers_ties_bounded_cis_seed_clipping_and_one_line_notes(
     work, caplog, monkeypatch
 ):
-    from perceptual_audio import plots, report
+    from perceptual_audio import report
     from perceptual_audio.embeddings.openl3 import OpenL3Embedder
+    from perceptual_audio.report import plots
 
     # A recording at int16 full scale: a flattened top, as a clipped recording has.
     loud = np.clip(6 * speechlike(1.5, 140, 7), -1, 1)

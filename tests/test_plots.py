@@ -12,9 +12,9 @@ from _visual_fixtures import make_pairs, metric_columns
 from matplotlib.collections import PathCollection
 from matplotlib.container import ErrorbarContainer
 
-from perceptual_audio import plots, stats
+from perceptual_audio import stats
 from perceptual_audio.errors import ParameterError
-from perceptual_audio.report import read_correlations
+from perceptual_audio.report import plots, read_correlations
 
 FAMILIES = {"noise": ["low", "high", "extreme"], "bitrate": ["low", "medium", "high"]}
 

@@ -25,11 +25,12 @@ import pandas as pd
 import pytest
 from conftest import REPO_ROOT, sine
 
-from perceptual_audio import cli, metrics, metrics_stage, stats
-from perceptual_audio import reference_metrics as rm
+from perceptual_audio import cli, metrics, stats
 from perceptual_audio import results as results_format
 from perceptual_audio.audio_io import load_audio
 from perceptual_audio.errors import ParameterError
+from perceptual_audio.metrics import reference as rm
+from perceptual_audio.stages import score as metrics_stage
 
 #: Google's ViSQOL conformance constants (src/include/conformance.h, version 333).
 VISQOL_AUDIO_CASES = [
@@ -261,7 +262,8 @@ REFERENCE_COLUMNS = [
 def study(tmp_path_factory):
     """Stages 1 and 2 for real on one bundled speech clip and the music clip (noise:high,
     bitrate:extreme, no models), then stage 3 with the reference metrics."""
-    from perceptual_audio import conversion, extract_stage
+    from perceptual_audio.stages import convert as conversion
+    from perceptual_audio.stages import extract as extract_stage
 
     root = tmp_path_factory.mktemp("reference_study")
     for rel in ("speech/harvard_02_female_gb.wav", "music/piano_chords.flac"):

@@ -13,7 +13,9 @@ import soundfile as sf
 from _visual_fixtures import make_pairs, write_results
 from conftest import sine, write_audio
 
-from perceptual_audio import report, report_audio, report_content
+from perceptual_audio import report
+from perceptual_audio.report import audio as report_audio
+from perceptual_audio.report import content as report_content
 
 FAMILIES = {"noise": ["low", "high"], "bitrate": ["low", "high"]}
 

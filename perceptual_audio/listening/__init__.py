@@ -10,7 +10,7 @@ either manifest paths or those input paths; ``listener`` is optional. A row whos
 equals its ``reference`` rates the hidden reference; a row with an empty ``degraded`` (a MUSHRA
 anchor whose audio is not shipped) is skipped with one note.
 
-Stage 1 (:func:`run_import`) converts exactly the files of the table: references to
+Stage 1 (:func:`perceptual_audio.stages.listening_import.run_import`) converts exactly the files of the table: references to
 ``clean/<mirrored path>.wav``, rated files to ``degraded/<condition>/<mirrored path>.wav`` with
 ``degraded`` manifest rows (family :data:`LISTENING_FAMILY`, level = the condition's folder
 name, source = the clean reference), and keeps the ratings beside the manifest
@@ -24,7 +24,7 @@ after the third-order monotonic mapping of ITU-T P.1401 (:func:`monotonic_cubic_
 ``ceiling`` row per level: the split-half agreement of the listeners with themselves,
 Spearman-Brown corrected (:func:`listener_ceiling`).
 
-The package: :mod:`.table` (the ratings table), :mod:`.importing` (stage 1),
+The package: :mod:`.table` (the ratings table),
 :mod:`.study` (stage 3's join), :mod:`.agreement` (statistics, ceiling), :mod:`.facts` (for the report).
 """
 
@@ -55,15 +55,6 @@ from perceptual_audio.listening.facts import (
     oriented,
     oriented_ci,
     ranked,
-)
-from perceptual_audio.listening.importing import (
-    _convert_job,
-    _import_up_to_date,
-    _ImportPlan,
-    add_import_arguments,
-    plan_import,
-    run_import,
-    write_ratings,
 )
 from perceptual_audio.listening.study import (
     StudyRatings,
@@ -126,20 +117,16 @@ __all__ = [
     "REQUIRED_COLUMNS",
     "Rating",
     "StudyRatings",
-    "_ImportPlan",
     "_SAFE_NAME",
     "_condition_level",
     "_condition_matrix",
-    "_convert_job",
     "_grouped_mean",
     "_half_means",
-    "_import_up_to_date",
     "_norm",
     "_percentile_ci",
     "_random_split",
     "_stable_seed",
     "_weighted_condition_means",
-    "add_import_arguments",
     "add_ratings_arguments",
     "agreement_findings",
     "agreement_table",
@@ -154,11 +141,8 @@ __all__ = [
     "oriented_ci",
     "pair_rating_cells",
     "parse_rating_scale",
-    "plan_import",
     "ranked",
     "read_rating_table",
     "rowwise_correlations",
-    "run_import",
     "spearman_brown",
-    "write_ratings",
 ]

@@ -5,25 +5,27 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
+import numpy as np
+
 from perceptual_audio.errors import ParameterError
+from perceptual_audio.metrics import reference as rm
 from perceptual_audio.metrics.measures import (
     EMBEDDING_METRIC_SUFFIXES,
     PESQ_MOS_LQO_RANGE,
     PESQ_NB_SAMPLE_RATE,
+    PESQ_NB_SAMPLE_RATES,
     PESQ_WB_SAMPLE_RATE,
-    Measurement,
-    MetricSettings,
-    _model_class,
-    _version,
     extra_metrics,
-    measure,
     pesq_score,
+    registered_model_class,
     si_sdr,
     stoi_score,
 )
+from perceptual_audio.metrics.reference import DNSMOS_OUTPUTS, VISQOL_SPEECH_MODELS
+from perceptual_audio.metrics.signal import Measurement, measure, package_version
 
 logger = logging.getLogger(__name__)
 
@@ -146,13 +148,101 @@ class MetricSpec:
     @property
     def version(self) -> str | None:
         """Installed version of :attr:`package` (None when absent or not a package)."""
-        return _version(self.package) if self.package else None
+        return package_version(self.package) if self.package else None
 
     @property
     def rate_text(self) -> str:
         if self.sample_rate is None:
             return "model's rate" if self.neural else "study rate"
         return f"{self.sample_rate / 1000:g} kHz"
+
+
+@dataclass(frozen=True)
+class MetricSettings:
+    """Settings of the audio metrics; each group's share of them keys its cached cells.
+
+    Attributes
+    ----------
+    pesq_nb_sample_rate : int
+        Hz; 16000 (P.862 on the 16 kHz audio, default) or 8000 (resampled to the narrow-band rate).
+    resample_quality : str
+        soxr recipe used when a signal must be resampled for a metric.
+    visqol_speech_model : str
+        ViSQOL speech mode's quality mapping: ``lattice`` (the C++ default) or ``exponential``.
+    """
+
+    pesq_nb_sample_rate: int = PESQ_NB_SAMPLE_RATE
+    resample_quality: str = "VHQ"
+    visqol_speech_model: str = "lattice"
+
+    def __post_init__(self) -> None:
+        if self.pesq_nb_sample_rate not in PESQ_NB_SAMPLE_RATES:
+            raise ParameterError(
+                f"pesq_nb_sample_rate must be one of {PESQ_NB_SAMPLE_RATES} Hz, "
+                f"got {self.pesq_nb_sample_rate}"
+            )
+        if self.visqol_speech_model not in VISQOL_SPEECH_MODELS:
+            raise ParameterError(
+                f"visqol_speech_model must be one of {VISQOL_SPEECH_MODELS}, "
+                f"got {self.visqol_speech_model!r}"
+            )
+
+    def as_dict(self) -> dict[str, Any]:
+        """Settings plus the versions of the libraries that compute them."""
+        d = asdict(self)
+        for package in sorted({p for g in AUDIO_GROUPS.values() for p in g.packages}):
+            d[f"{package}_version"] = package_version(package)
+        return d
+
+
+def classic_metrics(
+    reference: np.ndarray,
+    degraded: np.ndarray,
+    sample_rate: int,
+    settings: MetricSettings | None = None,
+) -> dict[str, Measurement]:
+    """PESQ-WB, PESQ-NB, STOI, ESTOI and SI-SDR of one pair.
+
+    Parameters
+    ----------
+    reference, degraded : np.ndarray [shape=(n,)]
+        At ``sample_rate`` Hz.
+    sample_rate : int
+        Hz.
+    settings : MetricSettings or None
+        Defaults when None.
+
+    Returns
+    -------
+    dict
+        :data:`CLASSIC_METRICS` name -> :class:`Measurement`.
+    """
+    s = settings or MetricSettings()
+    return {
+        "pesq_wb": measure(
+            pesq_score,
+            reference,
+            degraded,
+            sample_rate,
+            mode="wb",
+            resample_quality=s.resample_quality,
+        ),
+        "pesq_nb": measure(
+            pesq_score,
+            reference,
+            degraded,
+            sample_rate,
+            mode="nb",
+            pesq_sample_rate=s.pesq_nb_sample_rate,
+            resample_quality=s.resample_quality,
+        ),
+        "stoi": measure(stoi_score, reference, degraded, sample_rate),
+        "estoi": measure(stoi_score, reference, degraded, sample_rate, extended=True),
+        "si_sdr": measure(si_sdr, reference, degraded),
+    }
+
+
+# -- embedding metrics ----------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -185,7 +275,7 @@ class MetricGroup:
     def params(self, settings: MetricSettings) -> dict[str, Any]:
         """What its cells depend on besides the audio: settings and package versions."""
         out: dict[str, Any] = {f: getattr(settings, f) for f in self.settings}
-        out.update({p: _version(p) for p in self.packages})
+        out.update({p: package_version(p) for p in self.packages})
         return out
 
 
@@ -255,8 +345,6 @@ def _si_sdr(ref, deg, sr, s: MetricSettings) -> dict[str, Measurement]:
 
 
 def _visqol_audio(ref, deg, sr, s: MetricSettings) -> dict[str, Measurement]:
-    from perceptual_audio import reference_metrics as rm
-
     return {
         "visqol_audio": measure(
             rm.visqol_score, ref, deg, sr, mode="audio", resample_quality=s.resample_quality
@@ -265,8 +353,6 @@ def _visqol_audio(ref, deg, sr, s: MetricSettings) -> dict[str, Measurement]:
 
 
 def _visqol_speech(ref, deg, sr, s: MetricSettings) -> dict[str, Measurement]:
-    from perceptual_audio import reference_metrics as rm
-
     return {
         "visqol_speech": measure(
             rm.visqol_score,
@@ -281,8 +367,6 @@ def _visqol_speech(ref, deg, sr, s: MetricSettings) -> dict[str, Measurement]:
 
 
 def _zimtohrli(ref, deg, sr, s: MetricSettings) -> dict[str, Measurement]:
-    from perceptual_audio import reference_metrics as rm
-
     def both() -> dict[str, float]:
         d = rm.zimtohrli_distance(ref, deg, sr, resample_quality=s.resample_quality)
         return {"distance": d, "mos": rm.zimtohrli_mos(d)}
@@ -291,22 +375,16 @@ def _zimtohrli(ref, deg, sr, s: MetricSettings) -> dict[str, Measurement]:
 
 
 def _dnsmos_columns(suffix: str = "") -> dict[str, str]:
-    from perceptual_audio.reference_metrics import DNSMOS_OUTPUTS
-
     return {k: f"dnsmos_{v}{suffix}" for k, v in DNSMOS_OUTPUTS.items()}
 
 
 def _dnsmos(ref, deg, sr, s: MetricSettings) -> dict[str, Measurement]:
-    from perceptual_audio import reference_metrics as rm
-
     return measure_many(
         rm.dnsmos_scores, _dnsmos_columns(), deg, sr, resample_quality=s.resample_quality
     )
 
 
 def _dnsmos_clean(ref, deg, sr, s: MetricSettings) -> dict[str, Measurement]:
-    from perceptual_audio import reference_metrics as rm
-
     return measure_many(
         rm.dnsmos_scores,
         _dnsmos_columns(CLEAN_SUFFIX),
@@ -451,7 +529,7 @@ CLASSIC_METRICS = tuple(n for n, s in CATALOGUE.items() if s.kind == KIND_CLASSI
 def embedding_specs(model: str) -> tuple[MetricSpec, ...]:
     """The generated catalogue entries of one embedding model (``<model>_cosine``, ...,
     then the model's declared extra metrics such as ``cdpam_distance``)."""
-    cls = _model_class(model)
+    cls = registered_model_class(model)
     display = cls.label() if cls is not None else model.replace("_", " ")
     rate = cls.sample_rate if cls is not None else None
     package = cls.metric_package if cls is not None else None
@@ -487,7 +565,7 @@ def embedding_specs(model: str) -> tuple[MetricSpec, ...]:
 
 def model_display_name(model: str) -> str:
     """The display name of a model (its registered ``display_name``; else the key)."""
-    cls = _model_class(model)
+    cls = registered_model_class(model)
     return cls.label() if cls is not None else model.replace("_", " ")
 
 

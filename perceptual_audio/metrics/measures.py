@@ -3,24 +3,25 @@
 from __future__ import annotations
 
 import functools
-import importlib.metadata
 import logging
 import math
 import os
 import warnings
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 
 from perceptual_audio.errors import MetricError, ParameterError
+from perceptual_audio.metrics.signal import (
+    Measurement,
+    as_signal,
+    check_not_silent,
+    common_length,
+    measure,
+)
 
 logger = logging.getLogger(__name__)
 
-
-#: Status text of a successful measurement.
-STATUS_OK = "ok"
 
 #: Sample rate (Hz) of wide-band PESQ (ITU-T P.862.2); other rates are resampled to it.
 PESQ_WB_SAMPLE_RATE = 16000
@@ -48,123 +49,6 @@ EMBEDDING_METRIC_SUFFIXES = ("cosine", "cosine_pooled", "l2")
 #: 0.999 + 4 / (1 + e^(a x + b)), which lies in (0.999, 4.999) whatever x is (the raw range
 #: [-0.5, 4.5] is not enforced: scores below 1.04 occur). The catalogue's PESQ bounds.
 PESQ_MOS_LQO_RANGE = (0.999, 4.999)
-
-
-@dataclass(frozen=True)
-class Measurement:
-    """One metric on one pair: ``value`` (NaN on failure) and ``status`` (``"ok"`` or why)."""
-
-    value: float
-    status: str = STATUS_OK
-
-    @property
-    def ok(self) -> bool:
-        return self.status == STATUS_OK
-
-
-@dataclass(frozen=True)
-class MetricSettings:
-    """Settings of the audio metrics; each group's share of them keys its cached cells.
-
-    Attributes
-    ----------
-    pesq_nb_sample_rate : int
-        Hz; 16000 (P.862 on the 16 kHz audio, default) or 8000 (resampled to the narrow-band rate).
-    resample_quality : str
-        soxr recipe used when a signal must be resampled for a metric.
-    visqol_speech_model : str
-        ViSQOL speech mode's quality mapping: ``lattice`` (the C++ default) or ``exponential``.
-    """
-
-    pesq_nb_sample_rate: int = PESQ_NB_SAMPLE_RATE
-    resample_quality: str = "VHQ"
-    visqol_speech_model: str = "lattice"
-
-    def __post_init__(self) -> None:
-        if self.pesq_nb_sample_rate not in PESQ_NB_SAMPLE_RATES:
-            raise ParameterError(
-                f"pesq_nb_sample_rate must be one of {PESQ_NB_SAMPLE_RATES} Hz, "
-                f"got {self.pesq_nb_sample_rate}"
-            )
-        from perceptual_audio.reference_metrics import VISQOL_SPEECH_MODELS
-
-        if self.visqol_speech_model not in VISQOL_SPEECH_MODELS:
-            raise ParameterError(
-                f"visqol_speech_model must be one of {VISQOL_SPEECH_MODELS}, "
-                f"got {self.visqol_speech_model!r}"
-            )
-
-    def as_dict(self) -> dict[str, Any]:
-        """Settings plus the versions of the libraries that compute them."""
-        from perceptual_audio.metrics.catalogue import AUDIO_GROUPS  # the groups use the settings
-
-        d = asdict(self)
-        for package in sorted({p for g in AUDIO_GROUPS.values() for p in g.packages}):
-            d[f"{package}_version"] = _version(package)
-        return d
-
-
-#: The former name (stage 3 once had only the classic metrics).
-ClassicSettings = MetricSettings
-
-
-def _version(package: str) -> str | None:
-    try:
-        return importlib.metadata.version(package)
-    except importlib.metadata.PackageNotFoundError:
-        return None
-
-
-# -- wrappers -------------------------------------------------------------------------------
-def measure(func: Callable[..., float], *args: Any, **kwargs: Any) -> Measurement:
-    """Call a metric function; a failure becomes ``Measurement(nan, reason)``.
-
-    :class:`MetricError` carries its own reason; any other exception (raised inside a
-    metric library) is reported as ``"<ExceptionType>: <message>"`` and logged.
-    """
-    try:
-        value = float(func(*args, **kwargs))
-    except MetricError as e:
-        return Measurement(math.nan, _one_line(str(e)))
-    except Exception as e:  # a library error on one pair never stops the others
-        logger.debug("metric %s failed", getattr(func, "__name__", func), exc_info=True)
-        return Measurement(math.nan, _one_line(f"{type(e).__name__}: {e}"))
-    if math.isnan(value):
-        return Measurement(math.nan, "the metric returned NaN")
-    return Measurement(value)
-
-
-def _one_line(text: str) -> str:
-    return " ".join(text.split()) or "unknown error"
-
-
-def _as_signal(x: np.ndarray, name: str) -> np.ndarray:
-    x = np.asarray(x)
-    if x.ndim != 1:
-        raise ParameterError(f"{name} must be a mono (n,) array, got shape {x.shape}")
-    if x.size == 0:
-        raise MetricError(f"the {name} signal is empty")
-    if not np.all(np.isfinite(x)):
-        raise MetricError(f"the {name} signal holds NaN or infinite samples")
-    return x
-
-
-def _check_not_silent(x: np.ndarray, name: str) -> None:
-    if not np.any(x):
-        raise MetricError(f"the {name} signal is digital silence (all samples are 0)")
-
-
-def common_length(reference: np.ndarray, degraded: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Both signals cut to the shorter length (STOI and SI-SDR compare sample by sample)."""
-    n = min(len(reference), len(degraded))
-    if len(reference) != len(degraded):
-        logger.debug(
-            "signals differ in length (%d vs %d samples): comparing the first %d",
-            len(reference),
-            len(degraded),
-            n,
-        )
-    return reference[:n], degraded[:n]
 
 
 # -- classic metrics ------------------------------------------------------------------------
@@ -211,10 +95,10 @@ def pesq_score(
         raise ParameterError(f"wide-band PESQ runs at 16000 Hz only, got {pesq_sample_rate}")
     if pesq_sample_rate not in PESQ_NB_SAMPLE_RATES:
         raise ParameterError(f"PESQ runs at 8000 or 16000 Hz, got {pesq_sample_rate}")
-    reference = _as_signal(reference, "reference")
-    degraded = _as_signal(degraded, "degraded")
-    _check_not_silent(reference, "reference")
-    _check_not_silent(degraded, "degraded")
+    reference = as_signal(reference, "reference")
+    degraded = as_signal(degraded, "degraded")
+    check_not_silent(reference, "reference")
+    check_not_silent(degraded, "degraded")
     if sample_rate != pesq_sample_rate:
         from perceptual_audio.audio_io import resample
 
@@ -256,9 +140,9 @@ def stoi_score(
     from pystoi import stoi
 
     name = "ESTOI" if extended else "STOI"
-    reference = _as_signal(reference, "reference")
-    degraded = _as_signal(degraded, "degraded")
-    _check_not_silent(reference, "reference")
+    reference = as_signal(reference, "reference")
+    degraded = as_signal(degraded, "degraded")
+    check_not_silent(reference, "reference")
     reference, degraded = common_length(reference, degraded)
     state = np.random.get_state()  # noqa: NPY002
     np.random.seed(ESTOI_DITHER_SEED)  # noqa: NPY002 -- pystoi draws from the global generator
@@ -298,8 +182,8 @@ def si_sdr(reference: np.ndarray, degraded: np.ndarray) -> float:
     MetricError
         If either signal is constant (zero energy after removing its mean).
     """
-    reference = _as_signal(reference, "reference")
-    degraded = _as_signal(degraded, "degraded")
+    reference = as_signal(reference, "reference")
+    degraded = as_signal(degraded, "degraded")
     reference, degraded = common_length(reference, degraded)
     r = reference.astype(np.float64) - np.mean(reference, dtype=np.float64)
     d = degraded.astype(np.float64) - np.mean(degraded, dtype=np.float64)
@@ -322,54 +206,6 @@ def si_sdr(reference: np.ndarray, degraded: np.ndarray) -> float:
     return 10.0 * math.log10(target_energy / noise_energy)
 
 
-def classic_metrics(
-    reference: np.ndarray,
-    degraded: np.ndarray,
-    sample_rate: int,
-    settings: ClassicSettings | None = None,
-) -> dict[str, Measurement]:
-    """PESQ-WB, PESQ-NB, STOI, ESTOI and SI-SDR of one pair.
-
-    Parameters
-    ----------
-    reference, degraded : np.ndarray [shape=(n,)]
-        At ``sample_rate`` Hz.
-    sample_rate : int
-        Hz.
-    settings : ClassicSettings or None
-        Defaults when None.
-
-    Returns
-    -------
-    dict
-        :data:`CLASSIC_METRICS` name -> :class:`Measurement`.
-    """
-    s = settings or ClassicSettings()
-    return {
-        "pesq_wb": measure(
-            pesq_score,
-            reference,
-            degraded,
-            sample_rate,
-            mode="wb",
-            resample_quality=s.resample_quality,
-        ),
-        "pesq_nb": measure(
-            pesq_score,
-            reference,
-            degraded,
-            sample_rate,
-            mode="nb",
-            pesq_sample_rate=s.pesq_nb_sample_rate,
-            resample_quality=s.resample_quality,
-        ),
-        "stoi": measure(stoi_score, reference, degraded, sample_rate),
-        "estoi": measure(stoi_score, reference, degraded, sample_rate, extended=True),
-        "si_sdr": measure(si_sdr, reference, degraded),
-    }
-
-
-# -- embedding metrics ----------------------------------------------------------------------
 def _as_embedding(e: np.ndarray, name: str) -> np.ndarray:
     e = np.asarray(e)
     if e.ndim != 2:
@@ -481,7 +317,7 @@ def _embedder_on(model: str, device: str) -> Any:
     return embedder
 
 
-def _model_class(model: str) -> Any:
+def registered_model_class(model: str) -> Any:
     """The registered class of ``model``, or None (a table may name a model no longer
     registered: its columns still get a neutral catalogue entry)."""
     from perceptual_audio.embeddings.base import model_class
@@ -495,7 +331,7 @@ def _model_class(model: str) -> Any:
 def extra_metrics(model: str) -> tuple[Any, ...]:
     """The :class:`~perceptual_audio.embeddings.base.ExtraMetric` declarations of ``model``
     (none for a model that is not registered)."""
-    cls = _model_class(model)
+    cls = registered_model_class(model)
     return cls.extra_metrics if cls is not None else ()
 
 
@@ -518,40 +354,4 @@ def extra_metric_value(
 def extras_from_audio(model: str, waveform: np.ndarray, sample_rate: int) -> dict[str, np.ndarray]:
     """``model``'s extra arrays of one file computed from its audio (the fallback when stage 2
     stored none)."""
-    return model_embedder(model).extras_from_audio(_as_signal(waveform, "audio"), sample_rate)
-
-
-def cdpam_distance(clip_ref: np.ndarray, clip_deg: np.ndarray) -> float:
-    """CDPAM's learned distance (Manocha et al., ICASSP 2021) from two clip embeddings.
-
-    Parameters
-    ----------
-    clip_ref, clip_deg : np.ndarray [shape=(512,)]
-        CDPAM clip-level acoustic embeddings of the reference and of the degraded file
-        (stage 2's ``<stem>.clip.npy``, or :func:`cdpam_clip_embedding`).
-
-    Returns
-    -------
-    float
-        >= 0; 0 for identical audio, larger for more audible differences. Equals
-        ``cdpam.CDPAM().forward`` on the two clips (see
-        :meth:`perceptual_audio.embeddings.cdpam.CDPAMEmbedder.distance_from_embeddings`).
-    """
-    (distance,) = extra_metrics("cdpam")  # its name is the model's declaration
-    return extra_metric_value("cdpam", distance.name, {"clip": clip_ref}, {"clip": clip_deg})
-
-
-def cdpam_clip_embedding(waveform: np.ndarray, sample_rate: int) -> np.ndarray:
-    """CDPAM clip embedding of audio (the fallback when stage 2 stored none).
-
-    Parameters
-    ----------
-    waveform : np.ndarray [shape=(n,)]
-        Mono audio in [-1, 1] at ``sample_rate`` Hz; prepared as ``cdpam.load_audio`` does
-        (22.05 kHz, int16 grid).
-
-    Returns
-    -------
-    np.ndarray [shape=(512,), dtype=float32]
-    """
-    return extras_from_audio("cdpam", waveform, sample_rate)["clip"]
+    return model_embedder(model).extras_from_audio(as_signal(waveform, "audio"), sample_rate)

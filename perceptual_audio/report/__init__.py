@@ -12,13 +12,13 @@ Three layers, each usable alone:
    :class:`~perceptual_audio.errors.SchemaError` naming the file, the expected and the received
    columns.
 3. **Writing** -- :func:`build_report` turns a :class:`StudyResults` (plus the figure files made
-   by :mod:`perceptual_audio.plots`) into a list of :class:`Section`; :func:`render_text` and
+   by :mod:`perceptual_audio.report.plots`) into a list of :class:`Section`; :func:`render_text` and
    :func:`render_html` render the same sections, so the two reports always say the same thing.
    The HTML is one self-contained file: figures as ``data:`` URIs, inline CSS, a few lines of
    inline JavaScript to sort tables, no remote resources.
 
 The package, in import order: :mod:`.vocabulary`, :mod:`.loading`, :mod:`.elements`,
-:mod:`.findings`, :mod:`.tables`, :mod:`.listeners`, :mod:`.sections`, :mod:`.render`. It does not import matplotlib (only :mod:`perceptual_audio.plots` does).
+:mod:`.findings`, :mod:`.tables`, :mod:`.listeners`, :mod:`.sections`, :mod:`.render`. It does not import matplotlib (only :mod:`perceptual_audio.report.plots` does).
 """
 
 from __future__ import annotations

@@ -49,7 +49,7 @@ class Table:
 
 @dataclass
 class FigureBlock:
-    """A figure file (PNG or SVG) made by :mod:`perceptual_audio.plots`; figures of one
+    """A figure file (PNG or SVG) made by :mod:`perceptual_audio.report.plots`; figures of one
     ``group`` are shown under one sub-heading."""
 
     path: Path

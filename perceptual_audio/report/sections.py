@@ -6,6 +6,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
+from perceptual_audio.report import content as report_content
 from perceptual_audio.report.elements import (
     Bullets,
     Cell,
@@ -56,10 +57,8 @@ def build_report(
     """The report's sections, in order; rendered by :func:`render_text` and :func:`render_html`.
 
     ``listen``: the blocks of the audio-examples section
-    (:func:`perceptual_audio.report_audio.audio_examples_blocks`), shown after the key findings.
+    (:func:`perceptual_audio.report.audio.audio_examples_blocks`), shown after the key findings.
     """
-    from perceptual_audio import report_content
-
     notes = [Paragraph(n, note=True) for n in results.notes]
     n_rec = int(results.pairs["reference_path"].nunique())
     min_rec = _min_recordings_for_ci()

@@ -15,22 +15,12 @@ import logging
 import os
 import time
 from collections import defaultdict
-from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
-from perceptual_audio import cli
+from perceptual_audio import cli, listening
 from perceptual_audio.audio_io import (
     AUDIO_EXTENSIONS,
-    CLIP_RUN_SAMPLES,
-    SOXR_QUALITY,
-    audio_info,
     find_audio_files,
-    full_scale_run,
-    is_silent,
-    load_audio,
-    save_wav,
 )
 from perceptual_audio.errors import OutputConflictError, PerceptualAudioError, SchemaError
 from perceptual_audio.files import (
@@ -40,91 +30,24 @@ from perceptual_audio.files import (
     same_or_inside,
     sha256_file,
 )
-from perceptual_audio.manifest import ManifestRow, manifest_path, read_manifest, replace_kind
+from perceptual_audio.manifest import (
+    ManifestRow,
+    manifest_path,
+    read_manifest,
+    replace_kind,
+    write_manifest,
+)
+from perceptual_audio.stages import listening_import
+from perceptual_audio.stages.convert_items import (
+    CLEAN_DIR,
+    STAGE,
+    ConvertJob,
+    conversion_settings,
+    convert_file,
+    prune_empty_dirs,
+)
 
 logger = logging.getLogger(__name__)
-
-STAGE = "audio_conversion"
-CLEAN_DIR = "clean"
-#: Inputs shorter than this (seconds) are converted but flagged ``short``.
-SHORT_SECONDS = 0.5
-
-
-@dataclass(frozen=True)
-class ConvertJob:
-    """One input file to convert (picklable, for the worker processes)."""
-
-    input_path: str
-    source: str  # input path relative to the input root (POSIX)
-    output_path: str
-    rel_output: str  # output path relative to the output root (POSIX)
-    sample_rate: int
-    source_sha256: str
-
-
-def conversion_settings(sample_rate: int) -> dict:
-    """The parameters that decide a conversion's output (a change redoes every file)."""
-    return {
-        "target_sample_rate": int(sample_rate),
-        "downmix": "mean of channels",
-        "resampler": "soxr",
-        "soxr_quality": SOXR_QUALITY,
-        "output_format": "WAV float32",
-    }
-
-
-def convert_file(job: ConvertJob) -> ManifestRow:
-    """Convert one file and return its manifest row (raises on bad input, writes atomically)."""
-    info = audio_info(job.input_path)
-    y, sr = load_audio(job.input_path, sample_rate=job.sample_rate, mono=True)
-    peak = float(np.max(np.abs(y))) if len(y) else 0.0
-    flags = []
-    duration = len(y) / sr
-    if duration < SHORT_SECONDS:
-        flags.append("short")
-    if is_silent(y):  # converted all the same, flagged (audio_io.SILENCE_DBFS)
-        flags.append("silent")
-    run = full_scale_run(job.input_path)
-    if run >= CLIP_RUN_SAMPLES:
-        flags.append("clipped")
-        logger.warning(
-            "%s: %d consecutive samples at full scale: the input was probably clipped "
-            "before it reached this tool (flagged 'clipped')",
-            job.input_path,
-            run,
-        )
-    if peak > 1.0:
-        flags.append("clipped_peak")
-        logger.warning(
-            "%s: peak %.3f (%.2f dBFS) is above full scale after resampling; kept "
-            "unclipped in the float WAV",
-            job.input_path,
-            peak,
-            20 * np.log10(peak),
-        )
-    save_wav(job.output_path, y, sr)
-    settings = conversion_settings(job.sample_rate)
-    params = {
-        **settings,
-        "settings_digest": params_digest(settings),
-        "input_sample_rate": int(info.samplerate),
-        "input_channels": int(info.channels),
-        "input_format": info.format,
-        "input_subtype": info.subtype,
-        "input_frames": int(info.frames),
-        "peak": round(peak, 6),
-    }
-    return ManifestRow.make(
-        job.rel_output,
-        kind="clean",
-        source=job.source,
-        parameters=params,
-        sample_rate=sr,
-        duration=duration,
-        sha256=sha256_file(job.output_path),
-        source_sha256=job.source_sha256,
-        flags=flags,
-    )
 
 
 def _is_up_to_date(row: ManifestRow | None, job: ConvertJob, output_root: Path) -> bool:
@@ -165,9 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--sr", type=cli.positive_int, default=16000, metavar="HZ", help="output sample rate in Hz"
     )
-    from perceptual_audio import listening
-
-    listening.add_import_arguments(parser)
+    listening_import.add_import_arguments(parser)
     cli.add_common_arguments(parser)
     return parser
 
@@ -175,9 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     """Run stage 1 with parsed arguments; returns the exit status."""
     if getattr(args, "listening_test", None) is not None:
-        from perceptual_audio import listening
-
-        return listening.run_import(args)
+        return listening_import.run_import(args)
     t0 = time.perf_counter()
     input_root: Path = args.input
     output_root: Path = args.output
@@ -281,7 +200,7 @@ def run(args: argparse.Namespace) -> int:
             stale.unlink()
             removed += 1
             logger.info("removed %s (its input disappeared, changed or now fails)", stale)
-    _prune_empty_dirs(clean_root)
+    prune_empty_dirs(clean_root)
 
     replace_kind(output_root, "clean", rows)
     removed += _drop_listening_test(output_root)
@@ -317,8 +236,6 @@ def run(args: argparse.Namespace) -> int:
 def _drop_listening_test(output_root: Path) -> int:
     """A run without ``--listening-test`` removes an earlier import (its rated files, their
     manifest rows and ``ratings.csv``): stage 1 owns them. Returns the files removed."""
-    from perceptual_audio import listening
-    from perceptual_audio.manifest import write_manifest
 
     rows = read_manifest(output_root)
     imported = [r for r in rows if listening.is_imported(r)]
@@ -330,23 +247,13 @@ def _drop_listening_test(output_root: Path) -> int:
             removed += 1
     if imported:
         write_manifest(output_root, [r for r in rows if not listening.is_imported(r)])
-        _prune_empty_dirs(output_root / "degraded")
+        prune_empty_dirs(output_root / "degraded")
         logger.info("removed %d file(s) of an earlier listening-test import", len(imported))
     ratings = output_root / listening.RATINGS_NAME
     if ratings.exists():
         ratings.unlink()
         removed += 1
     return removed
-
-
-def _prune_empty_dirs(root: Path) -> None:
-    if not root.is_dir():
-        return
-    for d in sorted(
-        (p for p in root.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True
-    ):
-        if not any(d.iterdir()):
-            d.rmdir()
 
 
 @cli.stage_entry("audio_conversion.py")

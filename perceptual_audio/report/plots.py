@@ -33,12 +33,14 @@ from scipy import stats as sps  # noqa: E402
 
 from perceptual_audio.errors import ParameterError  # noqa: E402
 from perceptual_audio.files import atomic_path  # noqa: E402
-from perceptual_audio.report import (  # noqa: E402
+from perceptual_audio.report.findings import (
+    lookup_correlation,
+)
+from perceptual_audio.report.vocabulary import (
     METHOD_NAME,
     METHOD_SYMBOL,
     SCOPE_ALL,
     condition_label,
-    lookup_correlation,
     metric_info,
 )
 

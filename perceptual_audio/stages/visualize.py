@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from perceptual_audio import cli, listening, report_audio, report_content, shards
+from perceptual_audio import cli, listening, shards
 from perceptual_audio import report as report_module
 from perceptual_audio.errors import PerceptualAudioError
 from perceptual_audio.files import sha256_file, write_text_if_changed
@@ -44,6 +44,8 @@ from perceptual_audio.report import (
     render_html,
     render_text,
 )
+from perceptual_audio.report import audio as report_audio
+from perceptual_audio.report import content as report_content
 from perceptual_audio.results import (
     CORRELATIONS_NAME,
     MONOTONICITY_NAME,
@@ -186,7 +188,7 @@ GROUP_FAMILY = "One degradation family at a time"
 
 
 def plots_module_path() -> Path:
-    """Source file of :mod:`perceptual_audio.plots` (found without importing matplotlib)."""
+    """Source file of :mod:`perceptual_audio.report.plots` (found without importing matplotlib)."""
     return Path(__file__).with_name("plots.py")
 
 
@@ -196,9 +198,8 @@ def figure_plan(results: StudyResults) -> list[tuple[str, str, str, Any]]:
     ``builder`` is a zero-argument callable returning a matplotlib Figure; plots is imported
     here, lazily, so that ``--help`` stays fast.
     """
-    from perceptual_audio import plots
+    from perceptual_audio.report import plots
 
-    # +inf (SI-SDR of an exact copy) cannot be drawn or correlated: leave it out of figures.
     pairs = results.pairs.replace([float("inf"), float("-inf")], float("nan"))
     summary, corr = results.summary, results.correlations
     families, order = results.families, results.level_order
@@ -284,8 +285,7 @@ def figure_plan(results: StudyResults) -> list[tuple[str, str, str, Any]]:
 def listener_figure_plan(results: StudyResults, pairs: Any) -> list[tuple[str, str, str, Any]]:
     """The listener figures (forest plot, headline metrics against the rating); [] without
     ratings. They are shown in the report's listener section."""
-    from perceptual_audio import plots
-    from perceptual_audio.report import LISTENER_FIGURE_GROUP
+    from perceptual_audio.report import LISTENER_FIGURE_GROUP, plots
 
     agreement = results.listening
     if agreement is None or agreement.empty:
@@ -376,7 +376,7 @@ def run_stage(args: argparse.Namespace) -> int:
         return cli.EXIT_OK
 
     output_dir.mkdir(parents=True, exist_ok=True)
-    from perceptual_audio import plots
+    from perceptual_audio.report import plots
 
     figures: list[FigureBlock] = []
     failed: list[str] = []

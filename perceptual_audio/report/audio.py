@@ -30,11 +30,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from perceptual_audio.report import (
-    REFERENCE_METRICS,
+from perceptual_audio.report.elements import (
     HtmlBlock,
     Paragraph,
+)
+from perceptual_audio.report.loading import (
     StudyResults,
+)
+from perceptual_audio.report.vocabulary import (
+    REFERENCE_METRICS,
     condition_label,
     fmt,
     metric_info,

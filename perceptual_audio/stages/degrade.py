@@ -12,7 +12,7 @@ is missing or altered; outputs of selections or clean files no longer present ar
 ``--force`` regenerates everything.
 
 ``extract_embeddings.py`` calls :func:`add_degradation_arguments` and
-:func:`run_degradations`; ``python -m perceptual_audio.degrade_stage`` runs this half alone.
+:func:`run_degradations`; ``python -m perceptual_audio.stages.degrade`` runs this half alone.
 """
 
 from __future__ import annotations
@@ -338,7 +338,7 @@ def add_degradation_arguments(parser: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     """Parser for running the degradation half alone."""
     parser = argparse.ArgumentParser(
-        prog="python -m perceptual_audio.degrade_stage",
+        prog="python -m perceptual_audio.stages.degrade",
         formatter_class=cli.HelpFormatter,
         description="Stage 2, first half: degrade every clean file of stage 1 and record each "
         "output in INPUT_DIR/manifest.csv.",
@@ -661,7 +661,7 @@ def _remove_stale_outputs(root: Path, *, keep: set[str]) -> int:
     return removed
 
 
-@cli.stage_entry("python -m perceptual_audio.degrade_stage")
+@cli.stage_entry("python -m perceptual_audio.stages.degrade")
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     cli.setup_logging(args)

@@ -719,7 +719,7 @@ def _shard_audio_rows(
     """The files of ``shard``, in manifest order: its clean files and the degraded files made
     from them, those of its degradation fragment when this shard degraded them (the manifest
     lists them only after the merge), else the manifest's."""
-    from perceptual_audio.degrade_stage import shard_rows
+    from perceptual_audio.stages.degrade import shard_rows
 
     try:
         fragment = shard_rows(audio_dir, shard)
@@ -806,9 +806,9 @@ def _report(results: list[ModelResult]) -> int:
     return cli.EXIT_OK
 
 
-@cli.stage_entry("python -m perceptual_audio.embed_stage")
+@cli.stage_entry("python -m perceptual_audio.stages.embed")
 def main(argv: list[str] | None = None) -> int:
-    """Stand-alone entry point: ``python -m perceptual_audio.embed_stage --input-dir ...``."""
+    """Stand-alone entry point: ``python -m perceptual_audio.stages.embed --input-dir ...``."""
     args = build_parser().parse_args(argv)
     cli.setup_logging(args)
     return run_embeddings(args)

@@ -58,7 +58,7 @@ from perceptual_audio.embedding_manifest import (
 from perceptual_audio.embeddings.base import model_names
 from perceptual_audio.errors import FolderConflictError, PerceptualAudioError, SchemaError
 from perceptual_audio.files import params_digest, sha256_file, write_text_if_changed
-from perceptual_audio.reference_metrics import VISQOL_SPEECH_MODELS  # no heavy import
+from perceptual_audio.metrics.reference import VISQOL_SPEECH_MODELS  # no heavy import
 from perceptual_audio.results import (
     CORRELATIONS_NAME,
     LEADING_COLUMNS,
@@ -69,7 +69,7 @@ from perceptual_audio.results import (
     read_previous_pairs,
     write_pair_table,
 )
-from perceptual_audio.scoring import (
+from perceptual_audio.stages.scoring import (
     ModelJob,
     PairJob,
     PairScores,
@@ -431,7 +431,7 @@ def score_plan(plan: WorkPlan, args: argparse.Namespace) -> dict[str, int]:
             names = [c for g in job.groups for c in metrics.AUDIO_GROUPS[g].columns]
             for mj in job.models:
                 names += model_metric_names(mj.model)
-            reason = metrics._one_line(oc.error or "failed")
+            reason = metrics.one_line(oc.error or "failed")
             scores = PairScores({n: (math.nan, reason) for n in names}, frozenset(names))
         if isinstance(i, str):  # a clean file: its cells go to every pair of that file
             done = plan.clean_cells.setdefault(i, {})

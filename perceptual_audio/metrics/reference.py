@@ -32,7 +32,9 @@ from typing import Any
 
 import numpy as np
 
-from perceptual_audio.errors import ParameterError
+from perceptual_audio.audio_io import resample
+from perceptual_audio.errors import MetricError, ParameterError
+from perceptual_audio.metrics.signal import as_signal, check_not_silent, common_length
 
 logger = logging.getLogger(__name__)
 
@@ -62,14 +64,10 @@ class _Unavailable(RuntimeError):
 def _resampled(x: np.ndarray, sample_rate: int, target: int, quality: str) -> np.ndarray:
     if sample_rate == target:
         return x
-    from perceptual_audio.audio_io import resample
-
     return resample(x, sample_rate, target, quality=quality)
 
 
 def _check_length(x: np.ndarray, sample_rate: int, name: str, metric: str) -> None:
-    from perceptual_audio.errors import MetricError
-
     if len(x) < MIN_SECONDS * sample_rate:
         raise MetricError(
             f"{metric} needs at least {MIN_SECONDS:g} s of audio; the {name} signal has "
@@ -80,12 +78,10 @@ def _check_length(x: np.ndarray, sample_rate: int, name: str, metric: str) -> No
 def _prepare_pair(
     reference: np.ndarray, degraded: np.ndarray, sample_rate: int, metric: str
 ) -> tuple[np.ndarray, np.ndarray]:
-    from perceptual_audio.metrics import _as_signal, _check_not_silent
-
-    reference = _as_signal(reference, "reference")
-    degraded = _as_signal(degraded, "degraded")
-    _check_not_silent(reference, "reference")
-    _check_not_silent(degraded, "degraded")
+    reference = as_signal(reference, "reference")
+    degraded = as_signal(degraded, "degraded")
+    check_not_silent(reference, "reference")
+    check_not_silent(degraded, "degraded")
     _check_length(reference, sample_rate, "reference", metric)
     _check_length(degraded, sample_rate, "degraded", metric)
     return reference, degraded
@@ -207,8 +203,6 @@ def zimtohrli_distance(
     float
         >= 0; 0 for identical audio, larger for more audible differences.
     """
-    from perceptual_audio.metrics import common_length
-
     reference, degraded = _prepare_pair(reference, degraded, sample_rate, "Zimtohrli")
     reference, degraded = common_length(reference, degraded)
     ref = _resampled(reference, sample_rate, ZIMTOHRLI_SAMPLE_RATE, resample_quality)
@@ -317,10 +311,8 @@ def dnsmos_scores(
     MetricError
         Silence, or less than :data:`MIN_SECONDS` of audio.
     """
-    from perceptual_audio.metrics import _as_signal, _check_not_silent
-
-    x = _as_signal(waveform, "degraded")
-    _check_not_silent(x, "degraded")
+    x = as_signal(waveform, "degraded")
+    check_not_silent(x, "degraded")
     _check_length(x, sample_rate, "degraded", "DNSMOS")
     x = _resampled(x, sample_rate, DNSMOS_SAMPLE_RATE, resample_quality).astype(np.float32)
     return _dnsmos_model()(x)

@@ -1,7 +1,7 @@
 """Stage 2 entry point: degradations first, then embeddings.
 
-``extract_embeddings.py`` = :mod:`perceptual_audio.degrade_stage` (writes
-``test_audio/degraded/...``) followed by :mod:`perceptual_audio.embed_stage` (writes
+``extract_embeddings.py`` = :mod:`perceptual_audio.stages.degrade` (writes
+``test_audio/degraded/...``) followed by :mod:`perceptual_audio.stages.embed` (writes
 ``<model>_embeddings/...``). ``--models none`` runs only the degradation half.
 """
 
@@ -12,7 +12,9 @@ import logging
 import sys
 import time
 
-from perceptual_audio import cli, degrade_stage, embed_stage, shards
+from perceptual_audio import cli, shards
+from perceptual_audio.stages import degrade as degrade_stage
+from perceptual_audio.stages import embed as embed_stage
 
 logger = logging.getLogger(__name__)
 

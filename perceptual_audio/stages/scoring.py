@@ -1,7 +1,7 @@
 """Stage 3's workers: the cells of one pair (or of one clean file), computed in a worker
 process from a picklable :class:`PairJob` (:func:`score_pair`).
 
-:mod:`perceptual_audio.metrics_stage` plans the jobs, runs them with ``cli.parallel_map`` and
+:mod:`perceptual_audio.stages.score` plans the jobs, runs them with ``cli.parallel_map`` and
 writes the tables; this module is what each worker imports (no pandas).
 """
 
@@ -70,7 +70,7 @@ def key_column(name: str) -> str:
 
 
 def _failed(names: Sequence[str], reason: str) -> dict[str, metrics.Measurement]:
-    return {n: metrics.Measurement(math.nan, metrics._one_line(reason)) for n in names}
+    return {n: metrics.Measurement(math.nan, metrics.one_line(reason)) for n in names}
 
 
 @contextlib.contextmanager
@@ -100,7 +100,7 @@ def _limit_worker_blas() -> None:
     if _WORKER_LIMITED or multiprocessing.parent_process() is None:
         return
     _WORKER_LIMITED = True
-    from perceptual_audio.reference_metrics import limit_threads
+    from perceptual_audio.metrics.reference import limit_threads
 
     limit_threads()
     try:
@@ -225,13 +225,13 @@ def _extra_cells(
             return all_failed(f"cannot read {display} {'/'.join(keys)} embedding: {e}"), True
     else:  # no stored extras: the model on the audio (slow; the reference is cached per worker)
         if audio is None:
-            return all_failed(metrics._one_line(audio_problem or "no audio")), True
+            return all_failed(metrics.one_line(audio_problem or "no audio")), True
         y_ref, y_deg, sr = audio
         try:
             ref = _cached_extras(mj.model, mj.reference, y_ref, sr)
             deg = metrics.extras_from_audio(mj.model, y_deg, sr)
         except Exception as e:  # model missing or failing: these cells only
-            return all_failed(metrics._one_line(f"{display}: {type(e).__name__}: {e}")), True
+            return all_failed(metrics.one_line(f"{display}: {type(e).__name__}: {e}")), True
     cells = {n: metrics.measure(metrics.extra_metric_value, mj.model, n, ref, deg) for n in names}
     return cells, False
 

@@ -31,6 +31,8 @@ from perceptual_audio.listening.table import (
     parse_rating_scale,
     read_rating_table,
 )
+from perceptual_audio.stages import convert_items as conversion
+from perceptual_audio.stages.convert_items import ConvertJob, conversion_settings
 
 logger = logging.getLogger(__name__)
 
@@ -158,7 +160,7 @@ def run_import(args: argparse.Namespace) -> int:
     """Stage 1 with ``--listening-test``: convert exactly the table's files; exit status."""
     import time
 
-    from perceptual_audio import cli, conversion
+    from perceptual_audio import cli
     from perceptual_audio import degradations as deg
     from perceptual_audio.files import remove_stale_temporaries, same_or_inside, sha256_file
     from perceptual_audio.manifest import ManifestRow, read_manifest, write_manifest
@@ -294,7 +296,7 @@ def run_import(args: argparse.Namespace) -> int:
             removed += 1
             logger.info("removed %s (not in %s, or its conversion failed)", stale, test_path)
     for sub in ("clean", "degraded"):
-        conversion._prune_empty_dirs(output_root / sub)
+        conversion.prune_empty_dirs(output_root / sub)
     write_manifest(output_root, clean_rows + imported_rows + kept_stage2)
     write_ratings(output_root / RATINGS_NAME, kept_ratings)
     for src, msg in dict.fromkeys(failures):
@@ -340,8 +342,6 @@ def run_import(args: argparse.Namespace) -> int:
 def _convert_job(
     input_root: Path, output_root: Path, rel: str, out: str, sr: int, digest: str
 ) -> Any:
-    from perceptual_audio.conversion import ConvertJob
-
     return ConvertJob(
         input_path=str(input_root / rel),
         source=rel,
@@ -353,7 +353,6 @@ def _convert_job(
 
 
 def _import_up_to_date(prev: ManifestRow, job: Any, output_root: Path) -> bool:
-    from perceptual_audio.conversion import conversion_settings
     from perceptual_audio.files import params_digest, sha256_file
 
     p = prev.params

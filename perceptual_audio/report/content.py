@@ -28,21 +28,27 @@ import numpy as np
 import pandas as pd
 
 from perceptual_audio.errors import PerceptualAudioError
-from perceptual_audio.report import (
+from perceptual_audio.report.elements import (
+    Cell,
+    Paragraph,
+    Table,
+    _ci_cell,
+)
+from perceptual_audio.report.findings import (
+    Correlation,
+    agreement,
+    classify_agreement,
+    lookup_correlation,
+)
+from perceptual_audio.report.loading import (
+    StudyResults,
+)
+from perceptual_audio.report.vocabulary import (
     PRIMARY_METHOD,
     REFERENCE_METRICS,
     SCOPE_ALL,
-    Cell,
-    Correlation,
-    Paragraph,
-    StudyResults,
-    Table,
-    _ci_cell,
     _fmt_n,
-    agreement,
-    classify_agreement,
     fmt,
-    lookup_correlation,
     metric_info,
     primary_neural_metrics,
 )
