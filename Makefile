@@ -46,7 +46,7 @@ bench: venv
 	for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
 lint: venv
-	$(PY) -m ruff check . && $(PY) -m ruff format --check .
+	$(PY) -m ruff check . && $(PY) -m ruff format --check . && $(VENV)/bin/lint-imports
 
 # Regenerate the bundled clips (needs Debian's espeak-ng); the WAVs are committed.
 audio: venv

@@ -6,7 +6,7 @@ import argparse
 import logging
 import time
 
-from perceptual_audio import cli
+from perceptual_audio.stages import cli
 
 
 def test_progress_line_gives_done_total_rate_and_eta():

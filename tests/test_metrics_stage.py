@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 from pesq import pesq
 
-from perceptual_audio import cli, metrics
+from perceptual_audio import metrics
 from perceptual_audio import results as results_format
 from perceptual_audio.audio_io import load_audio, save_wav
 from perceptual_audio.embedding_manifest import EMBEDDING_COLUMNS
@@ -26,6 +26,7 @@ from perceptual_audio.manifest import (
     level_order_of,
     write_manifest,
 )
+from perceptual_audio.stages import cli
 from perceptual_audio.stages import score as metrics_stage
 
 SR = 16000

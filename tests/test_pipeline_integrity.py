@@ -25,13 +25,13 @@ import pytest
 from conftest import REPO_ROOT, speechlike, write_audio
 
 from perceptual_audio import (
-    cli,
     embeddings,
     report,
 )
 from perceptual_audio import results as results_format
 from perceptual_audio.files import LOCK_NAME
 from perceptual_audio.manifest import read_manifest
+from perceptual_audio.stages import cli
 from perceptual_audio.stages import convert as conversion
 from perceptual_audio.stages import extract as extract_stage
 from perceptual_audio.stages import score as metrics_stage

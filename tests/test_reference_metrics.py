@@ -25,11 +25,12 @@ import pandas as pd
 import pytest
 from conftest import REPO_ROOT, sine
 
-from perceptual_audio import cli, metrics, stats
+from perceptual_audio import metrics, stats
 from perceptual_audio import results as results_format
 from perceptual_audio.audio_io import load_audio
 from perceptual_audio.errors import ParameterError
 from perceptual_audio.metrics import reference as rm
+from perceptual_audio.stages import cli
 from perceptual_audio.stages import score as metrics_stage
 
 #: Google's ViSQOL conformance constants (src/include/conformance.h, version 333).

@@ -25,9 +25,9 @@ import numpy as np
 import pytest
 from conftest import REPO_ROOT, speechlike, write_audio
 
-from perceptual_audio import shards
 from perceptual_audio.files import LOCK_NAME
 from perceptual_audio.manifest import read_manifest
+from perceptual_audio.stages import shards
 
 SR = 16000
 DEGRADATIONS = "noise:low,bitrate:low"

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from _visual_fixtures import make_pairs, write_results
 
-from perceptual_audio import cli
+from perceptual_audio.stages import cli
 from perceptual_audio.stages import visualize as visualize_stage
 
 #: Left out of ``make test-fast``: stage 4 drawn and written for each situation.

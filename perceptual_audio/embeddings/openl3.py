@@ -35,7 +35,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from perceptual_audio.cli import positive_float
 from perceptual_audio.embeddings.base import Embedder, ModelOption, register
 from perceptual_audio.embeddings.frontends import (
     OPENL3_SAMPLE_RATE,
@@ -49,6 +48,7 @@ from perceptual_audio.embeddings.weights import (
     register_weight_file,
 )
 from perceptual_audio.errors import ParameterError, WeightsVerificationError
+from perceptual_audio.options import positive_float
 
 logger = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-from perceptual_audio import cli, listening
+from perceptual_audio import listening, options
 from perceptual_audio.audio_io import (
     AUDIO_EXTENSIONS,
     find_audio_files,
@@ -37,7 +37,7 @@ from perceptual_audio.manifest import (
     replace_kind,
     write_manifest,
 )
-from perceptual_audio.stages import listening_import
+from perceptual_audio.stages import cli, listening_import
 from perceptual_audio.stages.convert_items import (
     CLEAN_DIR,
     STAGE,
@@ -86,7 +86,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="output folder: clean/, manifest.csv and run.json go here",
     )
     parser.add_argument(
-        "--sr", type=cli.positive_int, default=16000, metavar="HZ", help="output sample rate in Hz"
+        "--sr",
+        type=options.positive_int,
+        default=16000,
+        metavar="HZ",
+        help="output sample rate in Hz",
     )
     listening_import.add_import_arguments(parser)
     cli.add_common_arguments(parser)

@@ -29,7 +29,6 @@ from typing import Any
 
 import numpy as np
 
-from perceptual_audio import cli, shards
 from perceptual_audio import degradations as deg
 from perceptual_audio.audio_io import load_audio, save_wav
 from perceptual_audio.errors import ParameterError, PerceptualAudioError
@@ -49,6 +48,7 @@ from perceptual_audio.manifest import (
     replace_kind,
     write_manifest,
 )
+from perceptual_audio.stages import cli, shards
 
 logger = logging.getLogger(__name__)
 

@@ -38,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from perceptual_audio import cli, files, shards
+from perceptual_audio import files, options
 from perceptual_audio.audio_io import load_audio, resampled_length
 from perceptual_audio.embedding_manifest import (
     EMBEDDING_COLUMNS,
@@ -64,6 +64,7 @@ from perceptual_audio.files import (
 )
 from perceptual_audio.listening import is_imported
 from perceptual_audio.manifest import ManifestRow, read_manifest
+from perceptual_audio.stages import cli, shards
 
 __all__ = [
     "EMBEDDING_COLUMNS",
@@ -127,7 +128,7 @@ def add_embedding_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--batch-size",
         default=None,
-        type=cli.positive_int,
+        type=options.positive_int,
         metavar="N",
         help="windows/patches per network call, bounds memory (default: each "
         "model's own: OpenL3 8 windows, VGGish 64 patches)",
@@ -221,7 +222,7 @@ class EmbedSettings:
         The parsed command line, as run.json records it.
     shard : Shard or None
         ``--shard K/N``: only the files of that shard, rows to its fragment
-        (:mod:`perceptual_audio.shards`); without it a model folder holding fragments is
+        (:mod:`perceptual_audio.stages.shards`); without it a model folder holding fragments is
         merged.
     """
 

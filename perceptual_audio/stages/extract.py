@@ -12,7 +12,7 @@ import logging
 import sys
 import time
 
-from perceptual_audio import cli, shards
+from perceptual_audio.stages import cli, shards
 from perceptual_audio.stages import degrade as degrade_stage
 from perceptual_audio.stages import embed as embed_stage
 

@@ -160,10 +160,10 @@ def run_import(args: argparse.Namespace) -> int:
     """Stage 1 with ``--listening-test``: convert exactly the table's files; exit status."""
     import time
 
-    from perceptual_audio import cli
     from perceptual_audio import degradations as deg
     from perceptual_audio.files import remove_stale_temporaries, same_or_inside, sha256_file
     from perceptual_audio.manifest import ManifestRow, read_manifest, write_manifest
+    from perceptual_audio.stages import cli
 
     t0 = time.perf_counter()
     input_root, output_root = Path(args.input), Path(args.output)
@@ -325,7 +325,7 @@ def run_import(args: argparse.Namespace) -> int:
             "failures": [{"file": s, "error": m} for s, m in failures],
         },
     )
-    from perceptual_audio import cli
+    from perceptual_audio.stages import cli
 
     cli.stage_summary(  # the closing line every stage prints
         "audio_conversion",

@@ -48,7 +48,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from perceptual_audio import cli, metrics, shards
+from perceptual_audio import metrics, options
 from perceptual_audio.embedding_manifest import (
     ModelSource,
     discover_model,
@@ -69,6 +69,7 @@ from perceptual_audio.results import (
     read_previous_pairs,
     write_pair_table,
 )
+from perceptual_audio.stages import cli, shards
 from perceptual_audio.stages.scoring import (
     ModelJob,
     PairJob,
@@ -165,7 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--bootstrap",
-        type=cli.nonnegative_int,
+        type=options.nonnegative_int,
         default=DEFAULT_BOOTSTRAP,
         metavar="N",
         help="cluster-bootstrap replicates per correlation CI (0: no CIs)",
@@ -762,7 +763,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     return cli.EXIT_OK
 
 
-# -- shards (perceptual_audio.shards) ----------------------------------------------------------
+# -- shards (perceptual_audio.stages.shards) ----------------------------------------------------------
 SHARD_COMMAND = "calculate_metrics.py ... --shard"
 
 

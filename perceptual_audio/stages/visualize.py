@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from perceptual_audio import cli, listening, shards
+from perceptual_audio import listening, options
 from perceptual_audio import report as report_module
 from perceptual_audio.errors import PerceptualAudioError
 from perceptual_audio.files import sha256_file, write_text_if_changed
@@ -53,6 +53,7 @@ from perceptual_audio.results import (
     RUN_JSON_NAME,
     SUMMARY_NAME,
 )
+from perceptual_audio.stages import cli, shards
 
 logger = logging.getLogger(__name__)
 
@@ -99,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--dpi",
-        type=cli.positive_int,
+        type=options.positive_int,
         default=DEFAULT_DPI,
         help="resolution of PNG figures, dots per inch",
     )
@@ -114,7 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--audio-examples",
-        type=cli.nonnegative_int,
+        type=options.nonnegative_int,
         default=report_audio.DEFAULT_EXAMPLES,
         metavar="N",
         help="pairs to embed as audio players in report.html (clean beside degraded, "
@@ -123,7 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--audio-budget-mb",
-        type=cli.positive_float,
+        type=options.positive_float,
         default=report_audio.DEFAULT_BUDGET_MB,
         metavar="MB",
         help="size budget of the embedded audio in report.html, megabytes",

@@ -25,9 +25,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from perceptual_audio import __version__, files, shards
+from perceptual_audio import __version__, files
 from perceptual_audio.errors import FolderBusyError, FolderConflictError, PerceptualAudioError
 from perceptual_audio.files import atomic_write_json
+from perceptual_audio.options import positive_int
+from perceptual_audio.stages import shards
 
 logger = logging.getLogger(__name__)
 
@@ -57,33 +59,6 @@ RECORDED_PACKAGES = (
     "pandas",
     "matplotlib",
 )
-
-
-# -- argparse types ---------------------------------------------------------------------------
-def _parse_number(text: str, convert: type, ok: Callable[[Any], bool], expected: str) -> Any:
-    """``convert(text)`` if it satisfies ``ok``, else an ArgumentTypeError naming ``expected``."""
-    try:
-        value = convert(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
-    if not ok(value):
-        raise argparse.ArgumentTypeError(f"expected {expected}, got {value}")
-    return value
-
-
-def positive_int(text: str) -> int:
-    """argparse type: an integer > 0."""
-    return _parse_number(text, int, lambda v: v > 0, "a positive integer")
-
-
-def positive_float(text: str) -> float:
-    """argparse type: a finite float > 0."""
-    return _parse_number(text, float, lambda v: 0 < v < float("inf"), "a positive number")
-
-
-def nonnegative_int(text: str) -> int:
-    """argparse type: an integer >= 0."""
-    return _parse_number(text, int, lambda v: v >= 0, "an integer >= 0")
 
 
 def default_workers() -> int:
@@ -450,7 +425,7 @@ def claim_output_folder(
 
     ``lock`` is the folder whose lock the stage takes (default ``folder``); the degradations
     lock the whole audio folder, whose ``manifest.csv`` they share with stage 1. With a
-    ``shard`` (:class:`perceptual_audio.shards.Shard`) the stage takes only the lock of that
+    ``shard`` (:class:`perceptual_audio.stages.shards.Shard`) the stage takes only the lock of that
     shard's fragment folder (the other shards run at the same time) and refuses while an
     unsharded run holds the folder's lock; without one it refuses while a shard of ``folder``
     runs.
