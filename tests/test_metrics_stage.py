@@ -6,7 +6,9 @@ import csv
 import dataclasses
 import json
 import math
+import os
 import shutil
+import signal
 from pathlib import Path
 
 import numpy as np
@@ -526,3 +528,52 @@ def test_models_option_scores_only_the_listed_models(dataset, tmp_path):
     df = read_table(root / "results_none" / "pair_metrics.csv")
     assert not any(c.startswith(("openl3", "vggish", "cdpam")) for c in df.columns)
     assert run(root, "results_bad", "--models", "openl3,mfcc") == 2
+
+
+def _segfault(ref, deg, sr, settings):
+    os.kill(os.getpid(), signal.SIGSEGV)
+
+
+def test_a_metric_that_crashes_loses_only_its_cells(tmp_path, monkeypatch, caplog):
+    """A native crash (here SI-SDR's process killed by SIGSEGV, as PESQ's C library does on a
+    long pair) fails that metric of the pair, named with the likely cause; every other cell is
+    computed, with one worker as with two."""
+    audio, rows = make_dataset(tmp_path, n_recordings=1)
+    write_model(tmp_path, "openl3", audio, rows)
+    group = metrics.AUDIO_GROUPS["si_sdr"]
+    monkeypatch.setitem(
+        metrics.AUDIO_GROUPS, "si_sdr", dataclasses.replace(group, compute=_segfault)
+    )
+    assert run(tmp_path, "results", "--workers", "1") == cli.EXIT_FAILED
+    df = read_table(tmp_path / "results" / "pair_metrics.csv")
+    assert len(df) == 3
+    assert df["si_sdr"].isna().all()
+    assert (
+        df["si_sdr_status"].tolist()
+        == [
+            "crashed: SI-SDR killed its worker process (the worker process died (SIGSEGV)) on this "
+            "2.0 s pair; native code failed on input it cannot handle (length, level, rate); the "
+            "pair's other metrics were computed"
+        ]
+        * 3
+    )
+    for col in ("pesq_wb", "pesq_nb", "stoi", "estoi", "openl3_cosine"):
+        assert (df[f"{col}_status"] == "ok").all(), col
+    run_json = json.loads((tmp_path / "results" / "run.json").read_text())
+    assert run_json["input_failures"] == {"si_sdr": 3}
+    # The crash is retried on the next run; once the metric works, it is filled in.
+    monkeypatch.undo()
+    assert run(tmp_path, "results", "--workers", "1") == cli.EXIT_MODELS_UNAVAILABLE
+    assert (read_table(tmp_path / "results" / "pair_metrics.csv")["si_sdr_status"] == "ok").all()
+
+
+def test_pesq_refuses_pairs_longer_than_p862_allows():
+    rng = np.random.default_rng(0)
+    y = np.tile(speech_like(2.0, rng), 16)  # 32 s
+    m = metrics.measure(metrics.pesq_score, y, y, SR)
+    assert math.isnan(m.value)
+    assert m.status == (
+        "PESQ is specified for recordings of 8-30 s (ITU-T P.862.3, 7.1) and this pair is "
+        "32.0 s; cut it into utterances of at most 30 s to score it with PESQ"
+    )
+    assert metrics.measure(metrics.pesq_score, y[: 29 * SR], y[: 29 * SR], SR).ok

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from perceptual_audio.audio_io import resample
 from perceptual_audio.errors import MetricError, ParameterError
 from perceptual_audio.metrics.signal import (
     Measurement,
@@ -31,6 +32,12 @@ PESQ_WB_SAMPLE_RATE = 16000
 #: resamples to the telephone rate first (soxr VHQ; nb 1.6654431819915771 on those vectors).
 PESQ_NB_SAMPLE_RATE = 16000
 PESQ_NB_SAMPLE_RATES = (8000, 16000)
+#: Seconds: the longest recording PESQ scores. ITU-T P.862.3 (application guide, section 7.1)
+#: specifies reference signals of 8-30 s, and the guide says the scores of a long recording cut
+#: into segments must not simply be averaged; past about 95 s at 16 kHz python-pesq's C
+#: library also crashes the process (SIGSEGV, measured here with pesq 0.0.4). Longer pairs are
+#: refused with this reason instead of being scored outside the standard.
+PESQ_MAX_SECONDS = 30.0
 #: pystoi's stand-in score when fewer than 30 STFT frames remain after silent-frame removal.
 PYSTOI_TOO_SHORT_VALUE = 1e-5
 #: Frames (of 256 samples at 10 kHz, hop 128) pystoi needs for one intermediate score.
@@ -83,7 +90,8 @@ def pesq_score(
     Raises
     ------
     MetricError
-        Silence, too short (< 0.25 s), or no utterance detected by PESQ.
+        Silence, too short (< 0.25 s), longer than :data:`PESQ_MAX_SECONDS`, or no utterance
+        detected by PESQ.
     """
     from pesq import PesqError, pesq
 
@@ -99,9 +107,14 @@ def pesq_score(
     degraded = as_signal(degraded, "degraded")
     check_not_silent(reference, "reference")
     check_not_silent(degraded, "degraded")
+    longest = max(len(reference), len(degraded)) / sample_rate
+    if longest > PESQ_MAX_SECONDS:
+        raise MetricError(
+            f"PESQ is specified for recordings of 8-{PESQ_MAX_SECONDS:g} s (ITU-T P.862.3, 7.1) "
+            f"and this pair is {longest:.1f} s; cut it into utterances of at most "
+            f"{PESQ_MAX_SECONDS:g} s to score it with PESQ"
+        )
     if sample_rate != pesq_sample_rate:
-        from perceptual_audio.audio_io import resample
-
         reference = resample(reference, sample_rate, pesq_sample_rate, quality=resample_quality)
         degraded = resample(degraded, sample_rate, pesq_sample_rate, quality=resample_quality)
     try:

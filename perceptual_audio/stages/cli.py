@@ -6,30 +6,25 @@ progress setup; library code just logs.
 from __future__ import annotations
 
 import argparse
-import concurrent.futures as cf
 import datetime as dt
 import functools
 import importlib.metadata
 import json
 import logging
-import math
-import multiprocessing
 import os
 import platform
-import signal
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from perceptual_audio import __version__, files
-from perceptual_audio.errors import FolderBusyError, FolderConflictError, PerceptualAudioError
+from perceptual_audio.errors import FolderBusyError, FolderConflictError
 from perceptual_audio.files import atomic_write_json
 from perceptual_audio.options import positive_int
 from perceptual_audio.stages import shards
+from perceptual_audio.stages.work import default_workers, format_duration
 
 logger = logging.getLogger(__name__)
 
@@ -59,14 +54,6 @@ RECORDED_PACKAGES = (
     "pandas",
     "matplotlib",
 )
-
-
-def default_workers() -> int:
-    """Number of usable cores (the default of ``--workers``)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 def add_common_arguments(parser: argparse.ArgumentParser, *, workers: bool = True) -> None:
@@ -133,202 +120,12 @@ def setup_logging(args: argparse.Namespace | None = None) -> None:
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
 
 
-#: Seconds between two progress lines when stderr is not a terminal (CI logs, nohup, Slurm).
-PROGRESS_INTERVAL_S = 30.0
-
-
-def format_duration(seconds: float) -> str:
-    """``4.2 s``, ``3m05s``, ``1h02m``: a wall time or an ETA for people."""
-    if not math.isfinite(seconds):
-        return "?"
-    seconds = max(0.0, seconds)
-    if seconds < 60:
-        return f"{seconds:.1f} s"
-    m, s = divmod(int(round(seconds)), 60)
-    if m < 60:
-        return f"{m}m{s:02d}s"
-    h, m = divmod(m, 60)
-    return f"{h}h{m:02d}m"
-
-
-def progress_line(
-    desc: str, done: int, total: int | None, elapsed: float, unit: str = "file"
-) -> str:
-    """``cdpam: 12/60 files (20%), 0.35 files/s, ETA 2m17s`` (the log form of a progress bar)."""
-    rate = done / elapsed if elapsed > 0 else 0.0
-    units = unit if done == 1 and not total else unit + "s"
-    head = f"{desc or 'progress'}: {done}"
-    if total:
-        head += f"/{total} {units} ({100 * done / total:.0f}%)"
-    else:
-        head += f" {units}"
-    rate_text = f"{rate:.2f} {unit}s/s" if rate >= 0.01 or done else f"no {unit} done yet"
-    if total and rate > 0:
-        eta = f"ETA {format_duration((total - done) / rate)}"
-    elif total:
-        eta = "ETA unknown"
-    else:
-        eta = f"elapsed {format_duration(elapsed)}"
-    return f"{head}, {rate_text}, {eta}"
-
-
-class _LoggedProgress:
-    """Iterates like tqdm but, for logs, writes :func:`progress_line` every ``interval``
-    seconds from a timer thread (so a single slow item still gets its line)."""
-
-    def __init__(
-        self, iterable: Iterable, total: int | None, desc: str, unit: str, interval: float
-    ):
-        self.iterable, self.total, self.desc, self.unit = iterable, total, desc, unit
-        self.interval = interval
-        self.done = 0
-        self._stop = threading.Event()
-
-    def _report(self, t0: float) -> None:
-        while not self._stop.wait(self.interval):
-            logging.getLogger("perceptual_audio.progress").info(
-                "%s",
-                progress_line(
-                    self.desc, self.done, self.total, time.perf_counter() - t0, self.unit
-                ),
-            )
-
-    def __iter__(self):
-        t0 = time.perf_counter()
-        timer = threading.Thread(target=self._report, args=(t0,), daemon=True)
-        timer.start()
-        try:
-            for item in self.iterable:
-                yield item
-                self.done += 1
-        finally:
-            self._stop.set()
-
-
-def progress(
-    iterable: Iterable,
-    *,
-    total: int | None = None,
-    desc: str = "",
-    args: argparse.Namespace | None = None,
-    unit: str = "file",
-    quiet: bool = False,
-) -> Iterable:
-    """Progress over ``iterable``: a tqdm bar with rate and ETA when stderr is a terminal;
-    otherwise a :func:`progress_line` in the log every :data:`PROGRESS_INTERVAL_S` seconds;
-    nothing with ``--quiet`` (``args.quiet`` or ``quiet``)."""
-    quiet = quiet or (args is not None and getattr(args, "quiet", False))
-    if total is None:
-        try:
-            total = len(iterable)  # type: ignore[arg-type]
-        except TypeError:
-            total = None
-    if quiet:
-        return iterable
-    if not sys.stderr.isatty():
-        return _LoggedProgress(iterable, total, desc, unit, PROGRESS_INTERVAL_S)
-    from tqdm import tqdm
-
-    return tqdm(
-        iterable,
-        total=total,
-        desc=desc,
-        unit=unit,
-        leave=False,
-        # elapsed<remaining (the ETA) and the rate, also when the total is known late.
-        bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}, {rate_fmt}]",
-    )
-
-
 def stage_summary(stage: str, t0: float, text: str) -> str:
     """The one closing line of every stage, on stderr even with ``--quiet``:
     ``<stage>: finished in 1m05s: <text>``. Returns the line."""
     line = f"{stage}: finished in {format_duration(time.perf_counter() - t0)}: {text}"
     print(line, file=sys.stderr, flush=True)
     return line
-
-
-# -- parallel map -----------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Outcome:
-    """Result of one work item: ``value`` on success, else ``error`` (one line)."""
-
-    item: Any
-    value: Any = None
-    error: str | None = None
-    seconds: float = 0.0
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None
-
-
-def _run_one(func: Callable[[Any], Any], item: Any) -> Outcome:
-    t0 = time.perf_counter()
-    try:
-        value = func(item)
-    except PerceptualAudioError as e:
-        return Outcome(item, error=str(e), seconds=time.perf_counter() - t0)
-    except Exception as e:  # one bad item never stops the others
-        return Outcome(item, error=f"{type(e).__name__}: {e}", seconds=time.perf_counter() - t0)
-    return Outcome(item, value=value, seconds=time.perf_counter() - t0)
-
-
-def _init_worker(threads: int) -> None:
-    # Ctrl-C reaches the whole process group: the parent alone handles it (one message, no
-    # traceback per worker); a worker finishes its item and is then shut down.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    # Each process gets its share of the cores: no oversubscription with BLAS/torch threads.
-    # Set before torch/BLAS are imported in the worker (importing torch here would cost every
-    # worker a second or two even when its work never touches torch).
-    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-        os.environ[var] = str(threads)
-    if "torch" in sys.modules:
-        sys.modules["torch"].set_num_threads(threads)
-
-
-def parallel_map(
-    func: Callable[[Any], Any],
-    items: Sequence[Any],
-    *,
-    workers: int = 1,
-    desc: str = "",
-    args: argparse.Namespace | None = None,
-    unit: str = "file",
-) -> list[Outcome]:
-    """Apply ``func`` to every item, in ``workers`` processes, keeping the order of ``items``.
-
-    ``func`` must be a module-level function (it is pickled). An exception on an item becomes
-    that item's :class:`Outcome` ``error``; the other items go on. With ``workers == 1`` the
-    work runs in this process (no pickling; easier debugging).
-    """
-    items = list(items)
-    if workers <= 1 or len(items) <= 1:
-        return [
-            _run_one(func, it)
-            for it in progress(items, total=len(items), desc=desc, args=args, unit=unit)
-        ]
-    workers = min(workers, len(items))
-    threads = max(1, default_workers() // workers)
-    ctx = multiprocessing.get_context("spawn")
-    results: list[Outcome | None] = [None] * len(items)
-    with cf.ProcessPoolExecutor(
-        max_workers=workers, mp_context=ctx, initializer=_init_worker, initargs=(threads,)
-    ) as pool:
-        futures = {pool.submit(_run_one, func, it): i for i, it in enumerate(items)}
-        try:
-            for fut in progress(
-                cf.as_completed(futures), total=len(futures), desc=desc, args=args, unit=unit
-            ):
-                i = futures[fut]
-                try:
-                    results[i] = fut.result()
-                except Exception as e:  # the worker process itself died
-                    results[i] = Outcome(items[i], error=f"worker crashed: {type(e).__name__}: {e}")
-        except KeyboardInterrupt:
-            pool.shutdown(wait=False, cancel_futures=True)
-            raise
-    return [r for r in results if r is not None]
 
 
 # -- run.json ---------------------------------------------------------------------------------

@@ -37,7 +37,7 @@ from perceptual_audio.manifest import (
     replace_kind,
     write_manifest,
 )
-from perceptual_audio.stages import cli, listening_import
+from perceptual_audio.stages import cli, listening_import, work
 from perceptual_audio.stages.convert_items import (
     CLEAN_DIR,
     STAGE,
@@ -186,8 +186,8 @@ def run(args: argparse.Namespace) -> int:
             todo.append(job)
     skipped = len(rows)
 
-    outcomes = cli.parallel_map(
-        convert_file, todo, workers=args.workers, desc="converting", args=args
+    outcomes = work.parallel_map(
+        convert_file, todo, workers=args.workers, desc="converting", quiet=args.quiet
     )
     for oc in outcomes:
         if oc.ok:

@@ -48,7 +48,7 @@ from perceptual_audio.manifest import (
     replace_kind,
     write_manifest,
 )
-from perceptual_audio.stages import cli, shards
+from perceptual_audio.stages import cli, shards, work
 
 logger = logging.getLogger(__name__)
 
@@ -538,8 +538,12 @@ def run_degradations(args: argparse.Namespace, *, keep_fragments: bool = False) 
             return cli.EXIT_FAILED
         failures += [(j.output_rel, shard_failed[j.output_rel]) for j in todo]
         todo = []
-    outcomes = cli.parallel_map(
-        degrade_file, todo, workers=getattr(args, "workers", 1), desc="degrading", args=args
+    outcomes = work.parallel_map(
+        degrade_file,
+        todo,
+        workers=getattr(args, "workers", 1),
+        desc="degrading",
+        quiet=getattr(args, "quiet", False),
     )
     for oc in outcomes:
         if oc.ok:

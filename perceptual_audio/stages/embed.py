@@ -64,7 +64,7 @@ from perceptual_audio.files import (
 )
 from perceptual_audio.listening import is_imported
 from perceptual_audio.manifest import ManifestRow, read_manifest
-from perceptual_audio.stages import cli, shards
+from perceptual_audio.stages import cli, shards, work
 
 __all__ = [
     "EMBEDDING_COLUMNS",
@@ -618,7 +618,10 @@ def embed_model(
     )
     t_embed = last_checkpoint = time.perf_counter()
     _checkpoint[:] = [lambda: run.checkpoint(audio_rows)] if not merging else []
-    for row in cli.progress(audio_rows, total=len(audio_rows), desc=name, quiet=settings.quiet):
+    seconds = [max(float(r.duration), 1e-3) for r in audio_rows]
+    for row in work.progress(
+        audio_rows, desc=name, quiet=settings.quiet, unit=work.AUDIO_SECONDS, weights=seconds
+    ):
         if not merging and time.perf_counter() - last_checkpoint > CHECKPOINT_SECONDS:
             run.checkpoint(audio_rows)
             last_checkpoint = time.perf_counter()

@@ -32,6 +32,7 @@ from perceptual_audio.listening.table import (
     read_rating_table,
 )
 from perceptual_audio.stages import convert_items as conversion
+from perceptual_audio.stages import work
 from perceptual_audio.stages.convert_items import ConvertJob, conversion_settings
 
 logger = logging.getLogger(__name__)
@@ -224,8 +225,8 @@ def run_import(args: argparse.Namespace) -> int:
         else:
             todo.append(job)
     skipped = len(rows)
-    outcomes = cli.parallel_map(
-        conversion.convert_file, todo, workers=args.workers, desc="converting", args=args
+    outcomes = work.parallel_map(
+        conversion.convert_file, todo, workers=args.workers, desc="converting", quiet=args.quiet
     )
     for oc in outcomes:
         if oc.ok:

@@ -69,14 +69,17 @@ from perceptual_audio.results import (
     read_previous_pairs,
     write_pair_table,
 )
-from perceptual_audio.stages import cli, shards
+from perceptual_audio.stages import cli, shards, work
 from perceptual_audio.stages.scoring import (
     ModelJob,
     PairJob,
     PairScores,
+    job_columns,
+    job_seconds,
     key_column,
     metric_columns,
     model_metric_names,
+    score_crashed,
     score_pair,
     single_threaded_blas,
 )
@@ -419,8 +422,15 @@ def plan_work(
 def score_plan(plan: WorkPlan, args: argparse.Namespace) -> dict[str, int]:
     """Run the plan's jobs and fill its table in; returns the input failures per metric."""
     with single_threaded_blas():  # for the in-process (--workers 1) path; workers do it too
-        outcomes = cli.parallel_map(
-            score_pair, plan.jobs, workers=args.workers, desc="pairs", args=args, unit="pair"
+        outcomes = work.parallel_map(
+            score_pair,
+            plan.jobs,
+            workers=args.workers,
+            desc="pairs",
+            quiet=args.quiet,
+            unit=work.AUDIO_SECONDS,
+            weights=[job_seconds(j) for j in plan.jobs],
+            isolate=True,  # a native crash (PESQ, ViSQOL, ONNX) fails only its metric
         )
     input_failures: dict[str, int] = {}
     clean_failed: dict[str, frozenset[str]] = {}
@@ -428,10 +438,10 @@ def score_plan(plan: WorkPlan, args: argparse.Namespace) -> dict[str, int]:
     for job, i, oc in zip(plan.jobs, plan.job_rows, outcomes, strict=True):
         if oc.ok:
             scores: PairScores = oc.value
-        else:  # the worker itself failed: every requested cell carries the reason
-            names = [c for g in job.groups for c in metrics.AUDIO_GROUPS[g].columns]
-            for mj in job.models:
-                names += model_metric_names(mj.model)
+        elif oc.crashed:
+            scores = score_crashed(job, oc, args.workers)
+        else:  # the job itself failed: every requested cell carries the reason
+            names = job_columns(job)
             reason = metrics.one_line(oc.error or "failed")
             scores = PairScores({n: (math.nan, reason) for n in names}, frozenset(names))
         if isinstance(i, str):  # a clean file: its cells go to every pair of that file

@@ -1,8 +1,11 @@
 """Stage 3's workers: the cells of one pair (or of one clean file), computed in a worker
 process from a picklable :class:`PairJob` (:func:`score_pair`).
 
-:mod:`perceptual_audio.stages.score` plans the jobs, runs them with ``cli.parallel_map`` and
-writes the tables; this module is what each worker imports (no pandas).
+:mod:`perceptual_audio.stages.score` plans the jobs, runs them with
+:func:`perceptual_audio.stages.work.parallel_map` (isolated: a native crash fails only its
+job) and writes the tables; this module is what each worker imports (no pandas).
+:func:`score_crashed` splits a job whose process died into one job per metric group and per
+model, each in a process of its own, so only the metric that crashed loses its cells.
 """
 
 from __future__ import annotations
@@ -12,12 +15,15 @@ import logging
 import math
 import multiprocessing
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from perceptual_audio import metrics
+from perceptual_audio.audio_io import audio_info, load_audio
 from perceptual_audio.errors import PerceptualAudioError
+from perceptual_audio.metrics.reference import limit_threads
+from perceptual_audio.stages.work import Outcome, run_isolated
 
 logger = logging.getLogger(__name__)
 
@@ -100,8 +106,6 @@ def _limit_worker_blas() -> None:
     if _WORKER_LIMITED or multiprocessing.parent_process() is None:
         return
     _WORKER_LIMITED = True
-    from perceptual_audio.metrics.reference import limit_threads
-
     limit_threads()
     try:
         from threadpoolctl import threadpool_limits
@@ -122,8 +126,6 @@ class PairScores:
 
 def score_pair(job: PairJob) -> PairScores:
     """Compute the requested cells of one pair, or of one clean file (runs in a worker)."""
-    from perceptual_audio.audio_io import load_audio
-
     _limit_worker_blas()
     if job.degraded is None:
         return _score_clean(job)
@@ -178,8 +180,6 @@ def score_pair(job: PairJob) -> PairScores:
 
 def _score_clean(job: PairJob) -> PairScores:
     """The clean-file groups (DNSMOS of the reference) of one clean file."""
-    from perceptual_audio.audio_io import load_audio
-
     out: dict[str, metrics.Measurement] = {}
     problem = job.reference_problem
     audio = None
@@ -246,3 +246,57 @@ def _cached_extras(model: str, path: str, y: np.ndarray, sr: int) -> dict[str, n
             _EXTRAS_CACHE.clear()
         _EXTRAS_CACHE[key] = metrics.extras_from_audio(model, y, sr)
     return _EXTRAS_CACHE[key]
+
+
+def job_seconds(job: PairJob) -> float:
+    """Seconds of audio a job scores (its progress weight): the reference's duration, 1 when
+    it cannot be read (the job then fails fast anyway)."""
+    try:
+        return max(float(audio_info(job.reference).duration), 1e-3)
+    except (PerceptualAudioError, OSError):
+        return 1.0
+
+
+def job_columns(job: PairJob) -> list[str]:
+    """Every cell a job fills."""
+    names = [c for g in job.groups for c in metrics.AUDIO_GROUPS[g].columns]
+    for mj in job.models:
+        names += model_metric_names(mj.model)
+    return names
+
+
+def _crash_reason(outcome: Outcome, what: str, job: PairJob) -> str:
+    seconds = job_seconds(job)
+    return metrics.one_line(
+        f"crashed: {what} killed its worker process ({outcome.error}) on this "
+        f"{seconds:.1f} s pair; native code failed on input it cannot handle (length, level, "
+        "rate); the pair's other metrics were computed"
+    )
+
+
+def score_crashed(job: PairJob, outcome: Outcome, workers: int = 1) -> PairScores:
+    """A job whose process died: each metric group and each model again, one per process,
+    so that only the cells of what crashed carry the crash (named, with its likely cause)."""
+    logger.warning(
+        "%s: a metric crashed its worker; scoring each metric of this pair on its own",
+        job.degraded or job.reference,
+    )
+    parts = [(g, replace(job, groups=(g,), models=())) for g in job.groups]
+    parts += [(mj.model, replace(job, groups=(), models=(mj,))) for mj in job.models]
+    cells: dict[str, tuple[float, str]] = {}
+    failed: set[str] = set()
+    for name, part in parts:
+        oc = run_isolated(score_pair, part, workers=workers)
+        if oc.ok:
+            cells.update(oc.value.cells)
+            failed |= oc.value.input_failed
+            continue
+        what = (
+            "/".join(metrics.describe(c).label for c in metrics.AUDIO_GROUPS[name].columns)
+            if name in metrics.AUDIO_GROUPS
+            else metrics.model_display_name(name)
+        )
+        reason = _crash_reason(oc, what, job) if oc.crashed else metrics.one_line(oc.error or "")
+        cells.update({c: (math.nan, reason) for c in job_columns(part)})
+        failed.update(job_columns(part))  # a crash fails the run (exit 1); a rerun retries it
+    return PairScores(cells, frozenset(failed))

@@ -53,7 +53,7 @@ from perceptual_audio.results import (
     RUN_JSON_NAME,
     SUMMARY_NAME,
 )
-from perceptual_audio.stages import cli, shards
+from perceptual_audio.stages import cli, shards, work
 
 logger = logging.getLogger(__name__)
 
@@ -383,8 +383,8 @@ def run_stage(args: argparse.Namespace) -> int:
     failed: list[str] = []
     plan = figure_plan(results)
     t_fig = time.perf_counter()
-    for stem, group, caption, builder in cli.progress(
-        plan, total=len(plan), desc="figures", args=args, unit="figure"
+    for stem, group, caption, builder in work.progress(
+        plan, desc="figures", quiet=args.quiet, unit="figure"
     ):
         path = output_dir / f"{stem}.{args.format}"
         try:
