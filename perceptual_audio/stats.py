@@ -474,15 +474,6 @@ def monotonicity(
     """
     if order is None:
         order = level_order({f: g["level"] for f, g in pairs.groupby("family")})
-    columns = [
-        "family",
-        "metric",
-        "direction",
-        "step",
-        "n_recordings",
-        "fraction_right",
-        "fraction_monotone",
-    ]
     rows = []
     for family in sorted(order):
         levels = list(order[family])
@@ -490,46 +481,61 @@ def monotonicity(
         if len(levels) < 2 or fam.empty:
             continue
         for m in metrics:
-            if m not in fam:
-                continue
-            sign = -1.0 if higher_is_better(m) else 1.0  # required sign of (next - previous)
-            wide = fam.pivot_table(
-                index=recording_column, columns="level", values=m, aggfunc="first", dropna=False
-            )
-            wide = wide.reindex(columns=levels)
-            values = wide.to_numpy(float)
-            right_all = 0
-            n_all = 0
-            for i in range(len(levels) - 1):
-                a, b = values[:, i], values[:, i + 1]
-                ok = np.isfinite(a) & np.isfinite(b)
-                right = np.sign(b[ok] - a[ok]) == sign
-                n = int(ok.sum())
-                right_all += int(right.sum())
-                n_all += n
-                rows.append(
-                    {
-                        "family": family,
-                        "metric": m,
-                        "direction": "falls" if sign < 0 else "rises",
-                        "step": f"{levels[i]}->{levels[i + 1]}",
-                        "n_recordings": n,
-                        "fraction_right": right.mean() if n else math.nan,
-                        "fraction_monotone": math.nan,
-                    }
+            if m in fam:
+                wide = fam.pivot_table(
+                    index=recording_column, columns="level", values=m, aggfunc="first", dropna=False
                 )
-            complete = np.all(np.isfinite(values), axis=1)
-            steps = np.sign(np.diff(values[complete], axis=1)) == sign
-            monotone = steps.all(axis=1)
-            rows.append(
-                {
-                    "family": family,
-                    "metric": m,
-                    "direction": "falls" if sign < 0 else "rises",
-                    "step": "all",
-                    "n_recordings": int(complete.sum()),
-                    "fraction_right": right_all / n_all if n_all else math.nan,
-                    "fraction_monotone": monotone.mean() if len(monotone) else math.nan,
-                }
-            )
-    return pd.DataFrame(rows, columns=columns)
+                values = wide.reindex(columns=levels).to_numpy(float)
+                rows += _monotonicity_rows(family, m, levels, values)
+    return pd.DataFrame(rows, columns=MONOTONICITY_COLUMNS)
+
+
+#: Columns of :func:`monotonicity`'s table.
+MONOTONICITY_COLUMNS = (
+    "family",
+    "metric",
+    "direction",
+    "step",
+    "n_recordings",
+    "fraction_right",
+    "fraction_monotone",
+)
+
+
+def _monotonicity_rows(
+    family: str, metric: str, levels: Sequence[str], values: np.ndarray
+) -> list[dict[str, object]]:
+    """One family's and metric's rows: each step, then ``all``. ``values`` is (recordings,
+    levels) in severity order."""
+    sign = -1.0 if higher_is_better(metric) else 1.0  # required sign of (next - previous)
+    head = {"family": family, "metric": metric, "direction": "falls" if sign < 0 else "rises"}
+    rows: list[dict[str, object]] = []
+    right_all = n_all = 0
+    for i in range(len(levels) - 1):
+        a, b = values[:, i], values[:, i + 1]
+        ok = np.isfinite(a) & np.isfinite(b)
+        right = np.sign(b[ok] - a[ok]) == sign
+        n = int(ok.sum())
+        right_all += int(right.sum())
+        n_all += n
+        rows.append(
+            {
+                **head,
+                "step": f"{levels[i]}->{levels[i + 1]}",
+                "n_recordings": n,
+                "fraction_right": right.mean() if n else math.nan,
+                "fraction_monotone": math.nan,
+            }
+        )
+    complete = np.all(np.isfinite(values), axis=1)
+    monotone = (np.sign(np.diff(values[complete], axis=1)) == sign).all(axis=1)
+    rows.append(
+        {
+            **head,
+            "step": "all",
+            "n_recordings": int(complete.sum()),
+            "fraction_right": right_all / n_all if n_all else math.nan,
+            "fraction_monotone": monotone.mean() if len(monotone) else math.nan,
+        }
+    )
+    return rows
