@@ -76,7 +76,7 @@ def run(root: Path, *extra: str) -> int:
     args = stage.build_parser().parse_args(
         ["--input-dir", str(root), "--workers", "1", "--quiet", *extra]
     )
-    return stage.run_degradations(args)
+    return stage.run_degradations(stage.DegradeSettings.from_args(args))
 
 
 def degraded_rows(root: Path) -> dict[str, ManifestRow]:
@@ -399,7 +399,7 @@ def test_parallel_workers_give_the_same_bytes(tmp_path, root):
     args = stage.build_parser().parse_args(
         ["--input-dir", str(other), "--workers", "2", "--quiet", "--degradations", sel]
     )
-    assert stage.run_degradations(args) == 0
+    assert stage.run_degradations(stage.DegradeSettings.from_args(args)) == 0
     assert {p: r.sha256 for p, r in degraded_rows(root).items()} == {
         p: r.sha256 for p, r in degraded_rows(other).items()
     }

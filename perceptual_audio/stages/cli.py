@@ -16,8 +16,9 @@ import platform
 import sys
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from perceptual_audio import __version__, files
 from perceptual_audio.errors import FolderBusyError, FolderConflictError
@@ -98,13 +99,48 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
         return text + " (default: %(default)s)"
 
 
+# -- settings -------------------------------------------------------------------------------
+@dataclass(frozen=True, kw_only=True)
+class StageSettings:
+    """What every stage's frozen settings hold. The CLI layer parses the command line into a
+    subclass (one per stage, and per half of stage 2) with :meth:`from_args`; nothing below it
+    sees an argparse Namespace.
+
+    Attributes
+    ----------
+    arguments : dict
+        The options as given on the command line (recorded in ``run.json``).
+    quiet, verbose : bool
+        Less / more logging; no progress when quiet.
+    force : bool
+        Redo everything, ignoring earlier results.
+    workers : int
+        Parallel worker processes.
+    """
+
+    arguments: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    quiet: bool = False
+    verbose: bool = False
+    force: bool = False
+    workers: int = 1
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace, **values: Any) -> Self:
+        """The settings of parsed ``args``: each field from the option of the same name
+        (``values`` override or add converted ones)."""
+        names = {f.name for f in fields(cls)} - {"arguments"}
+        taken = {n: getattr(args, n) for n in names if hasattr(args, n) and n not in values}
+        return cls(arguments=dict(vars(args)), **taken, **values)
+
+
 # -- logging and progress ---------------------------------------------------------------------
-def setup_logging(args: argparse.Namespace | None = None) -> None:
-    """Configure the root logger for a stage script (``--quiet``/``--verbose``)."""
+def setup_logging(*, quiet: bool = False, verbose: bool = False) -> None:
+    """Configure the root logger for a stage script (``--quiet``: warnings and errors only;
+    ``--verbose``: debug)."""
     level = logging.INFO
-    if args is not None and getattr(args, "quiet", False):
+    if quiet:
         level = logging.WARNING
-    elif args is not None and getattr(args, "verbose", False):
+    elif verbose:
         level = logging.DEBUG
     root = logging.getLogger()
     root.setLevel(level)
@@ -149,7 +185,7 @@ def write_run_json(
     folder: str | os.PathLike,
     *,
     stage: str,
-    args: argparse.Namespace | Mapping[str, Any] | None,
+    settings: StageSettings | Mapping[str, Any] | None,
     params: dict[str, Any] | None = None,
     seed: int | None = None,
     timings: dict[str, float] | None = None,
@@ -160,11 +196,11 @@ def write_run_json(
 
     A rerun that made the same record apart from :data:`RUN_JSON_VOLATILE` (times, counts of
     this run's work) leaves the existing file alone: run.json then still describes the run
-    that produced the folder's contents, and an unchanged rerun changes no file. ``args`` is
-    the parsed command line (a Namespace, or its ``vars`` as a settings object keeps them).
+    that produced the folder's contents, and an unchanged rerun changes no file. ``settings``
+    are the stage's settings (their ``arguments``, the options as given, are recorded) or
+    a mapping of the options.
     """
-    if isinstance(args, argparse.Namespace):
-        args = vars(args)
+    args = settings.arguments if isinstance(settings, StageSettings) else settings
     record: dict[str, Any] = {
         "stage": stage,
         "command": _command_line(),

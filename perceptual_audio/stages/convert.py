@@ -213,7 +213,7 @@ def run(args: argparse.Namespace) -> int:
     cli.write_run_json(
         output_root,
         stage=STAGE,
-        args=args,
+        settings=vars(args),
         params=conversion_settings(args.sr),
         timings={"total": round(time.perf_counter() - t0, 3)},
         extra={
@@ -263,5 +263,5 @@ def _drop_listening_test(output_root: Path) -> int:
 @cli.stage_entry("audio_conversion.py")
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    cli.setup_logging(args)
+    cli.setup_logging(quiet=args.quiet, verbose=args.verbose)
     return run(args)

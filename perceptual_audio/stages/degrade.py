@@ -23,7 +23,7 @@ import logging
 import sys
 import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -349,12 +349,37 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def claim_folders(args: argparse.Namespace) -> int | None:
+@dataclass(frozen=True, kw_only=True)
+class DegradeSettings(cli.StageSettings):
+    """The degradation half's settings (``extract_embeddings.py``'s first half).
+
+    Attributes
+    ----------
+    input_dir : Path
+        The stage-1 folder; ``degraded/`` is written inside it.
+    degradations : str
+        The selection as given (``default``, ``noise:low,bitrate``, a file, ``none``).
+    seed : int
+        The run seed (each file's seed derives from it).
+    shard : Shard or None
+        Run only this shard (``--shard K/N``).
+    merge_shards : bool
+        ``--merge-shards``: a merge is required (an error when there is nothing to merge).
+    """
+
+    input_dir: Path
+    degradations: str = DEFAULT_SELECTION
+    seed: int = 0
+    shard: shards.Shard | None = None
+    merge_shards: bool = False
+
+
+def claim_folders(settings: DegradeSettings) -> int | None:
     """Check ``--input-dir`` and lock it for this run (None), or the exit status of a refusal.
 
     The lock covers the whole audio folder: ``manifest.csv`` is shared with stage 1.
     """
-    root = Path(args.input_dir)
+    root = Path(settings.input_dir)
     problem = cli.check_input_folder(
         root,
         option="--input-dir",
@@ -369,7 +394,7 @@ def claim_folders(args: argparse.Namespace) -> int | None:
         option="--input-dir",
         inputs=[("--input-dir", root, "audio_conversion")],
         lock=root,
-        shard=getattr(args, "shard", None),
+        shard=settings.shard,
     )
 
 
@@ -395,10 +420,10 @@ def shard_rows(root: Path, shard: shards.Shard) -> list[ManifestRow] | None:
     return read_manifest(path) if path.is_file() else None
 
 
-def merged(args: argparse.Namespace) -> bool:
+def merged(input_dir: Path) -> bool:
     """Whether the audio manifest lists every row of the degradation fragments (a merge of
     the degradation half succeeded, or there was nothing to merge)."""
-    root = Path(args.input_dir)
+    root = Path(input_dir)
     listed = {r.path: r for r in read_manifest(root)}
     return all(
         listed.get(r.path) == r
@@ -429,8 +454,34 @@ def _merge_inputs(
     return rows, failed, len(fragments)
 
 
-def run_degradations(args: argparse.Namespace, *, keep_fragments: bool = False) -> int:
-    """Run the degradation half with parsed arguments; returns the exit status.
+@dataclass
+class _Run:
+    """One run of the degradation half: what it read, planned and did."""
+
+    settings: DegradeSettings
+    levels: list[deg.Level]
+    root: Path
+    merging: bool
+    clean_rows: list[ManifestRow] = field(default_factory=list)
+    imported: list[ManifestRow] = field(default_factory=list)
+    old_rows: dict[str, ManifestRow] = field(default_factory=dict)
+    failures: list[tuple[str, str]] = field(default_factory=list)
+    new_rows: list[ManifestRow] = field(default_factory=list)
+    todo: list[DegradeJob] = field(default_factory=list)
+    outcomes: list[work.Outcome] = field(default_factory=list)
+    n_shards: int = 0
+
+    @property
+    def degraded_root(self) -> Path:
+        return self.root / DEGRADED_DIR
+
+    @property
+    def written(self) -> int:
+        return sum(o.ok for o in self.outcomes)
+
+
+def run_degradations(settings: DegradeSettings, *, keep_fragments: bool = False) -> int:
+    """Run the degradation half; returns the exit status.
 
     0 when every file is written or up to date, 1 when any failed (the others are written),
     2 for a bad ``--degradations`` value. A merge removes the shards' fragments unless
@@ -438,21 +489,59 @@ def run_degradations(args: argparse.Namespace, *, keep_fragments: bool = False) 
     shard rerun after a failed embedding merge still finds its degradations).
     """
     t0 = time.perf_counter()
-    root: Path = Path(args.input_dir)
+    root = Path(settings.input_dir)
     try:
-        levels = parse_selection(args.degradations)
+        levels = parse_selection(settings.degradations)
     except ParameterError as e:
         logger.error("%s", e)
         return cli.EXIT_USAGE
-    refused = claim_folders(args)
+    refused = claim_folders(settings)
     if refused is not None:
         return refused
-    degraded_root = root / DEGRADED_DIR
-    shard: shards.Shard | None = getattr(args, "shard", None)
-    merging = shard is None and shards.has_fragments(degraded_root)
-    if getattr(args, "merge_shards", False) and not merging and not keep_fragments:
-        logger.error("--merge-shards: %s holds no shard fragments to merge", degraded_root)
+    shard = settings.shard
+    merging = shard is None and shards.has_fragments(root / DEGRADED_DIR)
+    if settings.merge_shards and not merging and not keep_fragments:
+        logger.error("--merge-shards: %s holds no shard fragments to merge", root / DEGRADED_DIR)
         return cli.EXIT_FAILED
+    run = _Run(settings, levels, root, merging)
+    status = _read_inputs(run)
+    if status is None:
+        status = _plan(run)
+    if status is not None:
+        return status
+    run.outcomes = work.parallel_map(
+        degrade_file, run.todo, workers=settings.workers, desc="degrading", quiet=settings.quiet
+    )
+    for oc in run.outcomes:
+        if oc.ok:
+            run.new_rows.append(oc.value)
+        else:
+            run.failures.append((oc.item.output_rel, oc.error))
+            stale = Path(oc.item.output_path)
+            if stale.exists():  # an older version would no longer match its row
+                stale.unlink()
+    for what, msg in run.failures:
+        logger.error("%s", msg if what in msg else f"{what}: {msg}")
+    skipped = len(run.new_rows) - run.written
+    if shard is not None:
+        return _finish_shard(
+            root,
+            shard,
+            levels,
+            int(settings.seed),
+            run.clean_rows,
+            run.new_rows,
+            run.failures,
+            run.written,
+            skipped,
+        )
+    return _commit(run, skipped, t0, keep_fragments)
+
+
+def _read_inputs(run: _Run) -> int | None:
+    """The manifest's clean, imported and earlier degraded rows, and the clean files' hashes
+    checked against it (a changed clean file is that file's failure). None: go on."""
+    root, shard = run.root, run.settings.shard
     try:
         rows = read_manifest(root)
         own_fragment = shard_rows(root, shard) if shard is not None else None
@@ -460,15 +549,15 @@ def run_degradations(args: argparse.Namespace, *, keep_fragments: bool = False) 
         logger.error("%s", e)
         return cli.EXIT_FAILED
     if shard is None:  # a running shard's temporaries are its own
-        remove_stale_temporaries(degraded_root)
+        remove_stale_temporaries(run.degraded_root)
     else:
-        shards.clear_record(degraded_root, shard)  # unfinished until its record is written
-    clean_rows = sorted((r for r in rows if r.kind == "clean"), key=lambda r: r.path)
+        shards.clear_record(run.degraded_root, shard)  # unfinished until its record is written
+    run.clean_rows = sorted((r for r in rows if r.kind == "clean"), key=lambda r: r.path)
     # Rated files of a listening test belong to stage 1: kept, never degraded or deleted here.
-    imported = [r for r in rows if is_imported(r)]
-    old_rows = {r.path: r for r in rows if r.kind == "degraded" and not is_imported(r)}
-    old_rows.update({r.path: r for r in own_fragment or ()})  # a rerun shard keeps its work
-    if not clean_rows:  # never take "no clean files" as "remove every degraded file"
+    run.imported = [r for r in rows if is_imported(r)]
+    run.old_rows = {r.path: r for r in rows if r.kind == "degraded" and not is_imported(r)}
+    run.old_rows.update({r.path: r for r in own_fragment or ()})  # a rerun shard keeps its work
+    if not run.clean_rows:  # never take "no clean files" as "remove every degraded file"
         logger.error(
             "%s lists no clean files; run audio_conversion.py --output %s first "
             "(degraded files left untouched)",
@@ -476,99 +565,91 @@ def run_degradations(args: argparse.Namespace, *, keep_fragments: bool = False) 
             root,
         )
         return cli.EXIT_FAILED
+    return None
 
-    failures: list[tuple[str, str]] = []
-    source_hashes: dict[str, str] = {}
-    for row in clean_rows:
+
+def _clean_hashes(run: _Run) -> dict[str, str]:
+    """Each clean file's sha256 where it matches the manifest; the others become failures."""
+    root = run.root
+    hashes: dict[str, str] = {}
+    for row in run.clean_rows:
         try:
             digest = sha256_file(root / row.path)
-            if digest != row.sha256:  # edited or replaced after stage 1: not what it records
-                failures.append(
-                    (
-                        row.path,
-                        (
-                            f"{root / row.path}: changed since audio_conversion.py wrote it (sha256 "
-                            f"{digest[:12]}, manifest {row.sha256[:12]}); rerun audio_conversion.py"
-                        ),
-                    )
-                )
-                continue
-            source_hashes[row.path] = digest
         except OSError as e:
-            failures.append(
+            run.failures.append(
                 (
                     row.path,
                     f"{root / row.path}: cannot read the clean file "
                     f"({e.strerror}); rerun audio_conversion.py",
                 )
             )
-    jobs = plan_jobs(root, clean_rows, levels, int(args.seed), source_hashes)
+            continue
+        if digest != row.sha256:  # edited or replaced after stage 1: not what it records
+            run.failures.append(
+                (
+                    row.path,
+                    f"{root / row.path}: changed since audio_conversion.py wrote it (sha256 "
+                    f"{digest[:12]}, manifest {row.sha256[:12]}); rerun audio_conversion.py",
+                )
+            )
+            continue
+        hashes[row.path] = digest
+    return hashes
+
+
+def _plan(run: _Run) -> int | None:
+    """The jobs to run (``run.todo``) and the rows kept as they are; a merge takes the
+    fragments as its only earlier results and must find nothing to do. None: go on."""
+    settings, shard = run.settings, run.settings.shard
+    jobs = plan_jobs(run.root, run.clean_rows, run.levels, int(settings.seed), _clean_hashes(run))
     if shard is not None:  # talkers are drawn from every clean file; the jobs are the shard's
         jobs = [j for j in jobs if shard.owns(j.clean_rel)]
-        failures = [(w, m) for w, m in failures if shard.owns(w)]
-    n_shards = 0
-    if merging:
+        run.failures = [(w, m) for w, m in run.failures if shard.owns(w)]
+    shard_failed: dict[str, str] = {}
+    if run.merging:
         try:
-            old_rows, shard_failed, n_shards = _merge_inputs(
-                root, levels, int(args.seed), clean_rows
+            run.old_rows, shard_failed, run.n_shards = _merge_inputs(
+                run.root, run.levels, int(settings.seed), run.clean_rows
             )
         except shards.ShardMergeError as e:
             logger.error("%s", e)
             return cli.EXIT_FAILED
-
-    new_rows: list[ManifestRow] = []
-    todo: list[DegradeJob] = []
     for job in jobs:
-        old = old_rows.get(job.output_rel)
-        if (merging or not args.force) and _is_up_to_date(old, job, root):
-            new_rows.append(old)
+        old = run.old_rows.get(job.output_rel)
+        if (run.merging or not settings.force) and _is_up_to_date(old, job, run.root):
+            run.new_rows.append(old)
         else:
-            todo.append(job)
-    skipped = len(new_rows)
-    if merging:  # a merge computes nothing: what no shard wrote is a failure or missing
-        missing = [j for j in todo if j.output_rel not in shard_failed]
-        if missing:
-            logger.error(
-                "cannot merge the shards of %s: %d degraded files are in no shard's fragment or "
-                "changed since it ran (%s); rerun those shards. Nothing merged",
-                degraded_root,
-                len(missing),
-                shards.name_by_shard(((j.clean_rel, j.output_rel) for j in missing), n_shards),
-            )
-            return cli.EXIT_FAILED
-        failures += [(j.output_rel, shard_failed[j.output_rel]) for j in todo]
-        todo = []
-    outcomes = work.parallel_map(
-        degrade_file,
-        todo,
-        workers=getattr(args, "workers", 1),
-        desc="degrading",
-        quiet=getattr(args, "quiet", False),
-    )
-    for oc in outcomes:
-        if oc.ok:
-            new_rows.append(oc.value)
-        else:
-            failures.append((oc.item.output_rel, oc.error))
-            stale = Path(oc.item.output_path)
-            if stale.exists():  # an older version would no longer match its row
-                stale.unlink()
-
-    for what, msg in failures:
-        logger.error("%s", msg if what in msg else f"{what}: {msg}")
-    written = sum(o.ok for o in outcomes)
-    if shard is not None:
-        return _finish_shard(
-            root, shard, levels, int(args.seed), clean_rows, new_rows, failures, written, skipped
+            run.todo.append(job)
+    if not run.merging:
+        return None
+    # A merge computes nothing: what no shard wrote is a failure or missing.
+    missing = [j for j in run.todo if j.output_rel not in shard_failed]
+    if missing:
+        logger.error(
+            "cannot merge the shards of %s: %d degraded files are in no shard's fragment or "
+            "changed since it ran (%s); rerun those shards. Nothing merged",
+            run.degraded_root,
+            len(missing),
+            shards.name_by_shard(((j.clean_rel, j.output_rel) for j in missing), run.n_shards),
         )
-    removed = _remove_stale_outputs(root, keep={r.path for r in new_rows + imported})
-    replace_kind(root, "degraded", new_rows + imported)
-    flags = Counter(f for r in new_rows for f in r.flag_set)
+        return cli.EXIT_FAILED
+    run.failures += [(j.output_rel, shard_failed[j.output_rel]) for j in run.todo]
+    run.todo = []
+    return None
+
+
+def _commit(run: _Run, skipped: int, t0: float, keep_fragments: bool) -> int:
+    """Write the manifest's degraded rows and ``degraded/run.json``; remove what no row
+    lists; a merge removes the fragments (unless ``keep_fragments``)."""
+    root, levels, settings = run.root, run.levels, run.settings
+    removed = _remove_stale_outputs(root, keep={r.path for r in run.new_rows + run.imported})
+    replace_kind(root, "degraded", run.new_rows + run.imported)
+    flags = Counter(f for r in run.new_rows for f in r.flag_set)
     cli.write_run_json(
-        degraded_root,
+        run.degraded_root,
         stage=STAGE,
-        args=args,
-        seed=int(args.seed),
+        settings=settings,
+        seed=int(settings.seed),
         params={
             "selection": [
                 {**level_record(lev), "digest": params_digest(level_record(lev))} for lev in levels
@@ -577,37 +658,37 @@ def run_degradations(args: argparse.Namespace, *, keep_fragments: bool = False) 
         },
         timings={
             "total": round(time.perf_counter() - t0, 3),
-            "degrading": round(sum(o.seconds for o in outcomes), 3),
+            "degrading": round(sum(o.seconds for o in run.outcomes), 3),
         },
         extra={
             # Mildest first: stages 3 and 4 order levels by this, never by their names.
             LEVEL_ORDER_KEY: level_order_of([(lev.family, lev.name) for lev in levels]),
             "counts": {
-                "clean_files": len(clean_rows),
+                "clean_files": len(run.clean_rows),
                 "levels": len(levels),
-                "written": written,
+                "written": run.written,
                 "skipped": skipped,
-                "failed": len(failures),
+                "failed": len(run.failures),
                 "removed": removed,
             },
             "flags": dict(sorted(flags.items())),
-            "failures": [{"file": w, "error": m} for w, m in failures],
-            "merged_shards": n_shards,
+            "failures": [{"file": w, "error": m} for w, m in run.failures],
+            "merged_shards": run.n_shards,
         },
     )
-    if merging:
+    if run.merging:
         if not keep_fragments:
-            shards.remove_fragments(degraded_root)
-        logger.info("degradations: merged %d shards into %s", n_shards, root / "manifest.csv")
+            shards.remove_fragments(run.degraded_root)
+        logger.info("degradations: merged %d shards into %s", run.n_shards, root / "manifest.csv")
     logger.info(  # the half's summary; the stage's closing line is extract_stage's
         "degradations: wrote %d, skipped %d (up to date), failed %d, removed %d stale -> %s",
-        written,
+        run.written,
         skipped,
-        len(failures),
+        len(run.failures),
         removed,
-        degraded_root,
+        run.degraded_root,
     )
-    return cli.EXIT_FAILED if failures else cli.EXIT_OK
+    return cli.EXIT_FAILED if run.failures else cli.EXIT_OK
 
 
 def _finish_shard(
@@ -668,8 +749,8 @@ def _remove_stale_outputs(root: Path, *, keep: set[str]) -> int:
 @cli.stage_entry("python -m perceptual_audio.stages.degrade")
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    cli.setup_logging(args)
-    return run_degradations(args)
+    cli.setup_logging(quiet=args.quiet, verbose=args.verbose)
+    return run_degradations(DegradeSettings.from_args(args))
 
 
 if __name__ == "__main__":

@@ -487,7 +487,7 @@ def _unavailable(
     cli.write_run_json(
         model_dir,
         stage="embeddings",
-        args=settings.arguments,
+        settings=settings.arguments,
         params=_jsonable(settings.model_options[name]),
         extra={"model": name, "available": False, "reason": reason},
     )
@@ -679,7 +679,7 @@ def _write_model_run_json(run: _ModelRun, load_seconds: float, embed_seconds: fl
     cli.write_run_json(
         run.model_dir,
         stage="embeddings",
-        args=run.settings.arguments,
+        settings=run.settings.arguments,
         params=run.info,
         timings={
             "load": round(load_seconds, 3),
@@ -814,7 +814,7 @@ def _report(results: list[ModelResult]) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Stand-alone entry point: ``python -m perceptual_audio.stages.embed --input-dir ...``."""
     args = build_parser().parse_args(argv)
-    cli.setup_logging(args)
+    cli.setup_logging(quiet=args.quiet, verbose=args.verbose)
     return run_embeddings(args)
 
 

@@ -70,12 +70,13 @@ def check_embedding_options(args: argparse.Namespace) -> str | None:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    cli.setup_logging(args)
+    cli.setup_logging(quiet=args.quiet, verbose=args.verbose)
     problem = check_embedding_options(args)
     if problem:  # before the degradation half changes any folder
         parser.error(problem)
     t0 = time.perf_counter()
-    refused = degrade_stage.claim_folders(args)  # a busy or wrong folder: no half runs
+    degrade_settings = degrade_stage.DegradeSettings.from_args(args)
+    refused = degrade_stage.claim_folders(degrade_settings)  # a busy or wrong folder: no half runs
     if refused is not None:
         return refused
     degraded_root = args.input_dir / degrade_stage.DEGRADED_DIR
@@ -102,8 +103,8 @@ def main(argv: list[str] | None = None) -> int:
             logger.error("%s", e)
             cli.stage_summary("extract_embeddings", t0, "exit status 1: nothing merged")
             return cli.EXIT_FAILED
-    rc_degrade = degrade_stage.run_degradations(args, keep_fragments=True)
-    if merging and not degrade_stage.merged(args):
+    rc_degrade = degrade_stage.run_degradations(degrade_settings, keep_fragments=True)
+    if merging and not degrade_stage.merged(degrade_settings.input_dir):
         rc_embed = cli.EXIT_FAILED  # the manifest does not list the shards' files
     else:
         rc_embed = embed_stage.run_embeddings(args)

@@ -305,7 +305,7 @@ def run_import(args: argparse.Namespace) -> int:
     cli.write_run_json(
         output_root,
         stage=conversion.STAGE,
-        args=args,
+        settings=vars(args),
         params={
             **conversion.conversion_settings(args.sr),
             "listening_test": str(test_path),

@@ -634,7 +634,7 @@ def _models_record(args: argparse.Namespace, sources: Mapping[str, ModelSource])
 def main(argv: Sequence[str] | None = None) -> int:
     """Run stage 3; returns the exit status (see ``--help``)."""
     args = build_parser().parse_args(argv)
-    cli.setup_logging(args)
+    cli.setup_logging(quiet=args.quiet, verbose=args.verbose)
     # Read by metrics.model_embedder in this process and in the spawned workers.
     os.environ[metrics.MODEL_DEVICE_ENV] = args.device
     t_start = time.perf_counter()
@@ -725,7 +725,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     cli.write_run_json(
         results_dir,
         stage=STAGE,
-        args=args,
+        settings=vars(args),
         seed=args.seed,
         params={
             "classic": cols.settings.as_dict(),

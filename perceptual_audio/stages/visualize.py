@@ -413,7 +413,7 @@ def run_stage(args: argparse.Namespace) -> int:
     cli.write_run_json(
         output_dir,
         stage=STAGE_NAME,
-        args=args,
+        settings=vars(args),
         params=params,
         timings={"load": t_fig - t0, "figures": t_report - t_fig, "report": t_end - t_report},
         extra={
@@ -441,7 +441,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``visualize_results.py``; returns the exit status (see :mod:`cli`)."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    cli.setup_logging(args)
+    cli.setup_logging(quiet=args.quiet, verbose=args.verbose)
     try:
         return run_stage(args)
     except PerceptualAudioError as e:
