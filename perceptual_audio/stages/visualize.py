@@ -167,14 +167,8 @@ def inputs_digest(results: StudyResults, params: dict[str, Any]) -> str:
     h = hashlib.sha256()
     h.update(json.dumps({**params, "output_version": OUTPUT_VERSION}, sort_keys=True).encode())
     # The code that draws and writes is an input too: a changed figure or sentence redraws.
-    for module in (
-        plots_module_path(),
-        Path(__file__),
-        *report_module.MODULE_FILES,
-        *listening.MODULE_FILES,
-        Path(report_audio.__file__),
-        Path(report_content.__file__),
-    ):
+    # report/ holds all of stage 4 (plots, audio examples, content breakdown included).
+    for module in (Path(__file__), *report_module.MODULE_FILES, *listening.MODULE_FILES):
         h.update(sha256_file(module).encode())
     for f in _input_files(results):
         h.update(f.name.encode())
@@ -186,11 +180,6 @@ GROUP_SCATTER = "Neural metrics against PESQ-WB and STOI"
 GROUP_HEATMAP = "Correlations among all metrics"
 GROUP_DEGRADATION = "Metrics by degradation"
 GROUP_FAMILY = "One degradation family at a time"
-
-
-def plots_module_path() -> Path:
-    """Source file of :mod:`perceptual_audio.report.plots` (found without importing matplotlib)."""
-    return Path(__file__).with_name("plots.py")
 
 
 def figure_plan(results: StudyResults) -> list[tuple[str, str, str, Any]]:
