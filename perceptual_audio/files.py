@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from perceptual_audio.errors import FolderBusyError, FolderConflictError
+from perceptual_audio.layout import LOCK_NAME
 
 logger = logging.getLogger(__name__)
 
@@ -165,7 +166,6 @@ def mirror_path(
 
 # -- folder ownership -------------------------------------------------------------------------
 #: A running stage holds this lock file in its output folder.
-LOCK_NAME = ".perceptual_audio.lock"
 RUN_JSON = "run.json"
 
 #: What each stage owner is called in messages.

@@ -17,8 +17,8 @@ from typing import Any
 
 from perceptual_audio.errors import SchemaError
 from perceptual_audio.files import write_text_if_changed
+from perceptual_audio.layout import DEGRADED_DIR, MANIFEST_NAME
 
-MANIFEST_NAME = "manifest.csv"
 #: Bumped whenever the columns change; recorded in run.json of the stages that write it.
 MANIFEST_SCHEMA_VERSION = 1
 COLUMNS = (
@@ -223,8 +223,6 @@ def replace_kind(folder_or_file: str | os.PathLike, kind: str, rows: list[Manife
 
 
 # -- the severity order stage 2 records -------------------------------------------------------
-#: Folder of the degraded files (stage 2) inside the audio folder.
-DEGRADED_DIR = "degraded"
 #: Key of ``degraded/run.json`` holding each family's levels, mildest first.
 LEVEL_ORDER_KEY = "level_order"
 

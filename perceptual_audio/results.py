@@ -20,6 +20,13 @@ from typing import TYPE_CHECKING, Any
 
 from perceptual_audio.errors import SchemaError
 from perceptual_audio.files import write_text_if_changed
+from perceptual_audio.layout import (  # noqa: F401 (the table's names, re-exported)
+    CORRELATIONS_NAME,
+    MONOTONICITY_NAME,
+    PAIR_METRICS_NAME,
+    RUN_JSON_NAME,
+    SUMMARY_NAME,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -27,11 +34,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 # -- file names of the results folder ----------------------------------------------------------
-PAIR_METRICS_NAME = "pair_metrics.csv"
-SUMMARY_NAME = "summary_by_degradation.csv"
-CORRELATIONS_NAME = "correlations.csv"
-MONOTONICITY_NAME = "monotonicity.csv"
-RUN_JSON_NAME = "run.json"
+# (owned by :mod:`perceptual_audio.layout`; imported here for the table's readers)
 
 # -- columns -----------------------------------------------------------------------------------
 #: Leading columns of ``pair_metrics.csv``, in order.

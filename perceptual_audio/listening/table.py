@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from perceptual_audio.errors import PerceptualAudioError
+from perceptual_audio.layout import AGREEMENT_NAME, RATINGS_NAME  # noqa: F401 (re-exported)
 
 if TYPE_CHECKING:
     from perceptual_audio.manifest import ManifestRow
@@ -22,10 +23,6 @@ logger = logging.getLogger(__name__)
 
 #: Manifest family of every file imported from a listening test (level = condition folder).
 LISTENING_FAMILY = "listening_test"
-#: The ratings stage 1 keeps beside the manifest (manifest paths).
-RATINGS_NAME = "ratings.csv"
-#: Stage 3's table of every metric against the listeners.
-AGREEMENT_NAME = "listener_agreement.csv"
 #: Columns a listening-test table must have; ``listener`` is optional.
 REQUIRED_COLUMNS = ("reference", "degraded", "condition", "rating")
 LISTENER_COLUMN = "listener"

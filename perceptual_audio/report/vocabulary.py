@@ -10,11 +10,10 @@ from typing import Any
 import numpy as np
 
 from perceptual_audio import metrics as _metrics
+from perceptual_audio.layout import HTML_REPORT_NAME, TEXT_REPORT_NAME  # noqa: F401 (re-exported)
 
 logger = logging.getLogger(__name__)
 
-TEXT_REPORT_NAME = "analysis_report.txt"
-HTML_REPORT_NAME = "report.html"
 
 #: Symbols of the correlation methods (in :data:`CORRELATION_METHODS` order).
 METHOD_SYMBOL = {"pearson": "r", "spearman": "ρ", "kendall": "τ"}

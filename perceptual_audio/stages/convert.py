@@ -30,6 +30,7 @@ from perceptual_audio.files import (
     same_or_inside,
     sha256_file,
 )
+from perceptual_audio.layout import CLEAN_DIR
 from perceptual_audio.manifest import (
     ManifestRow,
     manifest_path,
@@ -39,7 +40,6 @@ from perceptual_audio.manifest import (
 )
 from perceptual_audio.stages import cli, listening_import, work
 from perceptual_audio.stages.convert_items import (
-    CLEAN_DIR,
     STAGE,
     ConvertJob,
     conversion_settings,

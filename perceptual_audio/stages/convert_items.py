@@ -27,7 +27,6 @@ from perceptual_audio.manifest import ManifestRow
 logger = logging.getLogger(__name__)
 
 STAGE = "audio_conversion"
-CLEAN_DIR = "clean"
 #: Inputs shorter than this (seconds) are converted but flagged ``short``.
 SHORT_SECONDS = 0.5
 

@@ -38,6 +38,7 @@ from perceptual_audio.files import (
     remove_stale_temporaries,
     sha256_file,
 )
+from perceptual_audio.layout import CLEAN_DIR
 from perceptual_audio.listening import is_imported
 from perceptual_audio.manifest import (
     DEGRADED_DIR,
@@ -53,7 +54,6 @@ from perceptual_audio.stages import cli, shards, work
 logger = logging.getLogger(__name__)
 
 STAGE = "degradations"
-CLEAN_DIR = "clean"
 DEFAULT_SELECTION = "default"
 #: ``--degradations none``: degrade nothing (a listening test's rated files come from stage 1).
 NO_SELECTION = "none"

@@ -31,11 +31,8 @@ from typing import Any
 
 from perceptual_audio.errors import PerceptualAudioError
 from perceptual_audio.files import atomic_write_json, live_lock
+from perceptual_audio.layout import RECORD_NAME, SHARDS_DIR
 
-#: Folder of the fragments inside a stage's output folder.
-SHARDS_DIR = ".shards"
-#: A finished shard's record in its fragment folder (written last, atomically).
-RECORD_NAME = "record.json"
 #: Bumped when the fragment layout changes.
 FRAGMENT_VERSION = 1
 _SHARD_RE = re.compile(r"^\s*(\d+)\s*/\s*(\d+)\s*$")
