@@ -42,6 +42,7 @@ from perceptual_audio.stages import cli, listening_import, work
 from perceptual_audio.stages.convert_items import (
     STAGE,
     ConvertJob,
+    ConvertSettings,
     conversion_settings,
     convert_file,
     prune_empty_dirs,
@@ -97,14 +98,76 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def run(args: argparse.Namespace) -> int:
-    """Run stage 1 with parsed arguments; returns the exit status."""
-    if getattr(args, "listening_test", None) is not None:
-        return listening_import.run_import(args)
+def run(settings: ConvertSettings) -> int:
+    """Run stage 1; returns the exit status."""
+    if settings.listening_test is not None:
+        return listening_import.run_import(settings)
     t0 = time.perf_counter()
-    input_root: Path = args.input
-    output_root: Path = args.output
-    clean_root = output_root / CLEAN_DIR
+    inputs = _find_inputs(settings)
+    if isinstance(inputs, int):
+        return inputs
+    refused = cli.claim_output_folder(
+        settings.output,
+        owner=STAGE,
+        option="--output",
+        inputs=[("--input", settings.input, None)],
+    )
+    if refused is not None:
+        return refused
+    remove_stale_temporaries(settings.output)
+    old_rows = _earlier_rows(settings)
+    if isinstance(old_rows, int):
+        return old_rows
+    jobs, failures = _plan_jobs(settings, inputs)
+    todo, rows = [], []
+    for job in jobs:
+        old = old_rows.get(job.rel_output)
+        if not settings.force and _is_up_to_date(old, job, settings.output):
+            rows.append(old)
+        else:
+            todo.append(job)
+    skipped = len(rows)
+    outcomes = work.parallel_map(
+        convert_file, todo, workers=settings.workers, desc="converting", quiet=settings.quiet
+    )
+    for oc in outcomes:
+        if oc.ok:
+            rows.append(oc.value)
+        else:
+            failures.append((oc.item.input_path, oc.error))
+    removed = _commit(settings, rows, old_rows)
+    for msg in dict.fromkeys(m if s in m else f"{s}: {m}" for s, m in failures):
+        logger.error("%s", msg)  # a collision is one message for all its inputs
+    converted = sum(o.ok for o in outcomes)
+    cli.write_run_json(
+        settings.output,
+        stage=STAGE,
+        settings=settings,
+        params=conversion_settings(settings.sr),
+        timings={"total": round(time.perf_counter() - t0, 3)},
+        extra={
+            "counts": {
+                "inputs": len(inputs),
+                "converted": converted,
+                "skipped": skipped,
+                "failed": len(failures),
+                "removed": removed,
+            },
+            "failures": [{"file": s, "error": m} for s, m in failures],
+        },
+    )
+    cli.stage_summary(
+        "audio_conversion",
+        t0,
+        f"converted {converted}, skipped {skipped} (up to date), failed {len(failures)}, "
+        f"removed {removed} stale -> {manifest_path(settings.output)}",
+    )
+    return cli.EXIT_FAILED if failures else cli.EXIT_OK
+
+
+def _find_inputs(settings: ConvertSettings) -> list[Path] | int:
+    """The input audio files, or the exit status of a refusal (nothing is written)."""
+    input_root, output_root = settings.input, settings.output
     try:
         inputs = find_audio_files(input_root)
     except PerceptualAudioError as e:
@@ -122,28 +185,31 @@ def run(args: argparse.Namespace) -> int:
             output_root,
         )
         return cli.EXIT_FAILED
-    refused = cli.claim_output_folder(
-        output_root, owner=STAGE, option="--output", inputs=[("--input", input_root, None)]
-    )
-    if refused is not None:
-        return refused
-    remove_stale_temporaries(output_root)
+    return inputs
 
+
+def _earlier_rows(settings: ConvertSettings) -> dict[str, ManifestRow] | int:
+    """The clean rows of an earlier run (or the exit status for an unreadable manifest)."""
     try:
-        old_rows = {r.path: r for r in read_manifest(output_root) if r.kind == "clean"}
+        return {r.path: r for r in read_manifest(settings.output) if r.kind == "clean"}
     except SchemaError as e:
-        if not args.force:
+        if not settings.force:
             logger.error("%s", e)
             return cli.EXIT_FAILED
         # --force rebuilds a manifest this version cannot read (its rows are lost anyway).
         logger.warning("%s; --force: starting a new manifest", str(e).split(". ")[0])
-        manifest_path(output_root).unlink()
-        old_rows = {}
+        manifest_path(settings.output).unlink()
+        return {}
 
-    # Map inputs to outputs; inputs that collide on one output path all fail.
+
+def _plan_jobs(
+    settings: ConvertSettings, inputs: list[Path]
+) -> tuple[list[ConvertJob], list[tuple[str, str]]]:
+    """One job per input; inputs that collide on one output path, or cannot be read, fail."""
+    input_root, output_root = settings.input, settings.output
     by_output: dict[Path, list[Path]] = defaultdict(list)
     for p in inputs:
-        by_output[mirror_path(p, input_root, clean_root, suffix=".wav")].append(p)
+        by_output[mirror_path(p, input_root, output_root / CLEAN_DIR, suffix=".wav")].append(p)
     failures: list[tuple[str, str]] = []
     jobs: list[ConvertJob] = []
     for out, srcs in sorted(by_output.items()):
@@ -172,30 +238,19 @@ def run(args: argparse.Namespace) -> int:
                 source=src.relative_to(input_root).as_posix(),
                 output_path=str(out),
                 rel_output=out.relative_to(output_root).as_posix(),
-                sample_rate=args.sr,
+                sample_rate=settings.sr,
                 source_sha256=digest,
             )
         )
+    return jobs, failures
 
-    todo, rows = [], []
-    for job in jobs:
-        old = old_rows.get(job.rel_output)
-        if not args.force and _is_up_to_date(old, job, output_root):
-            rows.append(old)
-        else:
-            todo.append(job)
-    skipped = len(rows)
 
-    outcomes = work.parallel_map(
-        convert_file, todo, workers=args.workers, desc="converting", quiet=args.quiet
-    )
-    for oc in outcomes:
-        if oc.ok:
-            rows.append(oc.value)
-        else:
-            failures.append((oc.item.input_path, oc.error))
-
-    # Outputs that no longer correspond to a convertible input are removed.
+def _commit(
+    settings: ConvertSettings, rows: list[ManifestRow], old_rows: dict[str, ManifestRow]
+) -> int:
+    """Remove the outputs that no longer correspond to a convertible input (and an earlier
+    listening-test import), write the clean rows; returns the files removed."""
+    output_root = settings.output
     current = {r.path for r in rows}
     removed = 0
     for path in sorted(set(old_rows) - current):
@@ -204,37 +259,9 @@ def run(args: argparse.Namespace) -> int:
             stale.unlink()
             removed += 1
             logger.info("removed %s (its input disappeared, changed or now fails)", stale)
-    prune_empty_dirs(clean_root)
-
+    prune_empty_dirs(output_root / CLEAN_DIR)
     replace_kind(output_root, "clean", rows)
-    removed += _drop_listening_test(output_root)
-    for msg in dict.fromkeys(m if s in m else f"{s}: {m}" for s, m in failures):
-        logger.error("%s", msg)  # a collision is one message for all its inputs
-    cli.write_run_json(
-        output_root,
-        stage=STAGE,
-        settings=vars(args),
-        params=conversion_settings(args.sr),
-        timings={"total": round(time.perf_counter() - t0, 3)},
-        extra={
-            "counts": {
-                "inputs": len(inputs),
-                "converted": len(outcomes) - sum(not o.ok for o in outcomes),
-                "skipped": skipped,
-                "failed": len(failures),
-                "removed": removed,
-            },
-            "failures": [{"file": s, "error": m} for s, m in failures],
-        },
-    )
-    converted = sum(o.ok for o in outcomes)
-    cli.stage_summary(
-        "audio_conversion",
-        t0,
-        f"converted {converted}, skipped {skipped} (up to date), "
-        f"failed {len(failures)}, removed {removed} stale -> {output_root / 'manifest.csv'}",
-    )
-    return cli.EXIT_FAILED if failures else cli.EXIT_OK
+    return removed + _drop_listening_test(output_root)
 
 
 def _drop_listening_test(output_root: Path) -> int:
@@ -264,4 +291,4 @@ def _drop_listening_test(output_root: Path) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     cli.setup_logging(quiet=args.quiet, verbose=args.verbose)
-    return run(args)
+    return run(ConvertSettings.from_args(args))

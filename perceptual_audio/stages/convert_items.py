@@ -1,4 +1,4 @@
-"""Stage 1's item: converting one input file to mono float32 WAV at the study rate.
+"""Stage 1's settings and item: converting one input file to mono float32 WAV at the study rate.
 
 Shared by both runners of stage 1: :mod:`perceptual_audio.stages.convert` (a folder of audio)
 and :mod:`perceptual_audio.stages.listening_import` (exactly the files of a listening test).
@@ -22,7 +22,9 @@ from perceptual_audio.audio_io import (
     save_wav,
 )
 from perceptual_audio.files import params_digest, sha256_file
+from perceptual_audio.listening import DEFAULT_RATING_SCALE
 from perceptual_audio.manifest import ManifestRow
+from perceptual_audio.stages import cli
 
 logger = logging.getLogger(__name__)
 
@@ -117,3 +119,28 @@ def prune_empty_dirs(root: Path) -> None:
     ):
         if not any(d.iterdir()):
             d.rmdir()
+
+
+@dataclass(frozen=True, kw_only=True)
+class ConvertSettings(cli.StageSettings):
+    """Stage 1's settings (both runners: a folder of audio, or a listening test's files).
+
+    Attributes
+    ----------
+    input : Path
+        Folder of input audio (searched recursively).
+    output : Path
+        The audio folder written (``clean/``, ``manifest.csv``, ``run.json``).
+    sr : int
+        Output sample rate in Hz.
+    listening_test : Path or None
+        A listening test's table: convert exactly its files (:mod:`.listening_import`).
+    rating_scale : (float, float)
+        Valid range of its ratings.
+    """
+
+    input: Path = Path("original_audio")
+    output: Path = Path("test_audio")
+    sr: int = 16000
+    listening_test: Path | None = None
+    rating_scale: tuple[float, float] = DEFAULT_RATING_SCALE

@@ -33,7 +33,7 @@ from perceptual_audio.listening.table import (
 )
 from perceptual_audio.stages import convert_items as conversion
 from perceptual_audio.stages import work
-from perceptual_audio.stages.convert_items import ConvertJob, conversion_settings
+from perceptual_audio.stages.convert_items import ConvertJob, ConvertSettings, conversion_settings
 
 logger = logging.getLogger(__name__)
 
@@ -157,7 +157,7 @@ def plan_import(
     )
 
 
-def run_import(args: argparse.Namespace) -> int:
+def run_import(args: ConvertSettings) -> int:
     """Stage 1 with ``--listening-test``: convert exactly the table's files; exit status."""
     import time
 
@@ -305,7 +305,7 @@ def run_import(args: argparse.Namespace) -> int:
     cli.write_run_json(
         output_root,
         stage=conversion.STAGE,
-        settings=vars(args),
+        settings=args,
         params={
             **conversion.conversion_settings(args.sr),
             "listening_test": str(test_path),
