@@ -545,6 +545,9 @@ def _read_listener_agreement(
         return None
     from perceptual_audio.listening import AGREEMENT_COLUMNS, CEILING
 
+    if "note" not in frame:  # written before stage 3 explained its empty cells
+        frame["note"] = ""
+    frame["note"] = frame["note"].fillna("").astype(str)
     results_format.require_columns(path, frame, AGREEMENT_COLUMNS)
     # Metrics the report dropped (unavailable models) are not ranked either.
     return frame[frame["metric"].isin([*metrics, CEILING])].reset_index(drop=True)
