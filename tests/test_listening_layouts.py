@@ -200,8 +200,9 @@ def test_every_layout_through_stage1_and_stage3(tmp_path, audio, layout):
     ceil = agr[agr["metric"] == "ceiling"].set_index("level")
     if layout == "rating+listener":  # listeners differ by an offset only: perfect halves
         assert float(ceil.loc["file", "pearson"]) == pytest.approx(1.0)
-        assert ceil.loc["file", "note"] == "no CI: 2 stimuli; the bootstrap resamples stimuli " \
-            "and needs at least 5"  # fmt: skip
+        assert ceil.loc["file", "note"] == (
+            "no CI: 2 stimuli (the bootstrap resamples stimuli and needs at least 5)"
+        )
     elif layout == "one rating per file, no listener":
         assert ceil.loc["file", "note"] == (
             "ceiling not estimated: the table names no listeners and gives one rating per "
@@ -342,8 +343,8 @@ def test_mos_table_with_codec_conditions_through_all_four_stages(tmp_path, audio
     assert set(summary["level"]) == set(CONDITIONS)
     agr = pd.read_csv(res / listening.AGREEMENT_NAME, keep_default_na=False)
     f = agr[agr["level"] == "file"].set_index("metric")
-    assert (f.drop("ceiling")["note"] == "no CI: 2 stimuli; the bootstrap resamples stimuli "
-            "and needs at least 5").all()  # fmt: skip
+    assert (f.drop("ceiling")["note"] == "no CI: 2 stimuli (the bootstrap resamples stimuli "
+            "and needs at least 5)").all()  # fmt: skip
     assert f.loc["ceiling", "note"].startswith("ceiling not estimated: a split-half needs")
     c = agr[agr["level"] == "condition"].set_index("metric")
     assert c.loc["pesq_wb", "n"] == 4 and c.loc["pesq_wb", "note"].startswith("no CI: 2 stimuli")
@@ -359,3 +360,46 @@ def test_mos_table_with_codec_conditions_through_all_four_stages(tmp_path, audio
     for cond in CONDITIONS:
         assert cond in text
     assert "Listening test (" not in text  # conditions as the test names them
+
+
+# -- key findings: a winner only where the CIs support its lead ---------------------------------
+def _agreement(a_ci, b_ci, note=""):
+    """Two metrics at file level (Pearson with the given CIs) and a ceiling row."""
+    rows = []
+    for metric, r, (lo, hi) in (("pesq_wb", 0.8, a_ci), ("stoi", 0.6, b_ci)):
+        rows.append({"metric": metric, "level": "file", "n": 8, "pearson": r,
+                     "pearson_ci_low": lo, "pearson_ci_high": hi, "note": note})  # fmt: skip
+    rows.append({"metric": "ceiling", "level": "file", "n": 8, "pearson": 0.9,
+                 "pearson_ci_low": 0.85, "pearson_ci_high": 0.95, "note": ""})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+@pytest.mark.parametrize(
+    "a_ci, b_ci, note, words",
+    [
+        ((0.7, 0.9), (0.4, 0.65), "", "PESQ-WB agrees best with the listeners: Pearson r 0.80 "
+         "[0.70, 0.90], its CI above the runner-up STOI's (0.60 [0.40, 0.65])"),
+        ((0.5, 0.9), (0.4, 0.7), "", "PESQ-WB ranks first: Pearson r 0.80 [0.50, 0.90]; the "
+         "runner-up STOI (0.60 [0.40, 0.70]): the CIs overlap, so this test does not separate "
+         "the two"),
+        ((math.nan, math.nan), (math.nan, math.nan), "no CI: 1 stimulus (the bootstrap "
+         "resamples stimuli and needs at least 5)", "PESQ-WB ranks first by its point value, "
+         "Pearson r 0.80 (no CI: 1 stimulus), ahead of STOI (0.60); without CIs this test cannot "
+         "say that either leads"),
+    ],
+)  # fmt: skip
+def test_key_findings_name_a_winner_only_when_cis_separate(a_ci, b_ci, note, words):
+    from perceptual_audio.report.vocabulary import metric_info
+
+    text = listening.agreement_findings(
+        _agreement(a_ci, b_ci, note), lambda m: metric_info(m).label, classic=["pesq_wb", "stoi"]
+    )
+    assert text[0] == f"At file level (n = 8), {words}, against a listener ceiling of 0.90."
+
+
+def test_listening_condition_labels_are_the_tests_own_names():
+    from perceptual_audio.report.vocabulary import condition_label
+
+    assert condition_label("listening_test", "Proposed 1.38 16kHz") == "Proposed 1.38 16kHz"
+    assert condition_label("listening_test", "opus") == "opus"
+    assert condition_label("opus", "high") == "Opus (High)"

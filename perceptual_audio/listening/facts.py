@@ -66,10 +66,10 @@ def _note(row: Any) -> str:
 
 
 def _ci_reason(row: Any) -> str:
-    """The row's "no CI: ..." reason, or a plain "no CI"."""
+    """The row's "no CI: ..." reason in short (``no CI: 2 stimuli``), or a plain "no CI"."""
     for part in _note(row).split("; "):
         if part.startswith("no CI"):
-            return part
+            return part.split(" (")[0]
     return "no CI"
 
 

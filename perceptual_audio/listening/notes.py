@@ -30,13 +30,13 @@ def _plural(n: int, one: str, many: str) -> str:
 
 
 def ci_note(n_stimuli: int, n_bootstrap: int) -> str:
-    """Why a coefficient has no CI."""
+    """Why a coefficient has no CI (no "; " inside: notes join their parts with it)."""
     from perceptual_audio.stats import MIN_RECORDINGS_FOR_CI
 
     if n_stimuli < MIN_RECORDINGS_FOR_CI:
         return (
-            f"no CI: {_plural(n_stimuli, 'stimulus', 'stimuli')}; the bootstrap resamples "
-            f"stimuli and needs at least {MIN_RECORDINGS_FOR_CI}"
+            f"no CI: {_plural(n_stimuli, 'stimulus', 'stimuli')} (the bootstrap resamples "
+            f"stimuli and needs at least {MIN_RECORDINGS_FOR_CI})"
         )
     if n_bootstrap <= 0:
         return "no CI: --bootstrap 0"
