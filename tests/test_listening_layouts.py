@@ -394,7 +394,7 @@ def test_key_findings_name_a_winner_only_when_cis_separate(a_ci, b_ci, note, wor
     text = listening.agreement_findings(
         _agreement(a_ci, b_ci, note), lambda m: metric_info(m).label, classic=["pesq_wb", "stoi"]
     )
-    assert text[0] == f"At file level (n = 8), {words}, against a listener ceiling of 0.90."
+    assert text[0] == f"At file level (n = 8), {words}; the listener ceiling is 0.90."
 
 
 def test_listening_condition_labels_are_the_tests_own_names():

@@ -129,7 +129,7 @@ def _ceiling_sentence(agreement: pd.DataFrame, level: str, method: str) -> str:
         return ""
     value = float(ceil[method].iloc[0])
     if np.isfinite(value):
-        return f", against a listener ceiling of {value:.2f}"
+        return f"; the listener ceiling is {value:.2f}"
     note = _note(ceil.iloc[0])
     return f"; the listener ceiling is unknown ({note})" if note else ""
 

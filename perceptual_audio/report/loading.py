@@ -539,7 +539,7 @@ def _read_listener_agreement(
     if not path.exists():
         return None
     try:
-        frame = pd.read_csv(path, dtype={"metric": str, "level": str})
+        frame = pd.read_csv(path, dtype={"metric": str, "level": str, "note": str})
     except (pd.errors.ParserError, pd.errors.EmptyDataError) as e:
         notes.append(f"{path} is unreadable ({e}); agreement with listeners is not reported.")
         return None
