@@ -29,6 +29,9 @@ from __future__ import annotations
 CLEAN_DIR = "clean"
 #: Stage 2's degraded files.
 DEGRADED_DIR = "degraded"
+#: A listening test's rated files (stage 1), ``rated/<condition folder>/``: a namespace of
+#: stage 1's own, so no condition name can clash with a stage-2 family.
+RATED_DIR = "rated"
 #: The audio manifest of the audio folder, and every embedding folder's manifest.
 MANIFEST_NAME = "manifest.csv"
 #: The ratings stage 1 keeps beside the manifest (manifest paths).

@@ -195,17 +195,17 @@ def test_import_writes_clean_degraded_and_ratings(synthetic, caplog):
     deg = [r for r in rows if r.kind == "degraded"]
     assert len(clean) == N_STIMULI and len(deg) == N_STIMULI * (len(SNRS_DB) + 1)
     assert {r.source for r in clean} == {f"stim_{s}/ref.wav" for s in range(N_STIMULI)}
-    r = next(r for r in deg if r.path == "degraded/SNR_10_dB/stim_1/snr10.wav")
-    assert r.family == listening.LISTENING_FAMILY and r.level == "SNR_10_dB"
+    r = next(r for r in deg if r.path == "rated/SNR_10_dB/stim_1/snr10.wav")
+    assert r.family == listening.LISTENING_FAMILY and r.level == "SNR 10 dB"
     assert r.source == "clean/stim_1/ref.wav"
     assert r.params["condition"] == "SNR 10 dB" and r.params["input"] == "stim_1/snr10.flac"
-    hidden = next(r for r in deg if r.path == "degraded/Reference/stim_0/ref.wav")
+    hidden = next(r for r in deg if r.path == "rated/Reference/stim_0/ref.wav")
     assert hidden.params["hidden_reference"] is True
     assert sf.info(str(ta / r.path)).samplerate == 16000
     ratings = pd.read_csv(ta / listening.RATINGS_NAME)
     assert list(ratings.columns) == list(listening.RATINGS_COLUMNS)
     assert len(ratings) == N_STIMULI * (len(SNRS_DB) + 1) * len(LISTENER_OFFSETS)  # anchors out
-    assert not (ta / "degraded" / "Anchor").exists()
+    assert not (ta / "rated" / "Anchor").exists() and not list(ta.glob("degraded/**/*.wav"))
 
 
 def test_import_notes_skipped_anchor_once_and_reruns_convert_nothing(synthetic, caplog, capsys):
@@ -221,7 +221,6 @@ def test_import_notes_skipped_anchor_once_and_reruns_convert_nothing(synthetic, 
     "edit, message",
     [
         (lambda t: t.replace("stim_0/snr10.flac", "stim_0/gone.flac", 1), "degraded file"),
-        (lambda t: t.replace("SNR 0 dB", "noise", 1), "would share degraded/noise/ with stage 2"),
         (lambda t: t.replace(",25.0,", ",25 points,", 1), "is not a number"),
     ],
 )
@@ -271,7 +270,7 @@ def test_pair_table_has_ratings(synthetic):
     pairs = results_format.read_pair_table(res / results_format.PAIR_METRICS_NAME)
     for c in ("rating_mean", "rating_sd", "rating_n"):
         assert c in pairs.columns
-    row = pairs[pairs["degraded_path"] == "degraded/SNR_20_dB/stim_3/snr20.wav"].iloc[0]
+    row = pairs[pairs["degraded_path"] == "rated/SNR_20_dB/stim_3/snr20.wav"].iloc[0]
     assert row["rating_mean"] == _rating(20) and row["rating_n"] == 3
     assert row["rating_sd"] == pytest.approx(5.0)
     assert row["condition"] == "SNR 20 dB" and row["hidden_reference"] == "false"
@@ -462,7 +461,7 @@ def test_published_import_and_per_file_means_exact(published):
     assert len(rated) == 64
     for rec in rated.itertuples():
         ratings = json.loads(rec.ratings)
-        path = f"degraded/{listening.condition_folder(rec.condition)}/{rec.file}"
+        path = f"rated/{listening.condition_folder(rec.condition)}/{rec.file}"
         row = pairs[pairs["degraded_path"] == path].iloc[0]
         assert row["rating_mean"] == np.mean(ratings), path
         assert row["rating_n"] == len(ratings) and row["condition"] == rec.condition

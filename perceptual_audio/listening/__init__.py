@@ -1,20 +1,25 @@
 """Listening tests: import (stage 1), ratings (stage 3), agreement with listeners, ceiling.
 
-A listening test is a long-format CSV table, one row per rating::
+A listening test is a CSV table in one of three layouts (:func:`read_rating_table`)::
 
-    reference,degraded,condition,rating,listener
+    reference,degraded,condition,rating,listener          one row per listener and file
     stim_01/ref.wav,stim_01/lyra_6.wav,Lyra 6,62,3
+    reference,degraded,condition,rating                   ratings, listeners not named
+    reference,degraded,condition,rating_mean,rating_sd,rating_n    one row of means per file
+    s1/ref.wav,s1/opus.wav,opus,3.4,0.9,24
 
 ``reference`` and ``degraded`` are paths relative to the input folder (stage 1) or, in stage 3,
-either manifest paths or those input paths; ``listener`` is optional. A row whose ``degraded``
-equals its ``reference`` rates the hidden reference; a row with an empty ``degraded`` (a MUSHRA
-anchor whose audio is not shipped) is skipped with one note.
+either manifest paths or those input paths. A row whose ``degraded`` equals its ``reference``
+rates the hidden reference; a row with an empty ``degraded`` (a MUSHRA anchor whose audio is
+not shipped) is skipped with one note.
 
 Stage 1 (:func:`perceptual_audio.stages.listening_import.run_import`) converts exactly the files of the table: references to
-``clean/<mirrored path>.wav``, rated files to ``degraded/<condition>/<mirrored path>.wav`` with
-``degraded`` manifest rows (family :data:`LISTENING_FAMILY`, level = the condition's folder
-name, source = the clean reference), and keeps the ratings beside the manifest
-(``ratings.csv``, manifest paths). Stage 2 never deletes these rows (:func:`is_imported`).
+``clean/<mirrored path>.wav``, rated files to ``rated/<condition folder>/<mirrored path>.wav``
+(:data:`RATED_DIR`, stage 1's own folder: no condition name can clash with a stage-2 family)
+with ``degraded`` manifest rows (family :data:`LISTENING_FAMILY`, level = the condition as
+given, source = the clean reference), and keeps the ratings beside the manifest
+(``ratings.csv``, manifest paths, written by :func:`write_rating_table` in the format
+:func:`read_rating_table` reads). Stage 2 never deletes these rows (:func:`is_imported`).
 
 Stage 3 joins the ratings to ``pair_metrics.csv`` (``rating_mean``, ``rating_sd``,
 ``rating_n``) and writes ``listener_agreement.csv`` (:func:`agreement_table`): per metric and
@@ -22,7 +27,8 @@ level (``file``: every rated file; ``condition``: per-condition means over stimu
 Spearman and Kendall with 95% bootstrap CIs resampling stimuli (references), Pearson and RMSE
 after the third-order monotonic mapping of ITU-T P.1401 (:func:`monotonic_cubic_fit`), and a
 ``ceiling`` row per level: the split-half agreement of the listeners with themselves,
-Spearman-Brown corrected (:func:`listener_ceiling`).
+Spearman-Brown corrected (:func:`listener_ceiling`; it needs per-listener ratings). A ``note``
+says why a value or CI is missing (one stimulus: no bootstrap; means only: no ceiling).
 
 The package: :mod:`.table` (the ratings table),
 :mod:`.study` (stage 3's join), :mod:`.agreement` (statistics, ceiling), :mod:`.facts` (for the report).
@@ -76,12 +82,17 @@ from perceptual_audio.listening.table import (
     LISTENING_FAMILY,
     MAPPING_GRID_POINTS,
     MAPPING_PARAMETERS,
+    MEAN_COLUMN,
     METHODS,
     MIN_RATED_FILES,
     PAIR_RATING_COLUMNS,
+    RATED_DIR,
+    RATING_COLUMN,
     RATINGS_COLUMNS,
     RATINGS_NAME,
     REQUIRED_COLUMNS,
+    SD_COLUMN,
+    VOTES_COLUMN,
     ListeningTestError,
     Rating,
     _norm,
@@ -89,6 +100,7 @@ from perceptual_audio.listening.table import (
     is_imported,
     parse_rating_scale,
     read_rating_table,
+    write_rating_table,
 )
 
 #: The modules of this package (stage 4's inputs digest hashes their code).
@@ -109,14 +121,19 @@ __all__ = [
     "ListeningTestError",
     "MAPPING_GRID_POINTS",
     "MAPPING_PARAMETERS",
+    "MEAN_COLUMN",
     "METHODS",
     "MIN_RATED_FILES",
     "PAIR_RATING_COLUMNS",
+    "RATED_DIR",
+    "RATING_COLUMN",
     "RATINGS_COLUMNS",
     "RATINGS_NAME",
     "REQUIRED_COLUMNS",
     "Rating",
+    "SD_COLUMN",
     "StudyRatings",
+    "VOTES_COLUMN",
     "_SAFE_NAME",
     "_condition_level",
     "_condition_matrix",
@@ -145,4 +162,5 @@ __all__ = [
     "read_rating_table",
     "rowwise_correlations",
     "spearman_brown",
+    "write_rating_table",
 ]

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
 
+from perceptual_audio.listening.notes import ceiling_blocker, ceiling_note, metric_note
 from perceptual_audio.listening.study import (
     StudyRatings,
 )
@@ -219,7 +220,8 @@ def agreement_table(
     -------
     pd.DataFrame
         :data:`AGREEMENT_COLUMNS`; per level the metrics in the given order, then ``ceiling``.
-        Coefficients keep their sign (a distance agrees with listeners when negative).
+        Coefficients keep their sign (a distance agrees with listeners when negative);
+        ``note`` says why a value is missing (:mod:`.notes`), "" when none is.
     """
     import pandas as pd
 
@@ -258,6 +260,9 @@ def agreement_table(
                 )
             pm, rmse = mapped_agreement(xs, ys, increasing=stats.higher_is_better(m))
             row["pearson_mapped"], row["rmse_mapped"] = pm, rmse
+            row["note"] = metric_note(
+                row, n_stimuli=sub["reference_path"].nunique(), n_bootstrap=n_bootstrap
+            )
             rows.append(row)
         rows.append(
             listener_ceiling(
@@ -340,7 +345,9 @@ def listener_ceiling(
     (:func:`spearman_brown`) turns the half-panel correlation into the full panel's. The
     point estimate averages :data:`CEILING_SPLITS` random splits; each bootstrap replicate
     resamples the stimuli (with all their files) and draws a fresh split. Without a
-    ``listener`` column every rating counts as its own listener.
+    ``listener`` column every rating counts as its own listener; files given only as a mean
+    (``rating_mean``) have no listeners to split, so the ceiling is then not estimated and
+    ``note`` says why.
 
     Returns
     -------
@@ -365,7 +372,8 @@ def listener_ceiling(
     row: dict[str, Any] = {c: math.nan for c in AGREEMENT_COLUMNS}
     row.update(metric=CEILING, level=level)
     row["n"] = len(files) if level == LEVEL_FILE else len(conditions)
-    if len(listeners) < 2 or len(files) < MIN_RATED_FILES:
+    row["note"] = ceiling_blocker(files, ratings, listeners)
+    if row["note"]:
         return row
 
     def one(split: np.ndarray, stim_weights: np.ndarray) -> dict[str, float]:
@@ -402,6 +410,7 @@ def listener_ceiling(
             row[f"{m}_ci_low"], row[f"{m}_ci_high"] = _percentile_ci(
                 reps[m], n_bootstrap, confidence
             )
+    row["note"] = ceiling_note(row, files, ratings, n_stimuli=len(stimuli), n_bootstrap=n_bootstrap)
     return row
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +21,7 @@ from perceptual_audio.listening.table import (
     MIN_RATED_FILES,
     RATINGS_NAME,
     ListeningTestError,
+    Rating,
     _norm,
     condition_folder,
     is_imported,
@@ -42,11 +43,17 @@ class StudyRatings:
     source : str
         The file they were read from.
     per_file : dict
-        Degraded manifest path -> list of (listener, rating).
+        Degraded manifest path -> list of (listener, rating) (files rated per listener; an
+        unnamed listener is ``line<N>``, every rating its own listener).
     condition : dict
         Degraded manifest path -> condition name.
     hidden : frozenset
         Degraded paths that are the hidden reference.
+    has_listeners : bool
+        Whether the table names its listeners.
+    means : dict
+        Degraded manifest path -> (mean, SD or NaN, vote count or None): files given as a
+        row of means (``rating_mean``), which have no per-listener ratings.
     """
 
     source: str
@@ -54,6 +61,13 @@ class StudyRatings:
     condition: dict[str, str]
     hidden: frozenset[str]
     has_listeners: bool
+    means: dict[str, tuple[float, float, int | None]] = field(default_factory=dict)
+
+    @property
+    def n_ratings(self) -> int:
+        """Individual ratings, plus the vote counts given with means (unknown counts as 0)."""
+        votes = sum(n for _, _, n in self.means.values() if n is not None)
+        return sum(len(v) for v in self.per_file.values()) + votes
 
 
 def add_ratings_arguments(parser: argparse.ArgumentParser) -> None:
@@ -63,8 +77,9 @@ def add_ratings_arguments(parser: argparse.ArgumentParser) -> None:
         type=Path,
         default=None,
         metavar="RATINGS.csv",
-        help="listening-test ratings (reference, degraded, condition, rating[, listener]; "
-        "paths as in the manifest or as given to stage 1); default: the ratings stage 1 "
+        help="listening-test ratings (reference, degraded, condition and rating[, listener] "
+        "or rating_mean[, rating_sd][, rating_n]; paths as in the manifest or as given to "
+        "stage 1); default: the ratings stage 1 "
         f"imported (AUDIO_DIR/{RATINGS_NAME}), if any",
     )
     parser.add_argument(
@@ -123,9 +138,10 @@ def load_study_ratings(
         ref_names[r.path] = {r.path, (audio_dir / r.path).as_posix(), _norm(r.source)}
 
     per_file: dict[str, list[tuple[str, float]]] = {}
+    means: dict[str, tuple[float, float, int | None]] = {}
     condition: dict[str, str] = {}
     hidden: set[str] = set()
-    seen: dict[tuple[str, str], int] = {}
+    seen: dict[tuple[str, str], int] = {}  # (path, listener or mean/rating marker) -> line
     for rt in table:
         if not rt.degraded:
             continue
@@ -168,18 +184,14 @@ def load_study_ratings(
                 f"{where}: {row.path} is rated under condition {rt.condition!r} here and "
                 f"{prev_cond!r} elsewhere; one file has one condition"
             )
-        if rt.listener:
-            key = (row.path, rt.listener)
-            if key in seen:
-                raise ListeningTestError(
-                    f"{where}: listener {rt.listener!r} rates {row.path} a second time (first "
-                    f"on line {seen[key]}); keep one rating per file and listener"
-                )
-            seen[key] = rt.line
-        per_file.setdefault(row.path, []).append((rt.listener or f"line{rt.line}", rt.rating))
+        _check_once(rt, row.path, where, seen)
+        if rt.is_mean:
+            means[row.path] = (rt.mean, rt.sd, rt.votes)
+        else:
+            per_file.setdefault(row.path, []).append((rt.listener or f"line{rt.line}", rt.rating))
         if row.path == row.source or rt.hidden_reference or row.params.get("hidden_reference"):
             hidden.add(row.path)
-    counted = [p for p in per_file if include_reference or p not in hidden]
+    counted = [p for p in [*per_file, *means] if include_reference or p not in hidden]
     if len(counted) < MIN_RATED_FILES:
         raise ListeningTestError(
             f"{path}: only {len(counted)} rated file(s) in the study"
@@ -192,16 +204,61 @@ def load_study_ratings(
         condition,
         frozenset(hidden),
         has_listeners=any(rt.listener for rt in table),
+        means=means,
     )
 
 
+#: Keys of :func:`_check_once` for a file's row of means and its first per-listener rating.
+_MEAN_KEY, _RATED_KEY = "\x00mean", "\x00rated"
+
+
+def _check_once(rt: Rating, path: str, where: str, seen: dict[tuple[str, str], int]) -> None:
+    """One rating per (file, listener), one mean per file, not both for one file: checked on
+    the study's paths, as one file may be named by its manifest and by its input path."""
+    if rt.is_mean:
+        if (path, _MEAN_KEY) in seen:
+            raise ListeningTestError(
+                f"{where}: a second rating_mean for {path} (first on line "
+                f"{seen[(path, _MEAN_KEY)]}); one mean per file"
+            )
+        other = seen.get((path, _RATED_KEY))
+        seen[(path, _MEAN_KEY)] = rt.line
+    else:
+        if rt.listener and (path, rt.listener) in seen:
+            raise ListeningTestError(
+                f"{where}: listener {rt.listener!r} rates {path} a second time (first on line "
+                f"{seen[(path, rt.listener)]}); keep one rating per file and listener"
+            )
+        if rt.listener:
+            seen[(path, rt.listener)] = rt.line
+        other = seen.get((path, _MEAN_KEY))
+        seen.setdefault((path, _RATED_KEY), rt.line)
+    if other is not None:
+        raise ListeningTestError(
+            f"{where}: {path} has a row of means and per-listener ratings (first on line "
+            f"{min(other, rt.line)}); give a file one or the other"
+        )
+
+
 def pair_rating_cells(ratings: StudyRatings, degraded_path: str) -> dict[str, Any]:
-    """The :data:`PAIR_RATING_COLUMNS` cells of one pair (NaN ratings when unrated)."""
-    vals = np.array([v for _, v in ratings.per_file.get(degraded_path, [])], dtype=float)
-    return {
+    """The :data:`PAIR_RATING_COLUMNS` cells of one pair: the mean, SD (ddof 1) and count of
+    its ratings, or the mean, SD and votes it was given with; "" where unrated or where the
+    table did not say (read back as NaN)."""
+
+    def cell(value: float | int | None) -> float | int | str:
+        return "" if value is None or (isinstance(value, float) and math.isnan(value)) else value
+
+    cells: dict[str, Any] = {
         "condition": ratings.condition.get(degraded_path, ""),
         "hidden_reference": "true" if degraded_path in ratings.hidden else "false",
-        "rating_mean": float(vals.mean()) if len(vals) else math.nan,
-        "rating_sd": float(vals.std(ddof=1)) if len(vals) > 1 else math.nan,
-        "rating_n": len(vals),
+    }
+    if degraded_path in ratings.means:
+        mean, sd, votes = ratings.means[degraded_path]
+        return {**cells, "rating_mean": cell(mean), "rating_sd": cell(sd), "rating_n": cell(votes)}
+    vals = np.array([v for _, v in ratings.per_file.get(degraded_path, [])], dtype=float)
+    return {
+        **cells,
+        "rating_mean": cell(float(vals.mean())) if len(vals) else "",
+        "rating_sd": cell(float(vals.std(ddof=1))) if len(vals) > 1 else "",
+        "rating_n": len(vals) if len(vals) else "",
     }

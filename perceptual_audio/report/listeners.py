@@ -167,10 +167,35 @@ def listener_section(
         + "."
     )
     blocks: list[Any] = [Paragraph(text)]
+    missing = agreement_notes(results.listening)
+    if missing:
+        blocks.append(Paragraph("What this study cannot give: " + " ".join(missing)))
     blocks += [listener_table(results, lv) for lv in listening.LEVELS]
     blocks += [f for f in figures if f.group == LISTENER_FIGURE_GROUP]
     blocks.append(condition_table(results))
     return key, blocks
+
+
+def agreement_notes(agreement: pd.DataFrame) -> list[str]:
+    """``listener_agreement.csv``'s notes in sentences, one per level and note (the metrics
+    it applies to named unless it applies to all): why a CI, a value or the ceiling is
+    missing."""
+    from perceptual_audio import listening
+
+    if "note" not in agreement:
+        return []
+    out = []
+    for level in listening.LEVELS:
+        sub = agreement[(agreement["level"] == level) & (agreement["note"].fillna("") != "")]
+        n_metrics = int(
+            ((agreement["level"] == level) & (agreement["metric"] != listening.CEILING)).sum()
+        )
+        for note, g in sub.groupby("note", sort=False):
+            names = [_label(m) for m in g["metric"]]
+            ceiling = list(g["metric"]) == [listening.CEILING]
+            who = "" if ceiling else "all metrics" if len(names) == n_metrics else ", ".join(names)
+            out.append(f"{level.capitalize()} level{', ' + who if who else ''}: {note}.")
+    return out
 
 
 def metric_rate_table(results: StudyResults) -> Table:

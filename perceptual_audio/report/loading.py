@@ -539,12 +539,15 @@ def _read_listener_agreement(
     if not path.exists():
         return None
     try:
-        frame = pd.read_csv(path, dtype={"metric": str, "level": str})
+        frame = pd.read_csv(path, dtype={"metric": str, "level": str, "note": str})
     except (pd.errors.ParserError, pd.errors.EmptyDataError) as e:
         notes.append(f"{path} is unreadable ({e}); agreement with listeners is not reported.")
         return None
     from perceptual_audio.listening import AGREEMENT_COLUMNS, CEILING
 
+    if "note" not in frame:  # written before stage 3 explained its empty cells
+        frame["note"] = ""
+    frame["note"] = frame["note"].fillna("").astype(str)
     results_format.require_columns(path, frame, AGREEMENT_COLUMNS)
     # Metrics the report dropped (unavailable models) are not ranked either.
     return frame[frame["metric"].isin([*metrics, CEILING])].reset_index(drop=True)

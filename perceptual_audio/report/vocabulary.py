@@ -90,7 +90,12 @@ def primary_neural_metrics(metrics: Iterable[str]) -> list[str]:
 
 
 def condition_label(family: str, level: str) -> str:
-    """``noise``, ``low`` -> ``Noise (Low)`` (the seed study's row names)."""
+    """``noise``, ``low`` -> ``Noise (Low)`` (the seed study's row names); a listening test's
+    condition is shown as the test names it (``opus``, ``Proposed 1.38 16kHz``)."""
+    from perceptual_audio.listening import LISTENING_FAMILY
+
+    if family == LISTENING_FAMILY:
+        return str(level)
 
     def nice(s: str) -> str:
         s = str(s).replace("_", " ")

@@ -278,7 +278,8 @@ def _drop_listening_test(output_root: Path) -> int:
             removed += 1
     if imported:
         write_manifest(output_root, [r for r in rows if not listening.is_imported(r)])
-        prune_empty_dirs(output_root / "degraded")
+        for sub in (listening.RATED_DIR, "degraded"):  # degraded/: imports before rated/
+            prune_empty_dirs(output_root / sub)
         logger.info("removed %d file(s) of an earlier listening-test import", len(imported))
     ratings = output_root / listening.RATINGS_NAME
     if ratings.exists():

@@ -1,12 +1,10 @@
-"""Stage 1's import of a listening test: exactly the files of its table, references to ``clean/``, rated files to ``degraded/<condition>/``."""
+"""Stage 1's import of a listening test: exactly the files of its table, references to ``clean/``, rated files to ``rated/<condition>/``."""
 
 from __future__ import annotations
 
-import csv
-import io
 import logging
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,7 +19,7 @@ from perceptual_audio.listening.table import (
     DEFAULT_RATING_SCALE,
     LISTENING_FAMILY,
     MIN_RATED_FILES,
-    RATINGS_COLUMNS,
+    RATED_DIR,
     RATINGS_NAME,
     ListeningTestError,
     Rating,
@@ -30,6 +28,7 @@ from perceptual_audio.listening.table import (
     is_imported,
     parse_rating_scale,
     read_rating_table,
+    write_rating_table,
 )
 from perceptual_audio.stages import convert_items as conversion
 from perceptual_audio.stages import work
@@ -47,9 +46,10 @@ def add_import_arguments(parser: argparse.ArgumentParser) -> None:
         type=Path,
         default=None,
         metavar="TEST.csv",
-        help="import a listening test instead of converting every file below --input: a "
-        "long-format CSV (reference, degraded, condition, rating[, listener]; paths relative "
-        "to --input). References go to clean/, rated files to degraded/<condition>/, the "
+        help="import a listening test instead of converting every file below --input: a CSV "
+        "with reference, degraded, condition (paths relative to --input) and either rating"
+        "[, listener] (one row per rating) or rating_mean[, rating_sd][, rating_n] (one row "
+        f"per file). References go to clean/, rated files to {RATED_DIR}/<condition>/, the "
         f"ratings to OUTPUT/{RATINGS_NAME}",
     )
     parser.add_argument(
@@ -71,10 +71,10 @@ class _ImportPlan:
     skipped_conditions: tuple[str, ...]
 
 
-def plan_import(
-    ratings: Sequence[Rating], input_root: Path, test_path: Path, *, reserved: Sequence[str] = ()
-) -> _ImportPlan:
-    """Where every file of a listening test goes; raises :class:`ListeningTestError`."""
+def plan_import(ratings: Sequence[Rating], input_root: Path, test_path: Path) -> _ImportPlan:
+    """Where every file of a listening test goes (``rated/<condition folder>/<input path>``:
+    a folder of stage 1's own, so a condition may be named like a stage-2 family); raises
+    :class:`ListeningTestError`."""
     from perceptual_audio.audio_io import AUDIO_EXTENSIONS
 
     rated = [r for r in ratings if r.degraded]
@@ -87,16 +87,11 @@ def plan_import(
             raise ListeningTestError(
                 f"{where}: condition {r.condition!r} gives no usable folder name"
             )
-        if name in reserved:
-            raise ListeningTestError(
-                f"{where}: condition {r.condition!r} would share degraded/{name}/ with stage 2's "
-                f"degradation family {name!r}; rename the condition"
-            )
         other = folders.setdefault(name, r.condition)
         if other != r.condition:
             raise ListeningTestError(
                 f"{where}: conditions {other!r} and {r.condition!r} both map to the folder "
-                f"degraded/{name}/; rename one"
+                f"{RATED_DIR}/{name}/; rename one"
             )
     clean: dict[str, str] = {}
     clean_of_output: dict[str, str] = {}
@@ -134,7 +129,7 @@ def plan_import(
                 f"{r.reference} here but against {prev_ref} elsewhere; one file has one reference"
             )
         folder = condition_folder(r.condition)
-        degraded[key] = (Path("degraded") / folder / r.degraded).with_suffix(".wav").as_posix()
+        degraded[key] = (Path(RATED_DIR) / folder / r.degraded).with_suffix(".wav").as_posix()
     outputs = list(degraded.values())
     if len(set(outputs)) != len(outputs):
         dup = sorted({o for o in outputs if outputs.count(o) > 1})
@@ -161,7 +156,6 @@ def run_import(args: ConvertSettings) -> int:
     """Stage 1 with ``--listening-test``: convert exactly the table's files; exit status."""
     import time
 
-    from perceptual_audio import degradations as deg
     from perceptual_audio.files import remove_stale_temporaries, same_or_inside, sha256_file
     from perceptual_audio.manifest import ManifestRow, read_manifest, write_manifest
     from perceptual_audio.stages import cli
@@ -177,7 +171,7 @@ def run_import(args: ConvertSettings) -> int:
         return cli.EXIT_USAGE
     try:
         ratings = read_rating_table(test_path, scale=args.rating_scale)
-        plan = plan_import(ratings, input_root, test_path, reserved=tuple(deg.FAMILIES))
+        plan = plan_import(ratings, input_root, test_path)
     except ListeningTestError as e:
         logger.error("%s", e)
         logger.error("nothing converted; %s left untouched", output_root)
@@ -237,7 +231,7 @@ def run_import(args: ConvertSettings) -> int:
     clean_rows = [rows[p] for p in plan.clean.values() if p in rows]
     clean_sha = {r.path: r.sha256 for r in clean_rows}
     imported_rows = []
-    kept_ratings: list[dict[str, Any]] = []
+    kept_ratings: list[Rating] = []
     by_key = {}
     for (rel, cond), out in sorted(plan.degraded.items()):
         ref_out = plan.clean[plan.reference_of[(rel, cond)]]
@@ -266,7 +260,7 @@ def run_import(args: ConvertSettings) -> int:
             sha256=row.sha256,
             source_sha256=clean_sha[ref_out],
             family=LISTENING_FAMILY,
-            level=condition_folder(cond),
+            level=cond,  # the condition as given (the folder is a safe name of it)
             flags=sorted(row.flag_set),
         )
         imported_rows.append(row)
@@ -276,16 +270,14 @@ def run_import(args: ConvertSettings) -> int:
         if row is None:
             continue
         kept_ratings.append(
-            {
-                "reference": row.source,
-                "degraded": row.path,
-                "condition": r.condition,
-                "rating": repr(float(r.rating)),
-                "listener": r.listener,
-                "hidden_reference": "true" if r.hidden_reference else "false",
-                "input_reference": r.reference,
-                "input_degraded": r.degraded,
-            }
+            replace(
+                r,
+                reference=row.source,
+                degraded=row.path,
+                hidden=r.hidden_reference,
+                input_reference=r.reference,
+                input_degraded=r.degraded,
+            )
         )
 
     current = {r.path for r in clean_rows} | {r.path for r in imported_rows}
@@ -296,10 +288,10 @@ def run_import(args: ConvertSettings) -> int:
             stale.unlink()
             removed += 1
             logger.info("removed %s (not in %s, or its conversion failed)", stale, test_path)
-    for sub in ("clean", "degraded"):
+    for sub in ("clean", RATED_DIR, "degraded"):  # degraded/: imports before rated/ existed
         conversion.prune_empty_dirs(output_root / sub)
     write_manifest(output_root, clean_rows + imported_rows + kept_stage2)
-    write_ratings(output_root / RATINGS_NAME, kept_ratings)
+    write_rating_table(output_root / RATINGS_NAME, kept_ratings)
     for src, msg in dict.fromkeys(failures):
         logger.error("%s", msg if src in msg else f"{src}: {msg}")
     cli.write_run_json(
@@ -365,15 +357,3 @@ def _import_up_to_date(prev: ManifestRow, job: Any, output_root: Path) -> bool:
         ok = p.get("input") == job.source and p.get("input_sha256") == job.source_sha256
     out = output_root / prev.path
     return ok and out.is_file() and sha256_file(out) == prev.sha256
-
-
-def write_ratings(path: Path, records: Sequence[Mapping[str, Any]]) -> None:
-    """Write ``ratings.csv`` (:data:`RATINGS_COLUMNS`) atomically."""
-    from perceptual_audio.files import atomic_write_text
-
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=RATINGS_COLUMNS, lineterminator="\n")
-    w.writeheader()
-    for rec in records:
-        w.writerow({c: rec.get(c, "") for c in RATINGS_COLUMNS})
-    atomic_write_text(path, buf.getvalue())

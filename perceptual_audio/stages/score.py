@@ -1010,7 +1010,7 @@ def _write_listener_agreement(
     cols = [*LEADING_COLUMNS, *value_cols, *listening.PAIR_RATING_COLUMNS]
     frame = pd.DataFrame({c: [r.get(c) for r in table] for c in cols})
     for c in (*value_cols, "rating_mean"):
-        frame[c] = frame[c].astype(float)
+        frame[c] = pd.to_numeric(frame[c], errors="coerce")  # "" where unrated: NaN
     agreement = listening.agreement_table(
         frame,
         metrics.analysed_metrics(value_cols),  # the clean file's own scores are context
@@ -1026,7 +1026,8 @@ def _write_listener_agreement(
         "rated_files": int(len(rated)),
         "hidden_reference_files": int((rated["hidden_reference"] == "true").sum()),
         "include_reference": bool(args.include_reference),
-        "ratings_n": int(sum(len(v) for v in ratings.per_file.values())),
+        "ratings_n": ratings.n_ratings,
+        "files_with_means_only": len(ratings.means),
         "listeners_named": ratings.has_listeners,
         "rating_scale": list(args.rating_scale),
         "mapping": "ITU-T P.1401 third-order polynomial, least squares, monotonic on the "
