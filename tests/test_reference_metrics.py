@@ -28,8 +28,9 @@ from conftest import REPO_ROOT, sine
 from perceptual_audio import cli, metrics, metrics_stage, stats
 from perceptual_audio import reference_metrics as rm
 from perceptual_audio import results as results_format
-from perceptual_audio.audio_io import load_audio
+from perceptual_audio.audio_io import load_audio, resample
 from perceptual_audio.errors import ParameterError
+from perceptual_audio.metrics.peaq import peaq_basic, twof_mms_from_movs
 
 #: Google's ViSQOL conformance constants (src/include/conformance.h, version 333).
 VISQOL_AUDIO_CASES = [
@@ -254,6 +255,9 @@ REFERENCE_COLUMNS = [
     "dnsmos_sig_clean",
     "dnsmos_bak_clean",
     "dnsmos_p808_clean",
+    "peaq_odg",
+    "peaq_di",
+    "twof_mms",
 ]
 
 
@@ -296,7 +300,7 @@ def test_stage_scores_reference_metrics_exactly(study):
     root, _, results, code = study
     assert code == cli.EXIT_OK
     df = results_format.read_pair_table(results / "pair_metrics.csv")
-    assert list(df.columns[4:18]) == ["stoi", *REFERENCE_COLUMNS, "stoi_status"]
+    assert list(df.columns[4:21]) == ["stoi", *REFERENCE_COLUMNS, "stoi_status"]
     assert len(df) == 4
     assert (df[[f"{c}_status" for c in REFERENCE_COLUMNS]] == "ok").all().all()
     audio = root / "test_audio"
@@ -314,6 +318,10 @@ def test_stage_scores_reference_metrics_exactly(study):
         )
         assert row["zimtohrli"] == rm.zimtohrli_distance(ref, deg, sr)
         assert row["zimtohrli_mos"] == rm.zimtohrli_mos(row["zimtohrli"])
+        # PEAQ runs at 48 kHz on the soxr-resampled pair.
+        peaq = peaq_basic(resample(ref, sr, 48000), resample(deg, sr, 48000), 48000)
+        assert (row["peaq_odg"], row["peaq_di"]) == (peaq.odg, peaq.di)
+        assert row["twof_mms"] == twof_mms_from_movs(peaq.movs["AvgModDiff1B"], peaq.movs["ADBB"])
         # The study is at 16 kHz: DNSMOS reads the very file as speechmos would. The stage
         # runs the ONNX models on one thread, speechmos's own sessions on all cores: float32
         # sums in another order, so the last digit may differ (2.9322972 vs 2.9322970 seen).

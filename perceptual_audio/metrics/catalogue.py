@@ -24,6 +24,12 @@ from perceptual_audio.metrics.measures import (
     si_sdr,
     stoi_score,
 )
+from perceptual_audio.metrics.peaq.columns import (
+    BASIC_COLUMNS,
+    MOV_COLUMNS,
+    peaq_group,
+    peaq_movs_group,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -90,6 +96,9 @@ class MetricSpec:
         Where the metric's agreement with listeners was shown (a citation, e.g. ``ODAQ
         (Fraunhofer IIS 2024)``); metrics with one form the reference panel a study without
         ratings is judged against. None: not validated against listeners here.
+    optional : bool
+        Computed only when ``--metrics`` names it or its group (PEAQ's model output
+        variables): not part of ``all`` or of a kind.
     """
 
     name: str
@@ -108,6 +117,7 @@ class MetricSpec:
     description: str = ""
     headline: bool = False
     validated_by: str | None = None
+    optional: bool = False
 
     @property
     def validated(self) -> bool:
@@ -316,6 +326,40 @@ def _dnsmos_clean(ref, deg, sr, s: MetricSettings) -> dict[str, Measurement]:
     )
 
 
+#: ODAQ (Fraunhofer IIS 2024): absolute Pearson with MUSHRA over processing classes, 2f-model
+#: 0.87 and PEAQ basic ODG 0.87 (ViSQOL audio 0.77, PESQ 0.74 on the same benchmark).
+_ODAQ = "ODAQ benchmark (Fraunhofer IIS 2024): |Pearson| {r} with MUSHRA"
+_PEAQ = {"kind": KIND_REFERENCE, "sample_rate": 48000, "package": None}
+
+
+def _peaq_mov_specs() -> tuple[MetricSpec, ...]:
+    from perceptual_audio.metrics.peaq.columns import MOV_COLUMNS
+
+    # (unit, higher is better) per MOV: bandwidths in FFT lines are better when wider, the
+    # distortion measures better when smaller.
+    units = {
+        "BandwidthRefB": "FFT lines",
+        "BandwidthTestB": "FFT lines",
+        "TotalNMRB": "dB",
+        "ADBB": "log10 steps",
+        "MFPDB": "probability",
+        "RelDistFramesB": "fraction",
+    }
+    return tuple(
+        MetricSpec(
+            column,
+            f"PEAQ {mov}",
+            units.get(mov, "MOV units"),
+            mov.startswith("Bandwidth"),
+            group="peaq_movs",
+            optional=True,
+            description=f"PEAQ basic version's model output variable {mov} (ITU-R BS.1387-1)",
+            **_PEAQ,
+        )
+        for mov, column in MOV_COLUMNS.items()
+    )
+
+
 _PESQ_RANGE = "PESQ MOS-LQO"
 _SPECS: tuple[MetricSpec, ...] = (
     MetricSpec(
@@ -385,6 +429,24 @@ _SPECS: tuple[MetricSpec, ...] = (
         )
         for key, text in (("ovrl", "OVRL"), ("sig", "SIG"), ("bak", "BAK"), ("p808", "P.808"))
     ),
+    MetricSpec(
+        "peaq_odg", "PEAQ ODG", "ODG, -4 to 0", True, group="peaq", bounds=(-3.98, 0.22),
+        validated_by=_ODAQ.format(r="0.87"),
+        description="PEAQ basic version objective difference grade, ITU-R BS.1387-1, 48 kHz, "
+        "92 dB SPL full scale", **_PEAQ,
+    ),
+    MetricSpec(
+        "peaq_di", "PEAQ DI", "distortion index", True, group="peaq",
+        description="PEAQ basic version distortion index (the network output before the ODG "
+        "mapping; unbounded, higher = less distortion)", **_PEAQ,
+    ),
+    MetricSpec(
+        "twof_mms", "2f-model MMS", "MUSHRA, 0-100", True, group="peaq", bounds=(0.0, 100.0),
+        validated_by=_ODAQ.format(r="0.87"),
+        description="2f-model MUSHRA score from PEAQ's AvgModDiff1 and ADB (Kastner & Herre, "
+        "WASPAA 2019)", **_PEAQ,
+    ),
+    *_peaq_mov_specs(),
 )  # fmt: skip
 
 #: Every audio metric (not tied to an embedding model), by column name, in table order.
@@ -431,6 +493,14 @@ AUDIO_GROUPS: dict[str, MetricGroup] = {
             tuple(_dnsmos_columns().values()),
             _dnsmos,
             ("speechmos", "onnxruntime"),
+            ("resample_quality",),
+        ),
+        MetricGroup("peaq", BASIC_COLUMNS, peaq_group, (), ("resample_quality",)),
+        MetricGroup(
+            "peaq_movs",
+            tuple(MOV_COLUMNS.values()),
+            peaq_movs_group,
+            (),
             ("resample_quality",),
         ),
         MetricGroup(
@@ -541,10 +611,10 @@ def metric_columns(models: Sequence[str] = (), selected: Sequence[str] | None = 
     cols = list(CATALOGUE)
     for m in models:
         cols += model_metric_names(m)
-    if selected is not None:
-        keep = set(selected)
-        cols = [c for c in cols if c in keep]
-    return cols
+    if selected is None:  # optional columns (PEAQ's MOVs) only when asked for
+        return [c for c in cols if not describe(c).optional]
+    keep = set(selected)
+    return [c for c in cols if c in keep]
 
 
 def is_metric_column(name: str) -> bool:
@@ -570,6 +640,9 @@ def metric_selectors(models: Sequence[str]) -> dict[str, list[str]]:
     """Every name ``--metrics`` accepts and the columns it stands for: ``all``, the kinds
     (``classic``, ``reference``, ``neural``), the group names (``dnsmos``, ``zimtohrli``) and
     every column. A no-reference group brings its clean-file columns along."""
+    everything = metric_columns(
+        models, [*CATALOGUE, *(c for m in models for c in model_metric_names(m))]
+    )
     columns = metric_columns(models)
     out: dict[str, list[str]] = {"all": columns}
     for kind in KINDS:
@@ -582,7 +655,7 @@ def metric_selectors(models: Sequence[str]) -> dict[str, list[str]]:
     out["pesq"] = ["pesq_wb", "pesq_nb"]
     for m in models:
         out[m] = list(model_metric_names(m))
-    for c in columns:
+    for c in everything:
         out[c] = [c]
     return out
 
@@ -608,4 +681,5 @@ def parse_metric_list(text: str, models: Sequence[str]) -> list[str]:
             chosen |= set(group.columns)
     if chosen & set(AUDIO_GROUPS["dnsmos"].columns):
         chosen |= set(AUDIO_GROUPS["dnsmos_clean"].columns)
-    return [c for c in selectors["all"] if c in chosen]
+    order = [c for cols in selectors.values() for c in cols]
+    return [c for c in dict.fromkeys(order) if c in chosen]

@@ -189,9 +189,12 @@ def channel_frames(
     )  # fmt: skip
 
 
-def data_boundary(x_ref: np.ndarray, count: int) -> np.ndarray:
+def data_boundary(
+    x_ref: np.ndarray, count: int, hop: int = HOP, length: int = FRAME_LENGTH
+) -> np.ndarray:
     """Frames not fully outside the reference's data (5.2.4.4): the data starts and ends where
-    the sum of |x| over 5 samples exceeds 200 in one of the channels. ``x_ref`` (channels, n)."""
+    the sum of |x| over 5 samples exceeds 200 in one of the channels. ``x_ref`` (channels, n);
+    frames of ``length`` samples every ``hop``."""
     kernel = np.ones(5)
     over = np.zeros(x_ref.shape[1] - 4, dtype=bool)
     for ch in x_ref:
@@ -201,5 +204,5 @@ def data_boundary(x_ref: np.ndarray, count: int) -> np.ndarray:
         return keep
     begin = int(np.argmax(over))
     end = int(len(over) - 1 - np.argmax(over[::-1])) + 4
-    start = np.arange(count) * HOP
-    return (start + FRAME_LENGTH - 1 >= begin) & (start <= end)
+    start = np.arange(count) * hop
+    return (start + length - 1 >= begin) & (start <= end)
