@@ -13,6 +13,7 @@ from perceptual_audio import metrics
 from perceptual_audio.errors import MetricError, ParameterError
 from perceptual_audio.metrics.peaq import (
     MIN_SAMPLES,
+    peaq_advanced,
     peaq_basic,
     twof_mms,
     twof_mms_from_movs,
@@ -44,6 +45,9 @@ ITU_DI = {
 #: (the best open implementations: 0.15 and 0.05).
 BASIC_MAX_ERROR = 0.2
 BASIC_MEAN_ERROR = 0.06
+#: Advanced version: what this implementation reaches (see its test), not the aim of 0.2.
+ADVANCED_MAX_ERROR = 0.55
+ADVANCED_MEAN_ERROR = 0.15
 
 
 def music(seconds: float = 3.0, seed: int = 0) -> np.ndarray:
@@ -125,6 +129,23 @@ def test_more_noise_scores_lower():
     assert loud == sorted(loud)
 
 
+def test_advanced_version_sanity():
+    y = music()
+    top = peaq_advanced(y, y, SR)
+    assert top.odg > 0.1 and set(top.movs) == {
+        "RmsModDiffA",
+        "RmsNoiseLoudAsymA",
+        "SegmentalNMRB",
+        "EHSB",
+        "AvgLinDistA",
+    }
+    assert top.movs["RmsModDiffA"] == 0.0 and top.movs["AvgLinDistA"] < 1e-3
+    odgs = [peaq_advanced(y, noisy(y, snr), SR).odg for snr in (50, 35, 20)]
+    assert top.odg > odgs[0] > odgs[1] > odgs[2]
+    y2, z2 = np.stack([y, y], axis=1), np.stack([noisy(y, 30)] * 2, axis=1)
+    assert peaq_advanced(y2, z2, SR).di == pytest.approx(peaq_advanced(y, noisy(y, 30), SR).di)
+
+
 def test_a_louder_test_item_scores_lower():
     y = music()
     assert peaq_basic(y, 2.0 * y, SR).odg < peaq_basic(y, y, SR).odg - 0.5
@@ -176,6 +197,7 @@ def test_catalogue_columns_and_optional_movs():
     movs = metrics.parse_metric_list("peaq_movs", [])
     assert len(movs) == 11 and movs[0] == "peaq_bandwidth_ref"
     assert metrics.parse_metric_list("twof_mms", []) == ["peaq_odg", "peaq_di", "twof_mms"]
+    assert metrics.parse_metric_list("peaq_adv_odg", []) == ["peaq_adv_odg", "peaq_adv_di"]
     odg_spec, mms = metrics.describe("peaq_odg"), metrics.describe("twof_mms")
     assert (odg_spec.kind, odg_spec.sample_rate, odg_spec.domain) == ("reference", 48000, "any")
     assert odg_spec.higher_is_better and mms.bounds == (0.0, 100.0)
@@ -225,6 +247,20 @@ def test_basic_version_conformance(conformance):
     assert mean <= BASIC_MEAN_ERROR, f"mean |error| {mean:.3f}; DI errors: {table}"
 
 
+@pytest.mark.slow
+def test_advanced_version_conformance(conformance):
+    """Reported item by item (the aim is 0.2; GstPEAQ's advanced version is off by up to
+    0.58): the bounds hold what this implementation reaches, so a regression shows."""
+    errors = {}
+    for item, (_, expected) in ITU_DI.items():
+        di = peaq_advanced(*_conformance_pair(conformance, item), SR).di
+        errors[item] = di - expected
+    table = ", ".join(f"{k} {v:+.3f}" for k, v in errors.items())
+    print(f"advanced DI - ITU: {table}")
+    assert max(abs(e) for e in errors.values()) <= ADVANCED_MAX_ERROR, table
+    assert np.mean(np.abs(list(errors.values()))) <= ADVANCED_MEAN_ERROR, table
+
+
 # -- stage 3 -----------------------------------------------------------------------------------
 @pytest.mark.slow
 def test_stage_fills_peaq_columns_and_movs_on_request(tmp_path):
@@ -235,6 +271,7 @@ def test_stage_fills_peaq_columns_and_movs_on_request(tmp_path):
     df = read_table(tmp_path / "results" / "pair_metrics.csv")
     assert len(df) == 6 and "peaq_adb" not in df.columns
     assert (df[["peaq_odg_status", "peaq_di_status", "twof_mms_status"]] == "ok").all().all()
+    assert "peaq_adv_odg" not in df.columns  # a group of its own
     assert df.peaq_odg.between(-3.98, 0.22).all() and df.twof_mms.between(0, 100).all()
     # More noise, lower ODG, recording by recording.
     for _, rows in df.groupby("reference_path"):

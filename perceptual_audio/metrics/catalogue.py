@@ -25,8 +25,10 @@ from perceptual_audio.metrics.measures import (
     stoi_score,
 )
 from perceptual_audio.metrics.peaq.columns import (
+    ADVANCED_COLUMNS,
     BASIC_COLUMNS,
     MOV_COLUMNS,
+    peaq_advanced_group,
     peaq_group,
     peaq_movs_group,
 )
@@ -446,6 +448,16 @@ _SPECS: tuple[MetricSpec, ...] = (
         description="2f-model MUSHRA score from PEAQ's AvgModDiff1 and ADB (Kastner & Herre, "
         "WASPAA 2019)", **_PEAQ,
     ),
+    MetricSpec(
+        "peaq_adv_odg", "PEAQ advanced ODG", "ODG, -4 to 0", True, group="peaq_advanced",
+        bounds=(-3.98, 0.22),
+        description="PEAQ advanced version objective difference grade (filter-bank and FFT "
+        "ear models), ITU-R BS.1387-1, 48 kHz", **_PEAQ,
+    ),
+    MetricSpec(
+        "peaq_adv_di", "PEAQ advanced DI", "distortion index", True, group="peaq_advanced",
+        description="PEAQ advanced version distortion index", **_PEAQ,
+    ),
     *_peaq_mov_specs(),
 )  # fmt: skip
 
@@ -496,6 +508,9 @@ AUDIO_GROUPS: dict[str, MetricGroup] = {
             ("resample_quality",),
         ),
         MetricGroup("peaq", BASIC_COLUMNS, peaq_group, (), ("resample_quality",)),
+        MetricGroup(
+            "peaq_advanced", ADVANCED_COLUMNS, peaq_advanced_group, (), ("resample_quality",)
+        ),
         MetricGroup(
             "peaq_movs",
             tuple(MOV_COLUMNS.values()),

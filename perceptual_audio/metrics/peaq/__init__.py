@@ -32,6 +32,7 @@ import math
 import numpy as np
 
 from perceptual_audio.errors import MetricError, ParameterError
+from perceptual_audio.metrics.peaq.advanced import advanced_from_movs, advanced_movs
 from perceptual_audio.metrics.peaq.basic import PeaqResult, basic_from_movs, basic_movs
 from perceptual_audio.metrics.peaq.ear_fft import (
     FRAME_LENGTH,
@@ -46,6 +47,7 @@ __all__ = [
     "MIN_SAMPLES",
     "PeaqResult",
     "SAMPLE_RATE",
+    "peaq_advanced",
     "peaq_basic",
     "twof_mms",
     "twof_mms_from_movs",
@@ -137,6 +139,22 @@ def peaq_basic(
     """
     ref, test = _prepare(reference, degraded, sample_rate)
     return basic_from_movs(basic_movs(ref, test, playback_level_db))
+
+
+def peaq_advanced(
+    reference: np.ndarray,
+    degraded: np.ndarray,
+    sample_rate: int = SAMPLE_RATE,
+    *,
+    playback_level_db: float = PLAYBACK_LEVEL_DB,
+) -> PeaqResult:
+    """PEAQ advanced version of one pair (ITU-R BS.1387-1): the filter-bank ear model's
+    RmsModDiff, RmsNoiseLoudAsym and AvgLinDist with the FFT model's Segmental NMR and EHS.
+
+    Parameters, returns and raises as :func:`peaq_basic`; ``movs`` holds the 5 MOVs.
+    """
+    ref, test = _prepare(reference, degraded, sample_rate)
+    return advanced_from_movs(advanced_movs(ref, test, playback_level_db))
 
 
 def twof_mms_from_movs(avg_mod_diff1: float, adb: float) -> float:

@@ -19,6 +19,7 @@ from perceptual_audio.metrics.measures import Measurement, MetricSettings, _as_s
 from perceptual_audio.metrics.peaq import (
     SAMPLE_RATE,
     PeaqResult,
+    peaq_advanced,
     peaq_basic,
     twof_mms_from_movs,
 )
@@ -40,8 +41,12 @@ MOV_COLUMNS = {
 }
 assert tuple(MOV_COLUMNS) == BASIC_MOVS
 BASIC_COLUMNS = ("peaq_odg", "peaq_di", "twof_mms")
+ADVANCED_COLUMNS = ("peaq_adv_odg", "peaq_adv_di")
 
-_VERSIONS: dict[str, Callable[..., PeaqResult]] = {"basic": peaq_basic}
+_VERSIONS: dict[str, Callable[..., PeaqResult]] = {
+    "basic": peaq_basic,
+    "advanced": peaq_advanced,
+}
 _memo: dict[str, tuple[str, PeaqResult | Exception]] = {}
 
 
@@ -113,3 +118,14 @@ def peaq_group(ref, deg, sr, settings: MetricSettings) -> dict[str, Measurement]
 def peaq_movs_group(ref, deg, sr, settings: MetricSettings) -> dict[str, Measurement]:
     """The 11 basic-version MOVs of one pair (optional columns)."""
     return _cells(_result(ref, deg, sr, settings, "basic"), _mov_values)
+
+
+def _advanced_values(r: PeaqResult | None) -> dict[str, float]:
+    if r is None:
+        return dict.fromkeys(ADVANCED_COLUMNS, math.nan)
+    return {"peaq_adv_odg": r.odg, "peaq_adv_di": r.di}
+
+
+def peaq_advanced_group(ref, deg, sr, settings: MetricSettings) -> dict[str, Measurement]:
+    """``peaq_adv_odg`` and ``peaq_adv_di`` of one pair."""
+    return _cells(_result(ref, deg, sr, settings, "advanced"), _advanced_values)

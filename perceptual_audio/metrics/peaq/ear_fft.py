@@ -127,18 +127,42 @@ def internal_noise(f_hz: np.ndarray) -> np.ndarray:
     return 10.0 ** (0.4 * 0.364 * (np.asarray(f_hz) / 1000.0) ** -0.8)
 
 
-def _spread_terms(level_db: np.ndarray, bands: Bands) -> np.ndarray:
-    """(..., Z_j, Z_k) of 10 log10 of E_line[j, k] per eq. (18), before the power law."""
+def _geometric_sum(ratio: np.ndarray, terms: np.ndarray) -> np.ndarray:
+    """sum_{d=0}^{terms-1} ratio^d, elementwise (ratio != 1)."""
+    return (1.0 - ratio**terms) / (1.0 - ratio)
+
+
+def _spread_sum(level_db: np.ndarray, bands: Bands) -> np.ndarray:
+    """sum_j E_line[j, k]^0.4 of eq. (17) for level patterns L[j] (frames, Z) in dB.
+
+    E_line[j, k] (eq. 18) is the energy 10^(L[j]/10) spread with 27 dB/Bark below j and the
+    level-dependent upper slope S_u[j] (eq. 15) above, normalised so that its spread over all
+    groups sums to one. Both slopes are geometric in the group distance, so the normalising
+    sums are closed-form geometric series and the upper sum is a recursion over k (no
+    (frames, Z, Z) array of powers).
+    """
     z = bands.count
     res = bands.resolution
-    upper = -24.0 - 230.0 / bands.centre_hz + 0.2 * level_db  # dB/Bark, eq. (15)
-    dist = (np.arange(z)[None, :] - np.arange(z)[:, None]) * res  # (j, k): Bark from j to k
-    up = dist[None] * upper[..., :, None]  # k >= j
-    down = dist[None] * LOWER_SLOPE_DB  # k < j (dist negative)
-    slope_db = np.where(dist[None] >= 0, up, down)
-    # Denominator of eq. (18): the sum of the line's spread over all groups (linear energy).
-    denom = np.log10(np.sum(10.0 ** (slope_db / 10.0), axis=-1, keepdims=True))
-    return level_db[..., :, None] + slope_db - 10.0 * denom
+    j = np.arange(z)
+    upper_db = -24.0 - 230.0 / bands.centre_hz + 0.2 * level_db  # dB/Bark, eq. (15)
+    # Denominator of eq. (18): sum over mu < j of the lower slope, over mu >= j of the upper.
+    g = 10.0 ** (-res * LOWER_SLOPE_DB / 10.0)
+    below = g * _geometric_sum(g, j)
+    above = _geometric_sum(10.0 ** (res * upper_db / 10.0), z - j)
+    amp = (10.0 ** (level_db / 10.0) / (below + above)) ** 0.4
+    # Groups above the line (k >= j): amp[j] r[j]^(k - j), r = 10^(0.04 res S_u[j]).
+    ratio = 10.0 ** (0.04 * res * upper_db)
+    upward = np.empty_like(amp)
+    terms = np.zeros_like(amp)
+    for k in range(z):
+        terms[:, :k] *= ratio[:, :k]
+        terms[:, k] = amp[:, k]
+        upward[:, k] = terms[:, : k + 1].sum(axis=1)
+    # Groups below the line (k < j): amp[j] q^(j - k), a fixed matrix.
+    q = 10.0 ** (-0.04 * res * LOWER_SLOPE_DB)
+    dist = j[None, :] - j[:, None]  # (k, j)
+    lower = np.where(dist > 0, q ** np.maximum(dist, 0), 0.0)
+    return upward + amp @ lower.T
 
 
 def spread(pitch: np.ndarray, bands: Bands) -> np.ndarray:
@@ -147,15 +171,8 @@ def spread(pitch: np.ndarray, bands: Bands) -> np.ndarray:
     The spread lines of all groups add with exponent 0.4 and the result is normalised by the
     spread of a 0 dB pattern (NormSP, eq. (19)).
     """
-    level = 10.0 * np.log10(pitch)
-    norm_terms = _spread_terms(np.zeros(bands.count), bands)[0]
-    norm = np.sum(10.0 ** (0.04 * norm_terms), axis=0) ** 2.5
-    out = np.empty_like(pitch)
-    block = 64  # frames per block: bounds the (block, Z, Z) temporary
-    for start in range(0, len(pitch), block):
-        terms = _spread_terms(level[start : start + block], bands)
-        out[start : start + block] = np.sum(10.0 ** (0.04 * terms), axis=-2) ** 2.5
-    return out / norm
+    norm = _spread_sum(np.zeros((1, bands.count)), bands)[0] ** 2.5
+    return _spread_sum(10.0 * np.log10(pitch), bands) ** 2.5 / norm
 
 
 def time_constant_filter(
