@@ -142,7 +142,8 @@ def _time_pairs(root: Path, audio: Path, pairs: list[Path], costs: dict[str, lis
         deg, _ = load_audio(audio / rel)
         costs.setdefault("load 2 wavs", []).append(time.perf_counter() - t0)
         for name, group in metrics.AUDIO_GROUPS.items():  # every audio metric of the catalogue
-            label = f"{name} ({', '.join(group.columns)})" if len(group.columns) > 1 else name
+            shown = ", ".join(group.columns[:4]) + (", ..." if len(group.columns) > 4 else "")
+            label = f"{name} ({shown})" if len(group.columns) > 1 else name
             if group.role == metrics.ROLE_CLEAN:
                 label += " [once per clean file]"
                 timed(label, group.compute, ref, None, SR, settings)
