@@ -28,6 +28,7 @@ from perceptual_audio.metrics.peaq.columns import (
     ADVANCED_COLUMNS,
     BASIC_COLUMNS,
     MOV_COLUMNS,
+    PEAQ_SPEC_FIELDS,
     peaq_advanced_group,
     peaq_group,
     peaq_movs_group,
@@ -328,40 +329,6 @@ def _dnsmos_clean(ref, deg, sr, s: MetricSettings) -> dict[str, Measurement]:
     )
 
 
-#: ODAQ (Fraunhofer IIS 2024): absolute Pearson with MUSHRA over processing classes, 2f-model
-#: 0.87 and PEAQ basic ODG 0.87 (ViSQOL audio 0.77, PESQ 0.74 on the same benchmark).
-_ODAQ = "ODAQ benchmark (Fraunhofer IIS 2024): |Pearson| {r} with MUSHRA"
-_PEAQ = {"kind": KIND_REFERENCE, "sample_rate": 48000, "package": None}
-
-
-def _peaq_mov_specs() -> tuple[MetricSpec, ...]:
-    from perceptual_audio.metrics.peaq.columns import MOV_COLUMNS
-
-    # (unit, higher is better) per MOV: bandwidths in FFT lines are better when wider, the
-    # distortion measures better when smaller.
-    units = {
-        "BandwidthRefB": "FFT lines",
-        "BandwidthTestB": "FFT lines",
-        "TotalNMRB": "dB",
-        "ADBB": "log10 steps",
-        "MFPDB": "probability",
-        "RelDistFramesB": "fraction",
-    }
-    return tuple(
-        MetricSpec(
-            column,
-            f"PEAQ {mov}",
-            units.get(mov, "MOV units"),
-            mov.startswith("Bandwidth"),
-            group="peaq_movs",
-            optional=True,
-            description=f"PEAQ basic version's model output variable {mov} (ITU-R BS.1387-1)",
-            **_PEAQ,
-        )
-        for mov, column in MOV_COLUMNS.items()
-    )
-
-
 _PESQ_RANGE = "PESQ MOS-LQO"
 _SPECS: tuple[MetricSpec, ...] = (
     MetricSpec(
@@ -431,34 +398,7 @@ _SPECS: tuple[MetricSpec, ...] = (
         )
         for key, text in (("ovrl", "OVRL"), ("sig", "SIG"), ("bak", "BAK"), ("p808", "P.808"))
     ),
-    MetricSpec(
-        "peaq_odg", "PEAQ ODG", "ODG, -4 to 0", True, group="peaq", bounds=(-3.98, 0.22),
-        validated_by=_ODAQ.format(r="0.87"),
-        description="PEAQ basic version objective difference grade, ITU-R BS.1387-1, 48 kHz, "
-        "92 dB SPL full scale", **_PEAQ,
-    ),
-    MetricSpec(
-        "peaq_di", "PEAQ DI", "distortion index", True, group="peaq",
-        description="PEAQ basic version distortion index (the network output before the ODG "
-        "mapping; unbounded, higher = less distortion)", **_PEAQ,
-    ),
-    MetricSpec(
-        "twof_mms", "2f-model MMS", "MUSHRA, 0-100", True, group="peaq", bounds=(0.0, 100.0),
-        validated_by=_ODAQ.format(r="0.87"),
-        description="2f-model MUSHRA score from PEAQ's AvgModDiff1 and ADB (Kastner & Herre, "
-        "WASPAA 2019)", **_PEAQ,
-    ),
-    MetricSpec(
-        "peaq_adv_odg", "PEAQ advanced ODG", "ODG, -4 to 0", True, group="peaq_advanced",
-        bounds=(-3.98, 0.22),
-        description="PEAQ advanced version objective difference grade (filter-bank and FFT "
-        "ear models), ITU-R BS.1387-1, 48 kHz", **_PEAQ,
-    ),
-    MetricSpec(
-        "peaq_adv_di", "PEAQ advanced DI", "distortion index", True, group="peaq_advanced",
-        description="PEAQ advanced version distortion index", **_PEAQ,
-    ),
-    *_peaq_mov_specs(),
+    *(MetricSpec(kind=KIND_REFERENCE, sample_rate=48000, **f) for f in PEAQ_SPEC_FIELDS),
 )  # fmt: skip
 
 #: Every audio metric (not tied to an embedding model), by column name, in table order.

@@ -43,6 +43,47 @@ assert tuple(MOV_COLUMNS) == BASIC_MOVS
 BASIC_COLUMNS = ("peaq_odg", "peaq_di", "twof_mms")
 ADVANCED_COLUMNS = ("peaq_adv_odg", "peaq_adv_di")
 
+#: ODAQ (Fraunhofer IIS 2024): absolute Pearson with MUSHRA aggregated over processing classes,
+#: 2f-model 0.87 and PEAQ (basic) ODG 0.87 (ViSQOL audio 0.77, PESQ 0.74 on the same data).
+_ODAQ = "ODAQ benchmark (Fraunhofer IIS 2024): |Pearson| 0.87 with MUSHRA"
+#: Units of the MOV columns (the rest: "MOV units").
+_MOV_UNITS = {
+    "BandwidthRefB": "FFT lines",
+    "BandwidthTestB": "FFT lines",
+    "TotalNMRB": "dB",
+    "ADBB": "log10 steps",
+    "MFPDB": "probability",
+    "RelDistFramesB": "fraction",
+}
+_ODG = "ODG, -4 to 0"
+_BS1387 = "ITU-R BS.1387-1, 48 kHz, 92 dB SPL full scale"
+#: The catalogue's entries of the PEAQ columns (MetricSpec fields besides kind and rate): the
+#: bandwidth MOVs are better when wider, the other MOVs (distortions) when smaller.
+PEAQ_SPEC_FIELDS: tuple[dict, ...] = (
+    dict(name="peaq_odg", label="PEAQ ODG", unit=_ODG, higher_is_better=True, group="peaq",
+         bounds=(-3.98, 0.22), validated_by=_ODAQ,
+         description=f"PEAQ basic version objective difference grade, {_BS1387}"),
+    dict(name="peaq_di", label="PEAQ DI", unit="distortion index", higher_is_better=True,
+         group="peaq", description="PEAQ basic version distortion index (the network output "
+         "before the ODG mapping; unbounded, higher = less distortion)"),
+    dict(name="twof_mms", label="2f-model MMS", unit="MUSHRA, 0-100", higher_is_better=True,
+         group="peaq", bounds=(0.0, 100.0), validated_by=_ODAQ,
+         description="2f-model MUSHRA score from PEAQ's AvgModDiff1 and ADB (Kastner & Herre, "
+         "WASPAA 2019)"),
+    dict(name="peaq_adv_odg", label="PEAQ advanced ODG", unit=_ODG, higher_is_better=True,
+         group="peaq_advanced", bounds=(-3.98, 0.22),
+         description=f"PEAQ advanced version ODG (filter-bank and FFT ear models), {_BS1387}"),
+    dict(name="peaq_adv_di", label="PEAQ advanced DI", unit="distortion index",
+         higher_is_better=True, group="peaq_advanced",
+         description="PEAQ advanced version distortion index"),
+    *(
+        dict(name=column, label=f"PEAQ {mov}", unit=_MOV_UNITS.get(mov, "MOV units"),
+             higher_is_better=mov.startswith("Bandwidth"), group="peaq_movs", optional=True,
+             description=f"PEAQ basic version's model output variable {mov} ({_BS1387})")
+        for mov, column in MOV_COLUMNS.items()
+    ),
+)  # fmt: skip
+
 _VERSIONS: dict[str, Callable[..., PeaqResult]] = {
     "basic": peaq_basic,
     "advanced": peaq_advanced,
