@@ -41,6 +41,7 @@ from perceptual_audio.metrics.peaq.ear_fft import (
     PLAYBACK_LEVEL_DB,
     SAMPLE_RATE,
 )
+from perceptual_audio.metrics.peaq.movs import data_boundary
 
 __all__ = [
     "MIN_FRAMES",
@@ -99,7 +100,7 @@ def _prepare(reference: np.ndarray, degraded: np.ndarray, sample_rate: int):
             f"the 4-frame window; got {n} ({n / SAMPLE_RATE:.3f} s)"
         )
     ref, test = ref[:, :n], test[:, :n]
-    if not np.any(np.abs(ref) * (1.0 / 200.0) * 5.0 > 1.0):
+    if not data_boundary(ref, (n - FRAME_LENGTH) // HOP + 1).any():
         raise MetricError(
             "the reference signal is below PEAQ's data boundary everywhere (no 5 samples sum "
             "to more than 200/32768 in magnitude): nothing to measure"
