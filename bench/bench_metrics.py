@@ -7,6 +7,7 @@ stand-in embedding model with OpenL3's frame rate and size), then
 
 1. times every metric of the catalogue (each computation group once, as the stage runs
    them: DNSMOS's four scores are one call) on every pair in this process (ms per pair);
+   PEAQ's cost is then broken down (resampling, each ear model, each version);
 2. runs the whole stage (``calculate_metrics.py --force``) with ``--workers 1`` and then
    ``--workers N`` on the same folder and prints pairs per second and the speedup, for the
    scoring phase alone and for the whole run (which adds start-up and statistics).
@@ -141,7 +142,8 @@ def _time_pairs(root: Path, audio: Path, pairs: list[Path], costs: dict[str, lis
         deg, _ = load_audio(audio / rel)
         costs.setdefault("load 2 wavs", []).append(time.perf_counter() - t0)
         for name, group in metrics.AUDIO_GROUPS.items():  # every audio metric of the catalogue
-            label = f"{name} ({', '.join(group.columns)})" if len(group.columns) > 1 else name
+            shown = ", ".join(group.columns[:4]) + (", ..." if len(group.columns) > 4 else "")
+            label = f"{name} ({shown})" if len(group.columns) > 1 else name
             if group.role == metrics.ROLE_CLEAN:
                 label += " [once per clean file]"
                 timed(label, group.compute, ref, None, SR, settings)
@@ -152,6 +154,39 @@ def _time_pairs(root: Path, audio: Path, pairs: list[Path], costs: dict[str, lis
         timed("cosine (frames)", metrics.frame_cosine, e_ref, e_deg)
         timed("cosine_pooled", metrics.pooled_cosine, e_ref, e_deg)
         timed("l2 (frames)", metrics.frame_l2, e_ref, e_deg)
+
+
+def peaq_breakdown(root: Path) -> dict[str, float]:
+    """Where PEAQ's time goes on the first pair (seconds, one thread): the resampling to
+    48 kHz, the two ear models (per signal) and the rest of each version."""
+    from perceptual_audio.audio_io import resample
+    from perceptual_audio.metrics import peaq
+    from perceptual_audio.metrics.peaq.ear_fft import RESOLUTION_BASIC, fft_ear, make_bands
+    from perceptual_audio.metrics.peaq.ear_filterbank import filterbank_ear
+    from perceptual_audio.metrics_stage import single_threaded_blas
+
+    audio = root / "test_audio"
+    rel = sorted(p.relative_to(audio) for p in (audio / "degraded").rglob("*.wav"))[0]
+    ref, _ = load_audio(audio / "clean" / rel.name)
+    deg, _ = load_audio(audio / rel)
+    out: dict[str, float] = {}
+
+    def timed(name, fn, *a):
+        t0 = time.perf_counter()
+        result = fn(*a)
+        out[name] = time.perf_counter() - t0
+        return result
+
+    with single_threaded_blas():
+        r48 = timed("resample both to 48 kHz (soxr VHQ)", lambda: resample(ref, SR, 48000))
+        d48 = resample(deg, SR, 48000)
+        x = r48 * 32768.0
+        timed("FFT ear model, one signal", fft_ear, x, make_bands(RESOLUTION_BASIC))
+        timed("filter-bank ear model, one signal", filterbank_ear, x)
+        timed("peaq_basic (2 FFT ears + MOVs + network)", peaq.peaq_basic, r48, d48)
+        timed("peaq_advanced (2 filter-bank + 2 FFT ears + MOVs)", peaq.peaq_advanced, r48, d48)
+    out["resample both to 48 kHz (soxr VHQ)"] *= 2
+    return out
 
 
 def stage_run(root: Path, workers: int, bootstrap: int) -> dict[str, float]:
@@ -211,6 +246,9 @@ def main() -> int:
         for name, sec in costs.items():
             print(f"  {name:62s} {1000 * sec:9.1f} ms   first +{1000 * first[name]:8.0f} ms")
         print(f"  {'total':62s} {1000 * sum(costs.values()):9.1f} ms")
+        print("\nPEAQ, where the time goes (first pair, one thread):")
+        for name, sec in peaq_breakdown(root).items():
+            print(f"  {name:62s} {1000 * sec:9.1f} ms")
 
         serial = stage_run(root, 1, args.bootstrap)
         parallel = stage_run(root, args.workers, args.bootstrap)

@@ -27,9 +27,10 @@ from conftest import REPO_ROOT, sine
 
 from perceptual_audio import metrics, stats
 from perceptual_audio import results as results_format
-from perceptual_audio.audio_io import load_audio
+from perceptual_audio.audio_io import load_audio, resample
 from perceptual_audio.errors import ParameterError
 from perceptual_audio.metrics import reference as rm
+from perceptual_audio.metrics.peaq import peaq_advanced, peaq_basic, twof_mms_from_movs
 from perceptual_audio.stages import cli
 from perceptual_audio.stages import score as metrics_stage
 
@@ -256,6 +257,11 @@ REFERENCE_COLUMNS = [
     "dnsmos_sig_clean",
     "dnsmos_bak_clean",
     "dnsmos_p808_clean",
+    "peaq_odg",
+    "peaq_di",
+    "twof_mms",
+    "peaq_adv_odg",
+    "peaq_adv_di",
 ]
 
 
@@ -299,7 +305,7 @@ def test_stage_scores_reference_metrics_exactly(study):
     root, _, results, code = study
     assert code == cli.EXIT_OK
     df = results_format.read_pair_table(results / "pair_metrics.csv")
-    assert list(df.columns[4:18]) == ["stoi", *REFERENCE_COLUMNS, "stoi_status"]
+    assert list(df.columns[4:23]) == ["stoi", *REFERENCE_COLUMNS, "stoi_status"]
     assert len(df) == 4
     assert (df[[f"{c}_status" for c in REFERENCE_COLUMNS]] == "ok").all().all()
     audio = root / "test_audio"
@@ -317,6 +323,15 @@ def test_stage_scores_reference_metrics_exactly(study):
         )
         assert row["zimtohrli"] == rm.zimtohrli_distance(ref, deg, sr)
         assert row["zimtohrli_mos"] == rm.zimtohrli_mos(row["zimtohrli"])
+        # PEAQ runs at 48 kHz on the soxr-resampled pair.
+        peaq = peaq_basic(resample(ref, sr, 48000), resample(deg, sr, 48000), 48000)
+        assert (row["peaq_odg"], row["peaq_di"]) == (peaq.odg, peaq.di)
+        assert row["twof_mms"] == twof_mms_from_movs(peaq.movs["AvgModDiff1B"], peaq.movs["ADBB"])
+        adv = peaq_advanced(resample(ref, sr, 48000), resample(deg, sr, 48000), 48000)
+        # The filter bank is a matrix product: the stage's one BLAS thread sums in another
+        # order than this process's threads (last-bit differences).
+        assert row["peaq_adv_odg"] == pytest.approx(adv.odg, rel=1e-12)
+        assert row["peaq_adv_di"] == pytest.approx(adv.di, rel=1e-12)
         # The study is at 16 kHz: DNSMOS reads the very file as speechmos would. The stage
         # runs the ONNX models on one thread, speechmos's own sessions on all cores: float32
         # sums in another order, so the last digit may differ (2.9322972 vs 2.9322970 seen).

@@ -24,6 +24,15 @@ from perceptual_audio.metrics.measures import (
     si_sdr,
     stoi_score,
 )
+from perceptual_audio.metrics.peaq.columns import (
+    ADVANCED_COLUMNS,
+    BASIC_COLUMNS,
+    MOV_COLUMNS,
+    PEAQ_SPEC_FIELDS,
+    peaq_advanced_group,
+    peaq_group,
+    peaq_movs_group,
+)
 from perceptual_audio.metrics.reference import DNSMOS_OUTPUTS, VISQOL_SPEECH_MODELS
 from perceptual_audio.metrics.signal import Measurement, measure, package_version
 
@@ -92,6 +101,9 @@ class MetricSpec:
         Where the metric's agreement with listeners was shown (a citation, e.g. ``ODAQ
         (Fraunhofer IIS 2024)``); metrics with one form the reference panel a study without
         ratings is judged against. None: not validated against listeners here.
+    optional : bool
+        Computed only when ``--metrics`` names it or its group (PEAQ's model output
+        variables): not part of ``all`` or of a kind.
     """
 
     name: str
@@ -110,6 +122,7 @@ class MetricSpec:
     description: str = ""
     headline: bool = False
     validated_by: str | None = None
+    optional: bool = False
 
     @property
     def validated(self) -> bool:
@@ -463,6 +476,7 @@ _SPECS: tuple[MetricSpec, ...] = (
         )
         for key, text in (("ovrl", "OVRL"), ("sig", "SIG"), ("bak", "BAK"), ("p808", "P.808"))
     ),
+    *(MetricSpec(kind=KIND_REFERENCE, sample_rate=48000, **f) for f in PEAQ_SPEC_FIELDS),
 )  # fmt: skip
 
 #: Every audio metric (not tied to an embedding model), by column name, in table order.
@@ -509,6 +523,17 @@ AUDIO_GROUPS: dict[str, MetricGroup] = {
             tuple(_dnsmos_columns().values()),
             _dnsmos,
             ("speechmos", "onnxruntime"),
+            ("resample_quality",),
+        ),
+        MetricGroup("peaq", BASIC_COLUMNS, peaq_group, (), ("resample_quality",)),
+        MetricGroup(
+            "peaq_advanced", ADVANCED_COLUMNS, peaq_advanced_group, (), ("resample_quality",)
+        ),
+        MetricGroup(
+            "peaq_movs",
+            tuple(MOV_COLUMNS.values()),
+            peaq_movs_group,
+            (),
             ("resample_quality",),
         ),
         MetricGroup(
@@ -619,10 +644,10 @@ def metric_columns(models: Sequence[str] = (), selected: Sequence[str] | None = 
     cols = list(CATALOGUE)
     for m in models:
         cols += model_metric_names(m)
-    if selected is not None:
-        keep = set(selected)
-        cols = [c for c in cols if c in keep]
-    return cols
+    if selected is None:  # optional columns (PEAQ's MOVs) only when asked for
+        return [c for c in cols if not describe(c).optional]
+    keep = set(selected)
+    return [c for c in cols if c in keep]
 
 
 def is_metric_column(name: str) -> bool:
@@ -648,6 +673,9 @@ def metric_selectors(models: Sequence[str]) -> dict[str, list[str]]:
     """Every name ``--metrics`` accepts and the columns it stands for: ``all``, the kinds
     (``classic``, ``reference``, ``neural``), the group names (``dnsmos``, ``zimtohrli``) and
     every column. A no-reference group brings its clean-file columns along."""
+    everything = metric_columns(
+        models, [*CATALOGUE, *(c for m in models for c in model_metric_names(m))]
+    )
     columns = metric_columns(models)
     out: dict[str, list[str]] = {"all": columns}
     for kind in KINDS:
@@ -660,7 +688,7 @@ def metric_selectors(models: Sequence[str]) -> dict[str, list[str]]:
     out["pesq"] = ["pesq_wb", "pesq_nb"]
     for m in models:
         out[m] = list(model_metric_names(m))
-    for c in columns:
+    for c in everything:
         out[c] = [c]
     return out
 
@@ -686,4 +714,5 @@ def parse_metric_list(text: str, models: Sequence[str]) -> list[str]:
             chosen |= set(group.columns)
     if chosen & set(AUDIO_GROUPS["dnsmos"].columns):
         chosen |= set(AUDIO_GROUPS["dnsmos_clean"].columns)
-    return [c for c in selectors["all"] if c in chosen]
+    order = [c for cols in selectors.values() for c in cols]
+    return [c for c in dict.fromkeys(order) if c in chosen]

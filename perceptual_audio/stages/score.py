@@ -180,7 +180,8 @@ def build_parser() -> argparse.ArgumentParser:
         default="all",
         metavar="LIST",
         help="comma-separated metrics to compute: 'all', a kind (classic, reference, neural), "
-        "a group (pesq, visqol, zimtohrli, dnsmos), a model name, or column names such as "
+        "a group (pesq, visqol, zimtohrli, dnsmos, peaq, peaq_advanced; peaq_movs, PEAQ's model "
+        "output variables, only when named), a model name, or column names such as "
         "pesq_wb,visqol_audio (an unknown name is an error that lists the valid ones)",
     )
     p.add_argument(
