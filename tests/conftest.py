@@ -51,3 +51,20 @@ def speechlike(seconds: float, f0_hz: float, seed: int) -> np.ndarray:
     y = y * np.clip(np.sin(2 * np.pi * 2.5 * t), 0, None) ** 0.5
     y = y + 0.002 * rng.standard_normal(len(t))
     return (0.3 * y / np.max(np.abs(y))).astype(np.float32)
+
+
+class CallLog:
+    """Counts calls across processes: stage 3 runs its pairs in a forked worker even with
+    ``--workers 1`` (a native crash must not end the stage), so a monkeypatched function is
+    called in the child; each call appends a line to a file the test reads back."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.path.write_text("")
+
+    def record(self) -> None:
+        with open(self.path, "a") as f:
+            f.write("call\n")
+
+    def __len__(self) -> int:
+        return len(self.path.read_text().splitlines())

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import CallLog
 from pesq import pesq
 
 from perceptual_audio import metrics
@@ -300,14 +301,12 @@ def test_rerun_reuses_and_recomputes_only_new_cells(tmp_path, monkeypatch):
     assert run(tmp_path, "results", "--workers", "1") == cli.EXIT_MODELS_UNAVAILABLE
     first = (tmp_path / "results" / "pair_metrics.csv").read_bytes()
 
-    calls = []
+    calls = CallLog(tmp_path / "si_sdr_calls")
     real = metrics.si_sdr  # one call per pair whose classic cells are computed
-    # The SI-SDR group (metrics.catalogue._si_sdr) calls si_sdr through its module.
-    monkeypatch.setattr(
-        metrics.catalogue, "si_sdr", lambda *a, **k: calls.append(1) or real(*a, **k)
-    )
+    # The SI-SDR group (metrics.groups._si_sdr) calls si_sdr through its module.
+    monkeypatch.setattr(metrics.groups, "si_sdr", lambda *a, **k: calls.record() or real(*a, **k))
     assert run(tmp_path, "results", "--workers", "1") == cli.EXIT_MODELS_UNAVAILABLE
-    assert calls == []
+    assert len(calls) == 0
     assert (tmp_path / "results" / "pair_metrics.csv").read_bytes() == first
     # Nothing changed, so run.json still records the run that scored the pairs.
     assert json.loads((tmp_path / "results" / "run.json").read_text())["pairs_scored"] == 6
@@ -315,7 +314,7 @@ def test_rerun_reuses_and_recomputes_only_new_cells(tmp_path, monkeypatch):
     # A new model: only its cells are computed; the classic cells are reused.
     write_model(tmp_path, "vggish", audio, rows)
     assert run(tmp_path, "results", "--workers", "1") == cli.EXIT_MODELS_UNAVAILABLE
-    assert calls == []
+    assert len(calls) == 0
     df = read_table(tmp_path / "results" / "pair_metrics.csv")
     assert (df["vggish_cosine_status"] == "ok").all()
     assert df["vggish_cosine"].tolist() == df["openl3_cosine"].tolist()  # same stand-in model

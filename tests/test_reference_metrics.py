@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import REPO_ROOT, sine
+from conftest import REPO_ROOT, CallLog, sine
 
 from perceptual_audio import metrics, stats
 from perceptual_audio import results as results_format
@@ -354,12 +354,12 @@ def test_stage_scores_reference_metrics_exactly(study):
 def test_stage_reuses_reference_cells_and_workers_agree(study, monkeypatch):
     root, argv, results, _ = study
     first = (results / "pair_metrics.csv").read_bytes()
-    calls = []
-    monkeypatch.setattr(rm, "visqol_score", lambda *a, **k: calls.append(1) or math.nan)
-    monkeypatch.setattr(rm, "dnsmos_scores", lambda *a, **k: calls.append(1) or {})
+    calls = CallLog(root / "calls")
+    monkeypatch.setattr(rm, "visqol_score", lambda *a, **k: calls.record() or math.nan)
+    monkeypatch.setattr(rm, "dnsmos_scores", lambda *a, **k: calls.record() or {})
     args = [*argv, "--results-dir", str(results), "--metrics", "reference,stoi", "--workers", "1"]
     assert metrics_stage.main(args) == cli.EXIT_OK
-    assert calls == []  # every cell reused, the clean-file DNSMOS too
+    assert len(calls) == 0  # every cell reused, the clean-file DNSMOS too
     assert (results / "pair_metrics.csv").read_bytes() == first
     monkeypatch.undo()
     parallel = root / "results_parallel"

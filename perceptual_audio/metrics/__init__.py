@@ -17,36 +17,29 @@ same hop, timestamps = frame index x hop).
 
 The package, in import order (each imports only those before it): :mod:`.signal` (what one
 measurement is, input checks), :mod:`.measures` (PESQ, STOI, SI-SDR, embedding
-similarities), :mod:`.reference` (ViSQOL, Zimtohrli, DNSMOS), :mod:`.catalogue` (what each
-column is, the groups stage 3 schedules, ``--metrics`` selection, the settings).
+similarities), :mod:`.reference` (ViSQOL, Zimtohrli, DNSMOS), :mod:`.groups` (the computations
+stage 3 schedules, their settings), :mod:`.catalogue` (what each column is, ``--metrics``
+selection).
 """
 
 from __future__ import annotations
 
 from perceptual_audio.metrics.catalogue import (
-    AUDIO_GROUPS,
     CATALOGUE,
     CLASSIC_METRICS,
-    CLEAN_SUFFIX,
     DOMAIN_ANY,
     DOMAIN_SPEECH,
     KIND_CLASSIC,
     KIND_NEURAL,
     KIND_REFERENCE,
     KINDS,
-    ROLE_CLEAN,
-    ROLE_PAIR,
-    MetricGroup,
-    MetricSettings,
     MetricSpec,
     analysed_metrics,
-    classic_metrics,
     describe,
     embedding_specs,
     find_spec,
     higher_is_better,
     is_metric_column,
-    measure_many,
     metric_columns,
     metric_selectors,
     model_display_name,
@@ -55,6 +48,16 @@ from perceptual_audio.metrics.catalogue import (
     parse_metric_list,
     reference_metric_names,
     value_range,
+)
+from perceptual_audio.metrics.groups import (
+    AUDIO_GROUPS,
+    CLEAN_SUFFIX,
+    ROLE_CLEAN,
+    ROLE_PAIR,
+    MetricGroup,
+    MetricSettings,
+    classic_metrics,
+    measure_many,
 )
 from perceptual_audio.metrics.measures import (
     EMBEDDING_METRIC_SUFFIXES,
