@@ -723,10 +723,8 @@ def _shard_audio_rows(
     """The files of ``shard``, in manifest order: its clean files and the degraded files made
     from them, those of its degradation fragment when this shard degraded them (the manifest
     lists them only after the merge), else the manifest's."""
-    from perceptual_audio.stages.degrade import shard_rows
-
     try:
-        fragment = shard_rows(audio_dir, shard)
+        fragment = shards.degraded_rows(audio_dir, shard)
     except SchemaError as e:
         logger.error("%s", e)
         return cli.EXIT_FAILED

@@ -31,7 +31,8 @@ from typing import Any
 
 from perceptual_audio.errors import PerceptualAudioError
 from perceptual_audio.files import atomic_write_json, live_lock
-from perceptual_audio.layout import RECORD_NAME, SHARDS_DIR
+from perceptual_audio.layout import DEGRADED_DIR, MANIFEST_NAME, RECORD_NAME, SHARDS_DIR
+from perceptual_audio.manifest import ManifestRow, read_manifest
 
 #: Bumped when the fragment layout changes.
 FRAGMENT_VERSION = 1
@@ -374,3 +375,12 @@ def remove_fragments(folder: str | os.PathLike) -> None:
     root = Path(folder) / SHARDS_DIR
     if root.is_dir():
         shutil.rmtree(root)
+
+
+def degraded_rows(audio_dir: str | os.PathLike, shard: Shard) -> list[ManifestRow] | None:
+    """The degraded rows shard ``shard`` wrote to its fragment of ``<audio_dir>/degraded/``
+    (the audio manifest lists them only after the merge); None: no such fragment. Read by
+    both halves of stage 2: the degradations (a rerun shard keeps its work) and the
+    embeddings (a shard embeds the files it degraded)."""
+    path = shard.fragment_dir(Path(audio_dir) / DEGRADED_DIR) / MANIFEST_NAME
+    return read_manifest(path) if path.is_file() else None
