@@ -26,6 +26,9 @@ import numpy as np
 import pandas as pd
 
 from perceptual_audio.errors import ParameterError
+from perceptual_audio.results import (
+    CORRELATION_METHODS as METHODS,  # one list; results owns the table
+)
 
 logger = logging.getLogger(__name__)
 
@@ -38,8 +41,6 @@ MIN_PAIRS = 3
 #: Fewest clean recordings for a bootstrap CI: with fewer, resampling recordings gives only a
 #: handful of distinct replicates (2 recordings: 3), and the "interval" would mislead.
 MIN_RECORDINGS_FOR_CI = 5
-#: Correlation methods, in column order.
-METHODS = ("pearson", "spearman", "kendall")
 #: Scope name of the rows computed over all pairs (the other scopes are family names).
 ALL_SCOPE = "all"
 
@@ -232,7 +233,9 @@ def bootstrap_correlations(
     return out
 
 
-def _stable_seed(*parts: object) -> int:
+def stable_seed(*parts: object) -> int:
+    """A seed that depends only on ``parts`` (crc32 of their text): the same bootstrap draws
+    for the same metric pair or level in every run and process."""
     return zlib.crc32("\x1f".join(str(p) for p in parts).encode())
 
 
@@ -365,7 +368,7 @@ def correlation_table(
                 frame[my].to_numpy(float),
                 frame[cluster_column].to_numpy(object),
                 n_bootstrap=n_bootstrap,
-                seed=_stable_seed(seed, scope, mx, my),
+                seed=stable_seed(seed, scope, mx, my),
                 confidence=confidence,
             )
             rows.append({"scope": scope, "metric_x": mx, "metric_y": my, **r})

@@ -244,7 +244,7 @@ def test_correlation_table_scopes_and_pairs(rng):
         noise["pesq_wb"],
         noise["reference_path"],
         n_bootstrap=200,
-        seed=stats._stable_seed(0, "noise", "m_cosine", "pesq_wb"),
+        seed=stats.stable_seed(0, "noise", "m_cosine", "pesq_wb"),
     )
     got = t[(t.scope == "noise") & (t.metric_x == "m_cosine")].iloc[0]
     assert got["spearman"] == r["spearman"] and got["spearman_ci_low"] == r["spearman_ci_low"]

@@ -167,7 +167,10 @@ class Family:
         )
 
 
-def _levels(family: str, table: Mapping[str, tuple[dict[str, Any], str]]) -> Mapping[str, Level]:
+def level_table(
+    family: str, table: Mapping[str, tuple[dict[str, Any], str]]
+) -> Mapping[str, Level]:
+    """A family's levels from ``{level: (parameters, note)}`` (read-only, parameters sorted)."""
     return types.MappingProxyType(
         {
             name: Level(family, name, types.MappingProxyType(dict(sorted(p.items()))), note)
@@ -177,7 +180,8 @@ def _levels(family: str, table: Mapping[str, tuple[dict[str, Any], str]]) -> Map
 
 
 # -- helpers ----------------------------------------------------------------------------------
-def _as_signal(x: np.ndarray, what: str = "x") -> np.ndarray:
+def as_signal(x: np.ndarray, what: str = "x") -> np.ndarray:
+    """``x`` as a finite mono float signal (raises ParameterError otherwise)."""
     x = np.asarray(x)
     if x.ndim != 1:
         raise ParameterError(f"{what}: expected a mono waveform of shape (n,), got shape {x.shape}")
@@ -188,7 +192,8 @@ def _as_signal(x: np.ndarray, what: str = "x") -> np.ndarray:
     return x.astype(np.float32, copy=False)
 
 
-def _db(power_ratio: float) -> float:
+def power_db(power_ratio: float) -> float:
+    """A power ratio in dB (-inf for 0)."""
     return 10.0 * math.log10(power_ratio) if power_ratio > 0 else float("-inf")
 
 
@@ -230,13 +235,15 @@ def derive_seed(run_seed: int, family: str, level: str, path: str) -> int:
     return int.from_bytes(hashlib.sha256(blob).digest()[:8], "big") % SEED_MODULUS
 
 
-def _fit_length(y: np.ndarray, n: int) -> np.ndarray:
+def fit_length(y: np.ndarray, n: int) -> np.ndarray:
+    """``y`` cut or zero-padded to ``n`` samples."""
     if len(y) >= n:
         return y[:n]
     return np.concatenate([y, np.zeros(n - len(y), dtype=y.dtype)])
 
 
-def _skip(x: np.ndarray, info: dict | None, reason: str) -> np.ndarray:
+def not_applied(x: np.ndarray, info: dict | None, reason: str) -> np.ndarray:
+    """``x`` unchanged, recorded in ``info`` as not applied and why."""
     if info is not None:
         info["applied"] = False
         info["reason"] = reason

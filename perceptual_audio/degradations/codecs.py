@@ -14,9 +14,9 @@ from perceptual_audio.audio_io import resample
 from perceptual_audio.degradations.base import (
     Family,
     ParamSpec,
-    _as_signal,
-    _fit_length,
-    _levels,
+    as_signal,
+    fit_length,
+    level_table,
     xcorr_lag,
 )
 from perceptual_audio.errors import ParameterError, PerceptualAudioError
@@ -136,7 +136,7 @@ def mp3_delay_samples(sample_rate: int, bitrate_kbps: int) -> int:
     probe *= 0.1
     y, _ = _mp3_roundtrip(probe, sample_rate, bitrate_kbps)
     lag = xcorr_lag(
-        probe, _fit_length(y, len(probe) + MP3_MAX_LAG_SAMPLES), max_lag=MP3_MAX_LAG_SAMPLES
+        probe, fit_length(y, len(probe) + MP3_MAX_LAG_SAMPLES), max_lag=MP3_MAX_LAG_SAMPLES
     )
     if lag < 0:
         raise PerceptualAudioError(
@@ -175,15 +175,15 @@ def mp3(
         ``achieved_kbps`` (encoded bytes x 8 / duration, padding and headers included),
         ``codec_delay_samples``, ``frame_samples``.
     """
-    x = _as_signal(x)
+    x = as_signal(x)
     kbps = int(params["bitrate_kbps"])
     codec_rate = mp3_codec_rate(sample_rate, kbps)
     xc = resample(x, sample_rate, codec_rate) if codec_rate != sample_rate else x
     decoded, n_bytes = _mp3_roundtrip(xc, codec_rate, kbps)
     delay = mp3_delay_samples(codec_rate, kbps)
-    yc = _fit_length(decoded[delay:], len(xc))
+    yc = fit_length(decoded[delay:], len(xc))
     y = resample(yc, codec_rate, sample_rate) if codec_rate != sample_rate else yc
-    y = _fit_length(np.asarray(y, dtype=np.float32), len(x))
+    y = fit_length(np.asarray(y, dtype=np.float32), len(x))
     if info is not None:
         version = mpeg_version(codec_rate)
         info.update(
@@ -248,7 +248,7 @@ def opus(
     """
     import soundfile as sf
 
-    x = _as_signal(x)
+    x = as_signal(x)
     kbps = float(params["bitrate_kbps"])
     codec_rate = sample_rate if sample_rate in OPUS_SAMPLE_RATES else 48000
     xc = resample(x, sample_rate, codec_rate) if codec_rate != sample_rate else x
@@ -267,9 +267,9 @@ def opus(
     decoded, decoded_rate = sf.read(buf, dtype="float32")
     if decoded_rate != codec_rate:
         raise PerceptualAudioError(f"Opus decoded at {decoded_rate} Hz, encoded at {codec_rate} Hz")
-    yc = _fit_length(decoded, len(xc))
+    yc = fit_length(decoded, len(xc))
     y = resample(yc, codec_rate, sample_rate) if codec_rate != sample_rate else yc
-    y = _fit_length(np.asarray(y, dtype=np.float32), len(x))
+    y = fit_length(np.asarray(y, dtype=np.float32), len(x))
     if info is not None:
         info.update(
             codec="Opus (libopus via libsndfile Ogg/Opus), VBR",
@@ -306,12 +306,12 @@ def gsm(
     """
     import pedalboard
 
-    x = _as_signal(x)
+    x = as_signal(x)
     y = x
     for _ in range(int(params["passes"])):
         codec = pedalboard.GSMFullRateCompressor()
         y = np.asarray(codec(y.astype(np.float32), sample_rate), dtype=np.float32).reshape(-1)
-    y = _fit_length(y, len(x))
+    y = fit_length(y, len(x))
     if info is not None:
         info.update(
             codec="GSM 06.10 full rate (pedalboard GSMFullRateCompressor)",
@@ -341,7 +341,7 @@ DECLARED: tuple[Family, ...] = (
                 high=320,
             ),
         ),
-        _levels(
+        level_table(
             "bitrate",
             {
                 "low": ({"bitrate_kbps": 32}, "32 kbps"),
@@ -366,7 +366,7 @@ DECLARED: tuple[Family, ...] = (
                 high=16,
             ),
         ),
-        _levels(
+        level_table(
             "gsm",
             {
                 "low": ({"passes": 1}, "one link"),
@@ -380,7 +380,7 @@ DECLARED: tuple[Family, ...] = (
         "real Opus encode + decode (libopus via libsndfile Ogg/Opus), VBR",
         opus,
         (ParamSpec("bitrate_kbps", "kbit/s", "target bitrate", 24.0, low=6.0, high=256.0),),
-        _levels(
+        level_table(
             "opus",
             {
                 "low": ({"bitrate_kbps": 24.0}, "24 kbps"),

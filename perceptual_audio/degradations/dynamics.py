@@ -13,12 +13,12 @@ from perceptual_audio.audio_io import is_silent
 from perceptual_audio.degradations.base import (
     Family,
     ParamSpec,
-    _as_signal,
-    _fit_length,
-    _levels,
-    _skip,
     ac_power,
+    as_signal,
     crest_factor_db,
+    fit_length,
+    level_table,
+    not_applied,
 )
 
 logger = logging.getLogger(__name__)
@@ -58,9 +58,11 @@ def compress(
     """
     import pedalboard
 
-    x = _as_signal(x)
+    x = as_signal(x)
     if is_silent(x):
-        return _skip(x, info, "silent input: no level to set the threshold against, left unchanged")
+        return not_applied(
+            x, info, "silent input: no level to set the threshold against, left unchanged"
+        )
     rms_in = math.sqrt(ac_power(x))
     threshold_dbfs = 20 * math.log10(rms_in) + float(params["threshold_db_re_rms"])
     comp = pedalboard.Compressor(
@@ -79,7 +81,7 @@ def compress(
     n_pre = min(len(x), int(round(COMPRESSOR_PREROLL_SECONDS * sample_rate)))
     primed = np.concatenate([ac[:n_pre][::-1], ac])
     y = np.asarray(comp(primed, sample_rate), dtype=np.float64).reshape(-1)[n_pre:]
-    y = _fit_length(y, len(x))
+    y = fit_length(y, len(x))
     rms_out = math.sqrt(ac_power(y))
     makeup = rms_in / rms_out if rms_out > 0 else 1.0
     y = (y * makeup + dc).astype(np.float32)
@@ -118,9 +120,9 @@ def clip(
 
     Silent input is returned unchanged.
     """
-    x = _as_signal(x)
+    x = as_signal(x)
     if is_silent(x):
-        return _skip(x, info, "silent input: nothing to clip, left unchanged")
+        return not_applied(x, info, "silent input: nothing to clip, left unchanged")
     mag = np.sort(np.abs(x))[::-1]
     k = int(round(float(params["clip_fraction"]) * len(x)))
     k = min(max(k, 0), len(x) - 1)
@@ -158,7 +160,7 @@ def quantize(
     info : dict, optional
         Receives ``step`` and ``saturated_samples``.
     """
-    x = _as_signal(x)
+    x = as_signal(x)
     bits = int(params["bits"])
     step = 2.0 / 2**bits
     q = np.round(x.astype(np.float64) / step) * step
@@ -196,7 +198,7 @@ DECLARED: tuple[Family, ...] = (
             ParamSpec("attack_ms", "ms", "attack time", 5.0, low=0.01, high=1000.0),
             ParamSpec("release_ms", "ms", "release time", 100.0, low=1.0, high=5000.0),
         ),
-        _levels(
+        level_table(
             "compression",
             {
                 "low": (
@@ -245,7 +247,7 @@ DECLARED: tuple[Family, ...] = (
                 high=1.0,
             ),
         ),
-        _levels(
+        level_table(
             "clipping",
             {
                 "low": ({"clip_fraction": 0.01}, "1% of samples"),
@@ -259,7 +261,7 @@ DECLARED: tuple[Family, ...] = (
         "requantisation to fewer bits (rounding, no dither)",
         quantize,
         (ParamSpec("bits", "bits", "PCM bit depth", 8, kind=int, low=2, high=24),),
-        _levels(
+        level_table(
             "bitdepth",
             {
                 "low": ({"bits": 12}, "12-bit"),

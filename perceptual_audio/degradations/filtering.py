@@ -13,11 +13,11 @@ from perceptual_audio.audio_io import resample
 from perceptual_audio.degradations.base import (
     Family,
     ParamSpec,
-    _as_signal,
-    _db,
-    _fit_length,
-    _levels,
-    _skip,
+    as_signal,
+    fit_length,
+    level_table,
+    not_applied,
+    power_db,
 )
 
 logger = logging.getLogger(__name__)
@@ -44,10 +44,10 @@ def bandlimit(
     params : mapping
         ``cutoff_hz`` (Hz).
     """
-    x = _as_signal(x)
+    x = as_signal(x)
     low_rate = int(round(2 * float(params["cutoff_hz"])))
     if low_rate >= sample_rate:
-        return _skip(
+        return not_applied(
             x,
             info,
             f"cut-off {params['cutoff_hz']} Hz is at or above the Nyquist "
@@ -56,7 +56,7 @@ def bandlimit(
     y = resample(resample(x, sample_rate, low_rate), low_rate, sample_rate)
     if info is not None:
         info.update(intermediate_sample_rate=low_rate, resampler="soxr VHQ")
-    return _fit_length(y.astype(np.float32), len(x))
+    return fit_length(y.astype(np.float32), len(x))
 
 
 def synthetic_rir(
@@ -123,7 +123,7 @@ def reverb(
     """
     from scipy.signal import fftconvolve
 
-    x = _as_signal(x)
+    x = as_signal(x)
     rir = synthetic_rir(
         sample_rate,
         rt60_seconds=float(params["rt60_seconds"]),
@@ -136,7 +136,7 @@ def reverb(
             rir_samples=len(rir),
             rt60_seconds_measured=schroeder_rt60(rir, sample_rate),
             direct_gain=float(rir[0]),
-            drr_db_measured=_db(float(rir[0] ** 2) / float(np.sum(rir[1:] ** 2))),
+            drr_db_measured=power_db(float(rir[0] ** 2) / float(np.sum(rir[1:] ** 2))),
         )
     return y
 
@@ -163,7 +163,7 @@ def packet_loss(
         Receives ``packet_samples``, ``n_packets``, ``lost_packets`` (indices, drawn) and
         ``loss_rate_achieved``.
     """
-    x = _as_signal(x)
+    x = as_signal(x)
     packet = max(1, int(round(float(params["packet_ms"]) * sample_rate / 1000)))
     n_packets = int(math.ceil(len(x) / packet))
     rate = float(params["loss_rate"])
@@ -202,7 +202,7 @@ def neutral(
     params : mapping
         ``gain_db`` (dB), ``delay_ms`` (ms, 0 to 1).
     """
-    x = _as_signal(x)
+    x = as_signal(x)
     d = int(round(float(params["delay_ms"]) * sample_rate / 1000))
     gain = 10 ** (float(params["gain_db"]) / 20)
     shifted = np.concatenate([np.zeros(min(d, len(x)), np.float32), x[: max(len(x) - d, 0)]])
@@ -220,7 +220,7 @@ DECLARED: tuple[Family, ...] = (
         "band-limiting: resample down to 2 x cut-off and back (soxr VHQ)",
         bandlimit,
         (ParamSpec("cutoff_hz", "Hz", "upper band edge", 4000.0, low=100.0),),
-        _levels(
+        level_table(
             "bandlimit",
             {
                 "low": ({"cutoff_hz": 4000.0}, "narrow-band telephone"),
@@ -251,7 +251,7 @@ DECLARED: tuple[Family, ...] = (
                 high=40.0,
             ),
         ),
-        _levels(
+        level_table(
             "reverb",
             {
                 "low": ({"rt60_seconds": 0.3, "drr_db": 6.0}, "small room"),
@@ -275,7 +275,7 @@ DECLARED: tuple[Family, ...] = (
             ),
             ParamSpec("packet_ms", "ms", "packet length", 20.0, low=1.0, high=1000.0),
         ),
-        _levels(
+        level_table(
             "packet_loss",
             {
                 "low": ({"loss_rate": 0.02, "packet_ms": 20.0}, "2% of packets"),
@@ -292,7 +292,7 @@ DECLARED: tuple[Family, ...] = (
             ParamSpec("gain_db", "dB", "gain change", 0.0, low=-6.0, high=6.0),
             ParamSpec("delay_ms", "ms", "delay (rounded to whole samples)", 0.0, low=0.0, high=1.0),
         ),
-        _levels(
+        level_table(
             "neutral",
             {
                 "low": ({"gain_db": 0.5, "delay_ms": 0.0}, "+0.5 dB gain"),

@@ -14,11 +14,11 @@ from perceptual_audio.audio_io import is_silent
 from perceptual_audio.degradations.base import (
     Family,
     ParamSpec,
-    _as_signal,
-    _db,
-    _levels,
-    _skip,
     ac_power,
+    as_signal,
+    level_table,
+    not_applied,
+    power_db,
 )
 from perceptual_audio.errors import ParameterError
 
@@ -126,9 +126,9 @@ def add_noise(
 
     Silent input (no AC signal) is returned unchanged: an SNR relative to nothing is undefined.
     """
-    x = _as_signal(x)
+    x = as_signal(x)
     if is_silent(x):
-        return _skip(x, info, "silent input: SNR is undefined, left unchanged")
+        return not_applied(x, info, "silent input: SNR is undefined, left unchanged")
     n = len(x)
     color = params["color"]
     if color == "white":
@@ -148,7 +148,7 @@ def add_noise(
         info["signal_rms"] = math.sqrt(p_signal)
         info["noise_gain"] = gain
         info["noise_rms"] = gain * math.sqrt(p_noise)
-        info["snr_db_achieved"] = _db(
+        info["snr_db_achieved"] = power_db(
             p_signal / float(np.mean((y.astype(np.float64) - x.astype(np.float64)) ** 2))
         )
     return y
@@ -188,7 +188,7 @@ def _noise_family(name: str, color: str, description: str, default: bool) -> Fam
         description,
         add_noise,
         specs,
-        _levels(
+        level_table(
             name,
             {
                 "low": ({"snr_db": 30.0, "color": color, **extra}, "30 dB SNR"),

@@ -18,7 +18,7 @@ from perceptual_audio.degradations import codecs, dynamics, filtering, noise
 from perceptual_audio.degradations.base import (
     Family,
     Level,
-    _as_signal,
+    as_signal,
 )
 from perceptual_audio.errors import ParameterError, PerceptualAudioError
 
@@ -113,7 +113,7 @@ def apply_degradation(
     """
     if not isinstance(sample_rate, (int, np.integer)) or sample_rate <= 0:
         raise ParameterError(f"sample_rate must be a positive integer in Hz, got {sample_rate!r}")
-    x = _as_signal(x)
+    x = as_signal(x)
     family = get_family(level.family)
     info: dict[str, Any] = {}
     kwargs: dict[str, Any] = {"params": level.params, "rng": rng, "info": info}

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import math
-import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -30,16 +29,13 @@ from perceptual_audio.listening.table import (
     METHODS,
     MIN_RATED_FILES,
 )
+from perceptual_audio.stats import stable_seed
 
 logger = logging.getLogger(__name__)
 
 
 # Statistics
 # =============================================================================================
-def _stable_seed(*parts: object) -> int:
-    return zlib.crc32("\x1f".join(str(p) for p in parts).encode())
-
-
 def rowwise_correlations(x: np.ndarray, y: np.ndarray) -> dict[str, np.ndarray]:
     """Pearson, Spearman and Kendall tau-b of each row of ``x`` against the same row of ``y``.
 
@@ -246,7 +242,7 @@ def agreement_table(
                     sub["rating_mean"].to_numpy(float),
                     sub["reference_path"].to_numpy(object),
                     n_bootstrap=n_bootstrap,
-                    seed=_stable_seed(seed, level, m),
+                    seed=stable_seed(seed, level, m),
                     confidence=confidence,
                 )
                 row["n"] = int(r["n"])
@@ -270,7 +266,7 @@ def agreement_table(
                 ratings,
                 level=level,
                 n_bootstrap=n_bootstrap,
-                seed=_stable_seed(seed, level, CEILING),
+                seed=stable_seed(seed, level, CEILING),
                 confidence=confidence,
             )
         )

@@ -22,9 +22,9 @@ from perceptual_audio.listening.table import (
     RATINGS_NAME,
     ListeningTestError,
     Rating,
-    _norm,
     condition_folder,
     is_imported,
+    norm_path,
     parse_rating_scale,
     read_rating_table,
 )
@@ -123,7 +123,7 @@ def load_study_ratings(
     by_name: dict[str, list[ManifestRow]] = {}
 
     def index(name: str, row: ManifestRow) -> None:
-        lst = by_name.setdefault(_norm(name), [])
+        lst = by_name.setdefault(norm_path(name), [])
         if row not in lst:
             lst.append(row)
 
@@ -135,7 +135,7 @@ def load_study_ratings(
             index(str(r.params["input"]), r)
     ref_names: dict[str, set[str]] = {}
     for r in clean.values():
-        ref_names[r.path] = {r.path, (audio_dir / r.path).as_posix(), _norm(r.source)}
+        ref_names[r.path] = {r.path, (audio_dir / r.path).as_posix(), norm_path(r.source)}
 
     per_file: dict[str, list[tuple[str, float]]] = {}
     means: dict[str, tuple[float, float, int | None]] = {}
@@ -172,7 +172,7 @@ def load_study_ratings(
             )
         row = cands[0]
         names = ref_names.get(row.source, {row.source})
-        if rt.reference not in names and rt.reference != _norm(row.source):
+        if rt.reference not in names and rt.reference != norm_path(row.source):
             raise ListeningTestError(
                 f"{where}: reference {rt.reference!r} is not the reference of {row.path} in "
                 f"the study ({row.source}, input "

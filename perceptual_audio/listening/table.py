@@ -23,6 +23,11 @@ if TYPE_CHECKING:
     from perceptual_audio.manifest import ManifestRow
 
 
+from perceptual_audio.results import CORRELATION_METHODS
+
+#: The correlation methods, one list (:mod:`perceptual_audio.results` owns the tables).
+METHODS = CORRELATION_METHODS
+
 logger = logging.getLogger(__name__)
 
 
@@ -66,7 +71,6 @@ LEVEL_CONDITION = "condition"
 LEVELS = (LEVEL_FILE, LEVEL_CONDITION)
 #: ``metric`` of the listeners' own split-half agreement.
 CEILING = "ceiling"
-METHODS = ("pearson", "spearman", "kendall")
 AGREEMENT_COLUMNS = (
     "metric",
     "level",
@@ -147,10 +151,11 @@ class Rating:
 
     @property
     def hidden_reference(self) -> bool:
-        return self.hidden or _norm(self.degraded) == _norm(self.reference)
+        return self.hidden or norm_path(self.degraded) == norm_path(self.reference)
 
 
-def _norm(path: str) -> str:
+def norm_path(path: str) -> str:
+    """A table's path as POSIX text, stripped ('' for an empty cell)."""
     return Path(path.strip()).as_posix() if path.strip() else ""
 
 
@@ -263,7 +268,7 @@ def _in_scale(value: float, raw: str, what: str, where: str, scale: tuple[float,
 def _parse_row(
     rec: dict, where: str, line: int, has: dict[str, bool], scale: tuple[float, float]
 ) -> Rating:
-    ref, deg = _norm(_cell(rec, "reference")), _norm(_cell(rec, "degraded"))
+    ref, deg = norm_path(_cell(rec, "reference")), norm_path(_cell(rec, "degraded"))
     cond = _cell(rec, "condition")
     if not ref:
         raise ListeningTestError(f"{where}: empty reference")

@@ -43,6 +43,7 @@ from perceptual_audio.report.vocabulary import (
     condition_label,
     metric_info,
 )
+from perceptual_audio.results import CORRELATION_METHODS  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
@@ -279,7 +280,7 @@ def correlation_heatmap(
     Correlations use pairwise-complete rows (at least 3); metrics with fewer than 3 values or a
     constant value are left out (the title says how many).
     """
-    if method not in ("pearson", "spearman", "kendall"):
+    if method not in CORRELATION_METHODS:
         raise ParameterError(
             f"correlation_heatmap: method must be pearson, spearman or kendall, got {method!r}"
         )

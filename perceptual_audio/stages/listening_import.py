@@ -23,9 +23,9 @@ from perceptual_audio.listening.table import (
     RATINGS_NAME,
     ListeningTestError,
     Rating,
-    _norm,
     condition_folder,
     is_imported,
+    norm_path,
     parse_rating_scale,
     read_rating_table,
     write_rating_table,
@@ -248,7 +248,7 @@ def run_import(args: ConvertSettings) -> int:
             "input_sha256": row.source_sha256
             if row.kind == "clean"
             else row.params["input_sha256"],
-            "hidden_reference": _norm(rel) == _norm(plan.reference_of[(rel, cond)]),
+            "hidden_reference": norm_path(rel) == norm_path(plan.reference_of[(rel, cond)]),
         }
         row = ManifestRow.make(
             out,

@@ -54,8 +54,6 @@ The package: :mod:`.checkpoint` (facts, weights), :mod:`.preprocess` (NumPy path
 from __future__ import annotations
 
 from perceptual_audio.embeddings.cdpam.checkpoint import (
-    _ALLOWED_PICKLE_GLOBALS,
-    _MODEL_CACHE,
     ACOUSTIC_DIM,
     BLOCKS_PER_DECIMATION,
     CDPAM_PACKAGE,
@@ -85,9 +83,6 @@ from perceptual_audio.embeddings.cdpam.checkpoint import (
     VARIANT,
     WEIGHTS_RELATIVE_PATH,
     WEIGHTS_SHA256,
-    _RestrictedPickleModule,
-    _RestrictedUnpickler,
-    _unpickle_checkpoint,
     build_model,
     default_weights_path,
     load_model,
@@ -95,12 +90,11 @@ from perceptual_audio.embeddings.cdpam.checkpoint import (
 )
 from perceptual_audio.embeddings.cdpam.embedder import (
     CDPAMEmbedder,
-    _as_clip,
 )
 from perceptual_audio.embeddings.cdpam.preprocess import (
-    _shape_of,
     resample_like_cdpam,
     round_to_int16_grid,
+    shape_of,
 )
 
 __all__ = [
@@ -134,13 +128,7 @@ __all__ = [
     "VARIANT",
     "WEIGHTS_RELATIVE_PATH",
     "WEIGHTS_SHA256",
-    "_ALLOWED_PICKLE_GLOBALS",
-    "_MODEL_CACHE",
-    "_RestrictedPickleModule",
-    "_RestrictedUnpickler",
-    "_as_clip",
-    "_shape_of",
-    "_unpickle_checkpoint",
+    "shape_of",
     "build_model",
     "default_weights_path",
     "load_model",

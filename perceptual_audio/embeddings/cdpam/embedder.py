@@ -39,8 +39,8 @@ from perceptual_audio.embeddings.cdpam.checkpoint import (
     WEIGHTS_SHA256,
     load_model,
 )
+from perceptual_audio.embeddings.cdpam.distance import LearnedDistance, as_clip
 from perceptual_audio.embeddings.cdpam.preprocess import (
-    _shape_of,
     resample_like_cdpam,
     round_to_int16_grid,
 )
@@ -53,19 +53,8 @@ logger = logging.getLogger(__name__)
 
 
 # -- the embedder ------------------------------------------------------------------------------
-def _as_clip(e: np.ndarray, name: str) -> np.ndarray:
-    e = np.asarray(e)
-    if e.ndim == 2 and e.shape[0] == 1:
-        e = e[0]
-    if e.ndim != 1 or e.size == 0:
-        raise MetricError(f"the {name} CDPAM clip embedding must be (D,), got shape {e.shape}")
-    if not np.all(np.isfinite(e)):
-        raise MetricError(f"the {name} CDPAM clip embedding holds NaN or infinite values")
-    return e.astype(np.float32)
-
-
 @register
-class CDPAMEmbedder(Embedder):
+class CDPAMEmbedder(LearnedDistance, Embedder):
     """CDPAM encoder embeddings and CDPAM's learned distance.
 
     Parameters
@@ -472,83 +461,6 @@ class CDPAMEmbedder(Embedder):
             )
         return {name: acts[name] for name in layers}
 
-    # -- the learned distance ----------------------------------------------------------------------
-    def distance(self, reference: torch.Tensor, degraded: torch.Tensor) -> torch.Tensor:
-        """CDPAM distance, as ``cdpam.CDPAM.forward``: encoder on the whole clips, acoustic
-        halves L2-normalised, ``model_dist``. Differentiable.
-
-        Parameters
-        ----------
-        reference, degraded : torch.Tensor [shape=(n,) or (B, n)]
-            Audio at 22.05 kHz in [-1, 1] (scaled by 32768 here), both 1-D or both with the
-            same batch size B; their lengths may differ (each clip is pooled over its own
-            length, as in CDPAM).
-
-        Returns
-        -------
-        torch.Tensor [shape=() or (B,)]
-            0 for identical inputs, larger for larger perceived differences.
-        """
-        if (
-            not isinstance(reference, torch.Tensor)
-            or not isinstance(degraded, torch.Tensor)
-            or reference.ndim != degraded.ndim
-            or reference.ndim not in (1, 2)
-            or (reference.ndim == 2 and reference.shape[0] != degraded.shape[0])
-        ):
-            raise ParameterError(
-                "cdpam.distance: reference and degraded must be tensors of shape (n,) or (B, n) "
-                f"with the same B, got {_shape_of(reference)} and {_shape_of(degraded)}"
-            )
-        single = reference.ndim == 1
-        if single:
-            reference, degraded = reference[None], degraded[None]
-        if reference.shape == degraded.shape:
-            # One encoder call for both (each encoder call has a fixed cost).
-            ref, deg = self.clip_embedding(torch.cat([reference, degraded])).chunk(2)
-        else:
-            ref = self.clip_embedding(reference)
-            deg = self.clip_embedding(degraded)
-        dist = self.model.model_dist(ref, deg)
-        return dist[0] if single else dist
-
-    def distance_from_embeddings(
-        self, e_ref: np.ndarray | torch.Tensor, e_deg: np.ndarray | torch.Tensor
-    ) -> torch.Tensor:
-        """CDPAM distance from stored embeddings.
-
-        Each row is L2-normalised (as CDPAM normalises a clip embedding; normalising an
-        already normalised vector changes nothing) and the pair goes through ``model_dist``.
-        With the clip embeddings of :meth:`embed_with_clip` (``<stem>.clip.npy``) this equals
-        :meth:`distance` on the audio. With frame embeddings (T, 512) it gives one distance per
-        frame (CDPAM applied to each window's pooled embedding), not the clip distance.
-
-        Parameters
-        ----------
-        e_ref, e_deg : array or tensor [shape=(512,) or (N, 512)]
-            Acoustic embeddings; a (…, 1024) full embedding is cut to its acoustic half.
-
-        Returns
-        -------
-        torch.Tensor [shape=() or (N,)], on the model's device.
-        """
-        a = torch.as_tensor(np.asarray(e_ref) if not isinstance(e_ref, torch.Tensor) else e_ref)
-        b = torch.as_tensor(np.asarray(e_deg) if not isinstance(e_deg, torch.Tensor) else e_deg)
-        if (
-            a.shape != b.shape
-            or a.ndim not in (1, 2)
-            or a.shape[-1] not in (ACOUSTIC_DIM, ENCODER_DIM)
-        ):
-            raise ParameterError(
-                "cdpam.distance_from_embeddings: expected two embeddings of the same shape "
-                f"(512,) or (N, 512) (or 1024 wide), got {tuple(a.shape)} and {tuple(b.shape)}"
-            )
-        single = a.ndim == 1
-        a = a.reshape(-1, a.shape[-1])[:, :ACOUSTIC_DIM].to(self.device, torch.float32)
-        b = b.reshape(-1, b.shape[-1])[:, :ACOUSTIC_DIM].to(self.device, torch.float32)
-        dist = self.model.model_dist(F.normalize(a, dim=1), F.normalize(b, dim=1))
-        return dist[0] if single else dist
-
     # -- NumPy path ----------------------------------------------------------------------------------
     def resample_numpy(self, x: np.ndarray, sr: int) -> np.ndarray:
         """Resample to 22.05 kHz with :func:`resample_like_cdpam` (``self.resampler``)."""
@@ -610,8 +522,8 @@ class CDPAMEmbedder(Embedder):
         """
         if name != DISTANCE_METRIC:
             return super().extra_metric(name, reference, degraded)
-        a = _as_clip(reference["clip"], "reference")
-        b = _as_clip(degraded["clip"], "degraded")
+        a = as_clip(reference["clip"], "reference")
+        b = as_clip(degraded["clip"], "degraded")
         if a.shape != b.shape:
             raise MetricError(f"CDPAM clip embedding sizes differ: {a.shape} vs {b.shape}")
         with torch.no_grad():

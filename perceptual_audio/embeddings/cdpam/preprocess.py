@@ -74,7 +74,7 @@ def round_to_int16_grid(x: np.ndarray) -> np.ndarray:
     )
 
 
-def _shape_of(x: Any) -> str:
+def shape_of(x: Any) -> str:
     """A tensor's shape for error messages; for anything else, its type (and shape)."""
     shape = getattr(x, "shape", None)
     if isinstance(x, torch.Tensor):

@@ -30,7 +30,6 @@ The package: :mod:`.frontend` (parameters, log-mel), :mod:`.network` (CNN, PCA),
 from __future__ import annotations
 
 from perceptual_audio.embeddings.vggish.checkpoint import (
-    _TORCHVGGISH_RELEASE,
     GOOGLE_PCA_WEIGHTS,
     MODEL_CONVERSION_TAG,
     MODEL_WEIGHTS,
@@ -39,10 +38,6 @@ from perceptual_audio.embeddings.vggish.checkpoint import (
     PCA_SOURCES,
     PCA_WEIGHTS,
     TORCHVGGISH_MODEL_SHAPES,
-    _check_tensors,
-    _load_pca,
-    _numpy_safe_globals,
-    _pca_tensors,
     convert_google_pca_npz,
     convert_torchvggish_model,
     convert_torchvggish_pca,
@@ -52,8 +47,6 @@ from perceptual_audio.embeddings.vggish.embedder import (
     VGGishEmbedder,
 )
 from perceptual_audio.embeddings.vggish.frontend import (
-    _MEL_BREAK_FREQUENCY_HZ,
-    _MEL_HIGH_FREQUENCY_Q,
     EMBEDDING_SIZE,
     FFT_SIZE,
     LOG_OFFSET,
@@ -85,8 +78,6 @@ from perceptual_audio.embeddings.vggish.frontend import (
     periodic_hann,
 )
 from perceptual_audio.embeddings.vggish.network import (
-    _BLOCK_ENDS,
-    _LAYOUT,
     VGGishNetwork,
     pca_quantize,
 )
@@ -125,15 +116,6 @@ __all__ = [
     "TORCHVGGISH_MODEL_SHAPES",
     "VGGishEmbedder",
     "VGGishNetwork",
-    "_BLOCK_ENDS",
-    "_LAYOUT",
-    "_MEL_BREAK_FREQUENCY_HZ",
-    "_MEL_HIGH_FREQUENCY_Q",
-    "_TORCHVGGISH_RELEASE",
-    "_check_tensors",
-    "_load_pca",
-    "_numpy_safe_globals",
-    "_pca_tensors",
     "convert_google_pca_npz",
     "convert_torchvggish_model",
     "convert_torchvggish_pca",

@@ -97,7 +97,7 @@ def load_torch_file(path: str | os.PathLike) -> dict[str, Any]:
     return obj
 
 
-def _check_tensors(
+def check_tensors(
     source: str | os.PathLike,
     tensors: dict[str, Any],
     shapes: dict[str, tuple[int, ...]],
@@ -135,7 +135,7 @@ def convert_torchvggish_model(source: str | os.PathLike) -> dict[str, torch.Tens
         The 18 tensors of :data:`TORCHVGGISH_MODEL_SHAPES` as float32, ready for
         :class:`VGGishNetwork` (whose fc1 expects the NHWC flatten, as torchvggish's does).
     """
-    return _check_tensors(source, load_torch_file(source), TORCHVGGISH_MODEL_SHAPES)
+    return check_tensors(source, load_torch_file(source), TORCHVGGISH_MODEL_SHAPES)
 
 
 def _pca_tensors(source: str | os.PathLike, params: dict[str, Any]) -> dict[str, torch.Tensor]:
@@ -145,7 +145,7 @@ def _pca_tensors(source: str | os.PathLike, params: dict[str, Any]) -> dict[str,
         if tuple(np.shape(means)) == (EMBEDDING_SIZE, 1):
             params["pca_means"] = means.reshape(-1)
     # float64, as the reference's NumPy post-processing computes
-    return _check_tensors(source, params, PCA_SHAPES, dtype=torch.float64)
+    return check_tensors(source, params, PCA_SHAPES, dtype=torch.float64)
 
 
 def convert_torchvggish_pca(source: str | os.PathLike) -> dict[str, torch.Tensor]:
@@ -214,7 +214,7 @@ PCA_SOURCES = (
 )
 
 
-def _load_pca(weights_dir: Path | None) -> weights.LoadedWeights:
+def load_pca(weights_dir: Path | None) -> weights.LoadedWeights:
     """PCA parameters from whichever source is present; downloads only when none is.
 
     Raises

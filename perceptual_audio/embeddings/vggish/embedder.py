@@ -17,9 +17,9 @@ from perceptual_audio.embeddings.vggish.checkpoint import (
     MODEL_CONVERSION_TAG,
     PCA_SHAPES,
     TORCHVGGISH_MODEL_SHAPES,
-    _check_tensors,
-    _load_pca,
+    check_tensors,
     convert_torchvggish_model,
+    load_pca,
 )
 from perceptual_audio.embeddings.vggish.frontend import (
     EMBEDDING_SIZE,
@@ -151,7 +151,7 @@ class VGGishEmbedder(Embedder):
                 self.weights_files["model"] = loaded.sources[0].weight_file.filename
         if self.postprocess and self.pca_means is None:
             try:
-                loaded = _load_pca(self.weights_dir)
+                loaded = load_pca(self.weights_dir)
             except WeightsUnavailableError as e:
                 problems.append(str(e))
             else:
@@ -164,7 +164,7 @@ class VGGishEmbedder(Embedder):
     def _set_network(self, state_dict: dict[str, torch.Tensor]) -> None:
         # Built on the meta device and filled by assignment: no random initialisation (fast, and
         # no randomly initialised network can ever produce output).
-        state_dict = _check_tensors("VGGish state dict", state_dict, TORCHVGGISH_MODEL_SHAPES)
+        state_dict = check_tensors("VGGish state dict", state_dict, TORCHVGGISH_MODEL_SHAPES)
         with torch.device("meta"):
             network = VGGishNetwork()
         network.load_state_dict(state_dict, strict=True, assign=True)
@@ -173,7 +173,7 @@ class VGGishEmbedder(Embedder):
             p.requires_grad_(False)
 
     def _set_pca(self, state_dict: dict[str, torch.Tensor]) -> None:
-        pca = _check_tensors("VGGish PCA parameters", state_dict, PCA_SHAPES, dtype=torch.float64)
+        pca = check_tensors("VGGish PCA parameters", state_dict, PCA_SHAPES, dtype=torch.float64)
         self.pca_eigen_vectors = pca["pca_eigen_vectors"].to(self.device)
         self.pca_means = pca["pca_means"].to(self.device)
 
