@@ -25,29 +25,16 @@ unavailable (the others ran).
 from __future__ import annotations
 
 import argparse
-import inspect
-import json
 import logging
 import os
 import sys
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import numpy as np
 
 from perceptual_audio import files, options
-from perceptual_audio.audio_io import load_audio, resampled_length
 from perceptual_audio.embedding_manifest import (
     EMBEDDING_COLUMNS,
-    STATUS_OK,
-    embedding_paths,
-    extra_path,
-    read_embedding_manifest,
-    split_names,
-    timestamps_path,
     write_embedding_manifest,
 )
 from perceptual_audio.embeddings.base import Embedder, model_class, model_names
@@ -57,14 +44,27 @@ from perceptual_audio.errors import (
     WeightsUnavailableError,
 )
 from perceptual_audio.files import (
-    params_digest,
     remove_stale_temporaries,
-    save_npy_atomic,
-    sha256_file,
 )
 from perceptual_audio.listening import is_imported
 from perceptual_audio.manifest import ManifestRow, read_manifest
 from perceptual_audio.stages import cli, shards, work
+from perceptual_audio.stages.embed_items import (
+    REFUSED,
+    ModelResult,
+    ModelRun,
+    jsonable,
+    make_embedder,
+    merge_rows,
+    previous_rows,
+    torch_threads,
+)
+from perceptual_audio.stages.embed_settings import (
+    EmbedSettings,
+    model_dir_of,
+    option_dest,
+    parse_models,
+)
 
 __all__ = [
     "EMBEDDING_COLUMNS",
@@ -84,10 +84,6 @@ CHECKPOINT_SECONDS = 30.0
 
 
 # -- arguments -----------------------------------------------------------------------------
-def _dest(model: str, flag: str) -> str:
-    return f"{model}_{flag}".replace("-", "_")
-
-
 def add_embedding_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of the embedding half (``--input-dir``, ``--force``, ``--quiet``/``--verbose``
     and ``--workers`` come from the degradation half or :func:`build_parser`).
@@ -112,7 +108,7 @@ def add_embedding_arguments(parser: argparse.ArgumentParser) -> None:
         )
     for name in known:
         for opt in model_class(name).options:
-            flag, dest = f"--{name}-{opt.flag}", _dest(name, opt.flag)
+            flag, dest = f"--{name}-{opt.flag}", option_dest(name, opt.flag)
             if opt.boolean:
                 g.add_argument(flag, dest=dest, action="store_true", help=opt.help)
                 continue
@@ -166,99 +162,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def parse_models(text: str) -> list[str]:
-    """``--models`` value -> model names (``none`` -> []), validated against the registry."""
-    names = [m.strip().lower() for m in text.split(",") if m.strip()]
-    if names == ["none"]:
-        return []
-    known = model_names()
-    bad = [m for m in names if m not in known]
-    if bad or not names:
-        raise PerceptualAudioError(
-            f"--models: unknown model(s) {', '.join(bad) or repr(text)}; expected a "
-            f"comma-separated list of {', '.join(known)}, or 'none'"
-        )
-    return list(dict.fromkeys(names))
-
-
-def model_dir_of(name: str, args: argparse.Namespace) -> Path:
-    """The output folder of model ``name`` (``--<name>-dir``, default ``<name>_embeddings``)."""
-    return Path(getattr(args, f"{name}_dir", None) or f"{name}_embeddings")
-
-
-def _model_options(name: str, args: argparse.Namespace) -> dict[str, Any]:
-    """Constructor options of model ``name`` from the command line: the shared ones and the
-    model's own (:attr:`Embedder.options`)."""
-    opts: dict[str, Any] = {
-        "device": getattr(args, "device", "cpu"),
-        "weights_dir": getattr(args, "weights_dir", None),
-    }
-    if getattr(args, "batch_size", None) is not None:
-        opts["batch_size"] = args.batch_size
-    for opt in model_class(name).options:
-        value = getattr(args, _dest(name, opt.flag), opt.default)
-        opts[opt.keyword] = bool(value) if opt.boolean else value
-    return opts
-
-
-@dataclass(frozen=True)
-class EmbedSettings:
-    """What the embedding half runs, from the command line (:meth:`from_args`).
-
-    Attributes
-    ----------
-    input_dir : Path
-        Stage 1/2's audio folder (``manifest.csv``, ``clean/``, ``degraded/``).
-    models : tuple of str
-        The models to run, in ``--models`` order.
-    model_dirs : Mapping
-        Model -> its output folder.
-    model_options : Mapping
-        Model -> its constructor options (device, weights folder, batch size, own options).
-    force, quiet : bool
-    workers : int or None
-        torch's intra-op threads while the networks run (None: torch's default).
-    arguments : Mapping
-        The parsed command line, as run.json records it.
-    shard : Shard or None
-        ``--shard K/N``: only the files of that shard, rows to its fragment
-        (:mod:`perceptual_audio.stages.shards`); without it a model folder holding fragments is
-        merged.
-    """
-
-    input_dir: Path
-    models: tuple[str, ...]
-    model_dirs: Mapping[str, Path] = field(default_factory=dict)
-    model_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
-    force: bool = False
-    quiet: bool = False
-    workers: int | None = None
-    arguments: Mapping[str, Any] = field(default_factory=dict)
-    shard: shards.Shard | None = None
-
-    @classmethod
-    def from_args(cls, args: argparse.Namespace) -> EmbedSettings:
-        """The settings of a parsed command line.
-
-        Raises
-        ------
-        PerceptualAudioError
-            For a ``--models`` value that names no registered model.
-        """
-        models = tuple(parse_models(getattr(args, "models", None) or ",".join(model_names())))
-        return cls(
-            input_dir=Path(args.input_dir),
-            models=models,
-            model_dirs={m: model_dir_of(m, args) for m in models},
-            model_options={m: _model_options(m, args) for m in models},
-            force=bool(getattr(args, "force", False)),
-            quiet=bool(getattr(args, "quiet", False)),
-            workers=getattr(args, "workers", None) or None,
-            arguments=dict(vars(args)),
-            shard=getattr(args, "shard", None),
-        )
-
-
 def check_model_folders(args: argparse.Namespace, models: list[str]) -> str | None:
     """Why the models' output folders cannot be used (None: fine), before any work.
 
@@ -293,187 +196,8 @@ def _check_folders(model_dirs: Mapping[str, Path], input_dir: Path) -> str | Non
 
 
 #: ModelResult.reason of a model whose output folder was refused (busy, another stage's).
-REFUSED = "its output folder was refused (see the message above)"
 #: The running model's "save what is done" function, called when the run is interrupted.
 _checkpoint: list[Callable[[], None]] = []
-
-
-def make_embedder(name: str, options: Mapping[str, Any]) -> Embedder:
-    """Instantiate ``name`` with the options its constructor accepts.
-
-    A shared option (device, weights folder, batch size) the model does not take is dropped
-    with a debug message; a switch the model does not take, turned on, is an error.
-    """
-    cls = model_class(name)
-    params = inspect.signature(cls.__init__).parameters
-    takes_kwargs = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
-    accepted = {k: v for k, v in options.items() if takes_kwargs or k in params}
-    for k in sorted(set(options) - set(accepted)):
-        if options[k] is True:
-            raise PerceptualAudioError(f"model {name} does not support the option {k}")
-        logger.debug("model %s takes no option %s; ignored", name, k)
-    return cls(**accepted)
-
-
-# -- per model -----------------------------------------------------------------------------
-@dataclass
-class ModelResult:
-    name: str
-    available: bool
-    reason: str = ""
-    n_ok: int = 0
-    n_skipped: int = 0
-    n_failed: int = 0
-    n_removed: int = 0
-    load_failed: bool = False
-
-    def summary(self) -> str:
-        """``openl3: available; 12 embedded, 0 unchanged, 0 failed`` (or why not run)."""
-        if self.available:
-            return (
-                f"{self.name}: available; {self.n_ok} embedded, {self.n_skipped} unchanged, "
-                f"{self.n_failed} failed"
-            )
-        if self.reason == REFUSED:
-            return f"{self.name}: not run: {REFUSED}"
-        if self.load_failed:
-            return f"{self.name}: FAILED to load"
-        return f"{self.name}: UNAVAILABLE (weights missing)"
-
-
-def _jsonable(d: Mapping[str, Any]) -> dict[str, Any]:
-    return json.loads(json.dumps(dict(d), default=str))
-
-
-@dataclass
-class _ModelRun:
-    """One model's pass over the audio manifest: its settings record and the rows so far."""
-
-    name: str
-    settings: EmbedSettings
-    embedder: Embedder
-    model_dir: Path
-    audio_dir: Path
-    old: dict[str, dict[str, str]]
-    info: dict[str, Any]
-    rows: list[dict[str, Any]] = field(default_factory=list)
-    result: ModelResult = field(init=False)
-    audio_seconds: float = 0.0
-    #: Where the rows go: the model folder, or a shard's fragment folder.
-    table_dir: Path | None = None
-    #: A merge: rows come from the fragments (``old``), nothing is embedded.
-    merging: bool = False
-    missing: list[str] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        self.result = ModelResult(self.name, available=True)
-        self.settings_json = json.dumps(self.info, sort_keys=True)
-        self.digest = params_digest(self.info)
-        if self.table_dir is None:
-            self.table_dir = self.model_dir
-
-    def base_record(self, audio_path: str, npy: Path) -> dict[str, Any]:
-        return {
-            "path": audio_path,
-            "embedding": npy.relative_to(self.model_dir).as_posix(),
-            "model": self.name,
-            "variant": str(self.info.get("variant", "")),
-            "hop_seconds": self.info.get("hop_seconds", ""),
-            "settings": self.settings_json,
-            "settings_digest": self.digest,
-            "weights_sha256": self.info.get("weights_sha256") or "",
-        }
-
-    def unchanged(self, prev: dict[str, str] | None, audio_sha: str, npy: Path) -> bool:
-        """Whether the earlier row of a file still holds: same audio, same settings, and its
-        files exist."""
-        return (
-            (self.merging or not self.settings.force)  # a merge never recomputes
-            and prev is not None
-            and prev.get("status") == STATUS_OK
-            and prev.get("audio_sha256") == audio_sha
-            and prev.get("settings_digest") == self.digest
-            and npy.is_file()
-            and timestamps_path(npy).is_file()
-            and all(extra_path(npy, k).is_file() for k in split_names(prev.get("extras")))
-        )
-
-    def embed_file(self, row: ManifestRow) -> None:
-        """Embed one file (or keep its unchanged outputs); a failure is recorded in its row."""
-        npy, ts_path = embedding_paths(row.path, self.model_dir, self.audio_dir)
-        rec = self.base_record(row.path, npy)
-        prev = self.old.get(row.path)
-        try:
-            rec["audio_sha256"] = audio_sha = sha256_file(self.audio_dir / row.path)
-            if self.unchanged(prev, audio_sha, npy):
-                self.rows.append(prev)  # type: ignore[arg-type]
-                self.result.n_skipped += 1
-                return
-            if self.merging:  # a shard's failure stays a failure; what no shard did is missing
-                if prev is not None and prev.get("status", "").startswith("error"):
-                    self.rows.append(prev)
-                    self.result.n_failed += 1
-                else:
-                    self.missing.append(row.path)
-                return
-            rec.update(self._write_outputs(npy, ts_path, row.path))
-            self.result.n_ok += 1
-        except Exception as e:  # one bad file never stops the others
-            msg = str(e) if isinstance(e, PerceptualAudioError) else f"{type(e).__name__}: {e}"
-            msg = " ".join(msg.split())
-            logger.error("%s: %s failed: %s", self.name, row.path, msg)
-            old_extras = split_names((prev or {}).get("extras"))
-            for p in (npy, ts_path, *(extra_path(npy, k) for k in old_extras)):
-                p.unlink(missing_ok=True)
-            rec.update(n_frames="", dim="", extras="", flags="", status=f"error: {msg}")
-            self.result.n_failed += 1
-        self.rows.append(rec)
-
-    def _write_outputs(self, npy: Path, ts_path: Path, audio_path: str) -> dict[str, Any]:
-        y, sr = load_audio(self.audio_dir / audio_path)
-        emb, ts, extras = self.embedder.embed_with_extras(y, sr)
-        emb = np.asarray(emb, dtype=np.float32)
-        ts = np.asarray(ts, dtype=np.float64)
-        if emb.ndim != 2 or emb.shape[0] != ts.shape[0] or emb.shape[0] == 0:
-            raise PerceptualAudioError(
-                f"{self.name} returned embeddings of shape {emb.shape} and timestamps of shape "
-                f"{ts.shape}; expected (T, D) and (T,) with T >= 1"
-            )
-        save_npy_atomic(npy, emb)
-        save_npy_atomic(ts_path, ts)
-        for key, value in sorted(extras.items()):
-            save_npy_atomic(extra_path(npy, key), np.asarray(value, dtype=np.float32))
-        flags = self.embedder.flags(resampled_length(len(y), sr, self.embedder.sample_rate))
-        self.audio_seconds += len(y) / sr
-        return {
-            "n_frames": emb.shape[0],
-            "dim": emb.shape[1],
-            "status": STATUS_OK,
-            "extras": ";".join(sorted(extras)),
-            "flags": ";".join(flags),
-        }
-
-    def checkpoint(self, audio_rows: list[ManifestRow]) -> None:
-        """Write the manifest of what is done so far: the rows handled (one per file, in order)
-        and the earlier rows of the files still to do (their outputs are untouched until they
-        are redone), so that a killed or interrupted run keeps what it embedded."""
-        pending = [self.old[r.path] for r in audio_rows[len(self.rows) :] if r.path in self.old]
-        write_embedding_manifest(self.table_dir, self.rows + pending)
-
-    def remove_departed(self, audio_rows: list[ManifestRow]) -> None:
-        """Delete the outputs of audio files that left the audio manifest."""
-        current = {r.path for r in audio_rows}
-        for path, prev in self.old.items():
-            if path in current:
-                continue
-            npy = self.model_dir / prev["embedding"]
-            extra_files = [extra_path(npy, k) for k in split_names(prev.get("extras"))]
-            for p in (npy, timestamps_path(npy), *extra_files):
-                p.unlink(missing_ok=True)
-            self.result.n_removed += 1
-            logger.info(
-                "%s: removed embeddings of %s (no longer in the audio manifest)", self.name, path
-            )
 
 
 def _unavailable(
@@ -487,8 +211,8 @@ def _unavailable(
     cli.write_run_json(
         model_dir,
         stage="embeddings",
-        settings=settings.arguments,
-        params=_jsonable(settings.model_options[name]),
+        settings=settings,
+        params=jsonable(settings.model_options[name]),
         extra={"model": name, "available": False, "reason": reason},
     )
     return ModelResult(name, available=False, reason=reason, load_failed=load_failed)
@@ -516,51 +240,6 @@ def _load(
     return embedder
 
 
-def _previous_rows(name: str, model_dir: Path) -> dict[str, dict[str, str]]:
-    try:
-        return {r["path"]: r for r in read_embedding_manifest(model_dir)}
-    except SchemaError as e:
-        logger.warning("%s; rebuilding it", e)
-        return {}
-
-
-def shard_command(name: str) -> str:
-    return f"extract_embeddings.py ... --models {name} --shard"
-
-
-def _merge_rows(
-    name: str, model_dir: Path, info: dict[str, Any], inputs: str
-) -> dict[str, dict[str, str]]:
-    """The rows of every finished shard of ``model_dir`` (raises ShardMergeError)."""
-    rows: dict[str, dict[str, str]] = {}
-    fragments = shards.collect(
-        model_dir,
-        stage=f"embeddings:{name}",
-        params=params_digest(info),
-        inputs=inputs,
-        what=shard_command(name),
-        described=info,
-    )
-    for frag in fragments:
-        rows.update({r["path"]: r for r in read_embedding_manifest(frag.folder)})
-    threads = {f.shard.index: f.record.get("torch_threads") for f in fragments}
-    if len(set(threads.values())) > 1:
-        logger.warning(
-            "%s: the shards ran with different torch thread counts (%s): a network's float32 "
-            "rounding depends on it (about 1e-6 of the values), so these embeddings are not "
-            "the bits of one run; give every shard the same --workers for that",
-            name,
-            ", ".join(f"shard {k}: {t}" for k, t in sorted(threads.items())),
-        )
-    return rows
-
-
-def _torch_threads() -> int:
-    import torch
-
-    return int(torch.get_num_threads())
-
-
 def embed_model(
     name: str, settings: EmbedSettings, audio_rows: list[ManifestRow], inputs: str = ""
 ) -> ModelResult:
@@ -570,8 +249,61 @@ def embed_model(
     (no ``settings.shard`` and fragments in the model folder) they come from the
     fragments. ``inputs`` is the digest of the study's clean files the shards must share.
     """
-    model_dir = settings.model_dirs[name]
-    shard = settings.shard
+    t0 = time.perf_counter()
+    opened = _open_model(name, settings, inputs)
+    if isinstance(opened, ModelResult):
+        return opened
+    run, departed = opened
+    load_seconds = time.perf_counter() - t0
+    t_embed = last_checkpoint = time.perf_counter()
+    _checkpoint[:] = [lambda: run.checkpoint(audio_rows)] if not run.merging else []
+    seconds = [max(float(r.duration), 1e-3) for r in audio_rows]
+    for row in work.progress(
+        audio_rows, desc=name, quiet=settings.quiet, unit=work.AUDIO_SECONDS, weights=seconds
+    ):
+        if not run.merging and time.perf_counter() - last_checkpoint > CHECKPOINT_SECONDS:
+            run.checkpoint(audio_rows)
+            last_checkpoint = time.perf_counter()
+        run.embed_file(row)
+    _checkpoint.clear()
+    if run.missing:
+        groups = {r.path: shards.group_of(r) for r in audio_rows}
+        named = shards.name_by_shard(
+            ((groups[p], p) for p in run.missing), shards.fragment_shards(run.model_dir)[0].count
+        )
+        msg = (
+            f"cannot merge the shards of {run.model_dir}: {len(run.missing)} files are in no "
+            f"shard's fragment or changed since it ran ({named}); rerun those shards. "
+            "Nothing merged"
+        )
+        logger.error("%s: %s", name, msg)
+        return ModelResult(name, available=True, n_failed=len(run.missing), reason=msg)
+    if settings.shard is not None:
+        return _finish_shard(run, settings.shard, inputs)
+    run.old = departed  # what the folder held before: outputs of files no longer listed go
+    run.remove_departed(audio_rows)
+    write_embedding_manifest(run.model_dir, run.rows)
+    _write_model_run_json(run, load_seconds, time.perf_counter() - t_embed)
+    if run.merging:
+        shards.remove_fragments(run.model_dir)
+        logger.info(
+            "%s: merged the shards' embeddings into %s", name, run.model_dir / "manifest.csv"
+        )
+    r = run.result
+    logger.info(
+        "%s: %d embedded, %d unchanged, %d failed, %d removed -> %s",
+        name, r.n_ok, r.n_skipped, r.n_failed, r.n_removed, run.model_dir,
+    )  # fmt: skip
+    return r
+
+
+def _open_model(
+    name: str, settings: EmbedSettings, inputs: str
+) -> tuple[ModelRun, dict[str, dict[str, str]]] | ModelResult:
+    """Claim the model's folder, load the model and read its earlier rows (in a merge, its
+    shards' rows); the run and what the folder held before, or the result of a model that
+    does not run."""
+    model_dir, shard = settings.model_dirs[name], settings.shard
     refused = cli.claim_output_folder(
         model_dir,
         owner=f"embeddings:{name}",
@@ -582,30 +314,27 @@ def embed_model(
     if refused is not None:
         return ModelResult(name, available=False, reason=REFUSED, load_failed=True)
     merging = shard is None and shards.has_fragments(model_dir)
-    t0 = time.perf_counter()
     embedder = _load(name, settings, shard=shard)
     if isinstance(embedder, ModelResult):
         return embedder
-    load_seconds = time.perf_counter() - t0
-
     model_dir.mkdir(parents=True, exist_ok=True)
-    old = _previous_rows(name, model_dir)
+    old = previous_rows(name, model_dir)
     table_dir = model_dir
     if shard is None:  # a running shard's temporaries are its own
         remove_stale_temporaries(model_dir)
     else:
         table_dir = shard.fragment_dir(model_dir)
         shards.clear_record(model_dir, shard)  # unfinished until its record is written
-        old.update(_previous_rows(name, table_dir) if table_dir.is_dir() else {})
-    info = _jsonable(embedder.info())
+        old.update(previous_rows(name, table_dir) if table_dir.is_dir() else {})
+    info = jsonable(embedder.info())
     departed = old
     if merging:
         try:
-            old = _merge_rows(name, model_dir, info, inputs)
+            old = merge_rows(name, model_dir, info, inputs)
         except shards.ShardMergeError as e:
             logger.error("%s: %s", name, e)
             return ModelResult(name, available=True, n_failed=1, reason=str(e))
-    run = _ModelRun(
+    run = ModelRun(
         name,
         settings,
         embedder,
@@ -616,70 +345,38 @@ def embed_model(
         table_dir=table_dir,
         merging=merging,
     )
-    t_embed = last_checkpoint = time.perf_counter()
-    _checkpoint[:] = [lambda: run.checkpoint(audio_rows)] if not merging else []
-    seconds = [max(float(r.duration), 1e-3) for r in audio_rows]
-    for row in work.progress(
-        audio_rows, desc=name, quiet=settings.quiet, unit=work.AUDIO_SECONDS, weights=seconds
-    ):
-        if not merging and time.perf_counter() - last_checkpoint > CHECKPOINT_SECONDS:
-            run.checkpoint(audio_rows)
-            last_checkpoint = time.perf_counter()
-        run.embed_file(row)
-    _checkpoint.clear()
-    if run.missing:
-        groups = {r.path: shards.group_of(r) for r in audio_rows}
-        named = shards.name_by_shard(
-            ((groups[p], p) for p in run.missing), shards.fragment_shards(model_dir)[0].count
-        )
-        msg = (
-            f"cannot merge the shards of {model_dir}: {len(run.missing)} files are in no "
-            f"shard's fragment or changed since it ran ({named}); rerun those shards. "
-            "Nothing merged"
-        )
-        logger.error("%s: %s", name, msg)
-        return ModelResult(name, available=True, n_failed=len(run.missing), reason=msg)
-    if shard is not None:
-        write_embedding_manifest(table_dir, run.rows)
-        r = run.result
-        shards.write_record(
-            model_dir,
-            shard,
-            stage=f"embeddings:{name}",
-            params=run.digest,
-            inputs=inputs,
-            described=run.info,
-            extra={
-                "counts": {"embedded": r.n_ok, "unchanged": r.n_skipped, "failed": r.n_failed},
-                "torch_threads": _torch_threads(),
-            },
-        )
-        logger.info(
-            "%s, shard %s: %d embedded, %d unchanged, %d failed -> %s",
-            name, shard, r.n_ok, r.n_skipped, r.n_failed, table_dir,
-        )  # fmt: skip
-        return r
-    run.old = departed  # what the folder held before: outputs of files no longer listed go
-    run.remove_departed(audio_rows)
-    write_embedding_manifest(model_dir, run.rows)
-    _write_model_run_json(run, load_seconds, time.perf_counter() - t_embed)
-    if merging:
-        shards.remove_fragments(model_dir)
-        logger.info("%s: merged the shards' embeddings into %s", name, model_dir / "manifest.csv")
+    return run, departed
+
+
+def _finish_shard(run: ModelRun, shard: shards.Shard, inputs: str) -> ModelResult:
+    """A shard's rows to its fragment, then its record (the shard is done)."""
+    write_embedding_manifest(run.table_dir, run.rows)
     r = run.result
+    shards.write_record(
+        run.model_dir,
+        shard,
+        stage=f"embeddings:{run.name}",
+        params=run.digest,
+        inputs=inputs,
+        described=run.info,
+        extra={
+            "counts": {"embedded": r.n_ok, "unchanged": r.n_skipped, "failed": r.n_failed},
+            "torch_threads": torch_threads(),
+        },
+    )
     logger.info(
-        "%s: %d embedded, %d unchanged, %d failed, %d removed -> %s",
-        name, r.n_ok, r.n_skipped, r.n_failed, r.n_removed, model_dir,
+        "%s, shard %s: %d embedded, %d unchanged, %d failed -> %s",
+        run.name, shard, r.n_ok, r.n_skipped, r.n_failed, run.table_dir,
     )  # fmt: skip
     return r
 
 
-def _write_model_run_json(run: _ModelRun, load_seconds: float, embed_seconds: float) -> None:
+def _write_model_run_json(run: ModelRun, load_seconds: float, embed_seconds: float) -> None:
     r = run.result
     cli.write_run_json(
         run.model_dir,
         stage="embeddings",
-        settings=run.settings.arguments,
+        settings=run.settings,
         params=run.info,
         timings={
             "load": round(load_seconds, 3),
