@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import argparse
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from perceptual_audio.audio_io import AUDIO_EXTENSIONS
 from perceptual_audio.errors import PerceptualAudioError
-
-if TYPE_CHECKING:
-    import argparse
-
-    from perceptual_audio.manifest import ManifestRow
-
+from perceptual_audio.files import (
+    params_digest,
+    remove_stale_temporaries,
+    same_or_inside,
+    sha256_file,
+)
+from perceptual_audio.layout import CLEAN_DIR, DEGRADED_DIR, MANIFEST_NAME
 from perceptual_audio.listening.table import (
     DEFAULT_RATING_SCALE,
     LISTENING_FAMILY,
@@ -30,8 +34,9 @@ from perceptual_audio.listening.table import (
     read_rating_table,
     write_rating_table,
 )
+from perceptual_audio.manifest import ManifestRow, read_manifest, write_manifest
+from perceptual_audio.stages import cli, work
 from perceptual_audio.stages import convert_items as conversion
-from perceptual_audio.stages import work
 from perceptual_audio.stages.convert_items import ConvertJob, ConvertSettings, conversion_settings
 
 logger = logging.getLogger(__name__)
@@ -75,8 +80,6 @@ def plan_import(ratings: Sequence[Rating], input_root: Path, test_path: Path) ->
     """Where every file of a listening test goes (``rated/<condition folder>/<input path>``:
     a folder of stage 1's own, so a condition may be named like a stage-2 family); raises
     :class:`ListeningTestError`."""
-    from perceptual_audio.audio_io import AUDIO_EXTENSIONS
-
     rated = [r for r in ratings if r.degraded]
     skipped = [r for r in ratings if not r.degraded]
     folders: dict[str, str] = {}
@@ -152,17 +155,87 @@ def plan_import(ratings: Sequence[Rating], input_root: Path, test_path: Path) ->
     )
 
 
-def run_import(args: ConvertSettings) -> int:
+def run_import(settings: ConvertSettings) -> int:
     """Stage 1 with ``--listening-test``: convert exactly the table's files; exit status."""
-    import time
-
-    from perceptual_audio.files import remove_stale_temporaries, same_or_inside, sha256_file
-    from perceptual_audio.manifest import ManifestRow, read_manifest, write_manifest
-    from perceptual_audio.stages import cli
-
     t0 = time.perf_counter()
-    input_root, output_root = Path(args.input), Path(args.output)
-    test_path = Path(args.listening_test)
+    output_root = Path(settings.output)
+    plan = _read_test(settings)
+    if isinstance(plan, int):
+        return plan
+    output_root.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(output_root)
+    try:
+        old = read_manifest(output_root)
+    except PerceptualAudioError as e:
+        logger.error("%s", e)
+        return cli.EXIT_FAILED
+    old_by_path = {r.path: r for r in old if r.kind == "clean" or is_imported(r)}
+    kept_stage2 = [r for r in old if r.kind == "degraded" and not is_imported(r)]
+    jobs, failures = _jobs(settings, plan)
+    rows: dict[str, ManifestRow] = {}
+    todo = []
+    for job in jobs:
+        prev = old_by_path.get(job.rel_output)
+        if not settings.force and prev is not None and _import_up_to_date(prev, job, output_root):
+            rows[job.rel_output] = prev
+        else:
+            todo.append(job)
+    skipped = len(rows)
+    outcomes = work.parallel_map(
+        conversion.convert_file,
+        todo,
+        workers=settings.workers,
+        desc="converting",
+        quiet=settings.quiet,
+    )
+    for oc in outcomes:
+        if oc.ok:
+            rows[oc.item.rel_output] = oc.value
+        else:
+            failures.append((oc.item.source, oc.error))
+    clean_rows = [rows[p] for p in plan.clean.values() if p in rows]
+    imported_rows, kept_ratings = _rated_rows(plan, rows, clean_rows)
+    removed = _commit(settings, old_by_path, clean_rows, imported_rows, kept_stage2, kept_ratings)
+    for src, msg in dict.fromkeys(failures):
+        logger.error("%s", msg if src in msg else f"{src}: {msg}")
+    counts = {
+        "references": len(clean_rows),
+        "rated_files": len(imported_rows),
+        "ratings": len(kept_ratings),
+        "ratings_skipped_no_audio": plan.n_skipped,
+        "converted": sum(o.ok for o in outcomes),
+        "skipped": skipped,
+        "failed": len(failures),
+        "removed": removed,
+    }
+    cli.write_run_json(
+        output_root,
+        stage=conversion.STAGE,
+        settings=settings,
+        params={
+            **conversion.conversion_settings(settings.sr),
+            "listening_test": str(settings.listening_test),
+            "rating_scale": list(settings.rating_scale),
+        },
+        timings={"total": round(time.perf_counter() - t0, 3)},
+        extra={"counts": counts, "failures": [{"file": s, "error": m} for s, m in failures]},
+    )
+    cli.stage_summary(  # the closing line every stage prints
+        "audio_conversion",
+        t0,
+        f"listening test {settings.listening_test}: {len(clean_rows)} references, "
+        f"{len(imported_rows)} rated files, {len(kept_ratings)} ratings "
+        f"({plan.n_skipped} without audio skipped); converted {counts['converted']}, "
+        f"skipped {skipped} (up to date), failed {len(failures)}, removed {removed} stale "
+        f"-> {output_root / MANIFEST_NAME}",
+    )
+    return cli.EXIT_FAILED if failures else cli.EXIT_OK
+
+
+def _read_test(settings: ConvertSettings) -> _ImportPlan | int:
+    """The test's table read and planned, or the exit status of a refusal (nothing written)."""
+    input_root, output_root = Path(settings.input), Path(settings.output)
+    test_path = Path(settings.listening_test)
     if not input_root.is_dir():
         logger.error("--input %s: no such folder", input_root)
         return cli.EXIT_USAGE
@@ -170,7 +243,7 @@ def run_import(args: ConvertSettings) -> int:
         logger.error("--output %s must not be inside --input %s", output_root, input_root)
         return cli.EXIT_USAGE
     try:
-        ratings = read_rating_table(test_path, scale=args.rating_scale)
+        ratings = read_rating_table(test_path, scale=settings.rating_scale)
         plan = plan_import(ratings, input_root, test_path)
     except ListeningTestError as e:
         logger.error("%s", e)
@@ -184,18 +257,15 @@ def run_import(args: ConvertSettings) -> int:
             plan.n_skipped,
             ", ".join(repr(c) for c in plan.skipped_conditions),
         )
-    output_root.mkdir(parents=True, exist_ok=True)
-    remove_stale_temporaries(output_root)
-    try:
-        old = read_manifest(output_root)
-    except PerceptualAudioError as e:
-        logger.error("%s", e)
-        return cli.EXIT_FAILED
-    old_clean = {r.path: r for r in old if r.kind == "clean"}
-    old_imported = {r.path: r for r in old if is_imported(r)}
-    kept_stage2 = [r for r in old if r.kind == "degraded" and not is_imported(r)]
+    return plan
 
-    jobs: list[conversion.ConvertJob] = []
+
+def _jobs(
+    settings: ConvertSettings, plan: _ImportPlan
+) -> tuple[list[ConvertJob], list[tuple[str, str]]]:
+    """A conversion per reference and rated file; unreadable inputs fail."""
+    input_root, output_root = Path(settings.input), Path(settings.output)
+    jobs: list[ConvertJob] = []
     failures: list[tuple[str, str]] = []
     digests: dict[str, str] = {}
     for rel in sorted(set(plan.clean) | {k[0] for k in plan.degraded}):
@@ -203,35 +273,24 @@ def run_import(args: ConvertSettings) -> int:
             digests[rel] = sha256_file(input_root / rel)
         except OSError as e:
             failures.append((rel, f"{input_root / rel}: cannot read the file ({e.strerror})"))
-    for rel, out in sorted(plan.clean.items()):
+    outputs = [
+        *sorted(plan.clean.items()),
+        *((rel, out) for (rel, _), out in sorted(plan.degraded.items())),
+    ]
+    for rel, out in outputs:
         if rel in digests:
-            jobs.append(_convert_job(input_root, output_root, rel, out, args.sr, digests[rel]))
-    for (rel, _cond), out in sorted(plan.degraded.items()):
-        if rel in digests:
-            jobs.append(_convert_job(input_root, output_root, rel, out, args.sr, digests[rel]))
+            jobs.append(_convert_job(input_root, output_root, rel, out, settings.sr, digests[rel]))
+    return jobs, failures
 
-    rows: dict[str, ManifestRow] = {}
-    todo = []
-    for job in jobs:
-        prev = old_clean.get(job.rel_output) or old_imported.get(job.rel_output)
-        if not args.force and prev is not None and _import_up_to_date(prev, job, output_root):
-            rows[job.rel_output] = prev
-        else:
-            todo.append(job)
-    skipped = len(rows)
-    outcomes = work.parallel_map(
-        conversion.convert_file, todo, workers=args.workers, desc="converting", quiet=args.quiet
-    )
-    for oc in outcomes:
-        if oc.ok:
-            rows[oc.item.rel_output] = oc.value
-        else:
-            failures.append((oc.item.source, oc.error))
 
-    clean_rows = [rows[p] for p in plan.clean.values() if p in rows]
+def _rated_rows(
+    plan: _ImportPlan, rows: dict[str, ManifestRow], clean_rows: list[ManifestRow]
+) -> tuple[list[ManifestRow], list[Rating]]:
+    """The rated files as ``degraded`` rows of the test (family :data:`LISTENING_FAMILY`,
+    level = the condition as given) and the ratings of the files that were converted, in
+    manifest paths."""
     clean_sha = {r.path: r.sha256 for r in clean_rows}
     imported_rows = []
-    kept_ratings: list[Rating] = []
     by_key = {}
     for (rel, cond), out in sorted(plan.degraded.items()):
         ref_out = plan.clean[plan.reference_of[(rel, cond)]]
@@ -265,71 +324,47 @@ def run_import(args: ConvertSettings) -> int:
         )
         imported_rows.append(row)
         by_key[(rel, cond)] = row
-    for r in plan.ratings:
-        row = by_key.get((r.degraded, r.condition))
-        if row is None:
-            continue
-        kept_ratings.append(
-            replace(
-                r,
-                reference=row.source,
-                degraded=row.path,
-                hidden=r.hidden_reference,
-                input_reference=r.reference,
-                input_degraded=r.degraded,
-            )
+    kept_ratings = [
+        replace(
+            r,
+            reference=row.source,
+            degraded=row.path,
+            hidden=r.hidden_reference,
+            input_reference=r.reference,
+            input_degraded=r.degraded,
         )
+        for r in plan.ratings
+        if (row := by_key.get((r.degraded, r.condition))) is not None
+    ]
+    return imported_rows, kept_ratings
 
+
+def _commit(
+    settings: ConvertSettings,
+    old_by_path: dict[str, ManifestRow],
+    clean_rows: list[ManifestRow],
+    imported_rows: list[ManifestRow],
+    kept_stage2: list[ManifestRow],
+    kept_ratings: list[Rating],
+) -> int:
+    """Remove what the test no longer holds, write the manifest and ``ratings.csv``;
+    returns the files removed."""
+    output_root = Path(settings.output)
     current = {r.path for r in clean_rows} | {r.path for r in imported_rows}
     removed = 0
-    for path in sorted((set(old_clean) | set(old_imported)) - current):
+    for path in sorted(set(old_by_path) - current):
         stale = output_root / path
         if stale.exists():
             stale.unlink()
             removed += 1
-            logger.info("removed %s (not in %s, or its conversion failed)", stale, test_path)
-    for sub in ("clean", RATED_DIR, "degraded"):  # degraded/: imports before rated/ existed
+            logger.info(
+                "removed %s (not in %s, or its conversion failed)", stale, settings.listening_test
+            )
+    for sub in (CLEAN_DIR, RATED_DIR, DEGRADED_DIR):  # degraded/: imports before rated/ existed
         conversion.prune_empty_dirs(output_root / sub)
     write_manifest(output_root, clean_rows + imported_rows + kept_stage2)
     write_rating_table(output_root / RATINGS_NAME, kept_ratings)
-    for src, msg in dict.fromkeys(failures):
-        logger.error("%s", msg if src in msg else f"{src}: {msg}")
-    cli.write_run_json(
-        output_root,
-        stage=conversion.STAGE,
-        settings=args,
-        params={
-            **conversion.conversion_settings(args.sr),
-            "listening_test": str(test_path),
-            "rating_scale": list(args.rating_scale),
-        },
-        timings={"total": round(time.perf_counter() - t0, 3)},
-        extra={
-            "counts": {
-                "references": len(clean_rows),
-                "rated_files": len(imported_rows),
-                "ratings": len(kept_ratings),
-                "ratings_skipped_no_audio": plan.n_skipped,
-                "converted": sum(o.ok for o in outcomes),
-                "skipped": skipped,
-                "failed": len(failures),
-                "removed": removed,
-            },
-            "failures": [{"file": s, "error": m} for s, m in failures],
-        },
-    )
-    from perceptual_audio.stages import cli
-
-    cli.stage_summary(  # the closing line every stage prints
-        "audio_conversion",
-        t0,
-        f"listening test {test_path}: {len(clean_rows)} references, "
-        f"{len(imported_rows)} rated files, {len(kept_ratings)} ratings "
-        f"({plan.n_skipped} without audio skipped); converted {sum(o.ok for o in outcomes)}, "
-        f"skipped {skipped} (up to date), failed {len(failures)}, removed {removed} stale "
-        f"-> {output_root / 'manifest.csv'}",
-    )
-    return cli.EXIT_FAILED if failures else cli.EXIT_OK
+    return removed
 
 
 def _convert_job(
@@ -346,8 +381,6 @@ def _convert_job(
 
 
 def _import_up_to_date(prev: ManifestRow, job: Any, output_root: Path) -> bool:
-    from perceptual_audio.files import params_digest, sha256_file
-
     p = prev.params
     if p.get("settings_digest") != params_digest(conversion_settings(job.sample_rate)):
         return False
