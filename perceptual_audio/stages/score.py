@@ -153,6 +153,15 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="output folder for the tables and run.json",
     )
+    _add_metric_options(p)
+    listening.add_ratings_arguments(p)
+    shards.add_shard_arguments(p, what="the pairs")
+    cli.add_common_arguments(p, workers=True)
+    return p
+
+
+def _add_metric_options(p: argparse.ArgumentParser) -> None:
+    """``--bootstrap``, ``--seed``, ``--metrics`` and the metrics' own settings."""
     p.add_argument(
         "--bootstrap",
         type=options.nonnegative_int,
@@ -193,10 +202,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="torch device of a model that runs on audio for its extra metrics (no stored "
         "extras, e.g. CDPAM's clip embeddings): cpu, cuda, cuda:1, ...",
     )
-    listening.add_ratings_arguments(p)
-    shards.add_shard_arguments(p, what="the pairs")
-    cli.add_common_arguments(p, workers=True)
-    return p
 
 
 def _read_study(settings: ScoreSettings) -> tuple[list, Any] | int:

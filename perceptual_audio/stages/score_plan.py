@@ -195,34 +195,8 @@ def plan_work(
             "degradation_applied": "true" if row.degradation_applied else "false",
         }
         prev = previous.get(row.path, {})
-        need_groups = []
-        for g in cols.pair_groups:
-            key = params_digest(
-                {
-                    "v": METRICS_VERSION,
-                    "group": g,
-                    "ref": ref_sha,
-                    "deg": deg_sha,
-                    "settings": cols.group_params[g],
-                    "ref_path": ref_rel,
-                }
-            )
-            out[f"{g}_key"] = key
-            if not _reuse(prev, f"{g}_key", key, metrics.AUDIO_GROUPS[g].columns, out):
-                need_groups.append(g)
-        for g in cols.clean_groups:
-            key = params_digest(
-                {"v": METRICS_VERSION, "group": g, "ref": ref_sha, "settings": cols.group_params[g]}
-            )
-            out[f"{g}_key"] = key
-            group_cols = metrics.AUDIO_GROUPS[g].columns
-            done = plan.clean_cells.setdefault(ref_rel, {})
-            if all(c in done for c in group_cols) or _reuse(
-                prev, f"{g}_key", key, group_cols, done
-            ):
-                continue
-            if g not in plan.clean_needed.setdefault(ref_rel, []):
-                plan.clean_needed[ref_rel].append(g)
+        need_groups = _pair_groups(cols, ref_rel, ref_sha, deg_sha, prev, out)
+        _clean_groups(plan, cols, ref_rel, ref_sha, prev, out)
         model_jobs = []
         for m in available:
             key, job = _model_job(m, sources[m], row, ref_sha, deg_sha, hashes)
@@ -254,6 +228,56 @@ def plan_work(
         plan.jobs.insert(0, PairJob(str(ref_path), None, problem, cols.settings, tuple(groups)))
         plan.job_rows.insert(0, ref_rel)
     return plan
+
+
+def _pair_groups(
+    cols: ColumnPlan,
+    ref_rel: str,
+    ref_sha: str,
+    deg_sha: str,
+    prev: dict[str, str],
+    out: dict[str, Any],
+) -> list[str]:
+    """The pair's audio groups to compute; the others' cells are copied from ``prev``."""
+    need = []
+    for g in cols.pair_groups:
+        key = params_digest(
+            {
+                "v": METRICS_VERSION,
+                "group": g,
+                "ref": ref_sha,
+                "deg": deg_sha,
+                "settings": cols.group_params[g],
+                "ref_path": ref_rel,
+            }
+        )
+        out[f"{g}_key"] = key
+        if not _reuse(prev, f"{g}_key", key, metrics.AUDIO_GROUPS[g].columns, out):
+            need.append(g)
+    return need
+
+
+def _clean_groups(
+    plan: WorkPlan,
+    cols: ColumnPlan,
+    ref_rel: str,
+    ref_sha: str,
+    prev: dict[str, str],
+    out: dict[str, Any],
+) -> None:
+    """Note the clean file's groups (DNSMOS of the reference) still to compute, once per clean
+    file; reused cells go to ``plan.clean_cells``."""
+    for g in cols.clean_groups:
+        key = params_digest(
+            {"v": METRICS_VERSION, "group": g, "ref": ref_sha, "settings": cols.group_params[g]}
+        )
+        out[f"{g}_key"] = key
+        group_cols = metrics.AUDIO_GROUPS[g].columns
+        done = plan.clean_cells.setdefault(ref_rel, {})
+        if all(c in done for c in group_cols) or _reuse(prev, f"{g}_key", key, group_cols, done):
+            continue
+        if g not in plan.clean_needed.setdefault(ref_rel, []):
+            plan.clean_needed[ref_rel].append(g)
 
 
 def score_plan(plan: WorkPlan, settings: ScoreSettings) -> dict[str, int]:
