@@ -97,6 +97,72 @@ def add_ratings_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+class _StudyIndex:
+    """The study's rated files by every name a ratings table may give them: the manifest
+    path, the path inside the audio folder, and the path given to stage 1's import."""
+
+    def __init__(self, audio_dir: Path, rows: Sequence[ManifestRow]):
+        self.audio_dir = audio_dir
+        self.audio_abs = audio_dir.resolve()
+        self.clean = {r.path: r for r in rows if r.kind == "clean"}
+        self.by_name: dict[str, list[ManifestRow]] = {}
+        for r in rows:
+            if r.kind != "degraded":
+                continue
+            self._index(r.path, r)
+            self._index((audio_dir / r.path).as_posix(), r)
+            if is_imported(r) and r.params.get("input"):
+                self._index(str(r.params["input"]), r)
+        self.ref_names = {
+            r.path: {r.path, (audio_dir / r.path).as_posix(), norm_path(r.source)}
+            for r in self.clean.values()
+        }
+
+    def _index(self, name: str, row: ManifestRow) -> None:
+        lst = self.by_name.setdefault(norm_path(name), [])
+        if row not in lst:
+            lst.append(row)
+
+    def _candidates(self, rt: Rating) -> list[ManifestRow]:
+        cands = self.by_name.get(rt.degraded, [])
+        if not cands:
+            try:
+                rel = Path(rt.degraded).resolve().relative_to(self.audio_abs).as_posix()
+            except ValueError:
+                rel = ""
+            cands = self.by_name.get(rel, []) if rel else []
+        if len(cands) > 1:
+            narrowed = [c for c in cands if c.params.get("condition", c.level) == rt.condition] or [
+                c for c in cands if c.level == condition_folder(rt.condition)
+            ]
+            cands = narrowed if narrowed else cands
+        return cands
+
+    def rated_row(self, rt: Rating, where: str) -> ManifestRow:
+        """The study's row of the file ``rt`` rates (its reference checked), or the error."""
+        cands = self._candidates(rt)
+        if not cands:
+            raise ListeningTestError(
+                f"{where}: degraded file {rt.degraded!r} is not in the study "
+                f"({self.audio_dir / 'manifest.csv'}); give its manifest path (degraded/...) or "
+                "the path given to audio_conversion.py --listening-test"
+            )
+        if len(cands) > 1:
+            raise ListeningTestError(
+                f"{where}: degraded file {rt.degraded!r} matches several files of the study "
+                f"({', '.join(c.path for c in cands)}); give its manifest path"
+            )
+        row = cands[0]
+        names = self.ref_names.get(row.source, {row.source})
+        if rt.reference not in names and rt.reference != norm_path(row.source):
+            raise ListeningTestError(
+                f"{where}: reference {rt.reference!r} is not the reference of {row.path} in "
+                f"the study ({row.source}, input "
+                f"{self.clean[row.source].source if row.source in self.clean else 'unknown'})"
+            )
+        return row
+
+
 def load_study_ratings(
     audio_dir: Path,
     rows: Sequence[ManifestRow],
@@ -118,25 +184,7 @@ def load_study_ratings(
     if ratings_path is None and not path.is_file():
         return None
     table = read_rating_table(path, scale=scale)
-    degraded = [r for r in rows if r.kind == "degraded"]
-    clean = {r.path: r for r in rows if r.kind == "clean"}
-    by_name: dict[str, list[ManifestRow]] = {}
-
-    def index(name: str, row: ManifestRow) -> None:
-        lst = by_name.setdefault(norm_path(name), [])
-        if row not in lst:
-            lst.append(row)
-
-    audio_abs = audio_dir.resolve()
-    for r in degraded:
-        index(r.path, r)
-        index((audio_dir / r.path).as_posix(), r)
-        if is_imported(r) and r.params.get("input"):
-            index(str(r.params["input"]), r)
-    ref_names: dict[str, set[str]] = {}
-    for r in clean.values():
-        ref_names[r.path] = {r.path, (audio_dir / r.path).as_posix(), norm_path(r.source)}
-
+    index = _StudyIndex(audio_dir, rows)
     per_file: dict[str, list[tuple[str, float]]] = {}
     means: dict[str, tuple[float, float, int | None]] = {}
     condition: dict[str, str] = {}
@@ -146,38 +194,7 @@ def load_study_ratings(
         if not rt.degraded:
             continue
         where = f"{path}, line {rt.line}"
-        cands = by_name.get(rt.degraded, [])
-        if not cands:
-            p = Path(rt.degraded)
-            try:
-                rel = p.resolve().relative_to(audio_abs).as_posix()
-            except ValueError:
-                rel = ""
-            cands = by_name.get(rel, []) if rel else []
-        if len(cands) > 1:
-            narrowed = [c for c in cands if c.params.get("condition", c.level) == rt.condition] or [
-                c for c in cands if c.level == condition_folder(rt.condition)
-            ]
-            cands = narrowed if narrowed else cands
-        if not cands:
-            raise ListeningTestError(
-                f"{where}: degraded file {rt.degraded!r} is not in the study "
-                f"({audio_dir / 'manifest.csv'}); give its manifest path (degraded/...) or "
-                "the path given to audio_conversion.py --listening-test"
-            )
-        if len(cands) > 1:
-            raise ListeningTestError(
-                f"{where}: degraded file {rt.degraded!r} matches several files of the study "
-                f"({', '.join(c.path for c in cands)}); give its manifest path"
-            )
-        row = cands[0]
-        names = ref_names.get(row.source, {row.source})
-        if rt.reference not in names and rt.reference != norm_path(row.source):
-            raise ListeningTestError(
-                f"{where}: reference {rt.reference!r} is not the reference of {row.path} in "
-                f"the study ({row.source}, input "
-                f"{clean[row.source].source if row.source in clean else 'unknown'})"
-            )
+        row = index.rated_row(rt, where)
         prev_cond = condition.setdefault(row.path, rt.condition)
         if prev_cond != rt.condition:
             raise ListeningTestError(
