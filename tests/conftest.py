@@ -53,18 +53,28 @@ def speechlike(seconds: float, f0_hz: float, seed: int) -> np.ndarray:
     return (0.3 * y / np.max(np.abs(y))).astype(np.float32)
 
 
-class CallLog:
-    """Counts calls across processes: stage 3 runs its pairs in a forked worker even with
-    ``--workers 1`` (a native crash must not end the stage), so a monkeypatched function is
-    called in the child; each call appends a line to a file the test reads back."""
+#: Environment variable naming the file :func:`record_call` appends to (a spawned stage
+#: worker inherits the environment, so its calls are counted too).
+CALL_LOG_ENV = "PERCEPTUAL_AUDIO_TEST_CALL_LOG"
 
-    def __init__(self, path: Path):
+
+class CallLog:
+    """Counts calls across processes: stage 3 computes its pairs in worker processes even with
+    ``--workers 1`` (a native crash must not end the stage), so a stand-in metric is called in
+    a child; each call of :func:`record_call` appends a line to a file the test reads back."""
+
+    def __init__(self, path: Path, monkeypatch) -> None:
         self.path = Path(path)
         self.path.write_text("")
-
-    def record(self) -> None:
-        with open(self.path, "a") as f:
-            f.write("call\n")
+        monkeypatch.setenv(CALL_LOG_ENV, str(self.path))
 
     def __len__(self) -> int:
         return len(self.path.read_text().splitlines())
+
+
+def record_call() -> None:
+    """Count one call in the current :class:`CallLog`."""
+    import os
+
+    with open(os.environ[CALL_LOG_ENV], "a") as f:
+        f.write("call\n")

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import CallLog
+from conftest import CallLog, record_call
 from pesq import pesq
 
 from perceptual_audio import metrics
@@ -301,10 +301,12 @@ def test_rerun_reuses_and_recomputes_only_new_cells(tmp_path, monkeypatch):
     assert run(tmp_path, "results", "--workers", "1") == cli.EXIT_MODELS_UNAVAILABLE
     first = (tmp_path / "results" / "pair_metrics.csv").read_bytes()
 
-    calls = CallLog(tmp_path / "si_sdr_calls")
-    real = metrics.si_sdr  # one call per pair whose classic cells are computed
-    # The SI-SDR group (metrics.groups._si_sdr) calls si_sdr through its module.
-    monkeypatch.setattr(metrics.groups, "si_sdr", lambda *a, **k: calls.record() or real(*a, **k))
+    calls = CallLog(tmp_path / "si_sdr_calls", monkeypatch)
+    # One call per pair whose classic cells are computed (in the stage's worker process).
+    group = metrics.AUDIO_GROUPS["si_sdr"]
+    monkeypatch.setitem(
+        metrics.AUDIO_GROUPS, "si_sdr", dataclasses.replace(group, compute=_counted_si_sdr)
+    )
     assert run(tmp_path, "results", "--workers", "1") == cli.EXIT_MODELS_UNAVAILABLE
     assert len(calls) == 0
     assert (tmp_path / "results" / "pair_metrics.csv").read_bytes() == first
@@ -527,6 +529,14 @@ def test_models_option_scores_only_the_listed_models(dataset, tmp_path):
     df = read_table(root / "results_none" / "pair_metrics.csv")
     assert not any(c.startswith(("openl3", "vggish", "cdpam")) for c in df.columns)
     assert run(root, "results_bad", "--models", "openl3,mfcc") == 2
+
+
+_REAL_SI_SDR = metrics.AUDIO_GROUPS["si_sdr"].compute
+
+
+def _counted_si_sdr(ref, deg, sr, settings):
+    record_call()
+    return _REAL_SI_SDR(ref, deg, sr, settings)
 
 
 def _segfault(ref, deg, sr, settings):

@@ -18,12 +18,13 @@ from __future__ import annotations
 import json
 import math
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import REPO_ROOT, CallLog, sine
+from conftest import REPO_ROOT, CallLog, record_call, sine
 
 from perceptual_audio import metrics, stats
 from perceptual_audio import results as results_format
@@ -350,13 +351,19 @@ def test_stage_scores_reference_metrics_exactly(study):
     assert corr.empty or "dnsmos_ovrl_clean" not in set(corr.metric_x) | set(corr.metric_y)
 
 
+def _counted(ref, deg, sr, settings):
+    record_call()
+    return {}
+
+
 @pytest.mark.slow
 def test_stage_reuses_reference_cells_and_workers_agree(study, monkeypatch):
     root, argv, results, _ = study
     first = (results / "pair_metrics.csv").read_bytes()
-    calls = CallLog(root / "calls")
-    monkeypatch.setattr(rm, "visqol_score", lambda *a, **k: calls.record() or math.nan)
-    monkeypatch.setattr(rm, "dnsmos_scores", lambda *a, **k: calls.record() or {})
+    calls = CallLog(root / "calls", monkeypatch)
+    for name in ("visqol_audio", "visqol_speech", "dnsmos", "dnsmos_clean"):
+        group = metrics.AUDIO_GROUPS[name]
+        monkeypatch.setitem(metrics.AUDIO_GROUPS, name, replace(group, compute=_counted))
     args = [*argv, "--results-dir", str(results), "--metrics", "reference,stoi", "--workers", "1"]
     assert metrics_stage.main(args) == cli.EXIT_OK
     assert len(calls) == 0  # every cell reused, the clean-file DNSMOS too

@@ -23,7 +23,7 @@ import importlib
 import logging
 import math
 import pkgutil
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -246,6 +246,20 @@ def register(cls: type[Embedder]) -> type[Embedder]:
     model of that name)."""
     _REGISTRY[cls.name] = cls
     return cls
+
+
+def registered_classes() -> tuple[type[Embedder], ...]:
+    """Every registered model class (a worker process registers the same ones: a model a
+    test or a plugin registered at run time is known there too)."""
+    _import_models()
+    return tuple(_REGISTRY.values())
+
+
+def register_missing(classes: Sequence[type[Embedder]]) -> None:
+    """Register each of ``classes`` whose name is not registered yet."""
+    _import_models()
+    for cls in classes:
+        _REGISTRY.setdefault(cls.name, cls)
 
 
 def model_names(*, default_only: bool = False) -> list[str]:

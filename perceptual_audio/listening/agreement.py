@@ -6,14 +6,14 @@ import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
+import pandas as pd
+from scipy.optimize import minimize
+from scipy.stats import rankdata
 
-if TYPE_CHECKING:
-    import pandas as pd
-
-
+from perceptual_audio import stats
 from perceptual_audio.listening.notes import ceiling_blocker, ceiling_note, metric_note
 from perceptual_audio.listening.study import (
     StudyRatings,
@@ -29,7 +29,12 @@ from perceptual_audio.listening.table import (
     METHODS,
     MIN_RATED_FILES,
 )
-from perceptual_audio.stats import stable_seed
+from perceptual_audio.stats import (
+    MIN_RECORDINGS_FOR_CI,
+    bootstrap_weights,
+    stable_seed,
+    weighted_pearson,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -49,10 +54,6 @@ def rowwise_correlations(x: np.ndarray, y: np.ndarray) -> dict[str, np.ndarray]:
     dict
         method -> np.ndarray [shape=(B,)] (NaN where a row has no spread).
     """
-    from scipy.stats import rankdata
-
-    from perceptual_audio.stats import weighted_pearson
-
     x = np.atleast_2d(np.asarray(x, dtype=float))
     y = np.atleast_2d(np.asarray(y, dtype=float))
     w = np.ones_like(x)
@@ -103,8 +104,6 @@ def monotonic_cubic_fit(x: np.ndarray, y: np.ndarray, *, increasing: bool) -> Cu
     (:func:`perceptual_audio.stats.higher_is_better`), so a metric that orders the files the
     wrong way is not rescued by a decreasing map.
     """
-    from scipy.optimize import minimize
-
     x = np.asarray(x, dtype=float)
     y = np.asarray(y, dtype=float)
     x0, span = float(x.min()), float(np.ptp(x))
@@ -219,10 +218,6 @@ def agreement_table(
         Coefficients keep their sign (a distance agrees with listeners when negative);
         ``note`` says why a value is missing (:mod:`.notes`), "" when none is.
     """
-    import pandas as pd
-
-    from perceptual_audio import stats
-
     rated = pairs[pairs["rating_mean"].notna()].copy()
     if not include_reference:
         rated = rated[rated["hidden_reference"].astype(str).str.lower() != "true"]
@@ -232,34 +227,10 @@ def agreement_table(
     rows = []
     for level in LEVELS:
         for m in metrics:
-            x = rated[m].to_numpy(float)
-            keep = np.isfinite(x)
-            sub = rated[keep]
-            row: dict[str, Any] = {"metric": m, "level": level}
-            if level == LEVEL_FILE:
-                r = stats.correlate(
-                    sub[m].to_numpy(float),
-                    sub["rating_mean"].to_numpy(float),
-                    sub["reference_path"].to_numpy(object),
-                    n_bootstrap=n_bootstrap,
-                    seed=stable_seed(seed, level, m),
-                    confidence=confidence,
-                )
-                row["n"] = int(r["n"])
-                for meth in METHODS:
-                    for suffix in ("", "_ci_low", "_ci_high"):
-                        row[meth + suffix] = r[meth + suffix]
-                xs, ys = sub[m].to_numpy(float), sub["rating_mean"].to_numpy(float)
-            else:
-                row, xs, ys = _condition_level(
-                    row, sub, m, stimuli, conditions, n_bootstrap, seed, confidence
-                )
-            pm, rmse = mapped_agreement(xs, ys, increasing=stats.higher_is_better(m))
-            row["pearson_mapped"], row["rmse_mapped"] = pm, rmse
-            row["note"] = metric_note(
-                row, n_stimuli=sub["reference_path"].nunique(), n_bootstrap=n_bootstrap
+            sub = rated[np.isfinite(rated[m].to_numpy(float))]
+            rows.append(
+                _metric_row(m, level, sub, stimuli, conditions, n_bootstrap, seed, confidence)
             )
-            rows.append(row)
         rows.append(
             listener_ceiling(
                 rated,
@@ -273,6 +244,45 @@ def agreement_table(
     return pd.DataFrame(rows, columns=list(AGREEMENT_COLUMNS))
 
 
+def _metric_row(
+    m: str,
+    level: str,
+    sub: pd.DataFrame,
+    stimuli: Sequence[str],
+    conditions: Sequence[str],
+    n_bootstrap: int,
+    seed: int,
+    confidence: float,
+) -> dict[str, Any]:
+    """One metric's agreement with the listeners at one level (``sub``: its rated files with
+    a finite value): correlations with CIs, the mapped Pearson and RMSE, and the note."""
+    row: dict[str, Any] = {"metric": m, "level": level}
+    if level == LEVEL_FILE:
+        r = stats.correlate(
+            sub[m].to_numpy(float),
+            sub["rating_mean"].to_numpy(float),
+            sub["reference_path"].to_numpy(object),
+            n_bootstrap=n_bootstrap,
+            seed=stable_seed(seed, level, m),
+            confidence=confidence,
+        )
+        row["n"] = int(r["n"])
+        for meth in METHODS:
+            for suffix in ("", "_ci_low", "_ci_high"):
+                row[meth + suffix] = r[meth + suffix]
+        xs, ys = sub[m].to_numpy(float), sub["rating_mean"].to_numpy(float)
+    else:
+        row, xs, ys = _condition_level(
+            row, sub, m, stimuli, conditions, n_bootstrap, seed, confidence
+        )
+    pm, rmse = mapped_agreement(xs, ys, increasing=stats.higher_is_better(m))
+    row["pearson_mapped"], row["rmse_mapped"] = pm, rmse
+    row["note"] = metric_note(
+        row, n_stimuli=sub["reference_path"].nunique(), n_bootstrap=n_bootstrap
+    )
+    return row
+
+
 def _condition_level(
     row: dict[str, Any],
     sub: pd.DataFrame,
@@ -283,8 +293,6 @@ def _condition_level(
     seed: int,
     confidence: float,
 ) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
-    from perceptual_audio.stats import MIN_RECORDINGS_FOR_CI, bootstrap_weights
-
     values = _condition_matrix(sub, metric, stimuli, conditions)
     rating = _condition_matrix(sub, "rating_mean", stimuli, conditions)
     ones = np.ones((1, len(stimuli)))
@@ -350,8 +358,6 @@ def listener_ceiling(
     dict
         A :data:`AGREEMENT_COLUMNS` row with ``metric = "ceiling"`` (mapped columns NaN).
     """
-    from perceptual_audio.stats import MIN_RECORDINGS_FOR_CI
-
     files = rated["degraded_path"].tolist()
     stim = rated["reference_path"].tolist()
     cond = rated["condition"].tolist()

@@ -211,7 +211,7 @@ def plan_work(
                     str(deg_path),
                     ref_problem,
                     cols.settings,
-                    tuple(need_groups),
+                    tuple(metrics.AUDIO_GROUPS[g] for g in need_groups),
                     tuple(model_jobs),
                 )
             )
@@ -225,7 +225,8 @@ def plan_work(
         ref_path = audio_dir / ref_rel
         problem = None if ref_path.is_file() else f"reference {ref_path} not found"
         # Clean-file jobs go first: each scores one file that several pairs share.
-        plan.jobs.insert(0, PairJob(str(ref_path), None, problem, cols.settings, tuple(groups)))
+        groups_of = tuple(metrics.AUDIO_GROUPS[g] for g in groups)
+        plan.jobs.insert(0, PairJob(str(ref_path), None, problem, cols.settings, groups_of))
         plan.job_rows.insert(0, ref_rel)
     return plan
 
@@ -300,7 +301,7 @@ def score_plan(plan: WorkPlan, settings: ScoreSettings) -> dict[str, int]:
         if oc.ok:
             scores: PairScores = oc.value
         elif oc.crashed:
-            scores = score_crashed(job, oc, settings.workers)
+            scores = score_crashed(job, oc)
         else:  # the job itself failed: every requested cell carries the reason
             names = job_columns(job)
             reason = metrics.one_line(oc.error or "failed")
@@ -342,7 +343,7 @@ def merge_plan(
     for r in fragments.values():
         by_reference.setdefault(r.get("reference_path", ""), r)
     for job, i in zip(plan.jobs, plan.job_rows, strict=True):
-        names = [c for g in job.groups for c in metrics.AUDIO_GROUPS[g].columns]
+        names = [c for g in job.groups for c in g.columns]
         if isinstance(i, str):  # a clean file's cells: every pair of that file carries them
             prev = by_reference.get(i)
             target, item = plan.clean_cells.setdefault(i, {}), (i, i)

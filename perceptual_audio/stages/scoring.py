@@ -47,16 +47,17 @@ class ModelJob:
 class PairJob:
     """Everything a worker needs to score one pair (picklable).
 
-    ``groups`` are the :data:`metrics.AUDIO_GROUPS` to compute on the pair's audio; for a
-    clean-file job (``degraded`` is None) the :data:`metrics.ROLE_CLEAN` groups, computed on
-    the reference alone, once per clean file.
+    ``groups`` are the :class:`metrics.MetricGroup` s to compute on the pair's audio (the
+    objects themselves: a worker computes what the stage planned, not what its own catalogue
+    holds); for a clean-file job (``degraded`` is None) the :data:`metrics.ROLE_CLEAN` groups,
+    computed on the reference alone, once per clean file.
     """
 
     reference: str
     degraded: str | None
     reference_problem: str | None
     settings: metrics.MetricSettings
-    groups: tuple[str, ...] = ()
+    groups: tuple[metrics.MetricGroup, ...] = ()
     models: tuple[ModelJob, ...] = ()
 
 
@@ -152,8 +153,7 @@ def score_pair(job: PairJob) -> PairScores:
                 audio = (ref, deg, sr_ref)
         except PerceptualAudioError as e:
             audio_problem = str(e)
-    for name in job.groups:
-        group = metrics.AUDIO_GROUPS[name]
+    for group in job.groups:
         if audio is None:
             out.update(failed(group.columns, audio_problem or "no audio"))
         else:
@@ -189,8 +189,7 @@ def _score_clean(job: PairJob) -> PairScores:
         except PerceptualAudioError as e:
             problem = str(e)
     failed: set[str] = set()
-    for name in job.groups:
-        group = metrics.AUDIO_GROUPS[name]
+    for group in job.groups:
         if audio is None:
             out.update(_failed(group.columns, problem or "no audio"))
             failed.update(group.columns)
@@ -259,7 +258,7 @@ def job_seconds(job: PairJob) -> float:
 
 def job_columns(job: PairJob) -> list[str]:
     """Every cell a job fills."""
-    names = [c for g in job.groups for c in metrics.AUDIO_GROUPS[g].columns]
+    names = [c for g in job.groups for c in g.columns]
     for mj in job.models:
         names += model_metric_names(mj.model)
     return names
@@ -274,28 +273,32 @@ def _crash_reason(outcome: Outcome, what: str, job: PairJob) -> str:
     )
 
 
-def score_crashed(job: PairJob, outcome: Outcome, workers: int = 1) -> PairScores:
+def score_crashed(job: PairJob, outcome: Outcome) -> PairScores:
     """A job whose process died: each metric group and each model again, one per process,
     so that only the cells of what crashed carry the crash (named, with its likely cause)."""
     logger.warning(
         "%s: a metric crashed its worker; scoring each metric of this pair on its own",
         job.degraded or job.reference,
     )
-    parts = [(g, replace(job, groups=(g,), models=())) for g in job.groups]
-    parts += [(mj.model, replace(job, groups=(), models=(mj,))) for mj in job.models]
+    parts = [
+        (
+            "/".join(metrics.describe(c).label for c in g.columns),
+            replace(job, groups=(g,), models=()),
+        )
+        for g in job.groups
+    ]
+    parts += [
+        (metrics.model_display_name(mj.model), replace(job, groups=(), models=(mj,)))
+        for mj in job.models
+    ]
     cells: dict[str, tuple[float, str]] = {}
     failed: set[str] = set()
-    for name, part in parts:
-        oc = run_isolated(score_pair, part, workers=workers)
+    for what, part in parts:
+        oc = run_isolated(score_pair, part)
         if oc.ok:
             cells.update(oc.value.cells)
             failed |= oc.value.input_failed
             continue
-        what = (
-            "/".join(metrics.describe(c).label for c in metrics.AUDIO_GROUPS[name].columns)
-            if name in metrics.AUDIO_GROUPS
-            else metrics.model_display_name(name)
-        )
         reason = _crash_reason(oc, what, job) if oc.crashed else metrics.one_line(oc.error or "")
         cells.update({c: (math.nan, reason) for c in job_columns(part)})
         failed.update(job_columns(part))  # a crash fails the run (exit 1); a rerun retries it

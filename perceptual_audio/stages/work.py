@@ -9,8 +9,8 @@ shorter item is done. Without weights each item counts 1 (``unit``).
 
 **A crash stays in its item.** Native code (PESQ's C library, ViSQOL's libsvm, ONNX Runtime)
 can kill the process it runs in. With ``isolate=True`` the items run in worker processes even
-with one worker (a forked child that shares this process's registered models and settings),
-so a crash never takes the stage down. When a pool breaks, the items that were running are
+with one worker (spawned; it registers the models this process knows), so a crash never
+takes the stage down. When a pool breaks, the items that were running are
 retried one per fresh process, which names the one that crashes (``Outcome.crashed``); the
 items not yet started go on in a new pool. The stage then decides what a crashed item means
 (stage 3 splits it into its metrics, so only the metric that crashed loses its cell).
@@ -32,6 +32,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from perceptual_audio.embeddings.base import register_missing, registered_classes
 from perceptual_audio.errors import PerceptualAudioError
 
 logger = logging.getLogger(__name__)
@@ -227,10 +228,11 @@ def _quiet_crashes() -> None:
         faulthandler.disable()
 
 
-def _init_worker(threads: int, started: Any) -> None:
+def _init_worker(threads: int, started: Any, models: tuple[Any, ...] = ()) -> None:
     global _STARTED
     _STARTED = started
     _quiet_crashes()
+    register_missing(models)  # the models this process knows (one registered at run time too)
     # Ctrl-C reaches the whole process group: the parent alone handles it (one message, no
     # traceback per worker); a worker finishes its item and is then shut down.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -249,29 +251,32 @@ def _run_tracked(func: Callable[[Any], Any], item: Any, index: int) -> Outcome:
     return run_one(func, item)
 
 
-def _context(workers: int) -> multiprocessing.context.BaseContext:
-    # One worker: a forked child shares this process's state (registered models, settings)
-    # and starts at once; it exists so that a native crash kills it and not the stage.
-    # Several: spawned, as torch's thread pools are not safe to fork into many busy children.
-    if workers <= 1 and "fork" in multiprocessing.get_all_start_methods():
-        return multiprocessing.get_context("fork")
+def _context() -> multiprocessing.context.BaseContext:
+    # Spawned, never forked: a fork of a process that has used OpenMP (torch, ViSQOL's
+    # libraries) aborts in the child ("fork() called from a process already using GNU
+    # OpenMP"). A worker gets what it needs through its item and the registered models.
     return multiprocessing.get_context("spawn")
 
 
-def _isolated_child(func: Callable[[Any], Any], item: Any, conn: Any) -> None:
+def _isolated_child(
+    func: Callable[[Any], Any], item: Any, conn: Any, models: tuple[Any, ...] = ()
+) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _quiet_crashes()
+    register_missing(models)
     conn.send(run_one(func, item))
     conn.close()
 
 
-def run_isolated(func: Callable[[Any], Any], item: Any, *, workers: int = 1) -> Outcome:
+def run_isolated(func: Callable[[Any], Any], item: Any) -> Outcome:
     """``func(item)`` in a process of its own: a crash of that process becomes an
     :class:`Outcome` with ``crashed=True`` and the signal in ``error``."""
-    ctx = _context(workers)
+    ctx = _context()
     receive, send = ctx.Pipe(duplex=False)
     t0 = time.perf_counter()
-    proc = ctx.Process(target=_isolated_child, args=(func, item, send), daemon=True)
+    proc = ctx.Process(
+        target=_isolated_child, args=(func, item, send, registered_classes()), daemon=True
+    )
     proc.start()
     send.close()
     try:
@@ -321,7 +326,7 @@ def parallel_map(
         while todo:
             suspects = _pool_round(func, items, todo, results, bar, w, workers)
             for i in suspects:  # running when the pool broke: one per process names the crash
-                results[i] = run_isolated(func, items[i], workers=workers)
+                results[i] = run_isolated(func, items[i])
                 bar.advance(w[i])
             todo = [i for i in todo if results[i] is None]
     return [r for r in results if r is not None]
@@ -340,11 +345,14 @@ def _pool_round(
     the pool broke (a worker died), [] when it did not break."""
     n = max(1, min(workers, len(todo)))
     threads = max(1, default_workers() // n)
-    ctx = _context(workers)
+    ctx = _context()
     started = ctx.Queue()
     broken = False
     pool = cf.ProcessPoolExecutor(
-        max_workers=n, mp_context=ctx, initializer=_init_worker, initargs=(threads, started)
+        max_workers=n,
+        mp_context=ctx,
+        initializer=_init_worker,
+        initargs=(threads, started, registered_classes()),
     )
     try:
         futures = {pool.submit(_run_tracked, func, items[i], i): i for i in todo}
