@@ -31,15 +31,14 @@ import numpy as np
 import pandas as pd
 
 from perceptual_audio.report import (
-    REFERENCE_METRICS,
     HtmlBlock,
     Paragraph,
     StudyResults,
     condition_label,
     fmt,
     metric_info,
-    primary_neural_metrics,
 )
+from perceptual_audio.report import headline_metrics as _catalogue_headline
 
 logger = logging.getLogger(__name__)
 
@@ -72,10 +71,9 @@ class Example:
 
 
 def headline_metrics(results: StudyResults) -> list[str]:
-    """Metrics shown beside the players and used to choose pairs: PESQ-WB, STOI and each
-    model's headline (frame cosine; CDPAM also its learned distance), where they have values."""
-    names = [m for m in REFERENCE_METRICS if m in results.metrics]
-    names += primary_neural_metrics(results.metrics)
+    """Metrics shown beside the players and used to choose pairs: the catalogue's headline
+    measures (the At-a-glance table's), where they have values."""
+    names = _catalogue_headline(results.metrics)
     return [m for m in names if results.pairs[m].notna().sum() >= 1]
 
 

@@ -30,7 +30,6 @@ import pandas as pd
 from perceptual_audio.errors import PerceptualAudioError
 from perceptual_audio.report import (
     PRIMARY_METHOD,
-    REFERENCE_METRICS,
     SCOPE_ALL,
     Cell,
     Correlation,
@@ -42,6 +41,7 @@ from perceptual_audio.report import (
     agreement,
     classify_agreement,
     fmt,
+    judges,
     lookup_correlation,
     metric_info,
     primary_neural_metrics,
@@ -204,11 +204,11 @@ def content_breakdown(results: StudyResults) -> tuple[list[str], list[Any]]:
                 "breakdown (give visualize_results.py --content-types to define types)."
             )
         ]
-    refs = [r for r in REFERENCE_METRICS if r in results.metrics]
+    refs = judges(results)
     neural = [m for m in primary_neural_metrics(results.metrics) if pairs[m].notna().any()]
     metric_pairs = [(m, r) for m in neural for r in refs]
-    if len(refs) == 2:
-        metric_pairs.append(tuple(refs))  # type: ignore[arg-type]
+    if len(refs) >= 2:
+        metric_pairs.append((refs[0], refs[1]))
     blocks: list[Any] = [Paragraph(origin)]
     findings: list[str] = []
     if metric_pairs:

@@ -38,6 +38,23 @@ class Paragraph:
 @dataclass
 class Bullets:
     items: list[str]
+    #: A short heading over the list (the findings' groups); empty: none.
+    title: str = ""
+    #: HTML shows each item's first :data:`FOLD_CHARS` or so (about two lines at 800 px) and
+    #: folds the rest into ``<details>``; the text report keeps every word.
+    fold: bool = False
+
+
+#: Characters of a folded item shown before the fold (about two lines at 800 px wide).
+FOLD_CHARS = 170
+
+
+@dataclass(frozen=True)
+class Folded:
+    """A table cell with a one-line summary and the full text behind a ``<details>`` fold."""
+
+    short: str
+    detail: str
 
 
 @dataclass
@@ -74,6 +91,8 @@ class Section:
 def _cell_text(value: Any) -> str:
     if isinstance(value, Cell):
         return value.text
+    if isinstance(value, Folded):
+        return value.detail
     if isinstance(value, float | np.floating):
         return fmt(value)
     return "" if value is None else str(value)
@@ -82,6 +101,8 @@ def _cell_text(value: Any) -> str:
 def _cell_sort(value: Any) -> str:
     if isinstance(value, Cell):
         value = value.sort
+    if isinstance(value, Folded):
+        return value.short
     if isinstance(value, int | float | np.integer | np.floating):
         return "" if math.isnan(float(value)) else repr(float(value))
     return str(value)
@@ -91,3 +112,19 @@ def _ci_cell(mean: float, lo: float, hi: float) -> Cell:
     if math.isnan(lo) or math.isnan(hi):
         return Cell(fmt(mean), mean)
     return Cell(f"{fmt(mean)} [{fmt(lo)}, {fmt(hi)}]", mean)
+
+
+def split_for_fold(text: str, limit: int = FOLD_CHARS) -> tuple[str, str]:
+    """(shown, folded) parts of ``text``: the whole text when it is at most ``limit``
+    characters; else the longest head up to ``limit`` ending at a sentence, a semicolon, a
+    comma or a space (in that order of preference), and the rest."""
+    text = " ".join(text.split())
+    if len(text) <= limit:
+        return text, ""
+    head = text[: limit + 1]
+    for sep in (". ", "; ", ": ", ", ", " "):
+        cut = head.rfind(sep)
+        if cut >= limit // 3:
+            end = cut + (1 if sep == ". " else 0)
+            return text[:end].rstrip(" ;:,"), text[cut + len(sep) :].strip()
+    return text[:limit], text[limit:]
