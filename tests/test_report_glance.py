@@ -63,7 +63,7 @@ def test_the_catalogue_names_the_headline_measures_and_the_panel():
 
 
 def test_panel_agreement_is_the_spearman_with_the_other_members_mean_rank(panel_study):
-    table = glance.glance_section(panel_study).blocks[0]
+    table = glance.glance_section(panel_study).blocks[1]
     assert table.columns == [
         "Rank",
         "Measure",
@@ -84,7 +84,7 @@ def test_panel_agreement_is_the_spearman_with_the_other_members_mean_rank(panel_
     assert lo <= rho <= hi  # a CI: 6 recordings
     # A member is compared with the other member only; Zimtohrli (a distance) is turned.
     zim = by_label["Zimtohrli distance"]
-    assert zim[2] == "reference panel"
+    assert zim[2] == "panel"
     expected = -sps.spearmanr(pairs["zimtohrli"], pairs["visqol_audio"]).statistic
     assert zim[3].sort == pytest.approx(expected, abs=1e-12)
     # CDPAM's distance agrees with the panel: its orientation is turned too.
@@ -102,8 +102,8 @@ def test_panel_agreement_is_the_spearman_with_the_other_members_mean_rank(panel_
 def test_panel_verdict_names_the_evidence_and_its_uncertainty(panel_study):
     section = report.build_report(panel_study)[0]
     assert section.title == "At a glance"
-    verdict = section.blocks[1].text
-    top = section.blocks[0].rows[0]
+    verdict = section.blocks[0].text
+    top = section.blocks[1].rows[0]
     assert verdict.startswith(
         "Without listening-test ratings, the best evidence here is agreement with ViSQOL "
         f"audio and Zimtohrli distance: {top[1].split(' [')[0]} agrees most (ρ = {top[3].sort:.2f} ["
@@ -142,8 +142,10 @@ def test_text_report_leads_with_at_a_glance(panel_study):
     text = report.render_text(report.build_report(panel_study))
     lines = text.splitlines()
     assert lines[4] == "At a glance"
-    assert "Headline measures ranked by agreement with the reference panel" in lines[6]
-    assert text.index("Without listening-test ratings") < text.index("Key findings")
+    assert lines[6].startswith("Without listening-test ratings, the best evidence here")
+    assert text.index("Headline measures by agreement with the reference panel") < (
+        text.index("Key findings")
+    )
 
 
 def test_fewer_than_five_recordings_says_the_ranking_is_unreliable(tmp_path):
@@ -162,9 +164,12 @@ def test_fold_keeps_short_text_and_cuts_long_text_at_a_clause():
     from perceptual_audio.report.elements import split_for_fold
 
     assert split_for_fold("short") == ("short", "")
-    text = "First sentence is here. " + "word " * 60
+    text = "The first sentence is here, and it goes on. " + "word " * 60
     shown, rest = split_for_fold(text, 60)
-    assert shown == "First sentence is here." and rest.startswith("word")
+    assert shown == "The first sentence is here, and it goes on." and rest.startswith("word")
+    # No clause boundary in the second half: cut at a space, every word kept.
+    shown, rest = split_for_fold("Against X: rho = 0.98 " + "n " * 40, 40)
+    assert len(shown) <= 40 and shown.startswith("Against X: rho = 0.98")
     shown, rest = split_for_fold("a; " + "b" * 200, 50)
     assert math.isclose(len(shown) + len(rest), 203, abs_tol=3)
 

@@ -33,6 +33,8 @@ class Paragraph:
     text: str
     #: ``note`` paragraphs are warnings (shown in a box at the top of the HTML).
     note: bool = False
+    #: A verdict: shown emphasised (At a glance).
+    lead: bool = False
 
 
 @dataclass
@@ -46,7 +48,7 @@ class Bullets:
 
 
 #: Characters of a folded item shown before the fold (about two lines at 800 px wide).
-FOLD_CHARS = 170
+FOLD_CHARS = 160
 
 
 @dataclass(frozen=True)
@@ -116,15 +118,16 @@ def _ci_cell(mean: float, lo: float, hi: float) -> Cell:
 
 def split_for_fold(text: str, limit: int = FOLD_CHARS) -> tuple[str, str]:
     """(shown, folded) parts of ``text``: the whole text when it is at most ``limit``
-    characters; else the longest head up to ``limit`` ending at a sentence, a semicolon, a
-    comma or a space (in that order of preference), and the rest."""
+    characters; else the longest head up to ``limit`` ending at a sentence, a semicolon or a
+    comma in its second half, else at a space, and the rest."""
     text = " ".join(text.split())
     if len(text) <= limit:
         return text, ""
     head = text[: limit + 1]
-    for sep in (". ", "; ", ": ", ", ", " "):
+    # A clause boundary late enough to keep the numbers that follow a colon in view.
+    for sep, earliest in ((". ", limit // 2), ("; ", limit // 2), (", ", limit // 2), (" ", 0)):
         cut = head.rfind(sep)
-        if cut >= limit // 3:
+        if cut >= earliest:
             end = cut + (1 if sep == ". " else 0)
             return text[:end].rstrip(" ;:,"), text[cut + len(sep) :].strip()
     return text[:limit], text[limit:]

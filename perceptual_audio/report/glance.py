@@ -42,7 +42,7 @@ logger = logging.getLogger(__name__)
 
 SECTION_TITLE = "At a glance"
 #: Role of a panel member in the table.
-ROLE_PANEL = "reference panel"
+ROLE_PANEL = "panel"
 ROLE_WORDS = {"classic": "classic", "neural": "neural", "reference": "reference perceptual"}
 #: Bootstrap replicates of the panel agreement's CI (as stage 3's correlations).
 N_BOOTSTRAP = 1000
@@ -194,14 +194,13 @@ def panel_glance(results: StudyResults) -> tuple[Table, list[str]]:
         for i, r in enumerate(rows, 1)
     ]
     what = (
-        f"the reference panel ({names}: metrics validated against listeners, sources in Setup)"
+        f"the reference panel ({names}, validated against listeners; sources in Setup)"
         if is_panel
         else f"the stand-in judges ({names}), as no validated metric was computed"
     )
     table = Table(
-        f"Headline measures ranked by agreement with {what}: Spearman ρ with the panel's mean "
-        "rank, + = agrees (a member against the other members); 95% bootstrap CI over "
-        "recordings. No listening test: agreement with metrics, not with people.",
+        f"Headline measures by agreement with {what}: Spearman ρ with the panel's mean rank "
+        "(a member: with the others), + = agrees, 95% bootstrap CI over recordings",
         ["Rank", "Measure", "Role", "Agreement ρ [95% CI]", "Pairs (recordings)"],
         table_rows,
     )
@@ -349,7 +348,7 @@ def glance_section(results: StudyResults) -> Section:
         table, verdict = listener_glance(results)
     else:
         table, verdict = panel_glance(results)
-    return Section(SECTION_TITLE, [table, Paragraph(" ".join(verdict))])
+    return Section(SECTION_TITLE, [Paragraph(" ".join(verdict), lead=True), table])
 
 
 def panel_sources_table(results: StudyResults) -> Table | None:

@@ -115,8 +115,8 @@ _CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,Helvetica,Arial,sans-serif;margin:0;
 background:#f6f7f9;color:#1d232b;line-height:1.45}
 main{max-width:1100px;margin:0 auto;padding:24px 32px 64px;background:#fff;min-height:100vh}
-h1{font-size:1.7em;margin:0.2em 0}h2{border-bottom:2px solid #d8dde3;padding-bottom:4px;margin-top:2em}
-.meta{color:#5b6570;font-size:0.9em}
+h1{font-size:1.5em;margin:0.1em 0}h2{border-bottom:2px solid #d8dde3;padding-bottom:4px;margin-top:2em}
+.meta{color:#5b6570;font-size:0.85em;margin:0.2em 0}
 .note{white-space:pre-line;background:#fff4d6;border:1px solid #e6c36a;border-left:6px solid #d99a00;padding:10px 14px;
 margin:8px 0;border-radius:4px}
 table{border-collapse:collapse;margin:10px 0 18px;font-size:0.88em;width:auto;max-width:100%}
@@ -130,17 +130,18 @@ td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 tr:nth-child(even) td{background:#fafbfc}
 .wide{overflow-x:auto;max-width:100%}
 p,li,figcaption,summary,dd,td{overflow-wrap:anywhere}
-a{overflow-wrap:anywhere;word-break:break-all}
+a{overflow-wrap:anywhere}nav a{display:inline-block;white-space:nowrap}
 details.more{display:inline}details.more summary{display:inline;margin:0}
 details.more[open]{display:block}
 .fold pre{white-space:pre-wrap;overflow-wrap:anywhere;font-size:0.85em;margin:4px 0}
-.glance table{font-size:0.95em}.glance .verdict{font-size:1.05em}
+.verdict{background:#eef5ff;border-left:6px solid #1a5fb4;padding:8px 14px;margin:8px 0;
+border-radius:4px}#at-a-glance h2{margin-top:0.6em}#at-a-glance table{margin-top:4px}
 @media (max-width:900px){main{padding:16px 14px 48px}}
 figure{margin:18px 0 28px}figure img{max-width:100%;height:auto;border:1px solid #e3e6ea}
 figcaption{font-size:0.9em;color:#444;margin-top:4px}
 details summary{cursor:pointer;color:#1a5fb4;margin:6px 0}
 li{margin:4px 0}
-nav a{margin-right:12px}
+nav{font-size:0.9em}nav a{margin-right:12px}
 """
 
 # Click a header to sort by it; numbers sort numerically (data-sort), text alphabetically,
@@ -228,7 +229,7 @@ def _html_paragraph(b: Paragraph) -> str:
     """A paragraph; a note (a warning) shows its first line and folds the rest."""
     esc = html.escape
     if not b.note:
-        return f"<p>{esc(b.text)}</p>"
+        return f'<p class="verdict">{esc(b.text)}</p>' if b.lead else f"<p>{esc(b.text)}</p>"
     first, _, rest = b.text.strip().partition("\n")
     shown, more = split_for_fold(first, 240)
     more = " ".join(x for x in (more, rest.strip()) if x)
