@@ -26,6 +26,8 @@ matplotlib.use("Agg")  # headless: no display needed, the same output everywhere
 matplotlib.rcParams["svg.fonttype"] = "none"
 matplotlib.rcParams["pdf.fonttype"] = 42
 matplotlib.rcParams["ps.fonttype"] = 42
+# fontTools subsets the PDF fonts and logs each step at INFO: not the stage's news.
+logging.getLogger("fontTools").setLevel(logging.WARNING)
 
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402

@@ -211,11 +211,13 @@ def panel_glance(results: StudyResults) -> tuple[Table, list[str]]:
         ]
     top, verdict = rows[0], []
     n_rec = int(top.n_groups) if not math.isnan(top.n_groups) else 0
+    n_max = max(r.n for r in rows)
+    of = f" of {_fmt_n(n_max)}" if top.n < n_max else ""  # a metric undefined on some pairs
     verdict.append(
         f"Without listening-test ratings, the best evidence here is agreement with {names}"
         + ("" if is_panel else " (not validated against listeners)")
         + f": {metric_info(top.metric).label} agrees most ({top.short('ρ')}, "
-        f"{_fmt_n(top.n)} pairs from {n_rec} recordings)."
+        f"{_fmt_n(top.n)}{of} pairs from {n_rec} recordings)."
     )
     text = _neural_vs_classic(rows, "ρ")
     if text:

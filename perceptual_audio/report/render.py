@@ -129,7 +129,7 @@ th.sorted-asc::after{content:" \\25B2";font-size:0.7em}th.sorted-desc::after{con
 td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 tr:nth-child(even) td{background:#fafbfc}
 .wide{overflow-x:auto;max-width:100%}
-p,li,figcaption,summary,dd,td{overflow-wrap:anywhere}
+p,li,figcaption,dd,td.fold{overflow-wrap:anywhere}
 a{overflow-wrap:anywhere}nav a{display:inline-block;white-space:nowrap}
 details.more{display:inline}details.more summary{display:inline;margin:0}
 details.more[open]{display:block}
