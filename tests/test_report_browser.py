@@ -141,7 +141,7 @@ def test_page_loads_without_errors_and_every_player_decodes(study):
     assert not _console_problems(res.stderr), _console_problems(res.stderr)
     page = _Page()
     page.feed(res.stdout)
-    assert page.sections[:2] == ["at-a-glance", "key-findings"]
+    assert page.sections[0] == "at-a-glance" and "key-findings" in page.sections
     assert "listen" in page.sections
     assert "by-content-type" in page.sections
     assert len(page.audio) >= 2 and len(page.audio) % 2 == 0  # clean beside degraded
