@@ -198,3 +198,40 @@ def test_with_ratings_the_table_ranks_by_the_listeners_and_ends_with_the_ceiling
     assert row[3].sort == pytest.approx(pesq["pearson"]) and row[4].sort == pesq["n"]
     ceiling = agreement[(agreement.metric == "ceiling") & (agreement.level == "file")].iloc[0]
     assert f"against a listener ceiling of {ceiling['pearson']:.2f}" in verdict[0]
+
+
+def test_parameters_are_a_definition_table_with_units_and_folds():
+    from perceptual_audio.report.elements import Folded
+    from perceptual_audio.report.tables import parameter_table
+
+    table = parameter_table(
+        {
+            "bootstrap": 1000,
+            "classic": {"pesq_nb_sample_rate": 16000, "pesq_version": "0.0.4"},
+            "metrics": {"study_sample_rate": 16000, "a": {"kind": "x"}, "b": {"kind": "y"}},
+            "note": "z" * 100,
+        }
+    )
+    assert table.columns == ["Name", "Value", "Unit"]
+    plain = {r[0]: (r[1], r[2]) for r in table.rows if not isinstance(r[1], Folded)}
+    assert plain["bootstrap"] == ("1000", "replicates")
+    assert plain["classic.pesq_nb_sample_rate"] == ("16000", "Hz")
+    assert plain["classic.pesq_version"] == ("0.0.4", "version")
+    assert plain["metrics.study_sample_rate"] == ("16000", "Hz")
+    folded = {r[0]: r[1] for r in table.rows if isinstance(r[1], Folded)}
+    assert folded["metrics (per entry)"].short == "2 entries: a, b"
+    assert folded["metrics (per entry)"].detail == '{"a":{"kind":"x"},"b":{"kind":"y"}}'
+    assert folded["note"].short == "z" * 77 + "..." and folded["note"].detail == "z" * 100
+    html = report.render_html([report.Section("Setup", [table])])
+    assert "<details><summary>details</summary><pre>" + "z" * 100 + "</pre></details>" in html
+
+
+def test_a_long_model_message_is_folded_in_the_models_table():
+    from perceptual_audio.report.elements import Folded
+    from perceptual_audio.report.tables import _folded_reason
+
+    reason = "weights not found\nfetch https://example.org/a.pth\ninto /cache/a.pth\n"
+    cell = _folded_reason(reason)
+    assert isinstance(cell, Folded)
+    assert cell.short == "weights not found" and cell.detail == reason.strip()
+    assert _folded_reason("not requested (--models)") == "not requested (--models)"

@@ -204,15 +204,24 @@ def parameter_table(params: dict[str, Any]) -> Table:
     """A run's parameters as a definition table: name, value, unit (nested settings one level
     deep as ``group.name``; a long value folded)."""
     rows: list[list[Any]] = []
+
+    def add(name: str, value: Any, shown: str | None = None) -> None:
+        text = _short(value)
+        cell: Any = text
+        if shown is not None or len(text) > PARAMETER_VALUE_CHARS:
+            cell = Folded(shown or text[: PARAMETER_VALUE_CHARS - 3] + "...", text)
+        rows.append([name, cell, parameter_unit(name)])
+
     for key, value in params.items():
-        items = value.items() if isinstance(value, dict) else [(None, value)]
-        for sub, v in items:
-            name = key if sub is None else f"{key}.{sub}"
-            text = _short(v)
-            cell: Any = text
-            if len(text) > PARAMETER_VALUE_CHARS:
-                cell = Folded(text[: PARAMETER_VALUE_CHARS - 3] + "...", text)
-            rows.append([name, cell, parameter_unit(name)])
+        if not isinstance(value, dict):
+            add(key, value)
+            continue
+        records = {k: v for k, v in value.items() if isinstance(v, dict)}
+        for sub, v in value.items():
+            if sub not in records:
+                add(f"{key}.{sub}", v)
+        if records:  # one record per column (the metrics' descriptions): one folded row
+            add(f"{key} (per entry)", records, f"{len(records)} entries: " + ", ".join(records))
     return Table("Metric stage parameters (results/run.json)", ["Name", "Value", "Unit"], rows)
 
 
