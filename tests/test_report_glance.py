@@ -78,6 +78,7 @@ def test_panel_agreement_is_the_spearman_with_the_other_members_mean_rank(panel_
     rho = sps.spearmanr(pairs["openl3_cosine"], panel).statistic
     row = by_label["OpenL3 cosine (frame-aligned)"]
     assert row[3].sort == pytest.approx(rho, abs=1e-12)
+    assert row[3].text.startswith(f"{rho:.2f} [")
     assert row[2] == "neural"
     assert row[4].text == f"{len(pairs)} (6)"
     lo, hi = (float(x) for x in row[3].text.split("[")[1].rstrip("]").split(","))
@@ -196,8 +197,15 @@ def test_with_ratings_the_table_ranks_by_the_listeners_and_ends_with_the_ceiling
     pesq = agreement[(agreement.metric == "pesq_wb") & (agreement.level == "file")].iloc[0]
     row = next(r for r in table.rows if r[1] == "PESQ-WB [speech]")
     assert row[3].sort == pytest.approx(pesq["pearson"]) and row[4].sort == pesq["n"]
+    assert row[3].text.startswith(f"{pesq['pearson']:.2f} [")
+    assert table.columns[-1] == "4 conditions: r"
     ceiling = agreement[(agreement.metric == "ceiling") & (agreement.level == "file")].iloc[0]
     assert f"against a listener ceiling of {ceiling['pearson']:.2f}" in verdict[0]
+    against = [
+        r for r in table.rows[:-1] if "[" in r[3].text and float(r[3].text.split(", ")[1][:-1]) < 0
+    ]
+    if against:  # SI-SDR on the delayed stimuli
+        assert verdict[-1].endswith("against the listeners (95% CI below 0).")
 
 
 def test_parameters_are_a_definition_table_with_units_and_folds():

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from perceptual_audio.report.elements import Cell, Paragraph, Section, Table, _ci_cell
+from perceptual_audio.report.elements import Cell, Paragraph, Section, Table
 from perceptual_audio.report.findings import _and
 from perceptual_audio.report.loading import StudyResults
 from perceptual_audio.report.vocabulary import (
@@ -143,10 +143,17 @@ def _sorted(rows: list[GlanceRow]) -> list[GlanceRow]:
     return sorted(rows, key=lambda r: -r.value if not math.isnan(r.value) else math.inf)
 
 
-def _ci(row: GlanceRow) -> Cell:
-    if math.isnan(row.value):
+def _ci2(value: float, lo: float, hi: float) -> Cell:
+    """``0.57 [0.40, 0.76]``: two decimals, enough for coefficients whose CIs span tenths."""
+    if math.isnan(value):
         return Cell("n/a", math.nan)
-    return _ci_cell(row.value, row.ci_low, row.ci_high)
+    if math.isnan(lo) or math.isnan(hi):
+        return Cell(f"{value:.2f}", value)
+    return Cell(f"{value:.2f} [{lo:.2f}, {hi:.2f}]", value)
+
+
+def _ci(row: GlanceRow) -> Cell:
+    return _ci2(row.value, row.ci_low, row.ci_high)
 
 
 def _separation(a: GlanceRow, b: GlanceRow) -> str:
@@ -289,11 +296,12 @@ def listener_glance(results: StudyResults) -> tuple[Table, list[str]]:
                 ),
             )
         )  # fmt: skip
+    n_cond = sorted({int(r.condition[3]) for r in rows if r.condition and r.condition[3] > 0})
+    conditions = f"{n_cond[0]} conditions" if len(n_cond) == 1 else "Conditions"
     table = Table(
-        "Headline measures ranked by agreement with the listeners (mean rating per file): "
-        "Pearson r, + = agrees (a distance turned), 95% bootstrap CI over stimuli; last row: "
-        "the listeners' split-half ceiling, the best any measure can do.",
-        ["Rank", "Measure", "Role", "Files: r [95% CI]", "n files", "Conditions: r", "n cond."],
+        "Headline measures by agreement with the listeners' mean ratings: Pearson r, + = "
+        "agrees, 95% bootstrap CI over stimuli; last: the listeners' split-half ceiling",
+        ["Rank", "Measure", "Role", "Files: r [95% CI]", "Files", f"{conditions}: r"],
         table_rows,
     )
     return table, _listener_verdict(rows, file_c)
@@ -310,8 +318,7 @@ def _listener_table_row(rank: int | None, r: GlanceRow) -> list[Any]:
         "listeners" if ceiling else role(r.metric),
         _ci(r),
         Cell(_fmt_n(r.n), r.n),
-        Cell("n/a", math.nan) if cond is None else _ci_cell(*cond[:3]),
-        Cell("n/a", math.nan) if cond is None else Cell(_fmt_n(cond[3]), cond[3]),
+        Cell("n/a", math.nan) if cond is None else _ci2(*cond[:3]),
     ]
 
 
@@ -341,6 +348,10 @@ def _listener_verdict(rows: list[GlanceRow], ceiling: GlanceRow | None) -> list[
     versus = _neural_vs_classic(valid, "r")
     if versus:
         out.append(versus)
+    against = [metric_info(r.metric).label for r in valid if r.has_ci and r.ci_high < 0]
+    if against:
+        verb = "runs" if len(against) == 1 else "run"
+        out.append(f"{_and(against)} {verb} against the listeners (95% CI below 0).")
     return out
 
 
