@@ -268,10 +268,7 @@ def render_html(
     ]
     n_table = 0
     for sec in sections:
-        parts.append(
-            f'<section id="{_slug(sec.title)}" class="{_slug(sec.title).split("-")[-1]}">'
-            f"<h2>{esc(sec.title)}</h2>"
-        )
+        parts.append(f'<section id="{_slug(sec.title)}"><h2>{esc(sec.title)}</h2>')
         group = ""
         for b in sec.blocks:
             if isinstance(b, Paragraph):
