@@ -322,7 +322,41 @@ def test_save_figure_writes_the_format_atomically(tmp_path, suffix, magic, summa
 
 def test_save_figure_rejects_other_formats(tmp_path):
     fig = plots.plt.figure()
-    with pytest.raises(ParameterError, match=r"must end in \.png or \.svg, got '\.pdf'"):
-        plots.save_figure(fig, tmp_path / "x.pdf")
+    with pytest.raises(ParameterError, match=r"must end in \.png, \.svg or \.pdf, got '\.eps'"):
+        plots.save_figure(fig, tmp_path / "x.eps")
     plots.plt.close(fig)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_vector_figures_keep_their_text_as_text(tmp_path, summary, order):
+    """Figures for papers: the SVG holds <text> elements (a named font, not glyph outlines)
+    and the PDF embeds TrueType (Type 42) fonts, with the axis label findable in both."""
+    import re
+    import xml.etree.ElementTree as ET
+    import zlib
+
+    fig = plots.severity_curves(summary, ["stoi"], families=["noise"], level_order=order)
+    label = plots.metric_info("stoi").axis_label
+    paths = plots.save_figures(
+        fig, [tmp_path / "c.png", tmp_path / "c.svg", tmp_path / "c.pdf"], dpi=30
+    )
+    assert [p.read_bytes()[:4] for p in paths] == [b"\x89PNG", b"<?xm", b"%PDF"]
+    assert not plots.plt.fignum_exists(fig.number)  # closed once, after every format
+    texts = [
+        "".join(el.itertext())
+        for el in ET.parse(paths[1]).iter()
+        if el.tag.endswith("}text") or el.tag == "text"
+    ]
+    assert label in texts, texts[:10]
+    assert b"<path" in paths[1].read_bytes()  # the lines are still drawn
+    pdf = paths[2].read_bytes()
+    # Type 42: a TrueType font (matplotlib writes it as a CID font) embedded as /FontFile2.
+    assert re.search(rb"/Subtype\s*/(TrueType|CIDFontType2)", pdf) and b"/FontFile2" in pdf
+    assert b"/Type3" not in pdf
+    streams = [
+        zlib.decompress(m.group(1))
+        for m in re.finditer(rb"stream\r?\n(.*?)endstream", pdf, re.S)
+        if m.group(1)[:1] == b"x"
+    ]
+    assert any(b"Tj" in st or b"TJ" in st for st in streams)  # text-showing operators
     assert math.isfinite(plots.PANEL_WIDTH_IN)

@@ -281,7 +281,7 @@ def test_sample_results_table_rows_and_values(full):
         "CDPAM similarity",
         "CDPAM distance (learned)",
     ]
-    labels += ["PESQ", "STOI"]
+    labels += ["PESQ", "STOI", "SI-SDR"]  # the catalogue's headline measures (headline=True)
     assert table.columns == ["Degradation", "pairs", *[h for x in labels for h in (x, f"{x} n")]]
     assert [r[0] for r in table.rows][:3] == ["Noise (Low)", "Noise (High)", "Noise (Extreme)"]
     assert len(table.rows) == 9
@@ -289,8 +289,8 @@ def test_sample_results_table_rows_and_values(full):
     row = s[(s.family == "bitrate") & (s.level == "medium")].iloc[0]
     got = next(r for r in table.rows if r[0] == "Bitrate (Medium)")
     assert got[2] == pytest.approx(row["openl3_cosine_mean"])
-    assert got[-2] == pytest.approx(row["stoi_mean"])
-    assert got[-1].sort == row["stoi_n"]  # n per metric
+    assert got[-4] == pytest.approx(row["stoi_mean"])
+    assert got[-3].sort == row["stoi_n"]  # n per metric
 
 
 def test_setup_lists_degradation_parameters_and_models(full):

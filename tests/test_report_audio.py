@@ -150,7 +150,8 @@ def test_breakdown_says_when_a_conclusion_holds_in_one_domain_only(tmp_path):
     sections = report.build_report(results)
     assert "By content type" in [s.title for s in sections]
     key = next(s for s in sections if s.title == "Key findings")
-    assert any("holds on speech only" in i for i in key.blocks[0].items)
+    content = next(b for b in key.blocks if b.title == "By content type")
+    assert any("holds on speech only" in i for i in content.items)
 
 
 def test_one_content_type_gives_no_breakdown(tmp_path):
@@ -173,3 +174,16 @@ def test_folders_of_one_recording_each_name_recordings_not_content_types(tmp_pat
     findings, blocks = report_content.content_breakdown(results)
     assert findings == []
     assert "Every content type holds a single recording" in blocks[0].text
+
+
+def test_cards_show_the_at_a_glance_measures_from_the_catalogue(tmp_path):
+    from perceptual_audio.report import glance
+
+    results, _ = _study(tmp_path)
+    shown = report_audio.headline_metrics(results)
+    assert shown == glance.glance_measures(results)  # one catalogue flag drives both
+    assert shown == ["pesq_wb", "stoi", "si_sdr", "cdpam_cosine", "cdpam_distance"]
+    out = tmp_path / "results" / "visualizations"
+    _, players = report_audio.audio_examples_blocks(results, out, n_examples=1)
+    card_rows = re.findall(r"<tr><td>([^<]+)</td><td class='num'>", players.html)
+    assert card_rows == [report.metric_info(m).label for m in shown]

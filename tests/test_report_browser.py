@@ -4,8 +4,9 @@ A small study (speech and music, two noise levels, CDPAM) goes through the four 
 scripts; the report is then loaded in Debian's ``chromium`` (``.ci/run`` installs it; the test
 skips with the reason where it is absent). Checked: the page loads without a console message or
 uncaught error, every audio player has a source that decodes (the embedded MP3 data URIs are
-decoded with soundfile), and the first screen (1280 x 800) shows the key findings. One
-screenshot per report section is kept in the test's temporary folder (``screenshots/``) for a
+decoded with soundfile), the document never scrolls sideways at 1280 or 800 px wide and its
+first screen holds the whole At-a-glance table. One screenshot per report section (and of the
+first screen at both widths) is kept in the test's temporary folder (``screenshots/``) for a
 person to look at; the path is printed.
 """
 
@@ -30,7 +31,6 @@ from test_end_to_end import _script, _speechlike
 pytestmark = pytest.mark.slow
 
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
-FIRST_SCREEN = (1280, 800)
 
 
 def chromium() -> str:
@@ -141,7 +141,8 @@ def test_page_loads_without_errors_and_every_player_decodes(study):
     assert not _console_problems(res.stderr), _console_problems(res.stderr)
     page = _Page()
     page.feed(res.stdout)
-    assert "key-findings" in page.sections and "listen" in page.sections
+    assert page.sections[0] == "at-a-glance" and "key-findings" in page.sections
+    assert "listen" in page.sections
     assert "by-content-type" in page.sections
     assert len(page.audio) >= 2 and len(page.audio) % 2 == 0  # clean beside degraded
     for src in page.audio:
@@ -154,21 +155,43 @@ def test_page_loads_without_errors_and_every_player_decodes(study):
     assert "http://" not in html.replace("http://www.w3.org", "")
 
 
-def test_first_screen_shows_the_key_findings(study, tmp_path):
+#: Widths the page must fit without scrolling sideways (a laptop and a narrow window), with
+#: the height of their first screen.
+SCREENS = ((1280, 800), (800, 800))
+
+_PROBE = """<script>window.addEventListener('load',function(){
+  var d=document.documentElement,t=document.querySelector('#at-a-glance table');
+  var r=t?t.getBoundingClientRect():null,wide=[];
+  document.querySelectorAll('body *').forEach(function(e){
+    var b=e.getBoundingClientRect();
+    if(b.width>0&&b.right>d.clientWidth+1&&!e.closest('.wide')&&!e.closest('details:not([open])'))
+      wide.push(e.tagName+(e.id?'#'+e.id:'')+(e.className?'.'+e.className:'')+' '+
+        Math.round(b.right));});
+  var ok=r&&r.top>=0&&r.bottom<=window.innerHeight;
+  document.body.setAttribute('data-probe',JSON.stringify({
+    scroll:d.scrollWidth,client:d.clientWidth,inner:window.innerWidth,
+    glance:ok?'yes':'no '+(r?Math.round(r.top)+'-'+Math.round(r.bottom):'none')+
+      ' of '+window.innerHeight,wide:wide.slice(0,8)}));});</script>"""
+
+
+@pytest.mark.parametrize("width, height", SCREENS)
+def test_page_fits_the_width_and_leads_with_at_a_glance(study, tmp_path, width, height):
+    """No horizontal scrolling of the document at either width (wide tables scroll inside
+    their own box), and the At-a-glance table is whole on the first screen."""
+    import json
+
     probe = tmp_path / "probe.html"
-    script = """<script>window.addEventListener('load',function(){
-      var s=document.getElementById('key-findings'),li=s&&s.querySelector('li');
-      var r=li?li.getBoundingClientRect():null;
-      document.body.setAttribute('data-first-screen',
-        r&&r.top>=0&&r.bottom<=window.innerHeight?'yes':'no '+(r?r.top+'-'+r.bottom:'none')+
-        ' of '+window.innerHeight);});</script>"""
-    probe.write_text(study.read_text().replace("</body>", script + "</body>"))
-    res = _browser(
-        f"--window-size={FIRST_SCREEN[0]},{FIRST_SCREEN[1]}", "--dump-dom", probe.as_uri()
-    )
+    probe.write_text(study.read_text().replace("</body>", _PROBE + "</body>"))
+    res = _browser(f"--window-size={width},{height}", "--dump-dom", probe.as_uri())
     page = _Page()
     page.feed(res.stdout)
-    assert page.attrs_body.get("data-first-screen") == "yes", page.attrs_body
+    got = json.loads(page.attrs_body.get("data-probe", "{}") or "{}")
+    assert got, res.stderr[-2000:]
+    assert got["inner"] == width, got  # the viewport is the width asked for
+    assert got["scroll"] <= got["client"], got  # the document never scrolls sideways
+    assert got["wide"] == [], got  # no element sticks out of the page (outside .wide boxes)
+    assert got["glance"] == "yes", got
+    assert page.sections[0] == "at-a-glance"
 
 
 def test_one_screenshot_per_section(study, tmp_path_factory):
@@ -177,13 +200,10 @@ def test_one_screenshot_per_section(study, tmp_path_factory):
     page.feed(study.read_text())
     assert page.sections
     shots = []
-    first = folder / "00-first-screen.png"
-    _browser(
-        f"--window-size={FIRST_SCREEN[0]},{FIRST_SCREEN[1]}",
-        f"--screenshot={first}",
-        study.as_uri(),
-    )
-    shots.append(first)
+    for width, height in SCREENS:
+        first = folder / f"00-first-screen-{width}.png"
+        _browser(f"--window-size={width},{height}", f"--screenshot={first}", study.as_uri())
+        shots.append(first)
     for i, sid in enumerate(page.sections, 1):
         only = folder / f"{i:02d}-{sid}.html"
         hide = f"<style>nav,h1,.meta,section:not(#{sid}){{display:none}}</style>"

@@ -156,6 +156,27 @@ def test_svg_format_replaces_the_png_figures(first_run, results_dir, tmp_path):
     assert page.count('<img src="data:image/svg+xml;base64,') == len(EXPECTED_FIGURES)
 
 
+def test_figure_format_writes_every_format_and_the_page_embeds_png(results_dir, tmp_path):
+    out = tmp_path / "vis"
+    argv = ["--results-dir", str(results_dir), "--output-dir", str(out), "--dpi", "20"]
+    assert visualize_stage.main([*argv, "--figure-format", "png,svg,pdf", "--quiet"]) == 0
+    stems = [f.removesuffix(".png") for f in EXPECTED_FIGURES]
+    for suffix, magic in ((".png", b"\x89PNG"), (".svg", b"<?xml"), (".pdf", b"%PDF")):
+        found = sorted(p.stem for p in out.glob(f"*{suffix}"))
+        assert found == sorted(stems), suffix
+        assert all(p.read_bytes().startswith(magic) for p in out.glob(f"*{suffix}"))
+    page = (out / "report.html").read_text()
+    assert page.count('<img src="data:image/png;base64,') == len(EXPECTED_FIGURES)
+    assert "image/svg+xml" not in page and "application/pdf" not in page
+    run = json.loads((out / "run.json").read_text())
+    assert len(run["outputs"]) == 3 * len(EXPECTED_FIGURES) + 2
+    # pdf alone: the page still needs PNGs, so they are written beside the PDFs.
+    out2 = tmp_path / "vis2"
+    argv[3] = str(out2)
+    assert visualize_stage.main([*argv, "--figure-format", "pdf", "--quiet"]) == 0
+    assert sorted(p.suffix for p in out2.glob("scatter_*")) == [".pdf", ".png"]
+
+
 def test_default_output_dir_is_inside_the_results_dir(tmp_path):
     results = write_results(
         tmp_path, _small_pairs(n_recordings=2, families={"noise": ["low", "high"]}), n_bootstrap=10
@@ -194,12 +215,17 @@ def test_older_results_schema_fails_with_a_clear_message(tmp_path, caplog):
 
 
 def test_bad_options_are_usage_errors(capsys):
-    for argv in (["--format", "pdf"], ["--dpi", "0"]):
+    for argv in (["--figure-format", "png,eps"], ["--figure-format", ","], ["--dpi", "0"]):
         with pytest.raises(SystemExit) as e:
             visualize_stage.main(argv)
         assert e.value.code == cli.EXIT_USAGE
     err = capsys.readouterr().err
-    assert "invalid choice: 'pdf'" in err and "expected a positive integer, got 0" in err
+    assert (
+        "argument --figure-format/--format: got unknown format(s) eps; expected a "
+        "comma-separated list of png, svg, pdf" in err
+    )
+    assert "--figure-format/--format: got an empty list" in err
+    assert "expected a positive integer, got 0" in err
 
 
 def test_script_help_lists_the_options():

@@ -69,6 +69,9 @@ class ExtraMetric:
     description: str
     extras: tuple[str, ...]
     bounds: tuple[float, float] = (0.0, math.inf)
+    #: A headline measure of the report (the catalogue's ``MetricSpec.headline``): a model's
+    #: own learned metric is, by default.
+    headline: bool = True
 
 
 class Embedder(abc.ABC):

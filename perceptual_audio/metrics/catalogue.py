@@ -170,11 +170,23 @@ def value_range(name: str) -> tuple[float | None, float | None]:
 
 
 _PESQ_RANGE = "PESQ MOS-LQO"
+#: Where the reference panel's agreement with listeners was shown (docs: README, "The
+#: reference panel"). Zimtohrli's MOS column is a fixed mapping of its distance, so only the
+#: distance joins the panel (one vote per metric).
+VISQOL_AUDIO_VALIDATION = (
+    "Hines et al., ViSQOLAudio, JASA 137(6), 2015; Chinen et al., ViSQOL v3, QoMEX 2020: "
+    "agreement with MUSHRA/MOS ratings of coded music and speech"
+)
+ZIMTOHRLI_VALIDATION = (
+    "google/zimtohrli COMPARISON.md (2024): Spearman with listener scores on public "
+    "listening-test datasets (coresv.net, TCD-VoIP, SEBASS-DB, PerceptualAudio JND), "
+    "beside ViSQOL, PESQ and DNSMOS"
+)
 _SPECS: tuple[MetricSpec, ...] = (
     MetricSpec(
         "pesq_wb", "PESQ-WB", "MOS-LQO, 1-4.64", True, KIND_CLASSIC, PESQ_WB_SAMPLE_RATE,
         domain=DOMAIN_SPEECH, package="pesq", group="pesq_wb", bounds=PESQ_MOS_LQO_RANGE,
-        description="wide-band PESQ, ITU-T P.862.2 (2005)",
+        description="wide-band PESQ, ITU-T P.862.2 (2005)", headline=True,
     ),
     MetricSpec(
         "pesq_nb", "PESQ-NB", "MOS-LQO, 1-4.55", True, KIND_CLASSIC, PESQ_NB_SAMPLE_RATE,
@@ -184,7 +196,7 @@ _SPECS: tuple[MetricSpec, ...] = (
     MetricSpec(
         "stoi", "STOI", "0-1", True, KIND_CLASSIC, 10000, domain=DOMAIN_SPEECH,
         package="pystoi", group="stoi", bounds=(-1.0, 1.0),
-        description="short-time objective intelligibility (Taal et al. 2011)",
+        description="short-time objective intelligibility (Taal et al. 2011)", headline=True,
     ),
     MetricSpec(
         "estoi", "ESTOI", "0-1", True, KIND_CLASSIC, 10000, domain=DOMAIN_SPEECH,
@@ -194,11 +206,13 @@ _SPECS: tuple[MetricSpec, ...] = (
     MetricSpec(
         "si_sdr", "SI-SDR", "dB", True, KIND_CLASSIC, None, group="si_sdr",
         description="scale-invariant signal-to-distortion ratio (Le Roux et al. 2019)",
+        headline=True,
     ),
     MetricSpec(
         "visqol_audio", "ViSQOL audio", "MOS-LQO, 1-5", True, KIND_REFERENCE, 48000,
         package="visqol-python", group="visqol_audio", bounds=(1.0, 5.0),
-        description="ViSQOL v3 audio mode (gammatone NSIM + SVR), 48 kHz",
+        description="ViSQOL v3 audio mode (gammatone NSIM + SVR), 48 kHz", headline=True,
+        validated_by=VISQOL_AUDIO_VALIDATION,
     ),
     MetricSpec(
         "visqol_speech", "ViSQOL speech", "MOS-LQO, 1-5", True, KIND_REFERENCE, 16000,
@@ -209,7 +223,8 @@ _SPECS: tuple[MetricSpec, ...] = (
     MetricSpec(
         "zimtohrli", "Zimtohrli distance", "Zimtohrli units", False, KIND_REFERENCE, 48000,
         package="zimtohrli", group="zimtohrli", bounds=(0.0, math.inf),
-        description="Zimtohrli psychoacoustic distance, 48 kHz",
+        description="Zimtohrli psychoacoustic distance, 48 kHz", headline=True,
+        validated_by=ZIMTOHRLI_VALIDATION,
     ),
     MetricSpec(
         "zimtohrli_mos", "Zimtohrli MOS", "MOS, 1-5", True, KIND_REFERENCE, 48000,
@@ -262,7 +277,7 @@ def embedding_specs(model: str) -> tuple[MetricSpec, ...]:
             f"{model}_cosine", f"{display} cosine (frame-aligned)", "-1 to 1", True,
             bounds=(-1.0, 1.0), model=model,
             description=f"cosine similarity of frame-aligned {display} embeddings, mean over frames",
-            **common,
+            headline=True, **common,
         ),
         MetricSpec(
             f"{model}_cosine_pooled", f"{display} cosine (mean-pooled)", "-1 to 1", True,
@@ -280,7 +295,7 @@ def embedding_specs(model: str) -> tuple[MetricSpec, ...]:
         specs.append(
             MetricSpec(
                 e.name, e.label, e.unit, e.higher_is_better, bounds=e.bounds, model=model,
-                description=e.description, **common,
+                description=e.description, headline=e.headline, **common,
             )
         )  # fmt: skip
     return tuple(specs)
@@ -365,6 +380,17 @@ def reference_metric_names(names: Sequence[str]) -> list[str]:
 
 def neural_metric_names(names: Sequence[str]) -> list[str]:
     return [n for n in names if describe(n).neural]
+
+
+def headline_metric_names(names: Sequence[str]) -> list[str]:
+    """The headline measures among ``names`` (``MetricSpec.headline``), in their order."""
+    return [n for n in names if describe(n).headline and describe(n).role == ROLE_PAIR]
+
+
+def panel_metric_names(names: Sequence[str]) -> list[str]:
+    """The reference panel among ``names``: pair metrics validated against listeners
+    (``MetricSpec.validated_by``), what a study without ratings is judged against."""
+    return [n for n in names if describe(n).validated and describe(n).role == ROLE_PAIR]
 
 
 def metric_selectors(models: Sequence[str]) -> dict[str, list[str]]:

@@ -38,12 +38,11 @@ from perceptual_audio.report.loading import (
     StudyResults,
 )
 from perceptual_audio.report.vocabulary import (
-    REFERENCE_METRICS,
     condition_label,
     fmt,
     metric_info,
-    primary_neural_metrics,
 )
+from perceptual_audio.report.vocabulary import headline_metrics as catalogue_headline
 
 logger = logging.getLogger(__name__)
 
@@ -76,10 +75,9 @@ class Example:
 
 
 def headline_metrics(results: StudyResults) -> list[str]:
-    """Metrics shown beside the players and used to choose pairs: PESQ-WB, STOI and each
-    model's headline (frame cosine; CDPAM also its learned distance), where they have values."""
-    names = [m for m in REFERENCE_METRICS if m in results.metrics]
-    names += primary_neural_metrics(results.metrics)
+    """Metrics shown beside the players and used to choose pairs: the catalogue's headline
+    measures (the At-a-glance table's), where they have values."""
+    names = catalogue_headline(results.metrics)
     return [m for m in names if results.pairs[m].notna().sum() >= 1]
 
 

@@ -38,6 +38,7 @@ from perceptual_audio.report.findings import (
     Correlation,
     agreement,
     classify_agreement,
+    judges,
     lookup_correlation,
 )
 from perceptual_audio.report.loading import (
@@ -45,7 +46,6 @@ from perceptual_audio.report.loading import (
 )
 from perceptual_audio.report.vocabulary import (
     PRIMARY_METHOD,
-    REFERENCE_METRICS,
     SCOPE_ALL,
     _fmt_n,
     fmt,
@@ -210,11 +210,11 @@ def content_breakdown(results: StudyResults) -> tuple[list[str], list[Any]]:
                 "breakdown (give visualize_results.py --content-types to define types)."
             )
         ]
-    refs = [r for r in REFERENCE_METRICS if r in results.metrics]
+    refs = judges(results)
     neural = [m for m in primary_neural_metrics(results.metrics) if pairs[m].notna().any()]
     metric_pairs = [(m, r) for m in neural for r in refs]
-    if len(refs) == 2:
-        metric_pairs.append(tuple(refs))  # type: ignore[arg-type]
+    if len(refs) >= 2:
+        metric_pairs.append((refs[0], refs[1]))
     blocks: list[Any] = [Paragraph(origin)]
     findings: list[str] = []
     if metric_pairs:

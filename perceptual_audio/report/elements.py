@@ -33,11 +33,30 @@ class Paragraph:
     text: str
     #: ``note`` paragraphs are warnings (shown in a box at the top of the HTML).
     note: bool = False
+    #: A verdict: shown emphasised (At a glance).
+    lead: bool = False
 
 
 @dataclass
 class Bullets:
     items: list[str]
+    #: A short heading over the list (the findings' groups); empty: none.
+    title: str = ""
+    #: HTML shows each item's first :data:`FOLD_CHARS` or so (about two lines at 800 px) and
+    #: folds the rest into ``<details>``; the text report keeps every word.
+    fold: bool = False
+
+
+#: Characters of a folded item shown before the fold (about two lines at 800 px wide).
+FOLD_CHARS = 160
+
+
+@dataclass(frozen=True)
+class Folded:
+    """A table cell with a one-line summary and the full text behind a ``<details>`` fold."""
+
+    short: str
+    detail: str
 
 
 @dataclass
@@ -74,6 +93,8 @@ class Section:
 def _cell_text(value: Any) -> str:
     if isinstance(value, Cell):
         return value.text
+    if isinstance(value, Folded):
+        return value.detail
     if isinstance(value, float | np.floating):
         return fmt(value)
     return "" if value is None else str(value)
@@ -82,6 +103,8 @@ def _cell_text(value: Any) -> str:
 def _cell_sort(value: Any) -> str:
     if isinstance(value, Cell):
         value = value.sort
+    if isinstance(value, Folded):
+        return value.short
     if isinstance(value, int | float | np.integer | np.floating):
         return "" if math.isnan(float(value)) else repr(float(value))
     return str(value)
@@ -91,3 +114,20 @@ def _ci_cell(mean: float, lo: float, hi: float) -> Cell:
     if math.isnan(lo) or math.isnan(hi):
         return Cell(fmt(mean), mean)
     return Cell(f"{fmt(mean)} [{fmt(lo)}, {fmt(hi)}]", mean)
+
+
+def split_for_fold(text: str, limit: int = FOLD_CHARS) -> tuple[str, str]:
+    """(shown, folded) parts of ``text``: the whole text when it is at most ``limit``
+    characters; else the longest head up to ``limit`` ending at a sentence, a semicolon or a
+    comma in its second half, else at a space, and the rest."""
+    text = " ".join(text.split())
+    if len(text) <= limit:
+        return text, ""
+    head = text[: limit + 1]
+    # A clause boundary late enough to keep the numbers that follow a colon in view.
+    for sep, earliest in ((". ", limit // 2), ("; ", limit // 2), (", ", limit // 2), (" ", 0)):
+        cut = head.rfind(sep)
+        if cut >= earliest:
+            end = cut + (1 if sep == ". " else 0)
+            return text[:end].rstrip(" ;:,"), text[cut + len(sep) :].strip()
+    return text[:limit], text[limit:]

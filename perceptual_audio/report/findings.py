@@ -21,11 +21,11 @@ from perceptual_audio.report.vocabulary import (
     METHOD_NAME,
     METHOD_SYMBOL,
     PRIMARY_METHOD,
-    REFERENCE_METRICS,
     SCOPE_ALL,
     STRENGTH_WORDS,
     _fmt_n,
     fmt,
+    judge_metrics,
     metric_info,
     metric_sort_key,
     primary_neural_metrics,
@@ -93,6 +93,12 @@ class Correlation:
         return f"{METHOD_SYMBOL[self.method]} = {fmt(self.r, 2)}{ci}, n = {_fmt_n(self.n)}"
 
 
+def judges(results: StudyResults) -> list[str]:
+    """The study's judges (:func:`judge_metrics`): the reference panel where computed, else the
+    headline classic measures; only columns with at least one value."""
+    return judge_metrics(results.metrics, lambda m: bool(results.pairs[m].notna().any()))
+
+
 def lookup_correlation(
     correlations: pd.DataFrame, scope: str, a: str, b: str, method: str = PRIMARY_METHOD
 ) -> Correlation | None:
@@ -132,11 +138,19 @@ def lookup_correlation(
 
 
 def agreement(metric: str, corr: Correlation) -> tuple[float, float, float]:
-    """(value, ci_low, ci_high) signed so that positive means "agrees with the reference".
+    """(value, ci_low, ci_high) signed so that positive means "the two metrics agree".
 
-    A distance (lower = closer to clean) agrees with PESQ/STOI when the correlation is negative.
+    A similarity and a distance (lower = closer to clean) agree when their correlation is
+    negative; two similarities, or two distances, when it is positive. ``metric`` is one of
+    the correlation's two metrics (another name is taken against a similarity).
     """
-    if metric_info(metric).higher_is_better:
+    if metric == corr.metric_x:
+        other_hib = metric_info(corr.metric_y).higher_is_better
+    elif metric == corr.metric_y:
+        other_hib = metric_info(corr.metric_x).higher_is_better
+    else:  # not one of the two: a similarity reference, as PESQ
+        other_hib = True
+    if metric_info(metric).higher_is_better == other_hib:
         return corr.r, corr.ci_low, corr.ci_high
     return -corr.r, -corr.ci_high, -corr.ci_low
 
@@ -155,8 +169,12 @@ def classify_agreement(metric: str, corr: Correlation | None) -> str:
     return "uncertain"
 
 
-def _sign_note(metric: str) -> str:
-    return "" if metric_info(metric).higher_is_better else " (a distance: negative means agreement)"
+def _sign_note(metric: str, reference: str = "pesq_wb") -> str:
+    if metric_info(metric).higher_is_better == metric_info(reference).higher_is_better:
+        return ""
+    if not metric_info(metric).higher_is_better:
+        return " (a distance: negative means agreement)"
+    return " (against a distance: negative means agreement)"
 
 
 def correlation_findings(results: StudyResults) -> list[str]:
@@ -173,9 +191,8 @@ def correlation_findings(results: StudyResults) -> list[str]:
             "with PESQ or STOI."
         ]
     best_for: dict[str, str] = {}
-    for ref in REFERENCE_METRICS:
-        if ref not in results.metrics:
-            continue
+    refs = judges(results)
+    for ref in refs:
         ranked = []
         for m in neural:
             c = lookup_correlation(corr, SCOPE_ALL, m, ref)
@@ -194,7 +211,7 @@ def correlation_findings(results: StudyResults) -> list[str]:
         word = strength_word(value) if value > 0 else "no (or reversed)"
         sentence = (
             f"Against {ref_label}, the neural metric that agrees best is "
-            f"{metric_info(best).label}{_sign_note(best)}: {c.describe()}, "
+            f"{metric_info(best).label}{_sign_note(best, ref)}: {c.describe()}, "
             f"{word} agreement over all pairs."
         )
         # The runner-up comes from another model when there is one: "OpenL3 frame cosine beats
@@ -215,23 +232,24 @@ def correlation_findings(results: StudyResults) -> list[str]:
                 f"{c2.describe(with_n=False)}; {sure}."
             )
         out.append(sentence)
-    if len(best_for) == 2:
-        a, b = (best_for[r] for r in REFERENCE_METRICS)
-        la, lb = (metric_info(r).label for r in REFERENCE_METRICS)
-        if a == b:
-            out.append(
-                f"The same neural metric, {metric_info(a).label}, agrees best with both "
-                f"{la} and {lb}."
+    labels = [metric_info(r).label for r in best_for]
+    if len(best_for) >= 2 and len(set(best_for.values())) == 1:
+        only = metric_info(next(iter(best_for.values()))).label
+        every = "both " if len(labels) == 2 else "each of "
+        out.append(f"The same neural metric, {only}, agrees best with {every}{_and(labels)}.")
+    elif len(best_for) >= 2:
+        out.append(
+            "The judges favour different neural metrics: "
+            + "; ".join(
+                f"{metric_info(b).label} tracks {metric_info(r).label} best"
+                for r, b in best_for.items()
             )
-        else:
-            out.append(
-                f"{la} and {lb} favour different neural metrics: {metric_info(a).label} "
-                f"tracks {la} best, {metric_info(b).label} tracks {lb} best."
-            )
-    if all(r in results.metrics for r in REFERENCE_METRICS):
-        c = lookup_correlation(corr, SCOPE_ALL, *REFERENCE_METRICS)
+            + "."
+        )
+    if len(refs) >= 2:
+        c = lookup_correlation(corr, SCOPE_ALL, refs[0], refs[1])
         if c is not None:
-            la, lb = (metric_info(r).label for r in REFERENCE_METRICS)
+            la, lb = (metric_info(r).label for r in refs[:2])
             out.append(f"For comparison, {la} and {lb} agree with each other at {c.describe()}.")
     return out
 
@@ -313,9 +331,7 @@ def family_findings(results: StudyResults) -> list[str]:
     primary = primary_neural_metrics(results.metrics) or results.neural_metrics
     disagreements = []
     for fam in results.families:
-        for ref in REFERENCE_METRICS:
-            if ref not in results.metrics:
-                continue
+        for ref in judges(results):
             groups: dict[str, list[str]] = {
                 "agrees": [],
                 "uncertain": [],
@@ -359,8 +375,9 @@ def family_findings(results: StudyResults) -> list[str]:
         )
     else:
         out.append(
-            "No headline neural metric runs clearly the opposite way to PESQ-WB or STOI "
-            "within any degradation family."
+            "No headline neural metric runs clearly the opposite way to "
+            + _and([metric_info(r).label for r in judges(results)] or ["the judges"])
+            + " within any degradation family."
         )
     return out
 
@@ -368,7 +385,7 @@ def family_findings(results: StudyResults) -> list[str]:
 def family_agreement_table(results: StudyResults) -> Table:
     """Headline neural metrics against PESQ-WB and STOI within each family: Spearman with CI
     and the verdict of :func:`classify_agreement`."""
-    refs = [r for r in REFERENCE_METRICS if r in results.metrics]
+    refs = judges(results)
     primary = primary_neural_metrics(results.metrics) or results.neural_metrics
     rows = []
     for fam in results.families:

@@ -21,18 +21,25 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")  # headless: no display needed, the same output everywhere
+# Figures for papers: text in SVG stays <text> (the font referenced by name, editable) and PDF
+# embeds TrueType fonts (Type 42) rather than Type 3 outlines, which journals refuse.
+matplotlib.rcParams["svg.fonttype"] = "none"
+matplotlib.rcParams["pdf.fonttype"] = 42
+matplotlib.rcParams["ps.fonttype"] = 42
+# fontTools subsets the PDF fonts and logs each step at INFO: not the stage's news.
+logging.getLogger("fontTools").setLevel(logging.WARNING)
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import seaborn as sns  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-from matplotlib.lines import Line2D  # noqa: E402
-from matplotlib.patches import Patch  # noqa: E402
-from scipy import stats as sps  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
+from scipy import stats as sps
 
-from perceptual_audio.errors import ParameterError  # noqa: E402
-from perceptual_audio.files import atomic_path  # noqa: E402
+from perceptual_audio.errors import ParameterError
+from perceptual_audio.files import atomic_path
 from perceptual_audio.report.findings import (
     lookup_correlation,
 )
@@ -43,14 +50,14 @@ from perceptual_audio.report.vocabulary import (
     condition_label,
     metric_info,
 )
-from perceptual_audio.results import CORRELATION_METHODS  # noqa: E402
+from perceptual_audio.results import CORRELATION_METHODS
 
 logger = logging.getLogger(__name__)
 
 #: Marker of the 1st, 2nd, ... level (by severity) of each family.
 LEVEL_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
 #: Figure formats :func:`save_figure` writes.
-FORMATS = ("png", "svg")
+FORMATS = ("png", "svg", "pdf")
 #: Width of one panel, inches (figures are about 10-13 in wide: readable at report width).
 PANEL_WIDTH_IN = 4.2
 PANEL_HEIGHT_IN = 3.4
@@ -642,30 +649,42 @@ def family_small_multiples(
 
 
 def save_figure(fig: Figure, path: str | os.PathLike, *, dpi: int = 110) -> Path:
-    """Write ``fig`` atomically as PNG or SVG (by the suffix of ``path``) and close it.
+    """Write ``fig`` atomically as PNG, SVG or PDF (by the suffix of ``path``) and close it.
 
     Parameters
     ----------
     fig : Figure
     path : path-like
-        Ends in ``.png`` or ``.svg``.
+        Ends in ``.png``, ``.svg`` or ``.pdf``.
     dpi : int
-        Dots per inch of PNG output (SVG is resolution independent).
+        Dots per inch of PNG output (SVG and PDF are resolution independent).
     """
-    path = Path(path)
-    fmt = path.suffix.lower().lstrip(".")
-    if fmt not in FORMATS:
-        raise ParameterError(f"save_figure: {path} must end in .png or .svg, got {path.suffix!r}")
+    return save_figures(fig, [path], dpi=dpi)[0]
+
+
+#: Metadata that would make two drawings of the same data differ (dates, versions): removed.
+_NO_TIMESTAMPS = {"png": {"Software": None}, "svg": {"Date": None}, "pdf": {"CreationDate": None}}
+
+
+def save_figures(fig: Figure, paths: Sequence[str | os.PathLike], *, dpi: int = 110) -> list[Path]:
+    """Write ``fig`` atomically to each of ``paths`` (format by suffix: ``.png``, ``.svg``,
+    ``.pdf``), then close it. Text stays text in SVG and PDF (see the rcParams above)."""
+    out = [Path(p) for p in paths]
+    for path in out:
+        if path.suffix.lower().lstrip(".") not in FORMATS:
+            raise ParameterError(
+                f"save_figure: {path} must end in .png, .svg or .pdf, got {path.suffix!r}"
+            )
     if dpi <= 0:
         raise ParameterError(f"save_figure: dpi must be > 0, got {dpi}")
-    # No timestamps in the files: the same data gives the same bytes.
-    metadata = {"Date": None} if fmt == "svg" else {"Software": None}
     try:
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, format=fmt, dpi=dpi, metadata=metadata)
+        for path in out:
+            fmt = path.suffix.lower().lstrip(".")
+            with atomic_path(path) as tmp:
+                fig.savefig(tmp, format=fmt, dpi=dpi, metadata=_NO_TIMESTAMPS[fmt])
     finally:
         plt.close(fig)
-    return path
+    return out
 
 
 # -- agreement with listeners ---------------------------------------------------------------

@@ -18,12 +18,14 @@ from perceptual_audio.report.elements import (
     Bullets,
     Cell,
     FigureBlock,
+    Folded,
     HtmlBlock,
     Paragraph,
     Section,
     Table,
     _cell_sort,
     _cell_text,
+    split_for_fold,
 )
 
 logger = logging.getLogger(__name__)
@@ -92,6 +94,7 @@ def render_text(
             if isinstance(b, Paragraph):
                 out.append(_wrap(("NOTE: " if b.note else "") + b.text))
             elif isinstance(b, Bullets):
+                out += [b.title + ":"] if b.title else []
                 out += [_wrap(item, indent="- ") for item in b.items]
             elif isinstance(b, Table):
                 out.append(_text_table(b))
@@ -112,25 +115,33 @@ _CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,Helvetica,Arial,sans-serif;margin:0;
 background:#f6f7f9;color:#1d232b;line-height:1.45}
 main{max-width:1100px;margin:0 auto;padding:24px 32px 64px;background:#fff;min-height:100vh}
-h1{font-size:1.7em;margin:0.2em 0}h2{border-bottom:2px solid #d8dde3;padding-bottom:4px;margin-top:2em}
-.meta{color:#5b6570;font-size:0.9em}
+h1{font-size:1.5em;margin:0.1em 0}h2{border-bottom:2px solid #d8dde3;padding-bottom:4px;margin-top:2em}
+.meta{color:#5b6570;font-size:0.85em;margin:0.2em 0}
 .note{white-space:pre-line;background:#fff4d6;border:1px solid #e6c36a;border-left:6px solid #d99a00;padding:10px 14px;
 margin:8px 0;border-radius:4px}
 table{border-collapse:collapse;margin:10px 0 18px;font-size:0.88em;width:auto;max-width:100%}
 caption{caption-side:top;text-align:left;font-weight:600;padding:4px 0;color:#333}
 th,td{border:1px solid #d8dde3;padding:4px 8px;vertical-align:top}
-td.long{overflow-wrap:anywhere;min-width:12em}
+td.long{overflow-wrap:anywhere;min-width:8em}
 th{background:#eef1f5;cursor:pointer;user-select:none;white-space:nowrap;text-align:left}
 h3{margin-top:1.6em;color:#2b3440}
 th.sorted-asc::after{content:" \\25B2";font-size:0.7em}th.sorted-desc::after{content:" \\25BC";font-size:0.7em}
 td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 tr:nth-child(even) td{background:#fafbfc}
-.wide{overflow-x:auto}
+.wide{overflow-x:auto;max-width:100%}
+p,li,figcaption,dd,td.fold{overflow-wrap:anywhere}
+a{overflow-wrap:anywhere}nav a{display:inline-block;white-space:nowrap}
+details.more{display:inline}details.more summary{display:inline;margin:0}
+details.more[open]{display:block}
+.fold pre{white-space:pre-wrap;overflow-wrap:anywhere;font-size:0.85em;margin:4px 0}
+.verdict{background:#eef5ff;border-left:6px solid #1a5fb4;padding:8px 14px;margin:8px 0;
+border-radius:4px}#at-a-glance h2{margin-top:0.6em}#at-a-glance table{margin-top:4px}
+@media (max-width:900px){main{padding:16px 14px 48px}}
 figure{margin:18px 0 28px}figure img{max-width:100%;height:auto;border:1px solid #e3e6ea}
 figcaption{font-size:0.9em;color:#444;margin-top:4px}
 details summary{cursor:pointer;color:#1a5fb4;margin:6px 0}
 li{margin:4px 0}
-nav a{margin-right:12px}
+nav{font-size:0.9em}nav a{margin-right:12px}
 """
 
 # Click a header to sort by it; numbers sort numerically (data-sort), text alphabetically,
@@ -172,6 +183,12 @@ def _html_table(table: Table, table_id: str) -> str:
     for row in table.rows:
         tds = []
         for v in row:
+            if isinstance(v, Folded):
+                tds.append(
+                    f'<td class="fold">{esc(v.short)}<details><summary>details</summary>'
+                    f"<pre>{esc(v.detail)}</pre></details></td>"
+                )
+                continue
             text = _cell_text(v)
             numeric = isinstance(
                 v, Cell | int | float | np.integer | np.floating
@@ -191,6 +208,33 @@ def _html_table(table: Table, table_id: str) -> str:
         + "\n".join(body)
         + "</tbody></table></div>"
     )
+
+
+def _folded_html(text: str) -> str:
+    """``text`` cut to about two lines, the rest behind a ``<details>`` fold."""
+    esc = html.escape
+    shown, rest = split_for_fold(text)
+    if not rest:
+        return esc(shown)
+    return f'{esc(shown)} <details class="more"><summary>more</summary>{esc(rest)}</details>'
+
+
+def _html_bullets(b: Bullets) -> str:
+    esc = html.escape
+    items = "".join(f"<li>{_folded_html(i) if b.fold else esc(i)}</li>" for i in b.items)
+    return (f"<h3>{esc(b.title)}</h3>" if b.title else "") + f"<ul>{items}</ul>"
+
+
+def _html_paragraph(b: Paragraph) -> str:
+    """A paragraph; a note (a warning) shows its first line and folds the rest."""
+    esc = html.escape
+    if not b.note:
+        return f'<p class="verdict">{esc(b.text)}</p>' if b.lead else f"<p>{esc(b.text)}</p>"
+    first, _, rest = b.text.strip().partition("\n")
+    shown, more = split_for_fold(first, 240)
+    more = " ".join(x for x in (more, rest.strip()) if x)
+    fold = f'<details class="more"><summary>more</summary>{esc(more)}</details>' if more else ""
+    return f'<p class="note"><strong>Note:</strong> {esc(shown)} {fold}</p>'
 
 
 def _slug(text: str) -> str:
@@ -228,13 +272,9 @@ def render_html(
         group = ""
         for b in sec.blocks:
             if isinstance(b, Paragraph):
-                parts.append(
-                    f'<p class="note"><strong>Note:</strong> {esc(b.text)}</p>'
-                    if b.note
-                    else f"<p>{esc(b.text)}</p>"
-                )
+                parts.append(_html_paragraph(b))
             elif isinstance(b, Bullets):
-                parts.append("<ul>" + "".join(f"<li>{esc(i)}</li>" for i in b.items) + "</ul>")
+                parts.append(_html_bullets(b))
             elif isinstance(b, Table):
                 n_table += 1
                 rendered = _html_table(b, f"table-{n_table}")

@@ -24,6 +24,7 @@ from perceptual_audio.report.findings import (
     rate_notes,
     reference_tracking_findings,
 )
+from perceptual_audio.report.glance import glance_section, panel_sources_table
 from perceptual_audio.report.listeners import (
     LISTENER_FIGURE_GROUP,
     _min_recordings_for_ci,
@@ -46,6 +47,12 @@ from perceptual_audio.report.vocabulary import (
 )
 
 logger = logging.getLogger(__name__)
+
+
+def _has_panel(results: StudyResults) -> bool:
+    from perceptual_audio.report.findings import judges
+
+    return any(metric_info(m).validated for m in judges(results))
 
 
 def build_report(
@@ -102,18 +109,38 @@ def build_report(
     mono_sentences, mono_right, mono_monotone = monotonicity_findings(results)
     fail_sentences, fail_metric_rows, fail_pair_rows = failure_summary(results)
 
-    sections = [Section("Notes", notes)] if notes else []
+    sections = [glance_section(results)]
+    sections += [Section("Notes", notes)] if notes else []
     listener_key, listener_blocks = listener_section(results, figures)
     figures = [f for f in figures if f.group != LISTENER_FIGURE_GROUP]
     content_findings, content_blocks = report_content.content_breakdown(results)
-    key = listener_key + findings + content_findings + per_family[-1:] + mono_sentences[:2]
-    sections.append(Section("Key findings", [Bullets(key)]))
+    groups = (
+        ("Listeners", listener_key),
+        ("Against the " + ("reference panel" if _has_panel(results) else "classics"), findings),
+        ("By content type", content_findings),
+        ("By degradation family", per_family[-1:]),
+        ("Monotonicity", mono_sentences[:2]),
+    )
+    sections.append(
+        Section(
+            "Key findings",
+            [Bullets(items, title=title, fold=True) for title, items in groups if items],
+        )
+    )
     if listener_blocks:  # with ratings, the report leads with the listeners
         sections.append(Section("Agreement with listeners", listener_blocks))
     if listen:
         sections.append(Section("Listen", list(listen)))
     rates = metric_rate_table(results)
-    sections.append(Section("Setup", setup_blocks(results) + ([rates] if rates.rows else [])))
+    panel = panel_sources_table(results)
+    sections.append(
+        Section(
+            "Setup",
+            setup_blocks(results)
+            + ([rates] if rates.rows else [])
+            + ([panel] if panel is not None else []),
+        )
+    )
     sections.append(
         Section("Sample Results", [sample_results_table(results), summary_table(results)])
     )

@@ -8,13 +8,14 @@ from typing import Any
 
 import pandas as pd
 
-from perceptual_audio import metrics as _metrics
 from perceptual_audio.report.elements import (
     Bullets,
     Cell,
+    Folded,
     Paragraph,
     Table,
     _ci_cell,
+    split_for_fold,
 )
 from perceptual_audio.report.findings import (
     lookup_correlation,
@@ -29,7 +30,9 @@ from perceptual_audio.report.vocabulary import (
     SCOPE_ALL,
     _fmt_n,
     condition_label,
+    headline_metrics,
     metric_info,
+    primary_neural_metrics,
     study_models,
 )
 from perceptual_audio.results import (
@@ -44,15 +47,13 @@ def sample_results_table(results: StudyResults) -> Table:
     neural similarities per model, PESQ and STOI."""
     columns: list[tuple[str, str]] = []
     models = study_models()
-    for model, display in models.items():
-        if f"{model}_cosine" in results.metrics and _model_available(results, model):
-            columns.append((f"{model}_cosine", f"{display} similarity"))
-    for model in models:
-        for extra in _metrics.extra_metrics(model):
-            if extra.name in results.metrics and _model_available(results, model):
-                columns.append((extra.name, extra.label))
-    for m in ("pesq_wb", "stoi", "visqol_audio", "zimtohrli", "dnsmos_ovrl"):
-        if m in results.metrics:
+    for m in primary_neural_metrics(results.metrics):
+        model = metric_info(m).model
+        if model is not None and _model_available(results, model):
+            label = f"{models.get(model, model)} similarity" if m == f"{model}_cosine" else None
+            columns.append((m, label or metric_info(m).label))
+    for m in headline_metrics(results.metrics):
+        if not metric_info(m).neural:
             # "PESQ" is the wide-band one (the caption says so)
             columns.append((m, "PESQ" if m == "pesq_wb" else metric_info(m).label))
     rows = []
@@ -167,6 +168,72 @@ def full_correlation_table(results: StudyResults) -> Table:
     return Table("All correlations (scope: all pairs, or one degradation family)", cols, rows)
 
 
+#: Units of parameters whose name does not carry one (the house names carry units).
+PARAMETER_UNITS = {
+    "bootstrap": "replicates",
+    "confidence": "coverage",
+    "seed": "",
+    "pesq_nb_sample_rate": "Hz",
+    "study_sample_rate": "Hz",
+    "dpi": "dots per inch",
+}
+#: Name endings and their units.
+UNIT_SUFFIXES = (
+    ("_hz", "Hz"),
+    ("_sample_rate", "Hz"),
+    ("_seconds", "s"),
+    ("_s", "s"),
+    ("_db", "dB"),
+    ("_mb", "MB"),
+    ("_kbps", "kbit/s"),
+    ("_version", "version"),
+)
+#: A parameter value longer than this is folded (one line shown, the rest behind details).
+PARAMETER_VALUE_CHARS = 80
+
+
+def parameter_unit(name: str) -> str:
+    """The unit of a parameter from its name (``pesq_nb_sample_rate`` -> ``Hz``)."""
+    last = name.rsplit(".", 1)[-1]
+    if last in PARAMETER_UNITS:
+        return PARAMETER_UNITS[last]
+    return next((unit for end, unit in UNIT_SUFFIXES if last.endswith(end)), "")
+
+
+def parameter_table(params: dict[str, Any]) -> Table:
+    """A run's parameters as a definition table: name, value, unit (nested settings one level
+    deep as ``group.name``; a long value folded)."""
+    rows: list[list[Any]] = []
+
+    def add(name: str, value: Any, shown: str | None = None) -> None:
+        text = _short(value)
+        cell: Any = text
+        if shown is not None or len(text) > PARAMETER_VALUE_CHARS:
+            cell = Folded(shown or text[: PARAMETER_VALUE_CHARS - 3] + "...", text)
+        rows.append([name, cell, parameter_unit(name)])
+
+    for key, value in params.items():
+        if not isinstance(value, dict):
+            add(key, value)
+            continue
+        records = {k: v for k, v in value.items() if isinstance(v, dict)}
+        for sub, v in value.items():
+            if sub not in records:
+                add(f"{key}.{sub}", v)
+        if records:  # one record per column (the metrics' descriptions): one folded row
+            add(f"{key} (per entry)", records, f"{len(records)} entries: " + ", ".join(records))
+    return Table("Metric stage parameters (results/run.json)", ["Name", "Value", "Unit"], rows)
+
+
+def _folded_reason(reason: str) -> Any:
+    """A model's skip reason: its first line, the whole message behind a fold if longer."""
+    first = reason.strip().splitlines()[0] if reason.strip() else ""
+    whole = reason.strip()
+    if whole == first and len(first) <= PARAMETER_VALUE_CHARS:
+        return first
+    return Folded(split_for_fold(first, PARAMETER_VALUE_CHARS)[0], whole)
+
+
 def setup_blocks(results: StudyResults) -> list[Any]:
     """Inputs, degradations with their parameters, models with weights hashes."""
     inp = results.inputs
@@ -206,13 +273,9 @@ def setup_blocks(results: StudyResults) -> list[Any]:
     params = (
         results.run.get("parameters") if isinstance(results.run.get("parameters"), dict) else {}
     )
-    if params:
-        lines.append(
-            "Metric stage parameters: "
-            + ", ".join(f"{k}={_short(v)}" for k, v in params.items())
-            + "."
-        )
     blocks: list[Any] = [Bullets(lines)]
+    if params:
+        blocks.append(parameter_table(params))
     if not results.degradations.empty:
         rows = []
         for fam, lev in results.conditions:
@@ -252,7 +315,7 @@ def setup_blocks(results: StudyResults) -> list[Any]:
                 m.variant or "",
                 m.weights_sha256 or "",
                 "" if m.n_embeddings is None else m.n_embeddings,
-                " ".join(m.reason.split()) if m.reason and not m.available else "",
+                _folded_reason(m.reason) if m.reason and not m.available else "",
             ]
         )
     blocks.append(

@@ -21,8 +21,6 @@ METHOD_NAME = {"pearson": "Pearson", "spearman": "Spearman", "kendall": "Kendall
 #: The method the plain-word findings rank by: rank-based, so a monotone but curved relation
 #: (PESQ saturates near 4.6) still counts as full agreement.
 PRIMARY_METHOD = "spearman"
-#: The classic references the findings compare every neural metric against.
-REFERENCE_METRICS = ("pesq_wb", "stoi")
 #: Scope value of correlations over all pairs.
 SCOPE_ALL = "all"
 
@@ -79,14 +77,38 @@ def metric_sort_key(name: str) -> tuple[int, int, str]:
     return (9 + len(models), 0, name)
 
 
+def headline_metrics(metrics: Iterable[str]) -> list[str]:
+    """The headline measures among ``metrics`` (the catalogue's ``headline`` flag: At a
+    glance, the Listen cards), in report order."""
+    return sorted(_metrics.headline_metric_names(list(metrics)), key=metric_sort_key)
+
+
 def primary_neural_metrics(metrics: Iterable[str]) -> list[str]:
-    """The headline metrics per model: ``<model>_cosine``, then the models' own extra metrics
-    (CDPAM's learned distance)."""
+    """The headline neural measures: per model its frame cosine, then the models' own
+    learned metrics (CDPAM's distance); catalogue-driven (``headline``)."""
+    headline = headline_metrics(metrics)
+    cosine = [m for m in headline if metric_info(m).neural and m.endswith("_cosine")]
+    return cosine + [m for m in headline if metric_info(m).neural and m not in cosine]
+
+
+def judge_metrics(metrics: Iterable[str], has_values: Any = None) -> list[str]:
+    """What the findings judge the other measures against: the reference panel (metrics the
+    catalogue marks as validated against listeners, ``validated_by``) where the study computed
+    it; else the headline classic scores of perceived quality or intelligibility (bounded
+    scales: PESQ-WB, STOI; not the signal ratio SI-SDR), the seed study's references.
+
+    ``has_values(metric) -> bool`` drops columns without a value (a metric that failed
+    everywhere)."""
     metrics = list(metrics)
-    models = list(study_models())
-    out = [f"{m}_cosine" for m in models if f"{m}_cosine" in metrics]
-    extras = [e.name for m in models for e in _metrics.extra_metrics(m)]
-    return out + [e for e in extras if e in metrics]
+    keep = has_values or (lambda m: True)
+    panel = [m for m in _metrics.panel_metric_names(metrics) if keep(m)]
+    if panel:
+        return panel
+    return [
+        m
+        for m in headline_metrics(metrics)
+        if metric_info(m).kind == "classic" and metric_info(m).bounds is not None and keep(m)
+    ]
 
 
 def condition_label(family: str, level: str) -> str:

@@ -4,7 +4,10 @@
 tables of stage 3 (and, for the setup section, the audio manifest and the embedding folders'
 ``run.json``) and writes into the output folder:
 
-- ``scatter_<neural metric>.<fmt>``: the metric against PESQ-WB and STOI, per pair;
+(``<fmt>``: each format of ``--figure-format``, default png; report.html embeds the PNG)
+
+- ``scatter_<neural metric>.<fmt>``: the metric against the judges (the reference panel of
+  metrics validated against listeners, else PESQ-WB and STOI), per pair;
 - ``heatmap_pearson.<fmt>``, ``heatmap_spearman.<fmt>``: correlations among all metrics;
 - ``bars_by_degradation.<fmt>``: every metric per family and level with 95% CIs;
 - ``severity_curves.<fmt>``: every metric against severity, one line per family;
@@ -33,11 +36,12 @@ from perceptual_audio.errors import PerceptualAudioError
 from perceptual_audio.files import sha256_file, write_text_if_changed
 from perceptual_audio.report import (
     HTML_REPORT_NAME,
-    REFERENCE_METRICS,
     TEXT_REPORT_NAME,
     FigureBlock,
     StudyResults,
     build_report,
+    headline_metrics,
+    judges,
     load_results,
     metric_info,
     primary_neural_metrics,
@@ -62,6 +66,31 @@ DEFAULT_RESULTS_DIR = "results"
 DEFAULT_DPI = 110
 #: Bumped when the stage's outputs change meaning: a rerun then redoes everything.
 OUTPUT_VERSION = 1
+
+
+#: Figure formats ``--figure-format`` accepts (plots.FORMATS; kept here so --help needs no
+#: matplotlib).
+FIGURE_FORMATS = ("png", "svg", "pdf")
+
+
+def figure_formats(text: str) -> tuple[str, ...]:
+    """``--figure-format`` value -> formats in the order given (``png,svg,pdf``)."""
+    names = [t.strip().lower().lstrip(".") for t in str(text).split(",") if t.strip()]
+    bad = [n for n in names if n not in FIGURE_FORMATS]
+    if not names or bad:
+        got = f"unknown format(s) {', '.join(bad)}" if bad else "an empty list"
+        raise argparse.ArgumentTypeError(
+            f"got {got}; expected a comma-separated list of {', '.join(FIGURE_FORMATS)}"
+        )
+    return tuple(dict.fromkeys(names))
+
+
+def embedded_format(formats: Sequence[str]) -> str:
+    """The format report.html embeds: PNG, or SVG when only SVG (and maybe PDF) is asked
+    without PNG; a browser cannot show a PDF in <img>, so pdf alone adds PNG files."""
+    if "png" in formats or "svg" not in formats:
+        return "png"
+    return "svg"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -93,10 +122,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="where figures and reports go (default: <results-dir>/visualizations)",
     )
     parser.add_argument(
+        "--figure-format",
         "--format",
-        choices=("png", "svg"),
-        default="png",
-        help="figure file format (both embed in report.html)",
+        dest="format",
+        type=figure_formats,
+        default=("png",),
+        metavar="FMT[,FMT]",
+        help="figure file formats, comma-separated: png, svg, pdf (SVG and PDF keep their "
+        "text as text, fonts embedded or named, for papers); report.html embeds the PNG "
+        "(the SVG when only svg is asked; pdf alone also writes the PNG)",
     )
     parser.add_argument(
         "--dpi",
@@ -176,7 +210,7 @@ def inputs_digest(results: StudyResults, params: dict[str, Any]) -> str:
     return h.hexdigest()
 
 
-GROUP_SCATTER = "Neural metrics against PESQ-WB and STOI"
+GROUP_SCATTER = "Neural metrics against the judges (the reference panel, else PESQ-WB and STOI)"
 GROUP_HEATMAP = "Correlations among all metrics"
 GROUP_DEGRADATION = "Metrics by degradation"
 GROUP_FAMILY = "One degradation family at a time"
@@ -194,7 +228,7 @@ def figure_plan(results: StudyResults) -> list[tuple[str, str, str, Any]]:
     summary, corr = results.summary, results.correlations
     families, order = results.families, results.level_order
     plan: list[tuple[str, str, str, Any]] = listener_figure_plan(results, pairs)
-    refs = [r for r in REFERENCE_METRICS if r in results.metrics and pairs[r].notna().any()]
+    refs = judges(results)
     neural = [m for m in results.neural_metrics if pairs[m].notna().any()]
     if refs:
         for m in neural:
@@ -282,9 +316,7 @@ def listener_figure_plan(results: StudyResults, pairs: Any) -> list[tuple[str, s
         return []
     ranked = listening.ranked(agreement, listening.LEVEL_FILE)
     top = [m for m in ranked["metric"] if m in results.metrics][:2]
-    headline = list(
-        dict.fromkeys([*top, *REFERENCE_METRICS, *primary_neural_metrics(results.metrics)])
-    )
+    headline = list(dict.fromkeys([*top, *headline_metrics(results.metrics)]))
     headline = [m for m in headline if m in results.metrics and pairs[m].notna().any()]
     return [
         (
@@ -338,7 +370,7 @@ def run_stage(args: argparse.Namespace) -> int:
     mapping = report_content.read_content_table(args.content_types) if args.content_types else None
     report_content.assign_content_types(results, mapping)
     params = {
-        "format": args.format,
+        "format": ",".join(args.format),
         "dpi": args.dpi,
         "audio_examples": args.audio_examples,
         "audio_budget_mb": args.audio_budget_mb,
@@ -369,21 +401,25 @@ def run_stage(args: argparse.Namespace) -> int:
     from perceptual_audio.report import plots
 
     figures: list[FigureBlock] = []
+    written: list[Path] = []
     failed: list[str] = []
     plan = figure_plan(results)
     t_fig = time.perf_counter()
     for stem, group, caption, builder in work.progress(
         plan, desc="figures", quiet=args.quiet, unit="figure"
     ):
-        path = output_dir / f"{stem}.{args.format}"
+        shown = embedded_format(args.format)
+        formats = list(dict.fromkeys([*args.format, shown]))
+        paths = [output_dir / f"{stem}.{fmt}" for fmt in formats]
         try:
-            plots.save_figure(builder(), path, dpi=args.dpi)
+            plots.save_figures(builder(), paths, dpi=args.dpi)
         except Exception as e:  # one broken figure must not cost the report
-            logger.error("figure %s failed: %s: %s", path, type(e).__name__, e)
-            failed.append(f"{path.name}: {type(e).__name__}: {e}")
+            logger.error("figure %s failed: %s: %s", paths[0], type(e).__name__, e)
+            failed.append(f"{paths[0].name}: {type(e).__name__}: {e}")
             continue
-        figures.append(FigureBlock(path, caption, group))
-        logger.debug("wrote %s", path)
+        figures.append(FigureBlock(output_dir / f"{stem}.{shown}", caption, group))
+        written += paths
+        logger.debug("wrote %s", ", ".join(str(p) for p in paths))
     t_report = time.perf_counter()
     listen = report_audio.audio_examples_blocks(
         results, output_dir, n_examples=args.audio_examples, budget_mb=args.audio_budget_mb
@@ -393,7 +429,7 @@ def run_stage(args: argparse.Namespace) -> int:
     html_path = output_dir / HTML_REPORT_NAME
     write_text_if_changed(text_path, render_text(sections))
     write_text_if_changed(html_path, render_html(sections))
-    outputs = [f.path.name for f in figures] + [TEXT_REPORT_NAME, HTML_REPORT_NAME]
+    outputs = [p.name for p in written] + [TEXT_REPORT_NAME, HTML_REPORT_NAME]
     for stale in set(prev_outputs) - {output_dir / o for o in outputs}:
         if stale.is_file() and stale.parent == output_dir:
             stale.unlink()

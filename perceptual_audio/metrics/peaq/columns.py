@@ -71,13 +71,13 @@ _BS1387 = "ITU-R BS.1387-1, 48 kHz, 92 dB SPL full scale"
 #: bandwidth MOVs are better when wider, the other MOVs (distortions) when smaller.
 PEAQ_SPEC_FIELDS: tuple[dict, ...] = (
     dict(name="peaq_odg", label="PEAQ ODG", unit=_ODG, higher_is_better=True, group="peaq",
-         bounds=(-3.98, 0.22), validated_by=_ODAQ,
+         bounds=(-3.98, 0.22), validated_by=_ODAQ, headline=True,
          description=f"PEAQ basic version objective difference grade, {_BS1387}"),
     dict(name="peaq_di", label="PEAQ DI", unit="distortion index", higher_is_better=True,
          group="peaq", description="PEAQ basic version distortion index (the network output "
          "before the ODG mapping; unbounded, higher = less distortion)"),
     dict(name="twof_mms", label="2f-model MMS", unit="MUSHRA, 0-100", higher_is_better=True,
-         group="peaq", bounds=(0.0, 100.0), validated_by=_ODAQ,
+         group="peaq", bounds=(0.0, 100.0), validated_by=_ODAQ, headline=True,
          description="2f-model MUSHRA score from PEAQ's AvgModDiff1 and ADB (Kastner & Herre, "
          "WASPAA 2019)"),
     dict(name="peaq_adv_odg", label="PEAQ advanced ODG", unit=_ODG, higher_is_better=True,
