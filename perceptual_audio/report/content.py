@@ -32,7 +32,7 @@ from perceptual_audio.report.elements import (
     Cell,
     Paragraph,
     Table,
-    _ci_cell,
+    ci_cell,
 )
 from perceptual_audio.report.findings import (
     Correlation,
@@ -47,8 +47,8 @@ from perceptual_audio.report.loading import (
 from perceptual_audio.report.vocabulary import (
     PRIMARY_METHOD,
     SCOPE_ALL,
-    _fmt_n,
     fmt,
+    fmt_n,
     metric_info,
     primary_neural_metrics,
 )
@@ -173,8 +173,8 @@ def _describe(c: Correlation | None) -> str:
         if not (math.isnan(c.ci_low) or math.isnan(c.ci_high))
         else ", no CI"
     )
-    rec = "" if math.isnan(c.n_recordings) else f" from {_fmt_n(c.n_recordings)} recording(s)"
-    return f"ρ = {fmt(c.r, 2)}{ci}, n = {_fmt_n(c.n)}{rec}"
+    rec = "" if math.isnan(c.n_recordings) else f" from {fmt_n(c.n_recordings)} recording(s)"
+    return f"ρ = {fmt(c.r, 2)}{ci}, n = {fmt_n(c.n)}{rec}"
 
 
 def content_breakdown(results: StudyResults) -> tuple[list[str], list[Any]]:
@@ -262,8 +262,8 @@ def content_breakdown(results: StudyResults) -> tuple[list[str], list[Any]]:
 def _cell(c: Correlation | None) -> Cell:
     if c is None or math.isnan(c.r):
         return Cell("n/a", math.nan)
-    cell = _ci_cell(c.r, c.ci_low, c.ci_high)
-    return Cell(f"{cell.text} (n = {_fmt_n(c.n)})", cell.sort)
+    cell = ci_cell(c.r, c.ci_low, c.ci_high)
+    return Cell(f"{cell.text} (n = {fmt_n(c.n)})", cell.sort)
 
 
 def _domain_findings(

@@ -90,7 +90,7 @@ class Section:
     blocks: list[Any]
 
 
-def _cell_text(value: Any) -> str:
+def cell_text(value: Any) -> str:
     if isinstance(value, Cell):
         return value.text
     if isinstance(value, Folded):
@@ -100,7 +100,7 @@ def _cell_text(value: Any) -> str:
     return "" if value is None else str(value)
 
 
-def _cell_sort(value: Any) -> str:
+def cell_sort(value: Any) -> str:
     if isinstance(value, Cell):
         value = value.sort
     if isinstance(value, Folded):
@@ -110,7 +110,7 @@ def _cell_sort(value: Any) -> str:
     return str(value)
 
 
-def _ci_cell(mean: float, lo: float, hi: float) -> Cell:
+def ci_cell(mean: float, lo: float, hi: float) -> Cell:
     if math.isnan(lo) or math.isnan(hi):
         return Cell(fmt(mean), mean)
     return Cell(f"{fmt(mean)} [{fmt(lo)}, {fmt(hi)}]", mean)

@@ -12,7 +12,7 @@ import pandas as pd
 from perceptual_audio.report.elements import (
     Cell,
     Table,
-    _ci_cell,
+    ci_cell,
 )
 from perceptual_audio.report.loading import (
     StudyResults,
@@ -23,8 +23,8 @@ from perceptual_audio.report.vocabulary import (
     PRIMARY_METHOD,
     SCOPE_ALL,
     STRENGTH_WORDS,
-    _fmt_n,
     fmt,
+    fmt_n,
     judge_metrics,
     metric_info,
     metric_sort_key,
@@ -66,9 +66,9 @@ class Correlation:
     n_recordings: float = math.nan
 
     def _n_text(self) -> str:
-        n = f"n = {_fmt_n(self.n)}"
+        n = f"n = {fmt_n(self.n)}"
         if not math.isnan(self.n_recordings):
-            n += f" pairs from {_fmt_n(self.n_recordings)} recordings"
+            n += f" pairs from {fmt_n(self.n_recordings)} recordings"
         return n
 
     def describe(self, *, with_n: bool = True) -> str:
@@ -90,7 +90,7 @@ class Correlation:
             if math.isnan(self.ci_low) or math.isnan(self.ci_high)
             else f" [{fmt(self.ci_low, 2)}, {fmt(self.ci_high, 2)}]"
         )
-        return f"{METHOD_SYMBOL[self.method]} = {fmt(self.r, 2)}{ci}, n = {_fmt_n(self.n)}"
+        return f"{METHOD_SYMBOL[self.method]} = {fmt(self.r, 2)}{ci}, n = {fmt_n(self.n)}"
 
 
 def judges(results: StudyResults) -> list[str]:
@@ -236,7 +236,7 @@ def correlation_findings(results: StudyResults) -> list[str]:
     if len(best_for) >= 2 and len(set(best_for.values())) == 1:
         only = metric_info(next(iter(best_for.values()))).label
         every = "both " if len(labels) == 2 else "each of "
-        out.append(f"The same neural metric, {only}, agrees best with {every}{_and(labels)}.")
+        out.append(f"The same neural metric, {only}, agrees best with {every}{and_list(labels)}.")
     elif len(best_for) >= 2:
         out.append(
             "The judges favour different neural metrics: "
@@ -376,7 +376,7 @@ def family_findings(results: StudyResults) -> list[str]:
     else:
         out.append(
             "No headline neural metric runs clearly the opposite way to "
-            + _and([metric_info(r).label for r in judges(results)] or ["the judges"])
+            + and_list([metric_info(r).label for r in judges(results)] or ["the judges"])
             + " within any degradation family."
         )
     return out
@@ -394,7 +394,7 @@ def family_agreement_table(results: StudyResults) -> Table:
             for ref in refs:
                 c = lookup_correlation(results.correlations, fam, m, ref)
                 row.append(
-                    Cell("n/a", math.nan) if c is None else _ci_cell(c.r, c.ci_low, c.ci_high)
+                    Cell("n/a", math.nan) if c is None else ci_cell(c.r, c.ci_low, c.ci_high)
                 )
                 row.append(classify_agreement(m, c))
             rows.append(row)
@@ -414,7 +414,7 @@ def _leaders(ranked: pd.Series) -> list[str]:
     return [k for k, v in ranked.items() if abs(v - ranked.iloc[0]) <= 1e-12]
 
 
-def _and(names: Any) -> str:
+def and_list(names: Any) -> str:
     """``a``, ``a and b``, ``a, b and c``."""
     names = list(names)
     return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
@@ -497,14 +497,14 @@ def monotonicity_findings(results: StudyResults) -> tuple[list[str], pd.DataFram
             else f"The {len(top)} metrics that most often move the right way at each step up "
             "in severity are tied: "
         )
-        + f"{_and(metric_info(x).label for x in top)}: {100 * overall.iloc[0]:.0f}% of "
+        + f"{and_list(metric_info(x).label for x in top)}: {100 * overall.iloc[0]:.0f}% of "
         "recording-steps, averaged over families."
     )
     neural = overall[[x for x in overall.index if metric_info(x).neural]]
     if not neural.empty:
         best = _leaders(neural)
         out.append(
-            f"Among the neural metrics, {_and(metric_info(x).label for x in best)} "
+            f"Among the neural metrics, {and_list(metric_info(x).label for x in best)} "
             + ("is the most monotonic" if len(best) == 1 else "tie as the most monotonic")
             + f" ({100 * neural.iloc[0]:.0f}% of recording-steps move the right way)."
         )

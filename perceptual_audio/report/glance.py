@@ -29,10 +29,10 @@ import numpy as np
 import pandas as pd
 
 from perceptual_audio.report.elements import Cell, Paragraph, Section, Table
-from perceptual_audio.report.findings import _and
+from perceptual_audio.report.findings import and_list
 from perceptual_audio.report.loading import StudyResults
 from perceptual_audio.report.vocabulary import (
-    _fmt_n,
+    fmt_n,
     headline_metrics,
     judge_metrics,
     metric_info,
@@ -189,14 +189,14 @@ def panel_glance(results: StudyResults) -> tuple[Table, list[str]]:
     measures = list(dict.fromkeys([*panel, *glance_measures(results)]))
     rows = [r for m in measures if (r := panel_agreement(results, m, panel)) is not None]
     rows = _sorted(rows)
-    names = _and([metric_info(p).label for p in panel]) if panel else "none"
+    names = and_list([metric_info(p).label for p in panel]) if panel else "none"
     table_rows = [
         [
             Cell(str(i), i),
             metric_info(r.metric).marked_label,
             role(r.metric) if is_panel or r.metric not in panel else "stand-in judge",
             _ci(r),
-            Cell(f"{_fmt_n(r.n)} ({_fmt_n(r.n_groups)})", r.n),
+            Cell(f"{fmt_n(r.n)} ({fmt_n(r.n_groups)})", r.n),
         ]
         for i, r in enumerate(rows, 1)
     ]
@@ -219,12 +219,12 @@ def panel_glance(results: StudyResults) -> tuple[Table, list[str]]:
     top, verdict = rows[0], []
     n_rec = int(top.n_groups) if not math.isnan(top.n_groups) else 0
     n_max = max(r.n for r in rows)
-    of = f" of {_fmt_n(n_max)}" if top.n < n_max else ""  # a metric undefined on some pairs
+    of = f" of {fmt_n(n_max)}" if top.n < n_max else ""  # a metric undefined on some pairs
     verdict.append(
         f"Without listening-test ratings, the best evidence here is agreement with {names}"
         + ("" if is_panel else " (not validated against listeners)")
         + f": {metric_info(top.metric).label} agrees most ({top.short('ρ')}, "
-        f"{_fmt_n(top.n)}{of} pairs from {n_rec} recordings)."
+        f"{fmt_n(top.n)}{of} pairs from {n_rec} recordings)."
     )
     text = _neural_vs_classic(rows, "ρ")
     if text:
@@ -317,7 +317,7 @@ def _listener_table_row(rank: int | None, r: GlanceRow) -> list[Any]:
         "Listener ceiling (split-half)" if ceiling else metric_info(r.metric).marked_label,
         "listeners" if ceiling else role(r.metric),
         _ci(r),
-        Cell(_fmt_n(r.n), r.n),
+        Cell(fmt_n(r.n), r.n),
         Cell("n/a", math.nan) if cond is None else _ci2(*cond[:3]),
     ]
 
@@ -329,7 +329,7 @@ def _listener_verdict(rows: list[GlanceRow], ceiling: GlanceRow | None) -> list[
     top = valid[0]
     text = (
         f"{metric_info(top.metric).label} agrees best with the listeners ({top.short('r')}, "
-        f"{_fmt_n(top.n)} files)"
+        f"{fmt_n(top.n)} files)"
     )
     if ceiling is not None and not math.isnan(ceiling.value):
         text += f", against a listener ceiling of {ceiling.value:.2f}"
@@ -351,7 +351,7 @@ def _listener_verdict(rows: list[GlanceRow], ceiling: GlanceRow | None) -> list[
     against = [metric_info(r.metric).label for r in valid if r.has_ci and r.ci_high < 0]
     if against:
         verb = "runs" if len(against) == 1 else "run"
-        out.append(f"{_and(against)} {verb} against the listeners (95% CI below 0).")
+        out.append(f"{and_list(against)} {verb} against the listeners (95% CI below 0).")
     return out
 
 

@@ -15,13 +15,13 @@ from perceptual_audio.report.elements import (
     FigureBlock,
     Paragraph,
     Table,
-    _ci_cell,
+    ci_cell,
 )
 from perceptual_audio.report.loading import (
     StudyResults,
 )
 from perceptual_audio.report.vocabulary import (
-    _fmt_n,
+    fmt_n,
     metric_info,
 )
 
@@ -47,7 +47,7 @@ def _label(metric: str) -> str:
 
 def _coef_cell(row: pd.Series, method: str) -> Cell:
     v, lo, hi = (float(row[f"{method}{s}"]) for s in ("", "_ci_low", "_ci_high"))
-    return _ci_cell(v, lo, hi) if not math.isnan(v) else Cell("n/a", math.nan)
+    return ci_cell(v, lo, hi) if not math.isnan(v) else Cell("n/a", math.nan)
 
 
 def listener_table(results: StudyResults, level: str) -> Table:
@@ -67,7 +67,7 @@ def listener_table(results: StudyResults, level: str) -> Table:
                 Cell("" if is_ceiling else str(i), i),
                 _label(r["metric"]),
                 "" if is_ceiling else str(rates.get(r["metric"], "")),
-                Cell(_fmt_n(r["n"]), float(r["n"])),
+                Cell(fmt_n(r["n"]), float(r["n"])),
                 _coef_cell(r, "pearson"),
                 _coef_cell(r, "spearman"),
                 _coef_cell(r, "kendall"),
@@ -112,7 +112,7 @@ def condition_table(results: StudyResults) -> Table:
         mean, lo, hi, n = mean_ci(g["rating_mean"].to_numpy(float))
         hidden = _hidden(g["hidden_reference"]).all()
         row: list[Any] = [str(cond) + (" (hidden reference)" if hidden else ""), n]
-        row.append(_ci_cell(mean, lo, hi))
+        row.append(ci_cell(mean, lo, hi))
         for m in results.metrics:
             v = g[m].replace([np.inf, -np.inf], np.nan).to_numpy(float)
             row.append(float(np.nanmean(v)) if np.isfinite(v).any() else math.nan)
@@ -218,7 +218,7 @@ def metric_rate_table(results: StudyResults) -> Table:
     )
 
 
-def _min_recordings_for_ci() -> int:
+def min_recordings_for_ci() -> int:
     try:
         from perceptual_audio import stats
 

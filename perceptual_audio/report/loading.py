@@ -18,9 +18,9 @@ from perceptual_audio import metrics as _metrics
 from perceptual_audio import results as results_format
 from perceptual_audio.errors import PerceptualAudioError, SchemaError
 from perceptual_audio.report.vocabulary import (
-    _one_line_reason,
     metric_info,
     metric_sort_key,
+    one_line_reason,
     study_models,
 )
 from perceptual_audio.results import (
@@ -321,7 +321,7 @@ def describe_parameters(texts: Iterable[str]) -> str:
         return ""
     if all(isinstance(d.get("params"), dict) for d in dicts):
         settings = _shared(d["params"] for d in dicts)
-        parts = [", ".join(f"{k}={_short(v)}" for k, v in settings.items())]
+        parts = [", ".join(f"{k}={shorten(v)}" for k, v in settings.items())]
         details = [d.get("details") if isinstance(d.get("details"), dict) else {} for d in dicts]
         achieved = sorted({k for d in details for k in d if "achieved" in k})
         measured = []
@@ -340,7 +340,7 @@ def describe_parameters(texts: Iterable[str]) -> str:
     flat = [{k: v for k, v in d.items() if k not in _PARAMETER_BOOKKEEPING} for d in dicts]
     common = _shared(flat)
     varying = sorted({k for d in flat for k in d} - set(common))
-    text = ", ".join(f"{k}={_short(v)}" for k, v in common.items())
+    text = ", ".join(f"{k}={shorten(v)}" for k, v in common.items())
     if varying:
         text += ("; " if text else "") + "drawn per file: " + ", ".join(varying)
     return text
@@ -362,10 +362,10 @@ def _conversion_settings(texts: Iterable[str]) -> str:
         for k, v in shared.items()
         if not k.startswith("input_") and k not in ("peak", *_PARAMETER_BOOKKEEPING)
     }
-    return ", ".join(f"{k}={_short(v)}" for k, v in keep.items())
+    return ", ".join(f"{k}={shorten(v)}" for k, v in keep.items())
 
 
-def _short(v: Any) -> str:
+def shorten(v: Any) -> str:
     if isinstance(v, float):
         return f"{v:g}"
     if isinstance(v, dict | list):
@@ -484,7 +484,7 @@ def load_results(
         if not m.available:
             notes.append(
                 f"{m.display} was unavailable and is left out of this report "
-                f"({_one_line_reason(m.reason)}); details in the Embedding models table."
+                f"({one_line_reason(m.reason)}); details in the Embedding models table."
             )
             # Columns of a model its stage called unavailable (stale values of an older run)
             # are not reported either: the report would contradict its own note.

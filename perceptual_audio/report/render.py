@@ -23,8 +23,8 @@ from perceptual_audio.report.elements import (
     Paragraph,
     Section,
     Table,
-    _cell_sort,
-    _cell_text,
+    cell_sort,
+    cell_text,
     split_for_fold,
 )
 
@@ -53,7 +53,7 @@ def _wrap(text: str, width: int = 100, indent: str = "") -> str:
 
 
 def _text_table(table: Table) -> str:
-    cells = [[_cell_text(v) for v in row] for row in table.rows]
+    cells = [[cell_text(v) for v in row] for row in table.rows]
     widths = [len(c) for c in table.columns]
     for row in cells:
         for i, c in enumerate(row):
@@ -189,14 +189,14 @@ def _html_table(table: Table, table_id: str) -> str:
                     f"<pre>{esc(v.detail)}</pre></details></td>"
                 )
                 continue
-            text = _cell_text(v)
+            text = cell_text(v)
             numeric = isinstance(
                 v, Cell | int | float | np.integer | np.floating
             ) and _looks_numeric(text)
             # Hashes, URLs and paths may break anywhere; short words keep whole.
             long_token = any(len(tok) > 24 for tok in text.split())
             cls = ' class="num"' if numeric else (' class="long"' if long_token else "")
-            sort = _cell_sort(v)
+            sort = cell_sort(v)
             attr = f' data-sort="{esc(sort)}"' if sort != text else ""
             tds.append(f"<td{cls}{attr}>{esc(text)}</td>")
         body.append("<tr>" + "".join(tds) + "</tr>")

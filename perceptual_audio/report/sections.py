@@ -27,9 +27,9 @@ from perceptual_audio.report.findings import (
 from perceptual_audio.report.glance import glance_section, panel_sources_table
 from perceptual_audio.report.listeners import (
     LISTENER_FIGURE_GROUP,
-    _min_recordings_for_ci,
     listener_section,
     metric_rate_table,
+    min_recordings_for_ci,
 )
 from perceptual_audio.report.loading import (
     StudyResults,
@@ -68,7 +68,7 @@ def build_report(
     """
     notes = [Paragraph(n, note=True) for n in results.notes]
     n_rec = int(results.pairs["reference_path"].nunique())
-    min_rec = _min_recordings_for_ci()
+    min_rec = min_recordings_for_ci()
     if 3 <= len(results.pairs) and n_rec < min_rec:
         notes.append(
             Paragraph(

@@ -14,7 +14,7 @@ from perceptual_audio.report.elements import (
     Folded,
     Paragraph,
     Table,
-    _ci_cell,
+    ci_cell,
     split_for_fold,
 )
 from perceptual_audio.report.findings import (
@@ -22,14 +22,14 @@ from perceptual_audio.report.findings import (
 )
 from perceptual_audio.report.loading import (
     StudyResults,
-    _short,
+    shorten,
 )
 from perceptual_audio.report.vocabulary import (
     METHOD_NAME,
     METHOD_SYMBOL,
     SCOPE_ALL,
-    _fmt_n,
     condition_label,
+    fmt_n,
     headline_metrics,
     metric_info,
     primary_neural_metrics,
@@ -59,11 +59,11 @@ def sample_results_table(results: StudyResults) -> Table:
     rows = []
     for fam, lev in results.conditions:
         n = float(((results.pairs["family"] == fam) & (results.pairs["level"] == lev)).sum())
-        row: list[Any] = [condition_label(fam, lev), Cell(_fmt_n(n), n)]
+        row: list[Any] = [condition_label(fam, lev), Cell(fmt_n(n), n)]
         for m, _ in columns:
             mean, _lo, _hi, n_metric = results.summary_cell(fam, lev, m)
             row.append(mean)
-            row.append(Cell(_fmt_n(n_metric), n_metric))
+            row.append(Cell(fmt_n(n_metric), n_metric))
         rows.append(row)
     return Table(
         "Sample Results: mean per degradation and the number of pairs each metric scored "
@@ -95,7 +95,7 @@ def summary_table(results: StudyResults) -> Table:
                 [
                     condition_label(fam, lev),
                     metric_info(m).marked_label,
-                    Cell(_fmt_n(n), n),
+                    Cell(fmt_n(n), n),
                     mean,
                     lo,
                     hi,
@@ -121,10 +121,10 @@ def reference_correlation_table(results: StudyResults) -> Table:
             for method in methods:
                 c = lookup_correlation(results.correlations, SCOPE_ALL, m, ref, method)
                 first = first or c
-                cells.append(_ci_cell(c.r, c.ci_low, c.ci_high) if c else Cell("n/a", math.nan))
+                cells.append(ci_cell(c.r, c.ci_low, c.ci_high) if c else Cell("n/a", math.nan))
             if first is None:
                 continue
-            cells.insert(2, Cell(_fmt_n(first.n), first.n))
+            cells.insert(2, Cell(fmt_n(first.n), first.n))
             rows.append(cells)
     return Table(
         "Neural metrics against the references (classic and reference perceptual metrics), "
@@ -152,10 +152,10 @@ def full_correlation_table(results: StudyResults) -> Table:
             metric_info(r["metric_y"]).marked_label,
         ]
         n = r.get("n", r.get(f"{methods[0]}_n", math.nan)) if methods else math.nan
-        row.append(Cell(_fmt_n(n), float(n) if pd.notna(n) else math.nan))
+        row.append(Cell(fmt_n(n), float(n) if pd.notna(n) else math.nan))
         for m in methods:
             row.append(
-                _ci_cell(
+                ci_cell(
                     r[f"{m}_r"], r.get(f"{m}_ci_low", math.nan), r.get(f"{m}_ci_high", math.nan)
                 )
             )
@@ -206,7 +206,7 @@ def parameter_table(params: dict[str, Any]) -> Table:
     rows: list[list[Any]] = []
 
     def add(name: str, value: Any, shown: str | None = None) -> None:
-        text = _short(value)
+        text = shorten(value)
         cell: Any = text
         if shown is not None or len(text) > PARAMETER_VALUE_CHARS:
             cell = Folded(shown or text[: PARAMETER_VALUE_CHARS - 3] + "...", text)

@@ -143,7 +143,7 @@ def fmt(value: Any, digits: int = 3) -> str:
     return f"{x:.{digits}f}"
 
 
-def _fmt_n(value: Any) -> str:
+def fmt_n(value: Any) -> str:
     try:
         x = float(value)
     except (TypeError, ValueError):
@@ -155,7 +155,7 @@ def _fmt_n(value: Any) -> str:
 NOTE_REASON_CHARS = 120
 
 
-def _one_line_reason(reason: str) -> str:
+def one_line_reason(reason: str) -> str:
     """The first line of a (multi-line) reason, at most :data:`NOTE_REASON_CHARS` long."""
     first = (reason or "no reason given").strip().splitlines()[0].strip().rstrip(":;,.")
     if len(first) > NOTE_REASON_CHARS:
