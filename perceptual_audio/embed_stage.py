@@ -200,6 +200,10 @@ def _model_options(name: str, args: argparse.Namespace) -> dict[str, Any]:
     return opts
 
 
+#: The constructor options of a model from the command line (also the restoration losses').
+model_options_of = _model_options
+
+
 @dataclass(frozen=True)
 class EmbedSettings:
     """What the embedding half runs, from the command line (:meth:`from_args`).

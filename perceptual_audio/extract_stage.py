@@ -12,7 +12,7 @@ import logging
 import sys
 import time
 
-from perceptual_audio import cli, degrade_stage, embed_stage, shards
+from perceptual_audio import cli, degrade_stage, embed_stage, restore_stage, shards
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     degrade_stage.add_degradation_arguments(parser)
     embed_stage.add_embedding_arguments(parser)
+    restore_stage.add_restore_arguments(parser)
     return parser
 
 
@@ -69,7 +70,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     cli.setup_logging(args)
-    problem = check_embedding_options(args)
+    problem = check_embedding_options(args) or restore_stage.check_options(
+        args, restore_stage.study_levels(args)
+    )
     if problem:  # before the degradation half changes any folder
         parser.error(problem)
     t0 = time.perf_counter()
@@ -101,6 +104,10 @@ def main(argv: list[str] | None = None) -> int:
             cli.stage_summary("extract_embeddings", t0, "exit status 1: nothing merged")
             return cli.EXIT_FAILED
     rc_degrade = degrade_stage.run_degradations(args, keep_fragments=True)
+    if args.shard is None and not merging:  # restorations are not sharded (yet)
+        rc_degrade = combine_exit_codes(
+            rc_degrade, restore_stage.run_restorations(args, restore_stage.study_levels(args))
+        )
     if merging and not degrade_stage.merged(args):
         rc_embed = cli.EXIT_FAILED  # the manifest does not list the shards' files
     else:

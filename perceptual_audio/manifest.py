@@ -36,7 +36,7 @@ COLUMNS = (
     "source_sha256",
     "flags",
 )
-KINDS = ("clean", "degraded")
+KINDS = ("clean", "degraded", "restored")
 
 
 @dataclass(frozen=True)
@@ -225,6 +225,8 @@ def replace_kind(folder_or_file: str | os.PathLike, kind: str, rows: list[Manife
 # -- the severity order stage 2 records -------------------------------------------------------
 #: Folder of the degraded files (stage 2) inside the audio folder.
 DEGRADED_DIR = "degraded"
+#: Stage 2's restorations (``--restore``): ``restored/<loss>/<family>/<level>/<rel>.wav``.
+RESTORED_DIR = "restored"
 #: Key of ``degraded/run.json`` holding each family's levels, mildest first.
 LEVEL_ORDER_KEY = "level_order"
 
