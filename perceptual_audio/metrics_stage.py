@@ -62,6 +62,7 @@ from perceptual_audio.reference_metrics import VISQOL_SPEECH_MODELS  # no heavy 
 from perceptual_audio.results import (
     CORRELATIONS_NAME,
     LEADING_COLUMNS,
+    LOSS_AUDIT_NAME,
     MONOTONICITY_NAME,
     PAIR_INFO_COLUMNS,
     PAIR_METRICS_NAME,
@@ -352,6 +353,8 @@ def plan_work(
             "degraded_sha256": deg_sha,
             "flags": row.flags,
             "degradation_applied": "true" if row.degradation_applied else "false",
+            "kind": row.kind,
+            "loss": row.params.get("loss", "") if row.kind == "restored" else "",
         }
         prev = previous.get(row.path, {})
         need_groups = []
@@ -471,6 +474,8 @@ def write_statistics(
 
     # Pairs whose degradation was not applied (the 'degraded' file equals the clean one) are
     # scored in pair_metrics.csv but would fake perfect agreement in the statistics.
+    write_loss_audit(results_dir, table, value_cols, args.bootstrap)
+    table = [r for r in table if r.get("kind") != "restored"]  # the audit's, not the study's
     analysed_rows = [r for r in table if r["degradation_applied"] != "false"]
     not_applied = len(table) - len(analysed_rows)
     if not_applied:
@@ -550,6 +555,38 @@ def _read_study(args: argparse.Namespace) -> tuple[list, Any] | int:
         logger.error("nothing computed; %s left untouched", args.results_dir)
         return cli.EXIT_USAGE
     return rows, study_ratings
+
+
+def restored_pairs(rows: Sequence[Any]) -> list[Any]:
+    """Restored files as pairs with their clean file (``source`` = the clean path)."""
+    import dataclasses
+
+    out = [dataclasses.replace(r, source=r.params.get("clean", "")) for r in rows
+           if r.kind == "restored"]  # fmt: skip
+    return sorted(out, key=lambda r: r.path)
+
+
+def write_loss_audit(
+    results_dir: Path, table: list[dict[str, Any]], value_cols: list[str], n_bootstrap: int
+) -> None:
+    """``loss_audit.csv`` from the restored pairs (removed when there are none)."""
+    import pandas as pd
+
+    from perceptual_audio.restoration import audit
+
+    path = results_dir / LOSS_AUDIT_NAME
+    if not any(r.get("kind") == "restored" for r in table):
+        if path.exists():
+            path.unlink()
+            logger.info("removed %s (no restorations in this study)", path)
+        return
+    frame = pd.DataFrame(table)
+    judges = metrics.analysed_metrics(value_cols)
+    result = audit.loss_audit(frame, judges, n_bootstrap=n_bootstrap)
+    write_text_if_changed(
+        path, result.to_csv(index=False, float_format="%.10g", lineterminator="\n")
+    )
+    logger.info("wrote %s: %d losses x %d judges", path, result["loss"].nunique(), len(judges))
 
 
 def _unmerged_stage2(folders: Sequence[Path]) -> str | None:
@@ -649,6 +686,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     identity = _shard_identity(cols, available, audio_dir, sources)
     clean = {r.path: r for r in rows if r.kind == "clean"}
     degraded = sorted((r for r in rows if r.kind == "degraded"), key=lambda r: r.path)
+    degraded += restored_pairs(rows)  # scored against their clean file like degraded ones
     if shard is not None:
         degraded = [r for r in degraded if shard.owns(r.source)]
     previous = _earlier_results(args, shard, merging, identity)

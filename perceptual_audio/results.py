@@ -31,6 +31,8 @@ PAIR_METRICS_NAME = "pair_metrics.csv"
 SUMMARY_NAME = "summary_by_degradation.csv"
 CORRELATIONS_NAME = "correlations.csv"
 MONOTONICITY_NAME = "monotonicity.csv"
+#: Loss x judge metric audit of the restorations (:mod:`perceptual_audio.restoration.audit`).
+LOSS_AUDIT_NAME = "loss_audit.csv"
 RUN_JSON_NAME = "run.json"
 
 # -- columns -----------------------------------------------------------------------------------
@@ -39,7 +41,9 @@ LEADING_COLUMNS = ("reference_path", "degraded_path", "family", "level")
 #: Per-pair facts from the audio manifest, after the statuses: the degraded file's flags
 #: (``silent``, ``short``, ...) and whether its degradation was applied at all (a silent
 #: input is left unchanged by noise, compression and clipping: SNR is undefined).
-PAIR_INFO_COLUMNS = ("flags", "degradation_applied")
+#: ``kind``: ``degraded``, or ``restored`` (stage 2's ``--restore``: ``degraded_path`` is then
+#: the restored file and ``loss`` the loss it was optimised under; out of the statistics).
+PAIR_INFO_COLUMNS = ("flags", "degradation_applied", "kind", "loss")
 #: Text columns a listening test adds to ``pair_metrics.csv`` (``listening.PAIR_RATING_COLUMNS``).
 RATING_TEXT_COLUMNS = ("condition", "hidden_reference")
 #: Suffixes of the bookkeeping columns of ``pair_metrics.csv`` (text, never metrics).
