@@ -149,6 +149,7 @@ def _input_files(results: StudyResults) -> list[Path]:
             MONOTONICITY_NAME,
             RUN_JSON_NAME,
             "listener_agreement.csv",
+            "loss_audit.csv",
         )
     ]
     audio = Path(results.inputs.get("audio_dir", ""))
@@ -398,12 +399,19 @@ def run_stage(args: argparse.Namespace) -> int:
     listen = report_audio.audio_examples_blocks(
         results, output_dir, n_examples=args.audio_examples, budget_mb=args.audio_budget_mb
     )
-    sections = build_report(results, figures, listen=listen)
+    from perceptual_audio.report import loss_audit
+
+    audit_blocks = loss_audit.loss_audit_blocks(
+        results, output_dir, audio_dir=report_audio.find_audio_dir(results), dpi=args.dpi,
+        fmt_ext=args.format,
+    )  # fmt: skip
+    sections = build_report(results, figures, listen=listen, loss_audit=audit_blocks)
     text_path = output_dir / TEXT_REPORT_NAME
     html_path = output_dir / HTML_REPORT_NAME
     write_text_if_changed(text_path, render_text(sections))
     write_text_if_changed(html_path, render_html(sections))
     outputs = [f.path.name for f in figures] + [TEXT_REPORT_NAME, HTML_REPORT_NAME]
+    outputs += loss_audit.figure_names(audit_blocks)
     for stale in set(prev_outputs) - {output_dir / o for o in outputs}:
         if stale.is_file() and stale.parent == output_dir:
             stale.unlink()

@@ -80,3 +80,25 @@ def test_loss_audit_equals_an_independent_computation(study):
     assert (overall["change_mean"] <= overall["change_ci_high"]).all()
     # the optimised baselines raise SI-SDR on every recording
     assert (overall.loc[(slice(None), "si_sdr"), "fraction_improved"] == 1.0).all()
+
+
+def test_the_report_has_a_loss_audit_section_after_the_key_findings(study):
+    from perceptual_audio import visualize_stage
+
+    out = study / "vis"
+    rc = visualize_stage.main(
+        ["--results-dir", str(study / "results"), "--output-dir", str(out), "-q",
+         "--audio-dir", str(study / "test_audio")]
+    )  # fmt: skip
+    assert rc == 0
+    text = (out / "analysis_report.txt").read_text()
+    key, audit = text.find("Key findings"), text.find("Loss audit")
+    assert 0 <= key < audit
+    after_key = [text.find(t, key + 1) for t in ("Listen", "Setup")]
+    assert all(audit < t for t in after_key if t >= 0)
+    assert "sisdr (3 restored files): improved" in text
+    assert (out / "loss_audit_heatmap.png").is_file()
+    assert (out / "loss_audit_by_family.png").is_file()
+    html = (out / "report.html").read_text()
+    assert html.count("data:audio/wav;base64,") == 4  # clean, degraded, two restorations
+    assert "restored: sisdr" in html

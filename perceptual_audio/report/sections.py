@@ -52,6 +52,7 @@ def build_report(
     figures: Sequence[FigureBlock] = (),
     *,
     listen: Sequence[Any] = (),
+    loss_audit: Sequence[Any] = (),
 ) -> list[Section]:
     """The report's sections, in order; rendered by :func:`render_text` and :func:`render_html`.
 
@@ -109,6 +110,8 @@ def build_report(
     content_findings, content_blocks = report_content.content_breakdown(results)
     key = listener_key + findings + content_findings + per_family[-1:] + mono_sentences[:2]
     sections.append(Section("Key findings", [Bullets(key)]))
+    if loss_audit:  # report.loss_audit.loss_audit_blocks
+        sections.append(Section("Loss audit", list(loss_audit)))
     if listener_blocks:  # with ratings, the report leads with the listeners
         sections.append(Section("Agreement with listeners", listener_blocks))
     if listen:
