@@ -89,6 +89,14 @@ def add_restore_arguments(parser: argparse.ArgumentParser) -> None:
         help="which degraded files to restore: 'all' (every selected degradation) or a comma "
         "list of families or family:level items among those selected",
     )
+    group.add_argument(
+        "--restore-max-files",
+        type=cli.positive_int,
+        default=None,
+        metavar="N",
+        help="restore at most N files per degradation level: those of the first N clean "
+        "recordings in path order (default: every file)",
+    )
 
 
 @dataclass(frozen=True)
@@ -102,6 +110,7 @@ class RestoreSettings:
     on: tuple[tuple[str, str], ...] | None  # (family, level or ""); None: every one
     seed: int
     device: str
+    max_files: int | None = None
 
     def record(self, loss: str) -> dict[str, Any]:
         """What decides a restoration besides its audio: the settings' digest covers it."""
@@ -150,6 +159,7 @@ def settings_from_args(
         on=on,
         seed=int(getattr(args, "seed", 0)),
         device=str(getattr(args, "device", "cpu") or "cpu"),
+        max_files=getattr(args, "restore_max_files", None),
     )
 
 
@@ -221,6 +231,13 @@ def plan(rows: list[ManifestRow], settings: RestoreSettings) -> list[RestoreJob]
         ),
         key=lambda r: r.path,
     )
+    if settings.max_files is not None:  # the first N recordings of each level
+        chosen = {}
+        for r in sorted(degraded, key=lambda r: (r.family, r.level, r.source)):
+            chosen.setdefault((r.family, r.level), [])
+            if len(chosen[(r.family, r.level)]) < settings.max_files:
+                chosen[(r.family, r.level)].append(r)
+        degraded = sorted((r for rs in chosen.values() for r in rs), key=lambda r: r.path)
     return [
         RestoreJob(
             loss=loss,
@@ -340,7 +357,8 @@ def run_restorations(args: argparse.Namespace, selected: list[tuple[str, str]]) 
         seed=settings.seed,
         params={"losses": list(settings.losses), "mode": settings.mode,
                 "steps": settings.steps, "lr": settings.lr,
-                "restore_on": [f"{f}:{lv}" if lv else f for f, lv in settings.on or ()] or "all"},
+                "restore_on": [f"{f}:{lv}" if lv else f for f, lv in settings.on or ()] or "all",
+                "max_files": settings.max_files},
         timings={"total": round(time.perf_counter() - t0, 3)},
         extra={"counts": {"written": len(done), "skipped": len(kept), "failed": len(failures)},
                "unavailable_losses": skipped_losses,

@@ -133,3 +133,20 @@ def test_bad_restore_options_exit_2_naming_the_option(audio_dir, capsys, argv, m
     assert exc.value.code == 2
     assert message in capsys.readouterr().err
     assert not (audio_dir / "degraded").exists()
+
+
+def test_max_files_restores_the_first_recordings_of_each_level(tmp_path):
+    for name in ("b", "a", "c"):
+        write_audio(tmp_path / "in" / f"{name}.wav", speechlike(0.5, 120, seed=2), SR)
+    audio = tmp_path / "test_audio"
+    assert conversion.main(["--input", str(tmp_path / "in"), "--output", str(audio), "-q"]) == 0
+    rc = extract_stage.main(
+        ["--input-dir", str(audio), "--degradations", "noise:high,noise:low", "--models",
+         "none", "--restore", "l1", "--restore-max-files", "2", "--restore-steps", "2", "-q"]
+    )  # fmt: skip
+    assert rc == 0
+    restored = sorted(r.path for r in read_manifest(audio) if r.kind == "restored")
+    assert restored == [
+        "restored/l1/noise/high/a.wav", "restored/l1/noise/high/b.wav",
+        "restored/l1/noise/low/a.wav", "restored/l1/noise/low/b.wav",
+    ]  # fmt: skip
