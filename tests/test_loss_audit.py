@@ -102,3 +102,67 @@ def test_the_report_has_a_loss_audit_section_after_the_key_findings(study):
     html = (out / "report.html").read_text()
     assert html.count("data:audio/wav;base64,") == 4  # clean, degraded, two restorations
     assert "restored: sisdr" in html
+
+
+def test_webmushra_export_and_results_round_trip(study, tmp_path):
+    import csv
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import soundfile as sf
+
+    from perceptual_audio import visualize_stage
+
+    export = tmp_path / "mushra"
+    rc = visualize_stage.main(
+        ["--results-dir", str(study / "results"), "--output-dir", str(tmp_path / "vis"),
+         "--audio-dir", str(study / "test_audio"), "--export-listening-test", str(export),
+         "--audio-examples", "0", "-q"]
+    )  # fmt: skip
+    assert rc == 0
+    config = (export / "configs" / "loss_audit.yaml").read_text()
+    assert config.count("    - type: mushra") == 3 and "testId: loss_audit" in config
+    assert "reference: configs/resources/audio/trial001/reference.wav" in config
+    assert "          anchor35: configs/resources/audio/trial001/anchor35.wav" in config
+    trial = export / "configs" / "resources" / "audio" / "trial001"
+    names = sorted(p.name for p in trial.iterdir())
+    assert names == ["anchor35.wav", "degraded.wav", "l1.wav", "reference.wav", "sisdr.wav"]
+    lengths = {sf.info(trial / n).frames for n in names}
+    assert len(lengths) == 1  # webMUSHRA needs equal lengths
+    # the anchor holds nothing above 3.5 kHz (60 dB down at 5 kHz and above)
+    anchor, sr = sf.read(trial / "anchor35.wav")
+    spec = np.abs(np.fft.rfft(anchor))
+    freqs = np.fft.rfftfreq(anchor.size, 1 / sr)
+    assert spec[freqs >= 5000].max() < 1e-3 * spec.max()
+    # webMUSHRA's results/<testId>/mushra.csv (service/write.php), two listeners
+    stimuli = pd.read_csv(export / "stimuli.csv", keep_default_na=False)
+    result = tmp_path / "mushra.csv"
+    with open(result, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["session_test_id", "listener", "trial_id", "rating_stimulus",
+                    "rating_score", "rating_time", "rating_comment"])  # fmt: skip
+        for k, listener in enumerate(("ann", "bob")):
+            for j, r in enumerate(stimuli.itertuples()):
+                w.writerow(["loss_audit", listener, r.trial_id, r.stimulus, 10 + j + k, 5000, ""])
+    long_path = tmp_path / "ratings.csv"
+    script = Path(__file__).resolve().parents[1] / "scripts" / "mushra_to_long.py"
+    subprocess.run([sys.executable, str(script), "--webmushra", str(export / "stimuli.csv"),
+                    str(result), str(long_path)], check=True)  # fmt: skip
+    long = pd.read_csv(long_path, keep_default_na=False)
+    assert len(long) == 2 * len(stimuli) == 2 * 3 * 5
+    assert set(long[long["degraded"] == ""]["condition"]) == {"reference", "anchor35"}
+    rated = long[long["degraded"] != ""]
+    assert set(rated["condition"]) == {"noise/high", "l1/noise/high", "sisdr/noise/high"}
+    first = rated[(rated["listener"] == "ann")].iloc[0]
+    expected = stimuli[(stimuli["path"] == first["degraded"])].index[0] + 10
+    assert first["rating"] == expected
+    rc = metrics_stage.main(
+        ["--audio-dir", str(study / "test_audio"), "--results-dir", str(tmp_path / "res"),
+         "--models", "none", "--metrics", "si_sdr", "--bootstrap", "50", "--ratings",
+         str(long_path), "-q"]
+    )  # fmt: skip
+    assert rc == 0
+    pairs = pd.read_csv(tmp_path / "res" / "pair_metrics.csv")
+    restored = pairs[pairs["kind"] == "restored"]
+    assert restored["rating_mean"].notna().all()

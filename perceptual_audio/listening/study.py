@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -104,6 +104,9 @@ def load_study_ratings(
         return None
     table = read_rating_table(path, scale=scale)
     degraded = [r for r in rows if r.kind == "degraded"]
+    # Restored files (stage 2 --restore) are rated against their clean file like degraded ones.
+    degraded += [replace(r, source=r.params.get("clean", r.source)) for r in rows
+                 if r.kind == "restored"]  # fmt: skip
     clean = {r.path: r for r in rows if r.kind == "clean"}
     by_name: dict[str, list[ManifestRow]] = {}
 
