@@ -114,3 +114,22 @@ def test_bad_restore_arguments(pair) -> None:
         restore(degraded, clean, loss=loss, mode="x")
     with pytest.raises(ParameterError, match="same length, got 8000 and 7999"):
         restore(degraded, clean[:-1], loss=loss)
+
+
+@pytest.mark.slow
+def test_cdpam_loss_backpropagates_through_the_fast_encoder_like_the_reference_loop(pair):
+    """The restoration's CDPAM loss runs the fast encoder (FFT correlation on CPU); its value
+    and its gradient equal the reference loop's (cdpam's base_encoder) to float32 rounding."""
+    degraded, clean = pair
+    x = torch.from_numpy(degraded[: SR // 4]).requires_grad_(True)
+    ref = torch.from_numpy(clean[: SR // 4])
+    out = {}
+    for encoder in ("fast", "reference"):
+        loss = build_loss("cdpam", sample_rate=SR, model_options={"encoder": encoder})
+        x.grad = None
+        value = loss(x, ref)
+        value.backward()
+        out[encoder] = (float(value), x.grad.detach().clone())
+    assert out["fast"][0] == pytest.approx(out["reference"][0], rel=1e-4, abs=1e-6)
+    g_fast, g_ref = out["fast"][1], out["reference"][1]
+    assert float((g_fast - g_ref).norm() / g_ref.norm()) < 1e-3
