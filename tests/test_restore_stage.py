@@ -85,7 +85,7 @@ def test_restorations_are_written_recorded_and_embedded(audio_dir, caplog):
     assert row.source == "degraded/noise/high/a.wav"
     assert row.source_sha256 == rows[row.source].sha256
     p = row.params
-    assert (p["loss"], p["mode"], p["steps"], p["lr"], p["seed"]) == ("l1", "mask", 20, 0.1, 0)
+    assert (p["loss"], p["mode"], p["steps"], p["lr"], p["seed"]) == ("l1", "mask", 20, 0.5, 0)
     assert p["clean"] == "clean/a.wav" and p["loss_after"] < p["loss_before"]
     assert p["seconds"] > 0
     info = sf.info(audio_dir / row.path)
