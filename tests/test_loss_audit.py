@@ -100,7 +100,7 @@ def test_the_report_has_a_loss_audit_section_after_the_key_findings(study):
     assert (out / "loss_audit_heatmap.png").is_file()
     assert (out / "loss_audit_by_family.png").is_file()
     html = (out / "report.html").read_text()
-    assert html.count("data:audio/wav;base64,") == 4  # clean, degraded, two restorations
+    assert html.count('src="data:audio/mpeg;base64,') >= 4  # clean, degraded, two restorations
     assert "restored: sisdr" in html
 
 

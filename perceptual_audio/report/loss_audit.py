@@ -148,14 +148,12 @@ def loss_findings(audit: pd.DataFrame, judges: list[str]) -> list[str]:
     return out
 
 
-def _wav_uri(y: np.ndarray, sr: int) -> str:
-    import io
+def _audio_uri(y: np.ndarray, sr: int) -> str:
+    """An MP3 data URI (the report's other players' format)."""
+    from perceptual_audio.report_audio import encode_mp3
 
-    import soundfile as sf
-
-    buf = io.BytesIO()
-    sf.write(buf, np.clip(y, -1, 1), sr, format="WAV", subtype="PCM_16")
-    return "data:audio/wav;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+    data, _ = encode_mp3(np.clip(y, -1, 1), sr)
+    return "data:audio/mpeg;base64," + base64.b64encode(data).decode("ascii")
 
 
 def listen_block(pairs: pd.DataFrame, audio_dir: Path | None, judge: str) -> HtmlBlock | None:
@@ -192,7 +190,7 @@ def listen_block(pairs: pd.DataFrame, audio_dir: Path | None, judge: str) -> Htm
             continue
         y = y[: int(LISTEN_SECONDS * sr)]
         html.append(f'<div><b>{label}</b> <code>{rel}</code><br><audio controls preload="none" '
-                    f'src="{_wav_uri(y, sr)}"></audio></div>')  # fmt: skip
+                    f'src="{_audio_uri(y, sr)}"></audio></div>')  # fmt: skip
         text.append(f"{label}: {rel}")
     caption = (f"Typical file ({ref}, {family}/{level}; first {LISTEN_SECONDS:g} s): the "
                "degraded file beside each loss's restoration.")  # fmt: skip
