@@ -5,7 +5,8 @@ For each loss and mode, a degraded signal (a speech-like tone in white noise) of
 ``--seconds`` at 16 kHz is restored towards its clean version for ``--steps`` Adam steps by
 :func:`perceptual_audio.restoration.restore` (the code stage 2 runs). Reported per line:
 
-- ``s/step/audio-s``: (restore wall time - its two no-grad loss evaluations) / steps / seconds;
+- ``s/step/audio-s``: (restore wall time - its two no-grad loss evaluations) / steps / seconds,
+  after a one-step warm-up restoration;
 - ``fwd s``: one no-grad forward of the loss (median of 3);
 - ``step/fwd``: one training step over one forward (autograd's usual cost is 2-3x);
 - ``peak MB``: resident set size above the level before the run (CPU; sampled every 2 ms),
@@ -68,6 +69,7 @@ def run_one(loss: str, mode: str, seconds: float, steps: int, device: str, encod
     if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
         base = torch.cuda.memory_allocated()
+    restore(degraded, clean, loss=loss_fn, mode=mode, steps=1, device=device)  # warm-up
     sampler = _PeakRSS()
     before = sampler.peak
     with sampler:
