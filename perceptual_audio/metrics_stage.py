@@ -582,6 +582,8 @@ def write_loss_audit(
         return
     frame = pd.DataFrame(table)
     judges = metrics.analysed_metrics(value_cols)
+    if "rating_mean" in frame:  # listeners rated restored files: a judge like any other
+        judges.append("rating_mean")
     result = audit.loss_audit(frame, judges, n_bootstrap=n_bootstrap)
     write_text_if_changed(
         path, result.to_csv(index=False, float_format="%.10g", lineterminator="\n")

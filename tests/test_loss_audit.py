@@ -166,3 +166,9 @@ def test_webmushra_export_and_results_round_trip(study, tmp_path):
     pairs = pd.read_csv(tmp_path / "res" / "pair_metrics.csv")
     restored = pairs[pairs["kind"] == "restored"]
     assert restored["rating_mean"].notna().all()
+    # the listeners are a judge of the loss audit: l1 rated 1 and sisdr 2 above the degraded file
+    audit = pd.read_csv(tmp_path / "res" / "loss_audit.csv")
+    listeners = audit[(audit["judge"] == "rating_mean") & (audit["scope"] == "all")]
+    assert dict(zip(listeners["loss"], listeners["change_mean"], strict=True)) == {
+        "l1": pytest.approx(1.0), "sisdr": pytest.approx(2.0)
+    }  # fmt: skip
