@@ -117,7 +117,7 @@ def per_metric_costs(root: Path) -> tuple[dict[str, float], dict[str, float]]:
     audio = root / "test_audio"
     pairs = sorted(p.relative_to(audio) for p in (audio / "degraded").rglob("*.wav"))
     costs: dict[str, list[float]] = {}
-    from perceptual_audio.stages.score import single_threaded_blas
+    from perceptual_audio.stages.scoring import single_threaded_blas
 
     with single_threaded_blas():  # as the stage runs them
         _time_pairs(root, audio, pairs[:1], costs)  # warm-up: loads every model once
@@ -163,7 +163,7 @@ def peaq_breakdown(root: Path) -> dict[str, float]:
     from perceptual_audio.metrics import peaq
     from perceptual_audio.metrics.peaq.ear_fft import RESOLUTION_BASIC, fft_ear, make_bands
     from perceptual_audio.metrics.peaq.ear_filterbank import filterbank_ear
-    from perceptual_audio.metrics_stage import single_threaded_blas
+    from perceptual_audio.stages.scoring import single_threaded_blas
 
     audio = root / "test_audio"
     rel = sorted(p.relative_to(audio) for p in (audio / "degraded").rglob("*.wav"))[0]

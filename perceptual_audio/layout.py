@@ -29,6 +29,8 @@ from __future__ import annotations
 CLEAN_DIR = "clean"
 #: Stage 2's degraded files.
 DEGRADED_DIR = "degraded"
+#: Stage 2's restorations (``--restore``): ``restored/<loss>/<family>/<level>/<rel>.wav``.
+RESTORED_DIR = "restored"
 #: A listening test's rated files (stage 1), ``rated/<condition folder>/``: a namespace of
 #: stage 1's own, so no condition name can clash with a stage-2 family.
 RATED_DIR = "rated"
@@ -54,6 +56,8 @@ CORRELATIONS_NAME = "correlations.csv"
 MONOTONICITY_NAME = "monotonicity.csv"
 #: Every metric against the listeners (with listening-test ratings).
 AGREEMENT_NAME = "listener_agreement.csv"
+#: Loss x judge metric audit of the restorations (:mod:`perceptual_audio.restoration.audit`).
+LOSS_AUDIT_NAME = "loss_audit.csv"
 
 # -- the report folder (stage 4) --------------------------------------------------------------
 TEXT_REPORT_NAME = "analysis_report.txt"

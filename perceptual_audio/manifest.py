@@ -17,7 +17,7 @@ from typing import Any
 
 from perceptual_audio.errors import SchemaError
 from perceptual_audio.files import write_text_if_changed
-from perceptual_audio.layout import DEGRADED_DIR, MANIFEST_NAME
+from perceptual_audio.layout import DEGRADED_DIR, MANIFEST_NAME, RESTORED_DIR  # noqa: F401
 
 #: Bumped whenever the columns change; recorded in run.json of the stages that write it.
 MANIFEST_SCHEMA_VERSION = 1
@@ -36,7 +36,7 @@ COLUMNS = (
     "source_sha256",
     "flags",
 )
-KINDS = ("clean", "degraded")
+KINDS = ("clean", "degraded", "restored")
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from perceptual_audio.errors import SchemaError
 from perceptual_audio.files import write_text_if_changed
 from perceptual_audio.layout import (  # noqa: F401 (the table's names, re-exported)
     CORRELATIONS_NAME,
+    LOSS_AUDIT_NAME,
     MONOTONICITY_NAME,
     PAIR_METRICS_NAME,
     RUN_JSON_NAME,
@@ -42,7 +43,9 @@ LEADING_COLUMNS = ("reference_path", "degraded_path", "family", "level")
 #: Per-pair facts from the audio manifest, after the statuses: the degraded file's flags
 #: (``silent``, ``short``, ...) and whether its degradation was applied at all (a silent
 #: input is left unchanged by noise, compression and clipping: SNR is undefined).
-PAIR_INFO_COLUMNS = ("flags", "degradation_applied")
+#: ``kind``: ``degraded``, or ``restored`` (stage 2's ``--restore``: ``degraded_path`` is then
+#: the restored file and ``loss`` the loss it was optimised under; out of the statistics).
+PAIR_INFO_COLUMNS = ("flags", "degradation_applied", "kind", "loss")
 #: Text columns a listening test adds to ``pair_metrics.csv`` (``listening.PAIR_RATING_COLUMNS``).
 RATING_TEXT_COLUMNS = ("condition", "hidden_reference")
 #: Suffixes of the bookkeeping columns of ``pair_metrics.csv`` (text, never metrics).

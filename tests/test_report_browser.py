@@ -64,7 +64,8 @@ def _browser(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def study(tmp_path_factory) -> Path:
-    """Stages 1-4 on two 2 s clips (speech/ and music/), noise low and extreme, CDPAM."""
+    """Stages 1-4 on two 2 s clips (speech/ and music/), noise low and extreme, CDPAM, and
+    the l1 and sisdr restorations of noise:extreme (the loss audit)."""
     chromium()  # skip before spending the CPU when there is no browser
     work = tmp_path_factory.mktemp("browser")
     rng = np.random.default_rng(3)
@@ -89,6 +90,12 @@ def study(tmp_path_factory) -> Path:
             "noise:low,noise:extreme,bitrate:extreme",
             "--models",
             "cdpam",
+            "--restore",
+            "l1,sisdr",
+            "--restore-on",
+            "noise:extreme",
+            "--restore-steps",
+            "5",
         ),
         (
             "calculate_metrics.py",
@@ -144,6 +151,7 @@ def test_page_loads_without_errors_and_every_player_decodes(study):
     assert page.sections[0] == "at-a-glance" and "key-findings" in page.sections
     assert "listen" in page.sections
     assert "by-content-type" in page.sections
+    assert "loss-audit" in page.sections  # stage 2 --restore: the loss audit's section
     assert len(page.audio) >= 2 and len(page.audio) % 2 == 0  # clean beside degraded
     for src in page.audio:
         assert src.startswith("data:audio/mpeg;base64,"), src[:60]

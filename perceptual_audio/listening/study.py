@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -106,9 +106,11 @@ class _StudyIndex:
         self.audio_abs = audio_dir.resolve()
         self.clean = {r.path: r for r in rows if r.kind == "clean"}
         self.by_name: dict[str, list[ManifestRow]] = {}
-        for r in rows:
-            if r.kind != "degraded":
-                continue
+        rated = [r for r in rows if r.kind == "degraded"]
+        # Restored files (stage 2 --restore) are rated against their clean file like degraded ones.
+        rated += [replace(r, source=r.params.get("clean", r.source)) for r in rows
+                  if r.kind == "restored"]  # fmt: skip
+        for r in rated:
             self._index(r.path, r)
             self._index((audio_dir / r.path).as_posix(), r)
             if is_imported(r) and r.params.get("input"):

@@ -150,6 +150,8 @@ def read_pair_metrics(path: str | os.PathLike) -> tuple[pd.DataFrame, list[str]]
     """:func:`perceptual_audio.results.read_pair_metrics` without the listening-test ratings
     (the truth, not metrics), its metric columns in report order (:func:`metric_sort_key`)."""
     frame, metrics = results_format.read_pair_metrics(path, not_metrics=_rating_columns())
+    if "kind" in frame.columns:  # restored pairs belong to the loss audit, not the study
+        frame = frame[frame["kind"].fillna("degraded") != "restored"].reset_index(drop=True)
     return frame, sorted(metrics, key=metric_sort_key)
 
 

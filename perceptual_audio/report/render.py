@@ -141,7 +141,7 @@ figure{margin:18px 0 28px}figure img{max-width:100%;height:auto;border:1px solid
 figcaption{font-size:0.9em;color:#444;margin-top:4px}
 details summary{cursor:pointer;color:#1a5fb4;margin:6px 0}
 li{margin:4px 0}
-nav{font-size:0.9em}nav a{margin-right:12px}
+nav a{margin-right:10px}nav{font-size:.92em}
 """
 
 # Click a header to sort by it; numbers sort numerically (data-sort), text alphabetically,

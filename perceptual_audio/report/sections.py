@@ -60,6 +60,7 @@ def build_report(
     figures: Sequence[FigureBlock] = (),
     *,
     listen: Sequence[Any] = (),
+    loss_audit: Sequence[Any] = (),
 ) -> list[Section]:
     """The report's sections, in order; rendered by :func:`render_text` and :func:`render_html`.
 
@@ -127,6 +128,8 @@ def build_report(
             [Bullets(items, title=title, fold=True) for title, items in groups if items],
         )
     )
+    if loss_audit:  # report.loss_audit.loss_audit_blocks
+        sections.append(Section("Loss audit", list(loss_audit)))
     if listener_blocks:  # with ratings, the report leads with the listeners
         sections.append(Section("Agreement with listeners", listener_blocks))
     if listen:

@@ -15,6 +15,7 @@ import time
 from perceptual_audio.stages import cli, shards
 from perceptual_audio.stages import degrade as degrade_stage
 from perceptual_audio.stages import embed as embed_stage
+from perceptual_audio.stages import restore as restore_stage
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     degrade_stage.add_degradation_arguments(parser)
     embed_stage.add_embedding_arguments(parser)
+    restore_stage.add_restore_arguments(parser)
     return parser
 
 
@@ -71,11 +73,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     cli.setup_logging(quiet=args.quiet, verbose=args.verbose)
-    problem = check_embedding_options(args)
+    levels = restore_stage.study_levels(args)
+    problem = check_embedding_options(args) or restore_stage.check_options(args, levels)
     if problem:  # before the degradation half changes any folder
         parser.error(problem)
     t0 = time.perf_counter()
     degrade_settings = degrade_stage.DegradeSettings.from_args(args)
+    restore_settings = restore_stage.settings_from_args(args, levels)  # checked above
     refused = degrade_stage.claim_folders(degrade_settings)  # a busy or wrong folder: no half runs
     if refused is not None:
         return refused
@@ -104,6 +108,10 @@ def main(argv: list[str] | None = None) -> int:
             cli.stage_summary("extract_embeddings", t0, "exit status 1: nothing merged")
             return cli.EXIT_FAILED
     rc_degrade = degrade_stage.run_degradations(degrade_settings, keep_fragments=True)
+    if args.shard is None and not merging:  # restorations are not sharded (yet)
+        rc_degrade = combine_exit_codes(
+            rc_degrade, restore_stage.run_restorations(restore_settings, args.input_dir)
+        )
     if merging and not degrade_stage.merged(degrade_settings.input_dir):
         rc_embed = cli.EXIT_FAILED  # the manifest does not list the shards' files
     else:

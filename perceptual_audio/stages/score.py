@@ -43,7 +43,7 @@ import logging
 import os
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -346,6 +346,7 @@ def run(settings: ScoreSettings) -> int:
         return study
     clean = {r.path: r for r in study.rows if r.kind == "clean"}
     degraded = sorted((r for r in study.rows if r.kind == "degraded"), key=lambda r: r.path)
+    degraded += restored_pairs(study.rows)  # scored against their clean file like degraded ones
     if settings.shard is not None:
         degraded = [r for r in degraded if settings.shard.owns(r.source)]
     plan = plan_work(
@@ -379,6 +380,12 @@ def run(settings: ScoreSettings) -> int:
             study.cols.value_columns, study.identity, input_failures, plan, t_start,
         )  # fmt: skip
     return _write_results(settings, study, plan, columns, input_failures, t_start, score_seconds)
+
+
+def restored_pairs(rows: Sequence[Any]) -> list[Any]:
+    """Restored files as pairs with their clean file (``source`` = the clean path)."""
+    out = [replace(r, source=r.params.get("clean", "")) for r in rows if r.kind == "restored"]
+    return sorted(out, key=lambda r: r.path)
 
 
 def _prepare(settings: ScoreSettings) -> _Study | int:

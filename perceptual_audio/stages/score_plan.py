@@ -193,6 +193,8 @@ def plan_work(
             "degraded_sha256": deg_sha,
             "flags": row.flags,
             "degradation_applied": "true" if row.degradation_applied else "false",
+            "kind": row.kind,
+            "loss": row.params.get("loss", "") if row.kind == "restored" else "",
         }
         prev = previous.get(row.path, {})
         need_groups = _pair_groups(cols, ref_rel, ref_sha, deg_sha, prev, out)

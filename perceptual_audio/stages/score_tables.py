@@ -14,9 +14,11 @@ from perceptual_audio import listening, metrics, stats
 from perceptual_audio.errors import PerceptualAudioError
 from perceptual_audio.files import write_text_if_changed
 from perceptual_audio.manifest import read_level_order
+from perceptual_audio.restoration import audit
 from perceptual_audio.results import (
     CORRELATIONS_NAME,
     LEADING_COLUMNS,
+    LOSS_AUDIT_NAME,
     MONOTONICITY_NAME,
     SUMMARY_NAME,
 )
@@ -36,6 +38,8 @@ def write_statistics(
     """Summaries, correlations, monotonicity (and agreement with listeners) of the table;
     returns the level order, the number of pairs left out (degradation not applied) and the
     listening record for run.json."""
+    write_loss_audit(results_dir, table, value_cols, settings.bootstrap)
+    table = [r for r in table if r.get("kind") != "restored"]  # the audit's, not the study's
     # Pairs whose degradation was not applied (the 'degraded' file equals the clean one) are
     # scored in pair_metrics.csv but would fake perfect agreement in the statistics.
     analysed_rows = [r for r in table if r["degradation_applied"] != "false"]
@@ -161,3 +165,24 @@ def write_listener_agreement(
         f"{listening.CEILING_SPLITS} random splits",
         "interval": "percentile bootstrap over stimuli (references), 95%",
     }
+
+
+def write_loss_audit(
+    results_dir: Path, table: list[dict[str, Any]], value_cols: list[str], n_bootstrap: int
+) -> None:
+    """``loss_audit.csv`` from the restored pairs (removed when there are none)."""
+    path = results_dir / LOSS_AUDIT_NAME
+    if not any(r.get("kind") == "restored" for r in table):
+        if path.exists():
+            path.unlink()
+            logger.info("removed %s (no restorations in this study)", path)
+        return
+    frame = pd.DataFrame(table)
+    judges = metrics.analysed_metrics(value_cols)
+    if "rating_mean" in frame:  # listeners rated restored files: a judge like any other
+        judges.append("rating_mean")
+    result = audit.loss_audit(frame, judges, n_bootstrap=n_bootstrap)
+    write_text_if_changed(
+        path, result.to_csv(index=False, float_format="%.10g", lineterminator="\n")
+    )
+    logger.info("wrote %s: %d losses x %d judges", path, result["loss"].nunique(), len(judges))

@@ -95,6 +95,8 @@ def shard_index(clean_path: str, count: int) -> int:
 def group_of(row: Any) -> str:
     """The clean recording a manifest row belongs to: its own path for a clean file, its
     source (the clean file it was made from) for a degraded one."""
+    if row.kind == "restored":  # its source is a degraded file; its group is that file's
+        return str(row.params.get("clean") or row.source)
     return row.path if row.kind == "clean" else row.source
 
 

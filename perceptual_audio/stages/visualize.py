@@ -172,6 +172,15 @@ def build_parser() -> argparse.ArgumentParser:
         "input file relative to stage 1's --input) for the per-content breakdown "
         "(default: the top folder of each input file: speech/, music/, ...)",
     )
+    parser.add_argument(
+        "--export-listening-test",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="also write a webMUSHRA test of the restorations to DIR (reference, hidden "
+        "reference, 3.5 kHz anchor, degraded, each restoration; see "
+        "scripts/mushra_to_long.py --webmushra for the results)",
+    )
     cli.add_common_arguments(parser, workers=False)
     return parser
 
@@ -186,6 +195,7 @@ def _input_files(results: StudyResults) -> list[Path]:
             MONOTONICITY_NAME,
             RUN_JSON_NAME,
             "listener_agreement.csv",
+            "loss_audit.csv",
         )
     ]
     audio = Path(results.inputs.get("audio_dir", ""))
@@ -336,6 +346,25 @@ def listener_figure_plan(results: StudyResults, pairs: Any) -> list[tuple[str, s
     ]
 
 
+def _export_listening_test(results: StudyResults, out_dir: Path) -> int | None:
+    """Write the webMUSHRA test (None: done, go on with the report; else an exit status)."""
+    from perceptual_audio.report.listening_export import export_listening_test
+    from perceptual_audio.results import read_pair_table
+
+    pairs = read_pair_table(results.results_dir / PAIR_METRICS_NAME)
+    audio_dir = report_audio.find_audio_dir(results)
+    if "kind" not in pairs or not (pairs["kind"] == "restored").any() or audio_dir is None:
+        logger.error(
+            "--export-listening-test: %s has no restored pairs (run extract_embeddings.py "
+            "--restore and calculate_metrics.py first) or its audio folder is missing",
+            results.results_dir / PAIR_METRICS_NAME,
+        )
+        return cli.EXIT_USAGE
+    n = export_listening_test(pairs, audio_dir, out_dir)
+    logger.info("wrote a webMUSHRA test of %d trials to %s", n, out_dir)
+    return None
+
+
 def run_stage(args: argparse.Namespace) -> int:
     """Do the work of :func:`main` on parsed arguments; returns the exit status."""
     t0 = time.perf_counter()
@@ -367,6 +396,10 @@ def run_stage(args: argparse.Namespace) -> int:
         return refused
     for note in results.notes:
         logger.warning("%s", note.splitlines()[0])  # the reports keep the full text
+    if args.export_listening_test is not None:
+        exported = _export_listening_test(results, args.export_listening_test)
+        if exported is not None:
+            return exported
     mapping = report_content.read_content_table(args.content_types) if args.content_types else None
     report_content.assign_content_types(results, mapping)
     params = {
@@ -424,12 +457,19 @@ def run_stage(args: argparse.Namespace) -> int:
     listen = report_audio.audio_examples_blocks(
         results, output_dir, n_examples=args.audio_examples, budget_mb=args.audio_budget_mb
     )
-    sections = build_report(results, figures, listen=listen)
+    from perceptual_audio.report import loss_audit
+
+    audit_blocks = loss_audit.loss_audit_blocks(
+        results, output_dir, audio_dir=report_audio.find_audio_dir(results), dpi=args.dpi,
+        formats=args.format,
+    )  # fmt: skip
+    sections = build_report(results, figures, listen=listen, loss_audit=audit_blocks)
     text_path = output_dir / TEXT_REPORT_NAME
     html_path = output_dir / HTML_REPORT_NAME
     write_text_if_changed(text_path, render_text(sections))
     write_text_if_changed(html_path, render_html(sections))
     outputs = [p.name for p in written] + [TEXT_REPORT_NAME, HTML_REPORT_NAME]
+    outputs += loss_audit.figure_names(audit_blocks, args.format)
     for stale in set(prev_outputs) - {output_dir / o for o in outputs}:
         if stale.is_file() and stale.parent == output_dir:
             stale.unlink()

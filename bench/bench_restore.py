@@ -1,0 +1,125 @@
+"""Benchmark restoration steps: seconds per Adam step per audio-second, peak memory, and the
+ratio of one training step (forward + backward + Adam update) to one forward pass.
+
+For each loss and mode, a degraded signal (a speech-like tone in white noise) of
+``--seconds`` at 16 kHz is restored towards its clean version for ``--steps`` Adam steps by
+:func:`perceptual_audio.restoration.restore` (the code stage 2 runs). Reported per line:
+
+- ``s/step/audio-s``: (restore wall time - its two no-grad loss evaluations) / steps / seconds,
+  after a one-step warm-up restoration;
+- ``fwd s``: one no-grad forward of the loss (median of 3);
+- ``step/fwd``: one training step over one forward (autograd's usual cost is 2-3x);
+- ``peak MB``: resident set size above the level before the run (CPU; sampled every 2 ms),
+  or ``torch.cuda.max_memory_allocated`` on CUDA.
+
+Each (loss, mode) runs in a fresh subprocess so memory figures do not leak between runs.
+
+Usage::
+
+    python bench/bench_restore.py                              # baselines and CDPAM, CPU
+    python bench/bench_restore.py --losses cdpam --cdpam-encoder reference --seconds 1
+    python bench/bench_restore.py --device cuda --seconds 10
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+SR = 16000
+
+
+def _signal(seconds: float):
+    import numpy as np
+
+    t = np.arange(int(seconds * SR)) / SR
+    clean = 0.3 * np.sin(2 * np.pi * 150 * t) * (1 + np.sin(2 * np.pi * 3 * t)) / 2
+    noise = np.random.default_rng(0).standard_normal(t.size) * 0.03
+    return (clean + noise).astype("float32"), clean.astype("float32")
+
+
+def run_one(loss: str, mode: str, seconds: float, steps: int, device: str, encoder: str) -> dict:
+    import torch
+    from bench_loss import _PeakRSS
+
+    from perceptual_audio.restoration import build_loss, restore
+
+    degraded, clean = _signal(seconds)
+    options = {"device": device, "encoder": encoder} if loss.startswith("cdpam") else {}
+    loss_fn = build_loss(loss, sample_rate=SR, model_options=options).to(device)
+    x = torch.from_numpy(degraded).to(device)
+    ref = torch.from_numpy(clean).to(device)
+    fwd = []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        with torch.no_grad():
+            loss_fn(x, ref)
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        fwd.append(time.perf_counter() - t0)
+    forward_s = statistics.median(fwd)
+    if device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+    restore(degraded, clean, loss=loss_fn, mode=mode, steps=1, device=device)  # warm-up
+    sampler = _PeakRSS()
+    before = sampler.peak
+    with sampler:
+        result = restore(degraded, clean, loss=loss_fn, mode=mode, steps=steps, device=device)
+    if device.startswith("cuda"):
+        peak_mb = (torch.cuda.max_memory_allocated() - base) / 2**20
+    else:
+        peak_mb = (sampler.peak - before) / 2**20
+    step_s = max(result.seconds - 2 * forward_s, 0.0) / steps
+    return {
+        "loss": loss, "mode": mode, "device": device, "seconds": seconds, "steps": steps,
+        "s_per_step_per_audio_s": step_s / seconds, "forward_s": forward_s,
+        "step_over_forward": step_s / forward_s, "peak_mb": peak_mb,
+        "loss_before": result.loss_before, "loss_after": result.loss_after,
+        "threads": torch.get_num_threads(),
+    }  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--losses", default="l1,sisdr,mrstft,mel,cdpam,cdpam-deep")
+    parser.add_argument("--modes", default="mask,waveform")
+    parser.add_argument("--seconds", type=float, default=1.0, help="audio per item (s)")
+    parser.add_argument("--steps", type=int, default=3, help="Adam steps timed")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--cdpam-encoder", default="fast", help="fast | direct | reference")
+    parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: LOSS:MODE in this process
+    args = parser.parse_args(argv)
+    if args.one:
+        loss, mode = args.one.split(":")
+        res = run_one(loss, mode, args.seconds, args.steps, args.device, args.cdpam_encoder)
+        print(json.dumps(res))
+        return 0
+    print(f"{'loss':<12}{'mode':<10}{'s/step/audio-s':>16}{'fwd s':>9}{'step/fwd':>10}"
+          f"{'peak MB':>9}  loss before -> after")  # fmt: skip
+    for loss in args.losses.split(","):
+        for mode in args.modes.split(","):
+            cmd = [sys.executable, __file__, "--one", f"{loss}:{mode}", "--seconds",
+                   str(args.seconds), "--steps", str(args.steps), "--device", args.device,
+                   "--cdpam-encoder", args.cdpam_encoder]  # fmt: skip
+            out = subprocess.run(cmd, capture_output=True, text=True)
+            if out.returncode != 0:
+                print(f"{loss:<12}{mode:<10} failed: {out.stderr.strip().splitlines()[-1]}")
+                continue
+            r = json.loads(out.stdout.strip().splitlines()[-1])
+            print(f"{loss:<12}{mode:<10}{r['s_per_step_per_audio_s']:>16.4f}"
+                  f"{r['forward_s']:>9.3f}{r['step_over_forward']:>10.2f}{r['peak_mb']:>9.0f}"
+                  f"  {r['loss_before']:.4g} -> {r['loss_after']:.4g}", flush=True)  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

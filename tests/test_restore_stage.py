@@ -1,0 +1,153 @@
+"""Stage 2's restorations (--restore) through the real stages 1 and 2."""
+
+from __future__ import annotations
+
+import logging
+from typing import ClassVar
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from conftest import speechlike, write_audio
+
+from perceptual_audio.embeddings import base
+from perceptual_audio.errors import WeightsUnavailableError
+from perceptual_audio.manifest import read_manifest
+from perceptual_audio.stages import convert as conversion
+from perceptual_audio.stages import extract as extract_stage
+
+SR = 16000
+
+
+class _FrameEmbedder(base.Embedder):
+    """A differentiable stand-in: per 0.25 s frame the mean and RMS (numbers mean nothing)."""
+
+    name: ClassVar[str] = "framemodel"
+    sample_rate: ClassVar[int] = SR
+
+    def load(self) -> None:
+        pass
+
+    def forward(self, waveform: torch.Tensor) -> torch.Tensor:
+        f = waveform[:, : waveform.shape[-1] // 4000 * 4000].reshape(waveform.shape[0], -1, 4000)
+        return torch.stack([f.mean(-1), f.square().mean(-1).sqrt()], dim=-1)
+
+    def timestamps(self, n_samples: int) -> np.ndarray:
+        return np.arange(n_samples // 4000) * 0.25
+
+    def info(self) -> dict:
+        return {"model": self.name, "variant": "x", "hop_seconds": 0.25, "weights_sha256": ""}
+
+
+class _MissingEmbedder(_FrameEmbedder):
+    name: ClassVar[str] = "missingmodel"
+
+    def load(self) -> None:
+        raise WeightsUnavailableError("missingmodel weights are unavailable: fetch x.bin to /y")
+
+
+@pytest.fixture(autouse=True)
+def models():
+    with base.registry_scope():
+        base.register(_FrameEmbedder)
+        base.register(_MissingEmbedder)
+        yield
+
+
+@pytest.fixture
+def audio_dir(tmp_path):
+    write_audio(tmp_path / "in" / "a.wav", speechlike(1.0, 120, seed=1), SR)
+    argv = ["--input", str(tmp_path / "in"), "--output", str(tmp_path / "test_audio"), "-q"]
+    assert conversion.main([*argv, "--workers", "1"]) == 0
+    return tmp_path / "test_audio"
+
+
+def _stage2(audio_dir, *extra: str) -> int:
+    return extract_stage.main(
+        ["--input-dir", str(audio_dir), "--degradations", "noise:high", "--models",
+         "framemodel", "--framemodel-dir", str(audio_dir.parent / "fm"), "--workers", "1",
+         *extra]
+    )  # fmt: skip
+
+
+def test_restorations_are_written_recorded_and_embedded(audio_dir, caplog):
+    caplog.set_level(logging.INFO)
+    rc = _stage2(audio_dir, "--restore", "l1,missingmodel,framemodel", "--restore-steps", "20")
+    assert rc == 3  # missingmodel's loss was skipped, the others ran
+    assert "missingmodel skipped: missingmodel weights are unavailable" in caplog.text
+    rows = {r.path: r for r in read_manifest(audio_dir)}
+    restored = [r for r in rows.values() if r.kind == "restored"]
+    assert sorted(r.path for r in restored) == [
+        "restored/framemodel/noise/high/a.wav",
+        "restored/l1/noise/high/a.wav",
+    ]
+    row = rows["restored/l1/noise/high/a.wav"]
+    assert row.source == "degraded/noise/high/a.wav"
+    assert row.source_sha256 == rows[row.source].sha256
+    p = row.params
+    assert (p["loss"], p["mode"], p["steps"], p["lr"], p["seed"]) == ("l1", "mask", 20, 0.5, 0)
+    assert p["clean"] == "clean/a.wav" and p["loss_after"] < p["loss_before"]
+    assert p["seconds"] > 0
+    info = sf.info(audio_dir / row.path)
+    degraded = sf.info(audio_dir / row.source)
+    assert (info.subtype, info.samplerate, info.frames) == ("FLOAT", SR, degraded.frames)
+    embedded = (audio_dir.parent / "fm" / "manifest.csv").read_text()
+    assert "restored/l1/noise/high/a.wav" in embedded
+
+
+def test_a_rerun_writes_nothing_and_a_change_redoes_only_it(audio_dir, caplog):
+    assert _stage2(audio_dir, "--restore", "l1,sisdr", "--restore-steps", "3") == 0
+    target = audio_dir / "restored" / "l1" / "noise" / "high" / "a.wav"
+    other = audio_dir / "restored" / "sisdr" / "noise" / "high" / "a.wav"
+    stamps = (target.stat().st_mtime_ns, other.stat().st_mtime_ns)
+    manifest = (audio_dir / "manifest.csv").read_bytes()
+    caplog.set_level(logging.INFO)
+    assert _stage2(audio_dir, "--restore", "l1,sisdr", "--restore-steps", "3") == 0
+    assert "restorations: wrote 0, skipped 2 (up to date)" in caplog.text
+    assert (target.stat().st_mtime_ns, other.stat().st_mtime_ns) == stamps
+    assert (audio_dir / "manifest.csv").read_bytes() == manifest
+    caplog.clear()
+    assert _stage2(audio_dir, "--restore", "l1", "--restore-steps", "4") == 0
+    assert "restorations: wrote 1, skipped 0" in caplog.text
+    assert not other.exists()  # no longer asked for
+    assert _stage2(audio_dir) == 0  # --restore none
+    assert not (audio_dir / "restored" / "l1").exists()
+    assert not [r for r in read_manifest(audio_dir) if r.kind == "restored"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--restore", "l1,nope"], "--restore: unknown loss 'nope'; valid losses: l1, sisdr"),
+        (["--restore", "l1", "--restore-steps", "0"], "argument --restore-steps: expected a positive integer, got 0"),
+        (["--restore", "l1", "--restore-on", "reverb"],
+         "--restore-on 'reverb': family 'reverb' is not in the study's degradations (noise;"),
+        (["--restore", "l1", "--restore-on", "noise:low"],
+         "--restore-on 'noise:low': level 'low' of noise is not in the study's degradations"),
+        (["--restore", "l1", "--restore-mode", "x"], "argument --restore-mode: invalid choice: 'x'"),
+    ],
+)  # fmt: skip
+def test_bad_restore_options_exit_2_naming_the_option(audio_dir, capsys, argv, message):
+    with pytest.raises(SystemExit) as exc:
+        _stage2(audio_dir, *argv)
+    assert exc.value.code == 2
+    assert message in capsys.readouterr().err
+    assert not (audio_dir / "degraded").exists()
+
+
+def test_max_files_restores_the_first_recordings_of_each_level(tmp_path):
+    for name in ("b", "a", "c"):
+        write_audio(tmp_path / "in" / f"{name}.wav", speechlike(0.5, 120, seed=2), SR)
+    audio = tmp_path / "test_audio"
+    assert conversion.main(["--input", str(tmp_path / "in"), "--output", str(audio), "-q"]) == 0
+    rc = extract_stage.main(
+        ["--input-dir", str(audio), "--degradations", "noise:high,noise:low", "--models",
+         "none", "--restore", "l1", "--restore-max-files", "2", "--restore-steps", "2", "-q"]
+    )  # fmt: skip
+    assert rc == 0
+    restored = sorted(r.path for r in read_manifest(audio) if r.kind == "restored")
+    assert restored == [
+        "restored/l1/noise/high/a.wav", "restored/l1/noise/high/b.wav",
+        "restored/l1/noise/low/a.wav", "restored/l1/noise/low/b.wav",
+    ]  # fmt: skip
