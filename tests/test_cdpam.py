@@ -130,11 +130,11 @@ def test_restricted_unpickler_refuses_foreign_globals_and_reads_tensors():
         WeightsVerificationError,
         match=r"x\.pth: cdpam checkpoint: refusing to unpickle global collections\.Counter",
     ):
-        cdpam_mod._unpickle_checkpoint(buf.getvalue(), "x.pth")
+        cdpam_mod.unpickle_checkpoint(buf.getvalue(), "x.pth")
 
     ok = io.BytesIO()
     torch.save({"state": {"w": torch.arange(3.0)}}, ok)
-    loaded = cdpam_mod._unpickle_checkpoint(ok.getvalue(), "ok.pth")
+    loaded = cdpam_mod.unpickle_checkpoint(ok.getvalue(), "ok.pth")
     assert torch.equal(loaded["state"]["w"], torch.arange(3.0))
 
 

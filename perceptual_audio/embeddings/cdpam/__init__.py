@@ -87,6 +87,7 @@ from perceptual_audio.embeddings.cdpam.checkpoint import (
     default_weights_path,
     load_model,
     read_verified_weights,
+    unpickle_checkpoint,
 )
 from perceptual_audio.embeddings.cdpam.embedder import (
     CDPAMEmbedder,
@@ -133,6 +134,7 @@ __all__ = [
     "default_weights_path",
     "load_model",
     "read_verified_weights",
+    "unpickle_checkpoint",
     "resample_like_cdpam",
     "round_to_int16_grid",
 ]

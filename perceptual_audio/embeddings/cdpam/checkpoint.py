@@ -137,7 +137,7 @@ class _RestrictedPickleModule:
         return _RestrictedUnpickler(file, **kwargs).load()
 
 
-def _unpickle_checkpoint(data: bytes, source: str) -> dict[str, Any]:
+def unpickle_checkpoint(data: bytes, source: str) -> dict[str, Any]:
     """Unpickle checkpoint bytes on the CPU with the restricted unpickler.
 
     Call only on bytes whose sha256 was checked. ``weights_only=True`` cannot read this
@@ -209,7 +209,7 @@ def read_verified_weights(
             f"{expected_sha256}; refusing to unpickle it. Reinstall "
             f"{CDPAM_PACKAGE}=={CDPAM_PACKAGE_VERSION} (pip install --force-reinstall --no-deps)"
         )
-    checkpoint = _unpickle_checkpoint(data, str(path))
+    checkpoint = unpickle_checkpoint(data, str(path))
     state = checkpoint.get("state")
     if not isinstance(state, dict) or not all(
         isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()
