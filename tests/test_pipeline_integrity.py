@@ -478,7 +478,7 @@ def test_report_numbers_ties_bounded_cis_seed_clipping_and_one_line_notes(
 ):
     from perceptual_audio import report
     from perceptual_audio.embeddings.openl3 import OpenL3Embedder
-    from perceptual_audio.report import plots
+    from perceptual_audio.report import plots_families
 
     # A recording at int16 full scale: a flattened top, as a clipped recording has.
     loud = np.clip(6 * speechlike(1.5, 140, 7), -1, 1)
@@ -532,7 +532,7 @@ def test_report_numbers_ties_bounded_cis_seed_clipping_and_one_line_notes(
     assert "download: https://github.com/marl/openl3/raw/models/" in html  # in the table
     # Family figure titles do not claim an n the panels do not show.
     results = report.load_results(work / "results")
-    fig = plots.family_small_multiples(
+    fig = plots_families.family_small_multiples(
         results.pairs,
         family="noise",
         neural_metrics=["vggish_cosine"],

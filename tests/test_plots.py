@@ -14,7 +14,7 @@ from matplotlib.container import ErrorbarContainer
 
 from perceptual_audio import stats
 from perceptual_audio.errors import ParameterError
-from perceptual_audio.report import plots, read_correlations
+from perceptual_audio.report import plots, plots_families, read_correlations
 
 FAMILIES = {"noise": ["low", "high", "extreme"], "bitrate": ["low", "medium", "high"]}
 
@@ -177,7 +177,7 @@ def test_heatmap_with_one_usable_metric_says_so(pairs):
 
 def test_bar_chart_heights_and_error_bars_are_the_summary(summary, order):
     metrics = ["pesq_wb", "cdpam_distance"]
-    fig = plots.bar_chart(summary, metrics, families=list(FAMILIES), level_order=order)
+    fig = plots_families.bar_chart(summary, metrics, families=list(FAMILIES), level_order=order)
     visible = [ax for ax in fig.axes if ax.get_visible()]
     assert len(visible) == 2
     ax = visible[0]
@@ -225,15 +225,19 @@ def test_normalised_means_follow_each_metrics_direction():
         }
     )
     cond = [("a", "low"), ("a", "high"), ("a", "extreme")]
-    np.testing.assert_allclose(plots.normalised_means(summary, "pesq_wb", cond), [1.0, 0.5, 0.0])
     np.testing.assert_allclose(
-        plots.normalised_means(summary, "cdpam_distance", cond), [1.0, 0.5, 0.0]
+        plots_families.normalised_means(summary, "pesq_wb", cond), [1.0, 0.5, 0.0]
     )
-    np.testing.assert_array_equal(plots.normalised_means(summary, "stoi", cond), [1.0, 1.0, np.nan])
+    np.testing.assert_allclose(
+        plots_families.normalised_means(summary, "cdpam_distance", cond), [1.0, 0.5, 0.0]
+    )
+    np.testing.assert_array_equal(
+        plots_families.normalised_means(summary, "stoi", cond), [1.0, 1.0, np.nan]
+    )
 
 
 def test_severity_curves_raw_scale_small_multiples_with_the_span(summary, order):
-    fig = plots.severity_curves(
+    fig = plots_families.severity_curves(
         summary, ["pesq_wb", "openl3_l2"], families=list(FAMILIES), level_order=order
     )
     visible = [ax for ax in fig.axes if ax.get_visible()]
@@ -259,7 +263,7 @@ def test_severity_curves_raw_scale_small_multiples_with_the_span(summary, order)
 
 
 def test_cosine_bars_take_their_axis_from_the_data_and_say_so(summary, order):
-    fig = plots.bar_chart(
+    fig = plots_families.bar_chart(
         summary, ["openl3_cosine", "pesq_wb"], families=list(FAMILIES), level_order=order
     )
     cos, pesq = [ax for ax in fig.axes if ax.get_visible()]
@@ -274,19 +278,24 @@ def test_cosine_bars_take_their_axis_from_the_data_and_say_so(summary, order):
 
 
 def test_data_ylim_keeps_zero_when_bars_show_the_differences():
-    assert plots.data_ylim(np.array([1.0, 4.0]), np.array([0.9, 3.8]), np.array([1.1, 4.2])) is None
     assert (
-        plots.data_ylim(np.array([-1.0, 2.0]), np.array([np.nan] * 2), np.array([np.nan] * 2))
+        plots_families.data_ylim(np.array([1.0, 4.0]), np.array([0.9, 3.8]), np.array([1.1, 4.2]))
         is None
     )
-    lo, hi = plots.data_ylim(
+    assert (
+        plots_families.data_ylim(
+            np.array([-1.0, 2.0]), np.array([np.nan] * 2), np.array([np.nan] * 2)
+        )
+        is None
+    )
+    lo, hi = plots_families.data_ylim(
         np.array([0.97, 0.99]), np.array([0.96, 0.985]), np.array([0.98, 0.995])
     )
     assert 0.95 < lo < 0.96 and 0.995 < hi < 1.0
 
 
 def test_family_small_multiples_grid_and_points(pairs, order, correlations):
-    fig = plots.family_small_multiples(
+    fig = plots_families.family_small_multiples(
         pairs,
         family="noise",
         neural_metrics=["openl3_cosine", "cdpam_distance"],
@@ -313,7 +322,7 @@ def test_family_small_multiples_grid_and_points(pairs, order, correlations):
 
 @pytest.mark.parametrize("suffix, magic", [(".png", b"\x89PNG"), (".svg", b"<?xml")])
 def test_save_figure_writes_the_format_atomically(tmp_path, suffix, magic, summary, order):
-    fig = plots.severity_curves(summary, ["stoi"], families=["noise"], level_order=order)
+    fig = plots_families.severity_curves(summary, ["stoi"], families=["noise"], level_order=order)
     out = plots.save_figure(fig, tmp_path / f"curves{suffix}", dpi=30)
     assert out.read_bytes().startswith(magic)
     assert [p.name for p in tmp_path.iterdir()] == [f"curves{suffix}"]  # no temporary left
@@ -335,7 +344,7 @@ def test_vector_figures_keep_their_text_as_text(tmp_path, summary, order):
     import xml.etree.ElementTree as ET
     import zlib
 
-    fig = plots.severity_curves(summary, ["stoi"], families=["noise"], level_order=order)
+    fig = plots_families.severity_curves(summary, ["stoi"], families=["noise"], level_order=order)
     label = plots.metric_info("stoi").axis_label
     paths = plots.save_figures(
         fig, [tmp_path / "c.png", tmp_path / "c.svg", tmp_path / "c.pdf"], dpi=30

@@ -232,7 +232,7 @@ def figure_plan(results: StudyResults) -> list[tuple[str, str, str, Any]]:
     ``builder`` is a zero-argument callable returning a matplotlib Figure; plots is imported
     here, lazily, so that ``--help`` stays fast.
     """
-    from perceptual_audio.report import plots
+    from perceptual_audio.report import plots, plots_families  # deferred: matplotlib
 
     pairs = results.pairs.replace([float("inf"), float("-inf")], float("nan"))
     summary, corr = results.summary, results.correlations
@@ -278,7 +278,9 @@ def figure_plan(results: StudyResults) -> list[tuple[str, str, str, Any]]:
             "Mean of every metric per degradation family and level, with 95% CI error bars. "
             "Where bars from 0 would hide the differences (cosine similarities near 1), the "
             "y axis is chosen from the data and the panel says so.",
-            lambda: plots.bar_chart(summary, results.metrics, families=families, level_order=order),
+            lambda: plots_families.bar_chart(
+                summary, results.metrics, families=families, level_order=order
+            ),
         )
     )
     plan.append(
@@ -288,7 +290,7 @@ def figure_plan(results: StudyResults) -> list[tuple[str, str, str, Any]]:
             "Every metric against the severity of the degradation, one line per family, on "
             "its own raw scale with 95% CIs (small multiples: each panel has its own y range, "
             "and its title gives the span of the means).",
-            lambda: plots.severity_curves(
+            lambda: plots_families.severity_curves(
                 summary, results.metrics, families=families, level_order=order
             ),
         )
@@ -303,7 +305,7 @@ def figure_plan(results: StudyResults) -> list[tuple[str, str, str, Any]]:
                     f"Family '{fam}' only: headline neural metrics against "
                     + " and ".join(metric_info(r).label for r in refs)
                     + ", by level, with this family's correlations.",
-                    lambda fam=fam: plots.family_small_multiples(
+                    lambda fam=fam: plots_families.family_small_multiples(
                         pairs,
                         family=fam,
                         neural_metrics=primary,
@@ -319,7 +321,7 @@ def figure_plan(results: StudyResults) -> list[tuple[str, str, str, Any]]:
 def listener_figure_plan(results: StudyResults, pairs: Any) -> list[tuple[str, str, str, Any]]:
     """The listener figures (forest plot, headline metrics against the rating); [] without
     ratings. They are shown in the report's listener section."""
-    from perceptual_audio.report import LISTENER_FIGURE_GROUP, plots
+    from perceptual_audio.report import LISTENER_FIGURE_GROUP
 
     agreement = results.listening
     if agreement is None or agreement.empty:
@@ -334,16 +336,22 @@ def listener_figure_plan(results: StudyResults, pairs: Any) -> list[tuple[str, s
             LISTENER_FIGURE_GROUP,
             "Every metric's Pearson r with the mean listener rating, file and condition level, "
             "95% bootstrap CI over stimuli; grey band: the listeners' split-half ceiling.",
-            lambda: plots.listener_forest_plot(agreement),
+            lambda: _listener_figures().listener_forest_plot(agreement),
         ),
         (
             "listener_scatter",
             LISTENER_FIGURE_GROUP,
             "Headline metrics against the mean listener rating, one point per rated file, "
             "colour = condition.",
-            lambda: plots.rating_scatter_figure(pairs, headline),
+            lambda: _listener_figures().rating_scatter_figure(pairs, headline),
         ),
     ]
+
+
+def _listener_figures() -> Any:
+    from perceptual_audio.report import plots_listeners  # deferred: matplotlib
+
+    return plots_listeners
 
 
 def _export_listening_test(results: StudyResults, out_dir: Path) -> int | None:
