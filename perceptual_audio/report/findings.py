@@ -178,8 +178,8 @@ def _sign_note(metric: str, reference: str = "pesq_wb") -> str:
 
 
 def correlation_findings(results: StudyResults) -> list[str]:
-    """Plain-word findings: which neural metric agrees best with PESQ-WB and with STOI, how
-    sure, and where (which degradation families) they disagree."""
+    """Plain-word findings: which neural metric agrees best with each judge (:func:`judges`:
+    the reference panel, else PESQ-WB and STOI), how sure, and whether the judges agree."""
     corr = results.correlations
     out: list[str] = []
     if corr.empty:
@@ -187,8 +187,8 @@ def correlation_findings(results: StudyResults) -> list[str]:
     neural = results.neural_metrics
     if not neural:
         return [
-            "No neural metric is present in pair_metrics.csv, so nothing can be compared "
-            "with PESQ or STOI."
+            "No neural metric is present in pair_metrics.csv, so no neural metric can be "
+            "compared with the reference panel or with PESQ-WB and STOI."
         ]
     best_for: dict[str, str] = {}
     refs = judges(results)
@@ -319,7 +319,7 @@ def rate_notes(results: StudyResults) -> list[str]:
 
 
 def family_findings(results: StudyResults) -> list[str]:
-    """Per degradation family: which headline neural metrics agree with PESQ-WB / STOI, which
+    """Per degradation family: which headline neural metrics agree with each judge, which
     are uncertain and which run the opposite way."""
     if len(results.families) < 2:
         fam = results.families[0] if results.families else "none"
@@ -383,7 +383,7 @@ def family_findings(results: StudyResults) -> list[str]:
 
 
 def family_agreement_table(results: StudyResults) -> Table:
-    """Headline neural metrics against PESQ-WB and STOI within each family: Spearman with CI
+    """Headline neural metrics against each judge within each family: Spearman with CI
     and the verdict of :func:`classify_agreement`."""
     refs = judges(results)
     primary = primary_neural_metrics(results.metrics) or results.neural_metrics
