@@ -27,7 +27,6 @@ LONG_FUNCTIONS: dict[str, str] = {
     "report/findings.py:monotonicity_findings": "the findings in words",
     "report/tables.py:setup_blocks": "the Setup section",
     "report/audio.py:select_examples": "the Listen section's choice of pairs",
-    "stages/visualize.py:run_stage": "stage 4's run (not yet on the settings object)",
     "stages/visualize.py:figure_plan": "the figure list",
     "stages/visualize.py:build_parser": "stage 4's options",
     "listening/agreement.py:listener_ceiling": "the split-half ceiling",

@@ -27,6 +27,7 @@ import logging
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,7 @@ from perceptual_audio.report import (
     headline_metrics,
     judges,
     load_results,
+    loss_audit,
     metric_info,
     primary_neural_metrics,
     render_html,
@@ -373,111 +375,103 @@ def _export_listening_test(results: StudyResults, out_dir: Path) -> int | None:
     return None
 
 
-def run_stage(args: argparse.Namespace) -> int:
-    """Do the work of :func:`main` on parsed arguments; returns the exit status."""
+@dataclass(frozen=True, kw_only=True)
+class VisualizeSettings(cli.StageSettings):
+    """Stage 4's settings (the options of ``visualize_results.py``).
+
+    Attributes
+    ----------
+    results_dir, output_dir : Path
+        Stage 3's folder; where the figures and reports go (default
+        ``<results_dir>/visualizations``).
+    format : tuple of str
+        Figure file formats (``--figure-format``).
+    dpi : int
+        PNG resolution.
+    audio_dir : Path or None
+        The stage 1-2 audio folder (default: as stage 3 recorded it).
+    audio_examples : int
+        Pairs to embed as players; audio_budget_mb their size budget in MB.
+    content_types : Path or None
+        A table of each clean file's content type.
+    export_listening_test : Path or None
+        Also write a webMUSHRA test of the restorations there.
+    """
+
+    results_dir: Path = Path(DEFAULT_RESULTS_DIR)
+    output_dir: Path | None = None
+    format: tuple[str, ...] = ("png",)
+    dpi: int = DEFAULT_DPI
+    audio_dir: Path | None = None
+    audio_examples: int = report_audio.DEFAULT_EXAMPLES
+    audio_budget_mb: float = report_audio.DEFAULT_BUDGET_MB
+    content_types: Path | None = None
+    export_listening_test: Path | None = None
+
+    @property
+    def out_dir(self) -> Path:
+        return self.output_dir or self.results_dir / "visualizations"
+
+    def params(self) -> dict[str, Any]:
+        """What the drawing depends on besides the input files (its digest redraws)."""
+        return {
+            "format": ",".join(self.format),
+            "dpi": self.dpi,
+            "audio_examples": self.audio_examples,
+            "audio_budget_mb": self.audio_budget_mb,
+            "content_types": str(self.content_types) if self.content_types else None,
+        }
+
+
+def run_stage(settings: VisualizeSettings) -> int:
+    """Stage 4; returns the exit status."""
     t0 = time.perf_counter()
-    results_dir: Path = args.results_dir
-    output_dir: Path = args.output_dir or results_dir / "visualizations"
-    if shards.has_fragments(results_dir):  # the statistics describe the merged table only
-        logger.error(
-            "%s holds shard results that are not merged yet: run calculate_metrics.py with the "
-            "same options and without --shard to merge them, then this stage",
-            results_dir / shards.SHARDS_DIR,
-        )
-        return cli.EXIT_FAILED
-    problem = cli.check_input_folder(
-        results_dir,
-        option="--results-dir",
-        needs=PAIR_METRICS_NAME,
-        made_by="calculate_metrics.py --results-dir DIR",
-    )
-    if problem is not None:
-        return problem
-    results = load_results(results_dir, audio_dir=args.audio_dir)
-    refused = cli.claim_output_folder(
-        output_dir,
-        owner=STAGE_NAME,
-        option="--output-dir",
-        inputs=[("--results-dir", results_dir, "calculate_metrics")],
-    )
-    if refused is not None:
-        return refused
+    results = _read_results(settings)
+    if isinstance(results, int):
+        return results
+    output_dir = settings.out_dir
     for note in results.notes:
         logger.warning("%s", note.splitlines()[0])  # the reports keep the full text
-    if args.export_listening_test is not None:
-        exported = _export_listening_test(results, args.export_listening_test)
+    if settings.export_listening_test is not None:
+        exported = _export_listening_test(results, settings.export_listening_test)
         if exported is not None:
             return exported
-    mapping = report_content.read_content_table(args.content_types) if args.content_types else None
+    mapping = (
+        report_content.read_content_table(settings.content_types)
+        if settings.content_types
+        else None
+    )
     report_content.assign_content_types(results, mapping)
-    params = {
-        "format": ",".join(args.format),
-        "dpi": args.dpi,
-        "audio_examples": args.audio_examples,
-        "audio_budget_mb": args.audio_budget_mb,
-        "content_types": str(args.content_types) if args.content_types else None,
-    }
-    digest = inputs_digest(results, params)
-    previous = {}
-    prev_path = output_dir / RUN_JSON_NAME
-    if prev_path.exists():
-        try:
-            previous = json.loads(prev_path.read_text(encoding="utf-8"))
-        except ValueError:
-            previous = {}
-    prev_outputs = [output_dir / p for p in previous.get("outputs", [])]
-    if (
-        not args.force
-        and previous.get("inputs_digest") == digest
-        and prev_outputs
-        and all(p.exists() for p in prev_outputs)
-    ):
+    digest = inputs_digest(results, settings.params())
+    prev_outputs = _up_to_date_outputs(settings, digest)
+    if prev_outputs is None:
         cli.stage_summary(
-            STAGE_NAME, t0, f"{output_dir} is up to date with {results_dir} (use --force to redraw)"
+            STAGE_NAME,
+            t0,
+            f"{output_dir} is up to date with {settings.results_dir} (use --force to redraw)",
         )
         print(output_dir / HTML_REPORT_NAME)
         return cli.EXIT_OK
-
     output_dir.mkdir(parents=True, exist_ok=True)
-    from perceptual_audio.report import plots
-
-    figures: list[FigureBlock] = []
-    written: list[Path] = []
-    failed: list[str] = []
-    plan = figure_plan(results)
     t_fig = time.perf_counter()
-    for stem, group, caption, builder in work.progress(
-        plan, desc="figures", quiet=args.quiet, unit="figure"
-    ):
-        shown = embedded_format(args.format)
-        formats = list(dict.fromkeys([*args.format, shown]))
-        paths = [output_dir / f"{stem}.{fmt}" for fmt in formats]
-        try:
-            plots.save_figures(builder(), paths, dpi=args.dpi)
-        except Exception as e:  # one broken figure must not cost the report
-            logger.error("figure %s failed: %s: %s", paths[0], type(e).__name__, e)
-            failed.append(f"{paths[0].name}: {type(e).__name__}: {e}")
-            continue
-        figures.append(FigureBlock(output_dir / f"{stem}.{shown}", caption, group))
-        written += paths
-        logger.debug("wrote %s", ", ".join(str(p) for p in paths))
+    figures, written, failed = _draw_figures(settings, results)
     t_report = time.perf_counter()
     listen = report_audio.audio_examples_blocks(
-        results, output_dir, n_examples=args.audio_examples, budget_mb=args.audio_budget_mb
+        results,
+        output_dir,
+        n_examples=settings.audio_examples,
+        budget_mb=settings.audio_budget_mb,
     )
-    from perceptual_audio.report import loss_audit
-
     audit_blocks = loss_audit.loss_audit_blocks(
-        results, output_dir, audio_dir=report_audio.find_audio_dir(results), dpi=args.dpi,
-        formats=args.format,
+        results, output_dir, audio_dir=report_audio.find_audio_dir(results), dpi=settings.dpi,
+        formats=settings.format,
     )  # fmt: skip
     sections = build_report(results, figures, listen=listen, loss_audit=audit_blocks)
-    text_path = output_dir / TEXT_REPORT_NAME
     html_path = output_dir / HTML_REPORT_NAME
-    write_text_if_changed(text_path, render_text(sections))
+    write_text_if_changed(output_dir / TEXT_REPORT_NAME, render_text(sections))
     write_text_if_changed(html_path, render_html(sections))
     outputs = [p.name for p in written] + [TEXT_REPORT_NAME, HTML_REPORT_NAME]
-    outputs += loss_audit.figure_names(audit_blocks, args.format)
+    outputs += loss_audit.figure_names(audit_blocks, settings.format)
     for stale in set(prev_outputs) - {output_dir / o for o in outputs}:
         if stale.is_file() and stale.parent == output_dir:
             stale.unlink()
@@ -486,8 +480,8 @@ def run_stage(args: argparse.Namespace) -> int:
     cli.write_run_json(
         output_dir,
         stage=STAGE_NAME,
-        settings=vars(args),
-        params=params,
+        settings=settings,
+        params=settings.params(),
         timings={"load": t_fig - t0, "figures": t_report - t_fig, "report": t_end - t_report},
         extra={
             "inputs_digest": digest,
@@ -509,6 +503,83 @@ def run_stage(args: argparse.Namespace) -> int:
     return cli.EXIT_FAILED if failed else cli.EXIT_OK
 
 
+def _read_results(settings: VisualizeSettings) -> StudyResults | int:
+    """Stage 3's results, with the output folder claimed (or the exit status of a refusal)."""
+    results_dir = settings.results_dir
+    if shards.has_fragments(results_dir):  # the statistics describe the merged table only
+        logger.error(
+            "%s holds shard results that are not merged yet: run calculate_metrics.py with the "
+            "same options and without --shard to merge them, then this stage",
+            results_dir / shards.SHARDS_DIR,
+        )
+        return cli.EXIT_FAILED
+    problem = cli.check_input_folder(
+        results_dir,
+        option="--results-dir",
+        needs=PAIR_METRICS_NAME,
+        made_by="calculate_metrics.py --results-dir DIR",
+    )
+    if problem is not None:
+        return problem
+    results = load_results(results_dir, audio_dir=settings.audio_dir)
+    refused = cli.claim_output_folder(
+        settings.out_dir,
+        owner=STAGE_NAME,
+        option="--output-dir",
+        inputs=[("--results-dir", results_dir, "calculate_metrics")],
+    )
+    return refused if refused is not None else results
+
+
+def _up_to_date_outputs(settings: VisualizeSettings, digest: str) -> list[Path] | None:
+    """The outputs of the previous run, or None when they are all there and drawn from the
+    same inputs (nothing to redraw)."""
+    previous: dict[str, Any] = {}
+    prev_path = settings.out_dir / RUN_JSON_NAME
+    if prev_path.exists():
+        try:
+            previous = json.loads(prev_path.read_text(encoding="utf-8"))
+        except ValueError:
+            previous = {}
+    prev_outputs = [settings.out_dir / p for p in previous.get("outputs", [])]
+    if (
+        not settings.force
+        and previous.get("inputs_digest") == digest
+        and prev_outputs
+        and all(p.exists() for p in prev_outputs)
+    ):
+        return None
+    return prev_outputs
+
+
+def _draw_figures(
+    settings: VisualizeSettings, results: StudyResults
+) -> tuple[list[FigureBlock], list[Path], list[str]]:
+    """Every figure of the plan in each format: the report's blocks, the files, the failures
+    (one broken figure never costs the report)."""
+    from perceptual_audio.report import plots  # deferred: matplotlib
+
+    figures: list[FigureBlock] = []
+    written: list[Path] = []
+    failed: list[str] = []
+    shown = embedded_format(settings.format)
+    formats = list(dict.fromkeys([*settings.format, shown]))
+    for stem, group, caption, builder in work.progress(
+        figure_plan(results), desc="figures", quiet=settings.quiet, unit="figure"
+    ):
+        paths = [settings.out_dir / f"{stem}.{fmt}" for fmt in formats]
+        try:
+            plots.save_figures(builder(), paths, dpi=settings.dpi)
+        except Exception as e:  # one broken figure must not cost the report
+            logger.error("figure %s failed: %s: %s", paths[0], type(e).__name__, e)
+            failed.append(f"{paths[0].name}: {type(e).__name__}: {e}")
+            continue
+        figures.append(FigureBlock(settings.out_dir / f"{stem}.{shown}", caption, group))
+        written += paths
+        logger.debug("wrote %s", ", ".join(str(p) for p in paths))
+    return figures, written, failed
+
+
 @cli.stage_entry("visualize_results.py")
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``visualize_results.py``; returns the exit status (see :mod:`cli`)."""
@@ -516,7 +587,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     cli.setup_logging(quiet=args.quiet, verbose=args.verbose)
     try:
-        return run_stage(args)
+        return run_stage(VisualizeSettings.from_args(args))
     except PerceptualAudioError as e:
         logger.error("%s", e)
         return cli.EXIT_FAILED

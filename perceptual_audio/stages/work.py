@@ -32,7 +32,6 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from perceptual_audio.embeddings.base import register_missing, registered_classes
 from perceptual_audio.errors import PerceptualAudioError
 
 logger = logging.getLogger(__name__)
@@ -232,7 +231,7 @@ def _init_worker(threads: int, started: Any, models: tuple[Any, ...] = ()) -> No
     global _STARTED
     _STARTED = started
     _quiet_crashes()
-    register_missing(models)  # the models this process knows (one registered at run time too)
+    _register(models)
     # Ctrl-C reaches the whole process group: the parent alone handles it (one message, no
     # traceback per worker); a worker finishes its item and is then shut down.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -243,6 +242,26 @@ def _init_worker(threads: int, started: Any, models: tuple[Any, ...] = ()) -> No
         os.environ[var] = str(threads)
     if "torch" in sys.modules:
         sys.modules["torch"].set_num_threads(threads)
+
+
+def _models() -> tuple[Any, ...]:
+    """The model classes this process has registered (a worker registers them too: a model a
+    test or a plugin registered at run time is known there)."""
+    base = sys.modules.get("perceptual_audio.embeddings.base")
+    if base is None:
+        return ()  # nothing imported the models: the worker needs none
+    # The package's own models register themselves when the worker imports them.
+    return tuple(
+        c for c in base.registered_classes() if not c.__module__.startswith("perceptual_audio.")
+    )
+
+
+def _register(models: tuple[Any, ...]) -> None:
+    if models:
+        # Deferred: the registry imports torch, which a worker without models never needs.
+        from perceptual_audio.embeddings.base import register_missing
+
+        register_missing(models)
 
 
 def _run_tracked(func: Callable[[Any], Any], item: Any, index: int) -> Outcome:
@@ -263,7 +282,7 @@ def _isolated_child(
 ) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _quiet_crashes()
-    register_missing(models)
+    _register(models)
     conn.send(run_one(func, item))
     conn.close()
 
@@ -274,9 +293,7 @@ def run_isolated(func: Callable[[Any], Any], item: Any) -> Outcome:
     ctx = _context()
     receive, send = ctx.Pipe(duplex=False)
     t0 = time.perf_counter()
-    proc = ctx.Process(
-        target=_isolated_child, args=(func, item, send, registered_classes()), daemon=True
-    )
+    proc = ctx.Process(target=_isolated_child, args=(func, item, send, _models()), daemon=True)
     proc.start()
     send.close()
     try:
@@ -352,7 +369,7 @@ def _pool_round(
         max_workers=n,
         mp_context=ctx,
         initializer=_init_worker,
-        initargs=(threads, started, registered_classes()),
+        initargs=(threads, started, _models()),
     )
     try:
         futures = {pool.submit(_run_tracked, func, items[i], i): i for i in todo}
