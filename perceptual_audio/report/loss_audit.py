@@ -128,8 +128,11 @@ def loss_findings(audit: pd.DataFrame, judges: list[str]) -> list[str]:
         n = int(g["n"].max())
         own = g[g["self"]]
         ind = g[~g["self"]]
-        up = ind[ind["change_ci_low"] > 0]
-        down = ind[ind["change_ci_high"] < 0]
+        no_ci = bool(g["change_ci_low"].isna().all())  # one recording: directions only
+        low = g["change_mean"] if no_ci else g["change_ci_low"]
+        high = g["change_mean"] if no_ci else g["change_ci_high"]
+        up = ind[low[~g["self"]] > 0]
+        down = ind[high[~g["self"]] < 0]
         unclear = len(ind) - len(up) - len(down)
 
         def names(rows: pd.DataFrame) -> str:
@@ -138,13 +141,17 @@ def loss_findings(audit: pd.DataFrame, judges: list[str]) -> list[str]:
 
         if len(ind) and len(up) == len(ind):
             verdict = f"improved every independent judge ({names(up)})"
-        elif len(own) and (own["change_ci_low"] > 0).all() and len(up) == 0:
+        elif len(own) and (low[g["self"]] > 0).all() and len(up) == 0:
             verdict = (f"improved its own metric ({names(own)}) but no independent judge"
                        + (f"; worse: {names(down)}" if len(down) else ""))  # fmt: skip
         else:
             verdict = (f"improved {names(up) or 'no independent judge'}"
                        + (f"; worse: {names(down)}" if len(down) else ""))  # fmt: skip
         tail = f"; {unclear} judge(s) with CIs spanning 0" if unclear else ""
+        if len(own) and "own metric" not in verdict:
+            tail = f"; own metric {names(own)}" + tail
+        if no_ci:
+            tail += " (no CIs: fewer than 2 recordings, signs of the mean change only)"
         out.append(f"{loss} ({n} restored files): {verdict}{tail}.")
     return out
 
