@@ -5,7 +5,7 @@
 - :mod:`.optimise`: :func:`restore`, Adam on a per-bin STFT mask or on the waveform itself,
   from the degraded audio towards its clean reference under one loss.
 
-No stage module is imported here; stage 2 (``restore_stage``) and stage 3 ask these modules.
+No stage module is imported here; stage 2 (:mod:`perceptual_audio.stages.restore`) and stage 3 ask these modules.
 """
 
 from perceptual_audio.restoration.catalogue import (
