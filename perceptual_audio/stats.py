@@ -25,6 +25,7 @@ from collections.abc import Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from perceptual_audio import metrics
 from perceptual_audio.errors import ParameterError
 from perceptual_audio.results import (
     CORRELATION_METHODS as METHODS,  # one list; results owns the table
@@ -53,14 +54,12 @@ def higher_is_better(metric: str) -> bool:
     similarities and quality scores (cosines, PESQ, STOI, ViSQOL, DNSMOS, Zimtohrli MOS)
     should fall as a degradation gets more severe; distances (L2, CDPAM, Zimtohrli) rise.
     """
-    from perceptual_audio import metrics
 
     return metrics.higher_is_better(metric)
 
 
 def metric_columns(columns: Iterable[str]) -> list[str]:
     """The metric columns among ``columns`` (as the catalogue knows them), in their order."""
-    from perceptual_audio import metrics
 
     return [c for c in columns if metrics.is_metric_column(c)]
 

@@ -30,6 +30,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
+from perceptual_audio.audio_io import resample
 from perceptual_audio.errors import ParameterError
 
 logger = logging.getLogger(__name__)
@@ -208,7 +209,6 @@ class Embedder(abc.ABC):
         their reference implementation's resampler)."""
         if sr == self.sample_rate:
             return x
-        from perceptual_audio.audio_io import resample
 
         return resample(x, sr, self.sample_rate)
 

@@ -12,11 +12,13 @@ if TYPE_CHECKING:
     import pandas as pd
 
 
+from perceptual_audio import metrics
 from perceptual_audio.listening.table import (
     CEILING,
     LEVEL_FILE,
     LEVELS,
 )
+from perceptual_audio.stats import higher_is_better
 
 logger = logging.getLogger(__name__)
 
@@ -27,7 +29,6 @@ def metric_rate_hz(metric: str, study_rate: int, *, pesq_nb_rate: int = 16000) -
     """Sample rate (Hz) the metric computes at (its audio resampled from ``study_rate``): the
     catalogue's native rate (``metrics.describe``); the study's own rate for a metric without
     one (SI-SDR); PESQ-NB at ``--pesq-nb-rate``."""
-    from perceptual_audio import metrics
 
     if metric == "pesq_nb":
         return int(pesq_nb_rate)
@@ -37,7 +38,6 @@ def metric_rate_hz(metric: str, study_rate: int, *, pesq_nb_rate: int = 16000) -
 
 def oriented(metric: str, value: float) -> float:
     """A coefficient turned so that larger = agrees more with listeners (distances flip)."""
-    from perceptual_audio.stats import higher_is_better
 
     if metric == CEILING or higher_is_better(metric):
         return value

@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from perceptual_audio.listening.table import LEVEL_FILE, MAPPING_PARAMETERS, MIN_RATED_FILES
+from perceptual_audio.stats import MIN_RECORDINGS_FOR_CI
 
 if TYPE_CHECKING:
     from perceptual_audio.listening.study import StudyRatings
@@ -31,7 +32,6 @@ def _plural(n: int, one: str, many: str) -> str:
 
 def ci_note(n_stimuli: int, n_bootstrap: int) -> str:
     """Why a coefficient has no CI (no "; " inside: notes join their parts with it)."""
-    from perceptual_audio.stats import MIN_RECORDINGS_FOR_CI
 
     if n_stimuli < MIN_RECORDINGS_FOR_CI:
         return (

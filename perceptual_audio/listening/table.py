@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from perceptual_audio.manifest import ManifestRow
 
 
+from perceptual_audio.files import atomic_write_text
 from perceptual_audio.results import CORRELATION_METHODS
 
 #: The correlation methods, one list (:mod:`perceptual_audio.results` owns the tables).
@@ -373,7 +374,6 @@ def _number_text(value: float) -> str:
 def write_rating_table(path: Path, rows: Sequence[Rating]) -> None:
     """Write ``ratings.csv`` (:data:`RATINGS_COLUMNS`) atomically; :func:`read_rating_table`
     reads it back to the same rows (``line`` aside)."""
-    from perceptual_audio.files import atomic_write_text
 
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from perceptual_audio.audio_io import load_audio, resample
 from perceptual_audio.report.elements import (
     HtmlBlock,
     Paragraph,
@@ -220,8 +221,6 @@ def encode_mp3(y: np.ndarray, sr: int, *, quality: float = MP3_QUALITY) -> tuple
     """MP3 bytes of a mono float signal (resampled to the next rate MP3 carries if needed)."""
     import soundfile as sf
 
-    from perceptual_audio.audio_io import resample
-
     rate = next((r for r in MP3_RATES if r >= sr), MP3_RATES[-1])
     if rate != sr:
         y = resample(y, sr, rate)
@@ -255,7 +254,6 @@ class EncodedPair:
 
 
 def _encode_pair(ex: Example, audio_dir: Path, output_dir: Path) -> EncodedPair:
-    from perceptual_audio.audio_io import load_audio
 
     ref = audio_dir / str(ex.row["reference_path"])
     deg = audio_dir / str(ex.row["degraded_path"])

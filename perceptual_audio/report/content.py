@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from perceptual_audio import stats
 from perceptual_audio.errors import PerceptualAudioError
 from perceptual_audio.report.elements import (
     Cell,
@@ -131,7 +132,6 @@ def content_correlations(
 ) -> pd.DataFrame:
     """Correlations of ``metric_pairs`` within each content type (scope = content type), in the
     layout of ``correlations.csv`` as read by :func:`perceptual_audio.report.read_correlations`."""
-    from perceptual_audio import stats
 
     pairs = results.pairs.replace([np.inf, -np.inf], np.nan)
     table = stats.correlation_table(

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from perceptual_audio import listening, stats
 from perceptual_audio.report.elements import Cell, Paragraph, Section, Table
 from perceptual_audio.report.findings import and_list
 from perceptual_audio.report.loading import StudyResults
@@ -114,7 +115,6 @@ def panel_agreement(
 ) -> GlanceRow | None:
     """Spearman of ``metric`` (oriented) with the mean rank of the panel members other than it,
     with the cluster-bootstrap 95% CI over recordings; None when no other member exists."""
-    from perceptual_audio import stats
 
     others = [p for p in panel if p != metric]
     if not others:
@@ -182,7 +182,6 @@ def _neural_vs_classic(rows: list[GlanceRow], symbol: str) -> str:
 
 def panel_glance(results: StudyResults) -> tuple[Table, list[str]]:
     """(table, verdict sentences) without ratings: agreement with the reference panel."""
-    from perceptual_audio import stats
 
     panel = judge_metrics(results.metrics, lambda m: _has_values(results, m))
     is_panel = any(metric_info(p).validated for p in panel)
@@ -243,7 +242,6 @@ def panel_glance(results: StudyResults) -> tuple[Table, list[str]]:
 
 
 def _listener_row(agreement: pd.DataFrame, metric: str, level: str) -> GlanceRow | None:
-    from perceptual_audio import listening
 
     hit = agreement[(agreement["metric"] == metric) & (agreement["level"] == level)]
     if hit.empty:
@@ -256,7 +254,6 @@ def _listener_row(agreement: pd.DataFrame, metric: str, level: str) -> GlanceRow
 
 def listener_glance(results: StudyResults) -> tuple[Table, list[str]]:
     """(table, verdict sentences) with ratings: agreement with the listeners."""
-    from perceptual_audio import listening
 
     agreement = results.listening
     ranked = listening.ranked(agreement, listening.LEVEL_FILE)
@@ -308,7 +305,6 @@ def listener_glance(results: StudyResults) -> tuple[Table, list[str]]:
 
 
 def _listener_table_row(rank: int | None, r: GlanceRow) -> list[Any]:
-    from perceptual_audio import listening
 
     ceiling = r.metric == listening.CEILING
     cond = r.condition

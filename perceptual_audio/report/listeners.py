@@ -10,6 +10,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from perceptual_audio import listening
+from perceptual_audio.listening import CEILING
 from perceptual_audio.report.elements import (
     Cell,
     FigureBlock,
@@ -24,6 +26,7 @@ from perceptual_audio.report.vocabulary import (
     fmt_n,
     metric_info,
 )
+from perceptual_audio.stats import mean_ci
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +43,6 @@ def _hidden(column: pd.Series) -> pd.Series:
 
 
 def _label(metric: str) -> str:
-    from perceptual_audio.listening import CEILING
 
     return "Listener ceiling (split-half)" if metric == CEILING else metric_info(metric).label
 
@@ -53,7 +55,6 @@ def _coef_cell(row: pd.Series, method: str) -> Cell:
 def listener_table(results: StudyResults, level: str) -> Table:
     """Every metric ranked by its (direction-adjusted) Pearson r with the listeners at one
     level; the listener ceiling last."""
-    from perceptual_audio import listening
 
     agreement = results.listening
     rates = (results.run.get("metric_sample_rates_hz") or {}).get("metrics", {})
@@ -104,7 +105,6 @@ def listener_table(results: StudyResults, level: str) -> Table:
 
 def condition_table(results: StudyResults) -> Table:
     """Per listening-test condition: files, mean rating with Student-t CI, each metric's mean."""
-    from perceptual_audio.stats import mean_ci
 
     pairs = results.pairs[results.pairs["rating_mean"].notna()]
     rows = []
@@ -129,7 +129,6 @@ def listener_section(
     results: StudyResults, figures: Sequence[FigureBlock] = ()
 ) -> tuple[list[str], list[Any]]:
     """(key-finding sentences, blocks) of the listener section; ([], []) without ratings."""
-    from perceptual_audio import listening
 
     if results.listening is None or results.listening.empty:
         return [], []
@@ -180,7 +179,6 @@ def agreement_notes(agreement: pd.DataFrame) -> list[str]:
     """``listener_agreement.csv``'s notes in sentences, one per level and note (the metrics
     it applies to named unless it applies to all): why a CI, a value or the ceiling is
     missing."""
-    from perceptual_audio import listening
 
     if "note" not in agreement:
         return []

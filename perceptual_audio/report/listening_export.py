@@ -28,7 +28,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from perceptual_audio.files import atomic_write_text
+from perceptual_audio.audio_io import load_audio
+from perceptual_audio.files import atomic_path, atomic_write_text
 
 #: webMUSHRA's test id (the results folder ``results/<id>/`` and the config file name).
 TEST_ID = "loss_audit"
@@ -133,9 +134,6 @@ def config_yaml(test_trials: list[dict]) -> str:
 def export_listening_test(pairs: pd.DataFrame, audio_dir: Path, out_dir: Path) -> int:
     """Write the test to ``out_dir``; returns the number of trials."""
     import soundfile as sf
-
-    from perceptual_audio.audio_io import load_audio
-    from perceptual_audio.files import atomic_path
 
     test_trials = trials(pairs)
     rows = []

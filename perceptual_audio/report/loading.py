@@ -16,7 +16,14 @@ import pandas as pd
 
 from perceptual_audio import metrics as _metrics
 from perceptual_audio import results as results_format
+from perceptual_audio import stats
 from perceptual_audio.errors import PerceptualAudioError, SchemaError
+from perceptual_audio.listening import (
+    AGREEMENT_COLUMNS,
+    AGREEMENT_NAME,
+    CEILING,
+    PAIR_RATING_COLUMNS,
+)
 from perceptual_audio.report.vocabulary import (
     metric_info,
     metric_sort_key,
@@ -246,7 +253,6 @@ def _level_order(
     """Each family's levels, mildest first, as the metrics stage recorded them in run.json
     (``level_order``, from stage 2's record); levels it does not list follow in name order
     (:func:`perceptual_audio.stats.level_order`)."""
-    from perceptual_audio import stats
 
     present = {f: list(dict.fromkeys(pairs.loc[pairs["family"] == f, "level"])) for f in families}
     recorded = run.get("level_order") if isinstance(run.get("level_order"), dict) else {}
@@ -527,7 +533,6 @@ def load_results(
 
 
 def _rating_columns() -> tuple[str, ...]:
-    from perceptual_audio.listening import PAIR_RATING_COLUMNS
 
     return PAIR_RATING_COLUMNS
 
@@ -535,7 +540,6 @@ def _rating_columns() -> tuple[str, ...]:
 def _read_listener_agreement(
     results_dir: Path, metrics: Sequence[str], notes: list[str]
 ) -> pd.DataFrame | None:
-    from perceptual_audio.listening import AGREEMENT_NAME
 
     path = results_dir / AGREEMENT_NAME
     if not path.exists():
@@ -545,7 +549,6 @@ def _read_listener_agreement(
     except (pd.errors.ParserError, pd.errors.EmptyDataError) as e:
         notes.append(f"{path} is unreadable ({e}); agreement with listeners is not reported.")
         return None
-    from perceptual_audio.listening import AGREEMENT_COLUMNS, CEILING
 
     if "note" not in frame:  # written before stage 3 explained its empty cells
         frame["note"] = ""

@@ -20,7 +20,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from perceptual_audio.audio_io import load_audio
 from perceptual_audio.metrics import catalogue as metric_catalogue
+from perceptual_audio.report.audio import encode_mp3
 from perceptual_audio.report.elements import Bullets, FigureBlock, HtmlBlock, Paragraph, Table
 from perceptual_audio.report.vocabulary import fmt, metric_info
 from perceptual_audio.results import LOSS_AUDIT_NAME
@@ -158,7 +160,6 @@ def loss_findings(audit: pd.DataFrame, judges: list[str]) -> list[str]:
 
 def _audio_uri(y: np.ndarray, sr: int) -> str:
     """An MP3 data URI (the report's other players' format)."""
-    from perceptual_audio.report.audio import encode_mp3
 
     data, _ = encode_mp3(np.clip(y, -1, 1), sr)
     return "data:audio/mpeg;base64," + base64.b64encode(data).decode("ascii")
@@ -167,7 +168,6 @@ def _audio_uri(y: np.ndarray, sr: int) -> str:
 def listen_block(pairs: pd.DataFrame, audio_dir: Path | None, judge: str) -> HtmlBlock | None:
     """Players for the typical restored recording: the one whose change in ``judge``,
     averaged over losses, is nearest the median."""
-    from perceptual_audio.audio_io import load_audio
 
     if audio_dir is None or "kind" not in pairs:
         return None

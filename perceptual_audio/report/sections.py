@@ -20,6 +20,7 @@ from perceptual_audio.report.findings import (
     failure_summary,
     family_agreement_table,
     family_findings,
+    judges,
     monotonicity_findings,
     rate_notes,
     reference_tracking_findings,
@@ -50,7 +51,6 @@ logger = logging.getLogger(__name__)
 
 
 def _has_panel(results: StudyResults) -> bool:
-    from perceptual_audio.report.findings import judges
 
     return any(metric_info(m).validated for m in judges(results))
 

@@ -11,6 +11,7 @@ import numpy as np
 
 from perceptual_audio import metrics as _metrics
 from perceptual_audio.layout import HTML_REPORT_NAME, TEXT_REPORT_NAME  # noqa: F401 (re-exported)
+from perceptual_audio.listening import LISTENING_FAMILY
 
 logger = logging.getLogger(__name__)
 
@@ -114,7 +115,6 @@ def judge_metrics(metrics: Iterable[str], has_values: Any = None) -> list[str]:
 def condition_label(family: str, level: str) -> str:
     """``noise``, ``low`` -> ``Noise (Low)`` (the seed study's row names); a listening test's
     condition is shown as the test names it (``opus``, ``Proposed 1.38 16kHz``)."""
-    from perceptual_audio.listening import LISTENING_FAMILY
 
     if family == LISTENING_FAMILY:
         return str(level)

@@ -12,6 +12,7 @@ import logging
 import sys
 import time
 
+from perceptual_audio.errors import PerceptualAudioError
 from perceptual_audio.stages import cli, shards
 from perceptual_audio.stages import degrade as degrade_stage
 from perceptual_audio.stages import embed as embed_stage
@@ -47,7 +48,6 @@ def combine_exit_codes(*codes: int) -> int:
 
 def check_embedding_options(args: argparse.Namespace) -> str | None:
     """Problems with the embedding options, found before any work is done (None: fine)."""
-    from perceptual_audio.errors import PerceptualAudioError
 
     try:
         models = embed_stage.parse_models(args.models)

@@ -26,7 +26,7 @@ from typing import Any
 
 from perceptual_audio import options
 from perceptual_audio.audio_io import load_audio, save_wav
-from perceptual_audio.errors import PerceptualAudioError, WeightsUnavailableError
+from perceptual_audio.errors import ParameterError, PerceptualAudioError, WeightsUnavailableError
 from perceptual_audio.files import TMP_MARKER, params_digest, sha256_file
 from perceptual_audio.layout import DEGRADED_DIR, RESTORED_DIR
 from perceptual_audio.listening import is_imported
@@ -173,7 +173,6 @@ def settings_from_args(
 
 
 def _parse_on(text: str, selected: list[tuple[str, str]]) -> list[tuple[str, str]]:
-    from perceptual_audio.errors import ParameterError
 
     families = {f for f, _ in selected}
     items = []

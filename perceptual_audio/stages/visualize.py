@@ -37,6 +37,7 @@ from perceptual_audio.errors import PerceptualAudioError
 from perceptual_audio.files import sha256_file, write_text_if_changed
 from perceptual_audio.report import (
     HTML_REPORT_NAME,
+    LISTENER_FIGURE_GROUP,
     TEXT_REPORT_NAME,
     FigureBlock,
     StudyResults,
@@ -52,12 +53,14 @@ from perceptual_audio.report import (
 )
 from perceptual_audio.report import audio as report_audio
 from perceptual_audio.report import content as report_content
+from perceptual_audio.report.listening_export import export_listening_test
 from perceptual_audio.results import (
     CORRELATIONS_NAME,
     MONOTONICITY_NAME,
     PAIR_METRICS_NAME,
     RUN_JSON_NAME,
     SUMMARY_NAME,
+    read_pair_table,
 )
 from perceptual_audio.stages import cli, shards, work
 
@@ -323,7 +326,6 @@ def figure_plan(results: StudyResults) -> list[tuple[str, str, str, Any]]:
 def listener_figure_plan(results: StudyResults, pairs: Any) -> list[tuple[str, str, str, Any]]:
     """The listener figures (forest plot, headline metrics against the rating); [] without
     ratings. They are shown in the report's listener section."""
-    from perceptual_audio.report import LISTENER_FIGURE_GROUP
 
     agreement = results.listening
     if agreement is None or agreement.empty:
@@ -358,8 +360,6 @@ def _listener_figures() -> Any:
 
 def _export_listening_test(results: StudyResults, out_dir: Path) -> int | None:
     """Write the webMUSHRA test (None: done, go on with the report; else an exit status)."""
-    from perceptual_audio.report.listening_export import export_listening_test
-    from perceptual_audio.results import read_pair_table
 
     pairs = read_pair_table(results.results_dir / PAIR_METRICS_NAME)
     audio_dir = report_audio.find_audio_dir(results)

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from perceptual_audio.audio_io import resample_resampy02
 from perceptual_audio.embeddings.cdpam.checkpoint import (
     INT16_SCALE,
     RESAMPLERS,
@@ -53,7 +54,6 @@ def resample_like_cdpam(x: np.ndarray, sr: int, *, resampler: str = "resampy") -
         from perceptual_audio.audio_io import resample
 
         return resample(x, sr, SAMPLE_RATE)
-    from perceptual_audio.audio_io import resample_resampy02
 
     # librosa < 0.10 required resampy < 0.3, whose kaiser_best filter resampy 0.3 replaced.
     y = resample_resampy02(x, sr, SAMPLE_RATE).astype(np.float32)
