@@ -35,6 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from perceptual_audio.audio_io import resample_resampy02
 from perceptual_audio.embeddings.base import Embedder, ModelOption, register
 from perceptual_audio.embeddings.frontends import (
     OPENL3_SAMPLE_RATE,
@@ -539,8 +540,6 @@ class OpenL3Embedder(Embedder):
         if sr == self.sample_rate:
             return x
         if self.resampler == "resampy":
-            from perceptual_audio.audio_io import resample_resampy02
-
             return resample_resampy02(x, sr, self.sample_rate).astype(np.float32)
         return super().resample_numpy(x, sr)
 

@@ -316,7 +316,9 @@ def find_spec(name: str) -> MetricSpec | None:
     """The catalogue entry of a column (audio metric or generated embedding metric), or None."""
     if name in CATALOGUE:
         return CATALOGUE[name]
-    from perceptual_audio.embeddings.base import model_names
+    from perceptual_audio.embeddings.base import (
+        model_names,  # deferred: the model registry imports torch
+    )
 
     for model in model_names():
         for spec in embedding_specs(model)[len(EMBEDDING_METRIC_SUFFIXES) :]:

@@ -322,7 +322,9 @@ def model_embedder(model: str) -> Any:
 @functools.lru_cache(maxsize=4)
 def _embedder_on(model: str, device: str) -> Any:
     """The loaded ``model`` on ``device``, once per process (CDPAM loads in about a second)."""
-    from perceptual_audio.embeddings.base import get_embedder
+    from perceptual_audio.embeddings.base import (
+        get_embedder,  # deferred: the model registry imports torch
+    )
 
     embedder = get_embedder(model, device=device)
     embedder.load()
@@ -333,7 +335,9 @@ def _embedder_on(model: str, device: str) -> Any:
 def registered_model_class(model: str) -> Any:
     """The registered class of ``model``, or None (a table may name a model no longer
     registered: its columns still get a neutral catalogue entry)."""
-    from perceptual_audio.embeddings.base import model_class
+    from perceptual_audio.embeddings.base import (
+        model_class,  # deferred: the model registry imports torch
+    )
 
     try:
         return model_class(model)

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from perceptual_audio import listening
+from perceptual_audio import listening, stats
 from perceptual_audio.listening import CEILING
 from perceptual_audio.report.elements import (
     Cell,
@@ -218,8 +218,6 @@ def metric_rate_table(results: StudyResults) -> Table:
 
 def min_recordings_for_ci() -> int:
     try:
-        from perceptual_audio import stats
-
         return int(getattr(stats, "MIN_RECORDINGS_FOR_CI", 2))
     except Exception:  # noqa: BLE001 - stage 3's module is optional here
         return 2

@@ -25,7 +25,7 @@ from perceptual_audio.metrics import catalogue as metric_catalogue
 from perceptual_audio.report.audio import encode_mp3
 from perceptual_audio.report.elements import Bullets, FigureBlock, HtmlBlock, Paragraph, Table
 from perceptual_audio.report.vocabulary import fmt, metric_info
-from perceptual_audio.results import LOSS_AUDIT_NAME
+from perceptual_audio.results import LOSS_AUDIT_NAME, read_pair_table
 
 logger = logging.getLogger(__name__)
 
@@ -249,8 +249,6 @@ def loss_audit_blocks(
                          "Improved"], rows))  # fmt: skip
     pairs = getattr(results, "all_pairs", None)
     if pairs is None:
-        from perceptual_audio.results import read_pair_table
-
         pairs = read_pair_table(Path(results.results_dir) / "pair_metrics.csv")
     listen = listen_block(pairs, audio_dir, judges[0])
     if listen is not None:

@@ -28,7 +28,9 @@ SCOPE_ALL = "all"
 
 def study_models() -> dict[str, str]:
     """The embedding models (the registry's, in column order) with their display names."""
-    from perceptual_audio.embeddings.base import model_names
+    from perceptual_audio.embeddings.base import (
+        model_names,  # deferred: the model registry imports torch
+    )
 
     return {m: _metrics.model_display_name(m) for m in model_names()}
 

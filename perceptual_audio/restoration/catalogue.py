@@ -203,7 +203,7 @@ def build_loss(
     WeightsUnavailableError
         When the loss's model cannot be loaded (its weights are absent).
     """
-    from perceptual_audio.loss import DeepFeatureLoss, EmbeddingLoss
+    from perceptual_audio.loss import DeepFeatureLoss, EmbeddingLoss  # deferred: torch
 
     spec = describe_loss(name)
     if spec.kind == KIND_BASELINE:

@@ -169,7 +169,9 @@ def package_versions(names: Iterable[str] | None = None) -> dict[str, str | None
     """Installed versions of ``names`` (None where a package is absent); by default
     :data:`RECORDED_PACKAGES` and the packages of the registered models."""
     if names is None:
-        from perceptual_audio.embeddings.base import model_packages
+        from perceptual_audio.embeddings.base import (
+            model_packages,  # deferred: the model registry imports torch
+        )
 
         names = (*RECORDED_PACKAGES, *model_packages())
     out: dict[str, str | None] = {}

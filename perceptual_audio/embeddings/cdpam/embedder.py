@@ -40,6 +40,7 @@ from perceptual_audio.embeddings.cdpam.checkpoint import (
     load_model,
 )
 from perceptual_audio.embeddings.cdpam.distance import LearnedDistance, as_clip
+from perceptual_audio.embeddings.cdpam.encoder import FastEncoder
 from perceptual_audio.embeddings.cdpam.preprocess import (
     resample_like_cdpam,
     round_to_int16_grid,
@@ -301,8 +302,6 @@ class CDPAMEmbedder(LearnedDistance, Embedder):
         if self.encoder == "reference":
             h, _ = self._encoder_blocks(x)
             return h
-        from perceptual_audio.embeddings.cdpam.encoder import FastEncoder
-
         channels = (0, ACOUSTIC_DIM) if acoustic_only else (0, ENCODER_DIM)
         fast = self._fast_encoders.get(channels)
         if fast is None:

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from perceptual_audio.audio_io import resample_resampy02
+from perceptual_audio.audio_io import resample, resample_resampy02
 from perceptual_audio.embeddings.cdpam.checkpoint import (
     INT16_SCALE,
     RESAMPLERS,
@@ -51,8 +51,6 @@ def resample_like_cdpam(x: np.ndarray, sr: int, *, resampler: str = "resampy") -
     if sr == SAMPLE_RATE:
         return x
     if resampler == "soxr":
-        from perceptual_audio.audio_io import resample
-
         return resample(x, sr, SAMPLE_RATE)
 
     # librosa < 0.10 required resampy < 0.3, whose kaiser_best filter resampy 0.3 replaced.

@@ -17,6 +17,7 @@ from typing import Protocol
 import numpy as np
 
 from perceptual_audio.audio_io import resample
+from perceptual_audio.errors import MetricError
 from perceptual_audio.metrics.peaq import (
     SAMPLE_RATE,
     PeaqResult,
@@ -134,8 +135,6 @@ def _result(ref, deg, sr, settings: GroupSettings, version: str) -> PeaqResult |
 
 def _cells(result: PeaqResult | Exception, values: Callable[[PeaqResult], dict[str, float]]):
     if isinstance(result, Exception):
-        from perceptual_audio.errors import MetricError
-
         text = " ".join(str(result).split())
         reason = text if isinstance(result, MetricError) else f"{type(result).__name__}: {text}"
         return {c: Measurement(math.nan, reason) for c in values(None)}  # type: ignore[arg-type]
