@@ -207,9 +207,13 @@ def test_stage_outputs(pipeline):
     assert len(list(vis.glob("*.png"))) >= 5
     report = (vis / "analysis_report.txt").read_text()
     assert "Sample Results" in report and "Noise (Low)" in report and "Bitrate (Extreme)" in report
-    # The reference panel (ViSQOL audio, Zimtohrli) judges the neural metrics; At a glance leads.
+    # The reference panel (ViSQOL audio, Zimtohrli, PEAQ, the 2f-model) judges the neural
+    # metrics; At a glance leads.
     assert report.split("\n")[4] == "At a glance"
-    assert "the best evidence here is agreement with ViSQOL audio and Zimtohrli" in report
+    assert (
+        "the best evidence here is agreement with ViSQOL audio, Zimtohrli distance, PEAQ ODG and "
+        "2f-model MMS" in " ".join(report.split())
+    )
     assert "Against ViSQOL audio, the neural metric that agrees best is" in report
     assert "Against Zimtohrli distance, the neural metric that agrees best is" in report
     assert "was unavailable" not in report  # all three models ran

@@ -474,3 +474,13 @@ def test_reference_metrics_take_part_and_findings_name_the_best(tmp_path):
     assert "ViSQOL audio, Zimtohrli distance run at up to 48 kHz" in note
     table = report.reference_correlation_table(res)
     assert {r[1] for r in table.rows} >= {"PESQ-WB [speech]", "Zimtohrli distance"}
+
+
+def test_text_tables_right_align_numbers_not_names_that_start_with_a_digit():
+    from perceptual_audio.report.elements import Section, Table
+    from perceptual_audio.report.render import render_text
+
+    table = Table("t", ["Measure", "ρ"], [["PESQ-WB", "0.92"], ["2f-model MMS", "0.54"]])
+    lines = render_text([Section("S", [table])], generated_at="x").splitlines()
+    assert "2f-model MMS  0.54" in lines
+    assert "PESQ-WB       0.92" in lines

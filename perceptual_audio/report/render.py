@@ -75,7 +75,11 @@ def _text_table(table: Table) -> str:
 
 
 def _looks_numeric(text: str) -> bool:
-    return bool(re.match(r"^-?\d", text)) or text == "n/a"
+    """A number (optionally with its CI or a count after it), right-aligned; not a name that
+    starts with a digit (``2f-model MMS``)."""
+    return bool(re.match(r"^[-+\u2212]?\d+(\.\d+)?([eE][-+]?\d+)?(%|\s|\[|\(|$)", text)) or (
+        text == "n/a"
+    )
 
 
 def render_text(
