@@ -29,7 +29,6 @@ LONG_FUNCTIONS: dict[str, str] = {
     "report/audio.py:select_examples": "the Listen section's choice of pairs",
     "stages/visualize.py:figure_plan": "the figure list",
     "stages/visualize.py:build_parser": "stage 4's options",
-    "listening/agreement.py:listener_ceiling": "the split-half ceiling",
 }
 
 

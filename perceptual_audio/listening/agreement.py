@@ -361,12 +361,7 @@ def listener_ceiling(
     files = rated["degraded_path"].tolist()
     stim = rated["reference_path"].tolist()
     cond = rated["condition"].tolist()
-    listeners = sorted({li for f in files for li, _ in ratings.per_file.get(f, [])})
-    li_index = {li: i for i, li in enumerate(listeners)}
-    mat = np.full((len(files), len(listeners)), np.nan)
-    for i, f in enumerate(files):
-        for li, v in ratings.per_file.get(f, []):
-            mat[i, li_index[li]] = v
+    listeners, mat = _listener_matrix(files, ratings)
     stimuli = sorted(set(stim))
     s_index = np.array([stimuli.index(s) for s in stim])
     conditions = sorted(set(cond))
@@ -414,6 +409,17 @@ def listener_ceiling(
             )
     row["note"] = ceiling_note(row, files, ratings, n_stimuli=len(stimuli), n_bootstrap=n_bootstrap)
     return row
+
+
+def _listener_matrix(files: list[str], ratings: StudyRatings) -> tuple[list[str], np.ndarray]:
+    """The listeners and the (files, listeners) matrix of their ratings (NaN: not rated)."""
+    listeners = sorted({li for f in files for li, _ in ratings.per_file.get(f, [])})
+    li_index = {li: i for i, li in enumerate(listeners)}
+    mat = np.full((len(files), len(listeners)), np.nan)
+    for i, f in enumerate(files):
+        for li, v in ratings.per_file.get(f, []):
+            mat[i, li_index[li]] = v
+    return listeners, mat
 
 
 def _random_split(n: int, rng: np.random.Generator) -> np.ndarray:
