@@ -323,8 +323,11 @@ def _listener_verdict(rows: list[GlanceRow], ceiling: GlanceRow | None) -> list[
     if not valid:
         return ["No headline measure has a defined agreement with the listeners."]
     top = valid[0]
+    # A winner only where the CIs say so (the key findings' rule, listening.facts).
+    lead = len(valid) == 1 or _separation(top, valid[1]) == "ahead of"
+    claim = "agrees best with" if lead else "ranks first in agreement with"
     text = (
-        f"{metric_info(top.metric).label} agrees best with the listeners ({top.short('r')}, "
+        f"{metric_info(top.metric).label} {claim} the listeners ({top.short('r')}, "
         f"{fmt_n(top.n)} files)"
     )
     if ceiling is not None and not math.isnan(ceiling.value):
