@@ -329,15 +329,17 @@ def _build(loss: str, settings: RestoreSettings, sample_rate: int) -> Any:
 
 def run_restorations(settings: RestoreSettings | None, input_dir: Path) -> int:
     """The restoration half of stage 2 (``settings`` None: ``--restore none``, which removes
-    earlier restorations); returns an exit status (0 ok or nothing asked, 1 some files failed,
-    2 an unreadable manifest, 3 a loss was unavailable)."""
+    earlier restorations); returns an exit status (0 ok or nothing asked, 1 some files failed
+    or the manifest is unreadable, 3 a loss was unavailable)."""
     t0 = time.perf_counter()
     root = Path(input_dir)
     try:
         rows = read_manifest(root)
-    except PerceptualAudioError as e:
+    except PerceptualAudioError as e:  # an input failure, reported by the degradations too
+        if settings is None:
+            return cli.EXIT_OK  # nothing asked, nothing to clean up that can be read
         logger.error("%s", e)
-        return cli.EXIT_USAGE
+        return cli.EXIT_FAILED
     old = {r.path: r for r in rows if r.kind == "restored"}
     if settings is None:
         if old:
