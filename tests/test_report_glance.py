@@ -117,7 +117,7 @@ def test_panel_verdict_names_the_evidence_and_its_uncertainty(panel_study):
 
 def test_without_a_panel_the_classics_stand_in_and_say_so(classic_study):
     table, verdict = glance.panel_glance(classic_study)
-    assert "stand-in judges (PESQ-WB and STOI), as no validated metric" in table.caption
+    assert "stand-in judges (PESQ-WB and STOI: no validated metric was computed)" in table.caption
     roles = {r[1]: r[2] for r in table.rows}
     assert roles["PESQ-WB [speech]"] == "stand-in judge"
     assert roles["SI-SDR"] == "classic"  # a headline measure, ranked, not a judge
@@ -145,7 +145,7 @@ def test_text_report_leads_with_at_a_glance(panel_study):
     lines = text.splitlines()
     assert lines[4] == "At a glance"
     assert lines[6].startswith("Without listening-test ratings, the best evidence here")
-    assert text.index("Headline measures by agreement with the reference panel") < (
+    assert text.index("Spearman ρ with the mean rank of the reference panel") < (
         text.index("Key findings")
     )
 

@@ -199,14 +199,16 @@ def panel_glance(results: StudyResults) -> tuple[Table, list[str]]:
         ]
         for i, r in enumerate(rows, 1)
     ]
+    # The verdict above names the judges (their sources are in Setup); the caption stays one
+    # line so that the table fits the first screen at 800 px too.
     what = (
-        f"the reference panel ({names}, validated against listeners; sources in Setup)"
+        "the reference panel"
         if is_panel
-        else f"the stand-in judges ({names}), as no validated metric was computed"
+        else f"the stand-in judges ({names}: no validated metric was computed)"
     )
     table = Table(
-        f"Headline measures by agreement with {what}: Spearman ρ with the panel's mean rank "
-        "(a member: with the others), + = agrees, 95% bootstrap CI over recordings",
+        f"Spearman ρ with the mean rank of {what} (a member: of the others), 95% CI over "
+        "recordings",
         ["Rank", "Measure", "Role", "Agreement ρ [95% CI]", "Pairs (recordings)"],
         table_rows,
     )

@@ -13,7 +13,7 @@ import sys
 import time
 
 from perceptual_audio.errors import PerceptualAudioError
-from perceptual_audio.stages import cli, shards
+from perceptual_audio.stages import cli, embed_items, shards
 from perceptual_audio.stages import degrade as degrade_stage
 from perceptual_audio.stages import embed as embed_stage
 from perceptual_audio.stages import restore as restore_stage
@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     if merging:  # every shard of every folder is finished, or nothing is merged
         try:
             folders = [(degraded_root, degrade_stage.SHARD_COMMAND)]
-            folders += [(d, embed_stage.shard_command(m)) for m, d in model_dirs.items()]
+            folders += [(d, embed_items.shard_command(m)) for m, d in model_dirs.items()]
             if not any(shards.has_fragments(d) for d, _ in folders):
                 raise shards.ShardMergeError(
                     f"--merge-shards: no shard fragments in {degraded_root} or the model "
