@@ -553,7 +553,9 @@ def test_a_metric_that_crashes_loses_only_its_cells(tmp_path, monkeypatch, caplo
     monkeypatch.setitem(
         metrics.AUDIO_GROUPS, "si_sdr", dataclasses.replace(group, compute=_segfault)
     )
-    assert run(tmp_path, "results", "--workers", "1") == cli.EXIT_FAILED
+    # Each crashed pair is scored again one metric per process: few metrics keep it short.
+    few = ("--metrics", "si_sdr,stoi,pesq_wb,openl3")
+    assert run(tmp_path, "results", "--workers", "1", *few) == cli.EXIT_FAILED
     df = read_table(tmp_path / "results" / "pair_metrics.csv")
     assert len(df) == 3
     assert df["si_sdr"].isna().all()
@@ -566,13 +568,13 @@ def test_a_metric_that_crashes_loses_only_its_cells(tmp_path, monkeypatch, caplo
         ]
         * 3
     )
-    for col in ("pesq_wb", "pesq_nb", "stoi", "estoi", "openl3_cosine"):
+    for col in ("pesq_wb", "stoi", "openl3_cosine"):
         assert (df[f"{col}_status"] == "ok").all(), col
     run_json = json.loads((tmp_path / "results" / "run.json").read_text())
     assert run_json["input_failures"] == {"si_sdr": 3}
     # The crash is retried on the next run; once the metric works, it is filled in.
     monkeypatch.undo()
-    assert run(tmp_path, "results", "--workers", "1") == cli.EXIT_MODELS_UNAVAILABLE
+    assert run(tmp_path, "results", "--workers", "1", *few) == cli.EXIT_OK
     assert (read_table(tmp_path / "results" / "pair_metrics.csv")["si_sdr_status"] == "ok").all()
 
 
