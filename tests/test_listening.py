@@ -308,7 +308,8 @@ def test_include_reference_counts_the_hidden_reference(synthetic, tmp_path):
     *_, ta, res = synthetic
     out = tmp_path / "res_ref"
     assert metrics_stage.main(["--audio-dir", str(ta), "--results-dir", str(out), "--models",
-                               "none", "--bootstrap", "0", "--include-reference", "-q"]) == 0  # fmt: skip
+                               "none", "--bootstrap", "0", "--include-reference", "-q",
+                               *LISTENING_METRICS]) == 0  # fmt: skip
     agr = pd.read_csv(out / listening.AGREEMENT_NAME)
     n = agr[agr["level"] == "file"].set_index("metric")["n"]
     assert n["pesq_wb"] == n["ceiling"] == N_STIMULI * (len(SNRS_DB) + 1)
