@@ -295,6 +295,7 @@ def score_plan(plan: WorkPlan, settings: ScoreSettings) -> dict[str, int]:
             unit=work.AUDIO_SECONDS,
             weights=[job_seconds(j) for j in plan.jobs],
             isolate=True,  # a native crash (PESQ, ViSQOL, ONNX) fails only its metric
+            threads=1,  # parallel work comes from the workers: equal cells for any --workers
         )
     input_failures: dict[str, int] = {}
     clean_failed: dict[str, frozenset[str]] = {}

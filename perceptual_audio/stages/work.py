@@ -321,6 +321,7 @@ def parallel_map(
     unit: str = "file",
     weights: Sequence[float] | None = None,
     isolate: bool = False,
+    threads: int | None = None,
 ) -> list[Outcome]:
     """Apply ``func`` to every item, in ``workers`` processes, keeping the order of ``items``.
 
@@ -329,6 +330,8 @@ def parallel_map(
     e.g. seconds of audio) make the progress count work instead of items. With
     ``workers == 1`` and not ``isolate`` the work runs in this process (no pickling; easier
     debugging); with ``isolate`` a native crash fails only the item that crashed.
+    ``threads``: each worker's OpenMP/BLAS threads (default: its share of the cores); 1 makes
+    results independent of the number of workers (the order of parallel sums).
     """
     items = list(items)
     w = list(weights) if weights is not None else [1.0] * len(items)
@@ -341,7 +344,7 @@ def parallel_map(
     with Progress(sum(w), desc=desc, unit=unit, quiet=quiet) as bar:
         todo = list(range(len(items)))
         while todo:
-            suspects = _pool_round(func, items, todo, results, bar, w, workers)
+            suspects = _pool_round(func, items, todo, results, bar, w, workers, threads)
             for i in suspects:  # running when the pool broke: one per process names the crash
                 results[i] = run_isolated(func, items[i])
                 bar.advance(w[i])
@@ -357,11 +360,12 @@ def _pool_round(
     bar: Progress,
     weights: list[float],
     workers: int,
+    threads: int | None = None,
 ) -> list[int]:
     """Run ``todo`` in one pool; fill ``results``. Returns the items that were running when
     the pool broke (a worker died), [] when it did not break."""
     n = max(1, min(workers, len(todo)))
-    threads = max(1, default_workers() // n)
+    threads = threads or max(1, default_workers() // n)
     ctx = _context()
     started = ctx.Queue()
     broken = False
