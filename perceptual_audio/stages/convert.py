@@ -13,9 +13,10 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import time
 from collections import defaultdict
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 from perceptual_audio import listening, options
 from perceptual_audio.audio_io import (
@@ -47,6 +48,7 @@ from perceptual_audio.stages.convert_items import (
     convert_file,
     prune_empty_dirs,
 )
+from perceptual_audio.stages.skeleton import StageRun, run_stage
 
 logger = logging.getLogger(__name__)
 
@@ -102,67 +104,93 @@ def run(settings: ConvertSettings) -> int:
     """Run stage 1; returns the exit status."""
     if settings.listening_test is not None:
         return listening_import.run_import(settings)
-    t0 = time.perf_counter()
-    inputs = _find_inputs(settings)
-    if isinstance(inputs, int):
-        return inputs
-    refused = cli.claim_output_folder(
-        settings.output,
-        owner=STAGE,
-        option="--output",
-        inputs=[("--input", settings.input, None)],
-    )
-    if refused is not None:
-        return refused
-    remove_stale_temporaries(settings.output)
-    old_rows = _earlier_rows(settings)
-    if isinstance(old_rows, int):
-        return old_rows
-    jobs, failures = _plan_jobs(settings, inputs)
-    todo, rows = [], []
-    for job in jobs:
-        old = old_rows.get(job.rel_output)
-        if not settings.force and _is_up_to_date(old, job, settings.output):
-            rows.append(old)
-        else:
-            todo.append(job)
-    skipped = len(rows)
-    outcomes = work.parallel_map(
-        convert_file, todo, workers=settings.workers, desc="converting", quiet=settings.quiet
-    )
-    for oc in outcomes:
-        if oc.ok:
-            rows.append(oc.value)
-        else:
-            failures.append((oc.item.input_path, oc.error))
-    removed = _commit(settings, rows, old_rows)
-    for msg in dict.fromkeys(m if s in m else f"{s}: {m}" for s, m in failures):
-        logger.error("%s", msg)  # a collision is one message for all its inputs
-    converted = sum(o.ok for o in outcomes)
-    cli.write_run_json(
-        settings.output,
-        stage=STAGE,
-        settings=settings,
-        params=conversion_settings(settings.sr),
-        timings={"total": round(time.perf_counter() - t0, 3)},
-        extra={
-            "counts": {
-                "inputs": len(inputs),
-                "converted": converted,
-                "skipped": skipped,
-                "failed": len(failures),
-                "removed": removed,
+    return run_stage(_Conversion(settings))
+
+
+@dataclass
+class _Conversion(StageRun[ConvertSettings]):
+    """Stage 1 in the skeleton: every input file to one mono WAV under ``clean/``."""
+
+    stage: ClassVar[str] = "audio_conversion"
+    desc: ClassVar[str] = "converting"
+    do_item: ClassVar = convert_file
+
+    inputs: list[Path] = field(default_factory=list)
+    old_rows: dict[str, ManifestRow] = field(default_factory=dict)
+    rows: list[ManifestRow] = field(default_factory=list)
+    skipped: int = 0
+    removed: int = 0
+
+    def check(self) -> int | None:
+        found = _find_inputs(self.settings)
+        if isinstance(found, int):
+            return found
+        self.inputs = found
+        return None
+
+    def claim(self) -> int | None:
+        return cli.claim_output_folder(
+            self.settings.output,
+            owner=STAGE,
+            option="--output",
+            inputs=[("--input", self.settings.input, None)],
+        )
+
+    def read(self) -> int | None:
+        remove_stale_temporaries(self.settings.output)
+        old_rows = _earlier_rows(self.settings)
+        if isinstance(old_rows, int):
+            return old_rows
+        self.old_rows = old_rows
+        return None
+
+    def plan(self) -> int | None:
+        jobs, self.failures = _plan_jobs(self.settings, self.inputs)
+        for job in jobs:
+            old = self.old_rows.get(job.rel_output)
+            if not self.settings.force and _is_up_to_date(old, job, self.settings.output):
+                self.rows.append(old)
+            else:
+                self.todo.append(job)
+        self.skipped = len(self.rows)
+        return None
+
+    def collect(self, outcomes: list[work.Outcome]) -> None:
+        for oc in outcomes:
+            if oc.ok:
+                self.rows.append(oc.value)
+            else:
+                self.failures.append((oc.item.input_path, oc.error))
+
+    def commit(self) -> int | None:
+        self.removed = _commit(self.settings, self.rows, self.old_rows)
+        for msg in dict.fromkeys(m if s in m else f"{s}: {m}" for s, m in self.failures):
+            logger.error("%s", msg)  # a collision is one message for all its inputs
+        cli.write_run_json(
+            self.settings.output,
+            stage=STAGE,
+            settings=self.settings,
+            params=conversion_settings(self.settings.sr),
+            timings={"total": round(self.elapsed, 3)},
+            extra={
+                "counts": {
+                    "inputs": len(self.inputs),
+                    "converted": self.written,
+                    "skipped": self.skipped,
+                    "failed": len(self.failures),
+                    "removed": self.removed,
+                },
+                "failures": [{"file": s, "error": m} for s, m in self.failures],
             },
-            "failures": [{"file": s, "error": m} for s, m in failures],
-        },
-    )
-    cli.stage_summary(
-        "audio_conversion",
-        t0,
-        f"converted {converted}, skipped {skipped} (up to date), failed {len(failures)}, "
-        f"removed {removed} stale -> {manifest_path(settings.output)}",
-    )
-    return cli.EXIT_FAILED if failures else cli.EXIT_OK
+        )
+        return None
+
+    def summary(self) -> str:
+        return (
+            f"converted {self.written}, skipped {self.skipped} (up to date), failed "
+            f"{len(self.failures)}, removed {self.removed} stale -> "
+            f"{manifest_path(self.settings.output)}"
+        )
 
 
 def _find_inputs(settings: ConvertSettings) -> list[Path] | int:

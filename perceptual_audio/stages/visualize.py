@@ -27,9 +27,9 @@ import logging
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from perceptual_audio import listening, options
 from perceptual_audio import report as report_module
@@ -63,39 +63,21 @@ from perceptual_audio.results import (
     read_pair_table,
 )
 from perceptual_audio.stages import cli, shards, work
+from perceptual_audio.stages.skeleton import StageRun
+from perceptual_audio.stages.skeleton import run_stage as run_stage_skeleton
+from perceptual_audio.stages.visualize_settings import (
+    DEFAULT_DPI,
+    DEFAULT_RESULTS_DIR,
+    VisualizeSettings,
+    embedded_format,
+    figure_formats,
+)
 
 logger = logging.getLogger(__name__)
 
 STAGE_NAME = "visualize_results"
-DEFAULT_RESULTS_DIR = "results"
-DEFAULT_DPI = 110
 #: Bumped when the stage's outputs change meaning: a rerun then redoes everything.
 OUTPUT_VERSION = 1
-
-
-#: Figure formats ``--figure-format`` accepts (plots.FORMATS; kept here so --help needs no
-#: matplotlib).
-FIGURE_FORMATS = ("png", "svg", "pdf")
-
-
-def figure_formats(text: str) -> tuple[str, ...]:
-    """``--figure-format`` value -> formats in the order given (``png,svg,pdf``)."""
-    names = [t.strip().lower().lstrip(".") for t in str(text).split(",") if t.strip()]
-    bad = [n for n in names if n not in FIGURE_FORMATS]
-    if not names or bad:
-        got = f"unknown format(s) {', '.join(bad)}" if bad else "an empty list"
-        raise argparse.ArgumentTypeError(
-            f"got {got}; expected a comma-separated list of {', '.join(FIGURE_FORMATS)}"
-        )
-    return tuple(dict.fromkeys(names))
-
-
-def embedded_format(formats: Sequence[str]) -> str:
-    """The format report.html embeds: PNG, or SVG when only SVG (and maybe PDF) is asked
-    without PNG; a browser cannot show a PDF in <img>, so pdf alone adds PNG files."""
-    if "png" in formats or "svg" not in formats:
-        return "png"
-    return "svg"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -375,160 +357,151 @@ def _export_listening_test(results: StudyResults, out_dir: Path) -> int | None:
     return None
 
 
-@dataclass(frozen=True, kw_only=True)
-class VisualizeSettings(cli.StageSettings):
-    """Stage 4's settings (the options of ``visualize_results.py``).
-
-    Attributes
-    ----------
-    results_dir, output_dir : Path
-        Stage 3's folder; where the figures and reports go (default
-        ``<results_dir>/visualizations``).
-    format : tuple of str
-        Figure file formats (``--figure-format``).
-    dpi : int
-        PNG resolution.
-    audio_dir : Path or None
-        The stage 1-2 audio folder (default: as stage 3 recorded it).
-    audio_examples : int
-        Pairs to embed as players; audio_budget_mb their size budget in MB.
-    content_types : Path or None
-        A table of each clean file's content type.
-    export_listening_test : Path or None
-        Also write a webMUSHRA test of the restorations there.
-    """
-
-    results_dir: Path = Path(DEFAULT_RESULTS_DIR)
-    output_dir: Path | None = None
-    format: tuple[str, ...] = ("png",)
-    dpi: int = DEFAULT_DPI
-    audio_dir: Path | None = None
-    audio_examples: int = report_audio.DEFAULT_EXAMPLES
-    audio_budget_mb: float = report_audio.DEFAULT_BUDGET_MB
-    content_types: Path | None = None
-    export_listening_test: Path | None = None
-
-    @property
-    def out_dir(self) -> Path:
-        return self.output_dir or self.results_dir / "visualizations"
-
-    def params(self) -> dict[str, Any]:
-        """What the drawing depends on besides the input files (its digest redraws)."""
-        return {
-            "format": ",".join(self.format),
-            "dpi": self.dpi,
-            "audio_examples": self.audio_examples,
-            "audio_budget_mb": self.audio_budget_mb,
-            "content_types": str(self.content_types) if self.content_types else None,
-        }
-
-
 def run_stage(settings: VisualizeSettings) -> int:
     """Stage 4; returns the exit status."""
-    t0 = time.perf_counter()
-    results = _read_results(settings)
-    if isinstance(results, int):
-        return results
-    output_dir = settings.out_dir
-    for note in results.notes:
-        logger.warning("%s", note.splitlines()[0])  # the reports keep the full text
-    if settings.export_listening_test is not None:
-        exported = _export_listening_test(results, settings.export_listening_test)
-        if exported is not None:
-            return exported
-    mapping = (
-        report_content.read_content_table(settings.content_types)
-        if settings.content_types
-        else None
-    )
-    report_content.assign_content_types(results, mapping)
-    digest = inputs_digest(results, settings.params())
-    prev_outputs = _up_to_date_outputs(settings, digest)
-    if prev_outputs is None:
-        cli.stage_summary(
-            STAGE_NAME,
-            t0,
-            f"{output_dir} is up to date with {settings.results_dir} (use --force to redraw)",
+    return run_stage_skeleton(_Report(settings))
+
+
+@dataclass
+class _Report(StageRun[VisualizeSettings]):
+    """Stage 4 in the skeleton: the items are the figures; the commit writes the reports."""
+
+    stage: ClassVar[str] = STAGE_NAME
+
+    results: StudyResults | None = None
+    digest: str = ""
+    prev_outputs: list[Path] = field(default_factory=list)
+    figures: list[FigureBlock] = field(default_factory=list)
+    written_files: list[Path] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    times: dict[str, float] = field(default_factory=dict)
+
+    def check(self) -> int | None:
+        """Stage 3's results, complete and merged."""
+        results_dir = self.settings.results_dir
+        if shards.has_fragments(results_dir):  # the statistics describe the merged table only
+            logger.error(
+                "%s holds shard results that are not merged yet: run calculate_metrics.py with "
+                "the same options and without --shard to merge them, then this stage",
+                results_dir / shards.SHARDS_DIR,
+            )
+            return cli.EXIT_FAILED
+        problem = cli.check_input_folder(
+            results_dir,
+            option="--results-dir",
+            needs=PAIR_METRICS_NAME,
+            made_by="calculate_metrics.py --results-dir DIR",
         )
-        print(output_dir / HTML_REPORT_NAME)
-        return cli.EXIT_OK
-    output_dir.mkdir(parents=True, exist_ok=True)
-    t_fig = time.perf_counter()
-    figures, written, failed = _draw_figures(settings, results)
-    t_report = time.perf_counter()
-    listen = report_audio.audio_examples_blocks(
-        results,
-        output_dir,
-        n_examples=settings.audio_examples,
-        budget_mb=settings.audio_budget_mb,
-    )
-    audit_blocks = loss_audit.loss_audit_blocks(
-        results, output_dir, audio_dir=report_audio.find_audio_dir(results), dpi=settings.dpi,
-        formats=settings.format,
-    )  # fmt: skip
-    sections = build_report(results, figures, listen=listen, loss_audit=audit_blocks)
-    html_path = output_dir / HTML_REPORT_NAME
-    write_text_if_changed(output_dir / TEXT_REPORT_NAME, render_text(sections))
-    write_text_if_changed(html_path, render_html(sections))
-    outputs = [p.name for p in written] + [TEXT_REPORT_NAME, HTML_REPORT_NAME]
-    outputs += loss_audit.figure_names(audit_blocks, settings.format)
-    for stale in set(prev_outputs) - {output_dir / o for o in outputs}:
-        if stale.is_file() and stale.parent == output_dir:
-            stale.unlink()
-            logger.info("removed %s (no longer produced)", stale)
-    t_end = time.perf_counter()
-    cli.write_run_json(
-        output_dir,
-        stage=STAGE_NAME,
-        settings=settings,
-        params=settings.params(),
-        timings={"load": t_fig - t0, "figures": t_report - t_fig, "report": t_end - t_report},
-        extra={
-            "inputs_digest": digest,
-            "outputs": outputs,
-            "failed_figures": failed,
-            "models": {
-                m.name: {"available": m.available, "reason": m.reason} for m in results.models
+        if problem is not None:
+            return problem
+        self.results = load_results(results_dir, audio_dir=self.settings.audio_dir)
+        return None
+
+    def claim(self) -> int | None:
+        return cli.claim_output_folder(
+            self.settings.out_dir,
+            owner=STAGE_NAME,
+            option="--output-dir",
+            inputs=[("--results-dir", self.settings.results_dir, "calculate_metrics")],
+        )
+
+    def read(self) -> int | None:
+        """The notes, an export of a listening test, the content types."""
+        settings, results = self.settings, self.results
+        for note in results.notes:
+            logger.warning("%s", note.splitlines()[0])  # the reports keep the full text
+        if settings.export_listening_test is not None:
+            exported = _export_listening_test(results, settings.export_listening_test)
+            if exported is not None:
+                return exported
+        mapping = (
+            report_content.read_content_table(settings.content_types)
+            if settings.content_types
+            else None
+        )
+        report_content.assign_content_types(results, mapping)
+        return None
+
+    def plan(self) -> int | None:
+        """Nothing to draw when the outputs are there and drawn from the same inputs."""
+        self.digest = inputs_digest(self.results, self.settings.params())
+        prev_outputs = _up_to_date_outputs(self.settings, self.digest)
+        if prev_outputs is None:
+            output_dir = self.settings.out_dir
+            cli.stage_summary(
+                STAGE_NAME,
+                self.t0,
+                f"{output_dir} is up to date with {self.settings.results_dir} "
+                "(use --force to redraw)",
+            )
+            print(output_dir / HTML_REPORT_NAME)
+            return cli.EXIT_OK
+        self.prev_outputs = prev_outputs
+        return None
+
+    def work(self) -> list[work.Outcome]:
+        """Every figure (drawn in this process: matplotlib)."""
+        self.settings.out_dir.mkdir(parents=True, exist_ok=True)
+        self.times["figures_start"] = time.perf_counter()
+        self.figures, self.written_files, self.failed = _draw_figures(self.settings, self.results)
+        return []
+
+    def commit(self) -> int | None:
+        """The Listen and Loss audit blocks, the two reports, run.json; stale outputs go."""
+        settings, results, output_dir = self.settings, self.results, self.settings.out_dir
+        t_report = time.perf_counter()
+        listen = report_audio.audio_examples_blocks(
+            results,
+            output_dir,
+            n_examples=settings.audio_examples,
+            budget_mb=settings.audio_budget_mb,
+        )
+        audit_blocks = loss_audit.loss_audit_blocks(
+            results, output_dir, audio_dir=report_audio.find_audio_dir(results), dpi=settings.dpi,
+            formats=settings.format,
+        )  # fmt: skip
+        sections = build_report(results, self.figures, listen=listen, loss_audit=audit_blocks)
+        write_text_if_changed(output_dir / TEXT_REPORT_NAME, render_text(sections))
+        write_text_if_changed(output_dir / HTML_REPORT_NAME, render_html(sections))
+        outputs = [p.name for p in self.written_files] + [TEXT_REPORT_NAME, HTML_REPORT_NAME]
+        outputs += loss_audit.figure_names(audit_blocks, settings.format)
+        for stale in set(self.prev_outputs) - {output_dir / o for o in outputs}:
+            if stale.is_file() and stale.parent == output_dir:
+                stale.unlink()
+                logger.info("removed %s (no longer produced)", stale)
+        t_fig, t_end = self.times["figures_start"], time.perf_counter()
+        cli.write_run_json(
+            output_dir,
+            stage=STAGE_NAME,
+            settings=settings,
+            params=settings.params(),
+            timings={
+                "load": t_fig - self.t0,
+                "figures": t_report - t_fig,
+                "report": t_end - t_report,
             },
-            "notes": results.notes,
-        },
-    )
-    cli.stage_summary(
-        STAGE_NAME,
-        t0,
-        f"{len(figures)} figures, {TEXT_REPORT_NAME} and {HTML_REPORT_NAME} written to "
-        f"{output_dir}" + (f"; {len(failed)} figure(s) failed" if failed else ""),
-    )
-    print(html_path)
-    return cli.EXIT_FAILED if failed else cli.EXIT_OK
-
-
-def _read_results(settings: VisualizeSettings) -> StudyResults | int:
-    """Stage 3's results, with the output folder claimed (or the exit status of a refusal)."""
-    results_dir = settings.results_dir
-    if shards.has_fragments(results_dir):  # the statistics describe the merged table only
-        logger.error(
-            "%s holds shard results that are not merged yet: run calculate_metrics.py with the "
-            "same options and without --shard to merge them, then this stage",
-            results_dir / shards.SHARDS_DIR,
+            extra={
+                "inputs_digest": self.digest,
+                "outputs": outputs,
+                "failed_figures": self.failed,
+                "models": {
+                    m.name: {"available": m.available, "reason": m.reason} for m in results.models
+                },
+                "notes": results.notes,
+            },
         )
-        return cli.EXIT_FAILED
-    problem = cli.check_input_folder(
-        results_dir,
-        option="--results-dir",
-        needs=PAIR_METRICS_NAME,
-        made_by="calculate_metrics.py --results-dir DIR",
-    )
-    if problem is not None:
-        return problem
-    results = load_results(results_dir, audio_dir=settings.audio_dir)
-    refused = cli.claim_output_folder(
-        settings.out_dir,
-        owner=STAGE_NAME,
-        option="--output-dir",
-        inputs=[("--results-dir", results_dir, "calculate_metrics")],
-    )
-    return refused if refused is not None else results
+        return None
+
+    def summary(self) -> str:
+        failed = self.failed
+        return (
+            f"{len(self.figures)} figures, {TEXT_REPORT_NAME} and {HTML_REPORT_NAME} written to "
+            f"{self.settings.out_dir}" + (f"; {len(failed)} figure(s) failed" if failed else "")
+        )
+
+    def exit_status(self) -> int:
+        print(self.settings.out_dir / HTML_REPORT_NAME)
+        return cli.EXIT_FAILED if self.failed else cli.EXIT_OK
 
 
 def _up_to_date_outputs(settings: VisualizeSettings, digest: str) -> list[Path] | None:
