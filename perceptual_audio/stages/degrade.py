@@ -20,11 +20,10 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from perceptual_audio import degradations as deg
 from perceptual_audio.errors import ParameterError, PerceptualAudioError
@@ -49,13 +48,13 @@ from perceptual_audio.stages import cli, shards, work
 from perceptual_audio.stages.degrade_items import (
     DEFAULT_SELECTION,
     STAGE,
-    DegradeJob,
     degrade_file,
     is_up_to_date,
     level_record,
     parse_selection,
     plan_jobs,
 )
+from perceptual_audio.stages.skeleton import StageRun, run_stage
 
 logger = logging.getLogger(__name__)
 
@@ -207,29 +206,71 @@ def _merge_inputs(
 
 
 @dataclass
-class _Run:
-    """One run of the degradation half: what it read, planned and did."""
+class _Run(StageRun[DegradeSettings]):
+    """The degradation half in the stage skeleton: what it read, planned and did."""
 
-    settings: DegradeSettings
-    levels: list[deg.Level]
-    root: Path
-    merging: bool
+    desc: ClassVar[str] = "degrading"
+    do_item: ClassVar = degrade_file
+
+    keep_fragments: bool = False
+    levels: list[deg.Level] = field(default_factory=list)
+    merging: bool = False
     clean_rows: list[ManifestRow] = field(default_factory=list)
     imported: list[ManifestRow] = field(default_factory=list)
     old_rows: dict[str, ManifestRow] = field(default_factory=dict)
-    failures: list[tuple[str, str]] = field(default_factory=list)
     new_rows: list[ManifestRow] = field(default_factory=list)
-    todo: list[DegradeJob] = field(default_factory=list)
-    outcomes: list[work.Outcome] = field(default_factory=list)
     n_shards: int = 0
+
+    @property
+    def root(self) -> Path:
+        return Path(self.settings.input_dir)
 
     @property
     def degraded_root(self) -> Path:
         return self.root / DEGRADED_DIR
 
     @property
-    def written(self) -> int:
-        return sum(o.ok for o in self.outcomes)
+    def skipped(self) -> int:
+        return len(self.new_rows) - self.written
+
+    def check(self) -> int | None:
+        try:
+            self.levels = parse_selection(self.settings.degradations)
+        except ParameterError as e:
+            logger.error("%s", e)
+            return cli.EXIT_USAGE
+        return None
+
+    def claim(self) -> int | None:
+        return claim_folders(self.settings)
+
+    def read(self) -> int | None:
+        self.merging = self.shard is None and shards.has_fragments(self.degraded_root)
+        if self.settings.merge_shards and not self.merging and not self.keep_fragments:
+            logger.error("--merge-shards: %s holds no shard fragments to merge", self.degraded_root)
+            return cli.EXIT_FAILED
+        return _read_inputs(self)
+
+    def plan(self) -> int | None:
+        return _plan(self)
+
+    def collect(self, outcomes: list[work.Outcome]) -> None:
+        for oc in outcomes:
+            if oc.ok:
+                self.new_rows.append(oc.value)
+            else:
+                self.failures.append((oc.item.output_rel, oc.error))
+                stale = Path(oc.item.output_path)
+                if stale.exists():  # an older version would no longer match its row
+                    stale.unlink()
+        for what, msg in self.failures:
+            logger.error("%s", msg if what in msg else f"{what}: {msg}")
+
+    def finish_shard(self) -> int:
+        return _finish_shard(self)
+
+    def commit(self) -> int | None:
+        return _commit(self)
 
 
 def run_degradations(settings: DegradeSettings, *, keep_fragments: bool = False) -> int:
@@ -240,54 +281,7 @@ def run_degradations(settings: DegradeSettings, *, keep_fragments: bool = False)
     ``keep_fragments`` (stage 2 removes them once the embeddings are merged too, so that a
     shard rerun after a failed embedding merge still finds its degradations).
     """
-    t0 = time.perf_counter()
-    root = Path(settings.input_dir)
-    try:
-        levels = parse_selection(settings.degradations)
-    except ParameterError as e:
-        logger.error("%s", e)
-        return cli.EXIT_USAGE
-    refused = claim_folders(settings)
-    if refused is not None:
-        return refused
-    shard = settings.shard
-    merging = shard is None and shards.has_fragments(root / DEGRADED_DIR)
-    if settings.merge_shards and not merging and not keep_fragments:
-        logger.error("--merge-shards: %s holds no shard fragments to merge", root / DEGRADED_DIR)
-        return cli.EXIT_FAILED
-    run = _Run(settings, levels, root, merging)
-    status = _read_inputs(run)
-    if status is None:
-        status = _plan(run)
-    if status is not None:
-        return status
-    run.outcomes = work.parallel_map(
-        degrade_file, run.todo, workers=settings.workers, desc="degrading", quiet=settings.quiet
-    )
-    for oc in run.outcomes:
-        if oc.ok:
-            run.new_rows.append(oc.value)
-        else:
-            run.failures.append((oc.item.output_rel, oc.error))
-            stale = Path(oc.item.output_path)
-            if stale.exists():  # an older version would no longer match its row
-                stale.unlink()
-    for what, msg in run.failures:
-        logger.error("%s", msg if what in msg else f"{what}: {msg}")
-    skipped = len(run.new_rows) - run.written
-    if shard is not None:
-        return _finish_shard(
-            root,
-            shard,
-            levels,
-            int(settings.seed),
-            run.clean_rows,
-            run.new_rows,
-            run.failures,
-            run.written,
-            skipped,
-        )
-    return _commit(run, skipped, t0, keep_fragments)
+    return run_stage(_Run(settings, keep_fragments=keep_fragments))
 
 
 def _read_inputs(run: _Run) -> int | None:
@@ -390,10 +384,10 @@ def _plan(run: _Run) -> int | None:
     return None
 
 
-def _commit(run: _Run, skipped: int, t0: float, keep_fragments: bool) -> int:
+def _commit(run: _Run) -> int:
     """Write the manifest's degraded rows and ``degraded/run.json``; remove what no row
     lists; a merge removes the fragments (unless ``keep_fragments``)."""
-    root, levels, settings = run.root, run.levels, run.settings
+    root, levels, settings, skipped = run.root, run.levels, run.settings, run.skipped
     removed = _remove_stale_outputs(root, keep={r.path for r in run.new_rows + run.imported})
     replace_kind(root, "degraded", run.new_rows + run.imported)
     flags = Counter(f for r in run.new_rows for f in r.flag_set)
@@ -409,7 +403,7 @@ def _commit(run: _Run, skipped: int, t0: float, keep_fragments: bool) -> int:
             "seed_derivation": "sha256(run seed|family|level|clean path) mod 2**53",
         },
         timings={
-            "total": round(time.perf_counter() - t0, 3),
+            "total": round(run.elapsed, 3),
             "degrading": round(sum(o.seconds for o in run.outcomes), 3),
         },
         extra={
@@ -429,7 +423,7 @@ def _commit(run: _Run, skipped: int, t0: float, keep_fragments: bool) -> int:
         },
     )
     if run.merging:
-        if not keep_fragments:
+        if not run.keep_fragments:
             shards.remove_fragments(run.degraded_root)
         logger.info("degradations: merged %d shards into %s", run.n_shards, root / "manifest.csv")
     logger.info(  # the half's summary; the stage's closing line is extract_stage's
@@ -443,35 +437,26 @@ def _commit(run: _Run, skipped: int, t0: float, keep_fragments: bool) -> int:
     return cli.EXIT_FAILED if run.failures else cli.EXIT_OK
 
 
-def _finish_shard(
-    root: Path,
-    shard: shards.Shard,
-    levels: list[deg.Level],
-    seed: int,
-    clean_rows: list[ManifestRow],
-    rows: list[ManifestRow],
-    failures: list[tuple[str, str]],
-    written: int,
-    skipped: int,
-) -> int:
-    """Write shard ``shard``'s rows to its fragment, then its record (the shard is done)."""
-    degraded_root = root / DEGRADED_DIR
-    write_manifest(shard.fragment_dir(degraded_root) / MANIFEST_NAME, rows)
+def _finish_shard(run: _Run) -> int:
+    """Write the shard's rows to its fragment, then its record (the shard is done)."""
+    shard, degraded_root, failures = run.shard, run.degraded_root, run.failures
+    seed = int(run.settings.seed)
+    write_manifest(shard.fragment_dir(degraded_root) / MANIFEST_NAME, run.new_rows)
     shards.write_record(
         degraded_root,
         shard,
         stage=STAGE,
-        params=selection_digest(levels, seed),
-        inputs=shards.inputs_digest(clean_rows),
-        described=selection_words(levels, seed),
+        params=selection_digest(run.levels, seed),
+        inputs=shards.inputs_digest(run.clean_rows),
+        described=selection_words(run.levels, seed),
         extra={
-            "counts": {"written": written, "skipped": skipped, "failed": len(failures)},
+            "counts": {"written": run.written, "skipped": run.skipped, "failed": len(failures)},
             "failures": [{"file": w, "error": m} for w, m in failures],
         },
     )
     logger.info(
         "degradations, shard %s: wrote %d, skipped %d (up to date), failed %d -> %s",
-        shard, written, skipped, len(failures), shard.fragment_dir(degraded_root),
+        shard, run.written, run.skipped, len(failures), shard.fragment_dir(degraded_root),
     )  # fmt: skip
     return cli.EXIT_FAILED if failures else cli.EXIT_OK
 

@@ -30,6 +30,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from perceptual_audio import files, options
@@ -65,6 +66,7 @@ from perceptual_audio.stages.embed_settings import (
     option_dest,
     parse_models,
 )
+from perceptual_audio.stages.skeleton import StageRun, run_stage
 
 __all__ = [
     "EMBEDDING_COLUMNS",
@@ -249,25 +251,76 @@ def embed_model(
     (no ``settings.shard`` and fragments in the model folder) they come from the
     fragments. ``inputs`` is the digest of the study's clean files the shards must share.
     """
-    t0 = time.perf_counter()
-    opened = _open_model(name, settings, inputs)
-    if isinstance(opened, ModelResult):
-        return opened
-    run, departed = opened
-    load_seconds = time.perf_counter() - t0
-    t_embed = last_checkpoint = time.perf_counter()
-    _checkpoint[:] = [lambda: run.checkpoint(audio_rows)] if not run.merging else []
-    seconds = [max(float(r.duration), 1e-3) for r in audio_rows]
-    for row in work.progress(
-        audio_rows, desc=name, quiet=settings.quiet, unit=work.AUDIO_SECONDS, weights=seconds
-    ):
-        if not run.merging and time.perf_counter() - last_checkpoint > CHECKPOINT_SECONDS:
-            run.checkpoint(audio_rows)
-            last_checkpoint = time.perf_counter()
-        run.embed_file(row)
-    _checkpoint.clear()
-    if run.missing:
-        groups = {r.path: shards.group_of(r) for r in audio_rows}
+    model = _ModelEmbedding(settings, name=name, audio_rows=audio_rows, inputs=inputs)
+    run_stage(model)
+    return model.result
+
+
+@dataclass
+class _ModelEmbedding(StageRun[EmbedSettings]):
+    """One model's pass in the stage skeleton. Its items are the audio files, embedded in this
+    process (the network's threads do the parallel work), with checkpoints; ``result`` is
+    what the stage reports for the model."""
+
+    name: str = ""
+    audio_rows: list[ManifestRow] = field(default_factory=list)
+    inputs: str = ""
+    result: ModelResult | None = None
+    run: ModelRun | None = None
+    departed: dict[str, dict[str, str]] = field(default_factory=dict)
+    load_seconds: float = 0.0
+    embed_seconds: float = 0.0
+
+    def claim(self) -> int | None:
+        refused = cli.claim_output_folder(
+            self.settings.model_dirs[self.name],
+            owner=f"embeddings:{self.name}",
+            option=f"--{self.name}-dir",
+            inputs=[("--input-dir", self.settings.input_dir, "audio_conversion")],
+            shard=self.shard,
+        )
+        if refused is not None:
+            self.result = ModelResult(self.name, available=False, reason=REFUSED, load_failed=True)
+        return refused
+
+    def read(self) -> int | None:
+        """Load the model; its earlier rows (in a merge, its shards' rows)."""
+        opened = _open_model(self.name, self.settings, self.inputs)
+        if isinstance(opened, ModelResult):
+            self.result = opened
+            return (
+                cli.EXIT_FAILED
+                if opened.n_failed or opened.load_failed
+                else cli.EXIT_MODELS_UNAVAILABLE
+            )
+        self.run, self.departed = opened
+        self.load_seconds = self.elapsed
+        return None
+
+    def work(self) -> list[work.Outcome]:
+        """Embed every file (a merge only checks the shards' rows), saving the finished rows
+        every CHECKPOINT_SECONDS and on Ctrl-C."""
+        run, settings, audio_rows = self.run, self.settings, self.audio_rows
+        t_embed = last_checkpoint = time.perf_counter()
+        _checkpoint[:] = [lambda: run.checkpoint(audio_rows)] if not run.merging else []
+        seconds = [max(float(r.duration), 1e-3) for r in audio_rows]
+        for row in work.progress(
+            audio_rows, desc=self.name, quiet=settings.quiet, unit=work.AUDIO_SECONDS,
+            weights=seconds,
+        ):  # fmt: skip
+            if not run.merging and time.perf_counter() - last_checkpoint > CHECKPOINT_SECONDS:
+                run.checkpoint(audio_rows)
+                last_checkpoint = time.perf_counter()
+            run.embed_file(row)
+        _checkpoint.clear()
+        self.embed_seconds = time.perf_counter() - t_embed
+        self.result = run.result
+        return []
+
+    def merge_incomplete(self) -> int | None:
+        """A merge whose shards lack files fails the model (nothing merged)."""
+        run = self.run
+        groups = {r.path: shards.group_of(r) for r in self.audio_rows}
         named = shards.name_by_shard(
             ((groups[p], p) for p in run.missing), shards.fragment_shards(run.model_dir)[0].count
         )
@@ -276,43 +329,46 @@ def embed_model(
             f"shard's fragment or changed since it ran ({named}); rerun those shards. "
             "Nothing merged"
         )
-        logger.error("%s: %s", name, msg)
-        return ModelResult(name, available=True, n_failed=len(run.missing), reason=msg)
-    if settings.shard is not None:
-        return _finish_shard(run, settings.shard, inputs)
-    run.old = departed  # what the folder held before: outputs of files no longer listed go
-    run.remove_departed(audio_rows)
-    write_embedding_manifest(run.model_dir, run.rows)
-    _write_model_run_json(run, load_seconds, time.perf_counter() - t_embed)
-    if run.merging:
-        shards.remove_fragments(run.model_dir)
+        logger.error("%s: %s", self.name, msg)
+        self.result = ModelResult(self.name, available=True, n_failed=len(run.missing), reason=msg)
+        return cli.EXIT_FAILED
+
+    def finish_shard(self) -> int:
+        if self.run.missing:
+            return self.merge_incomplete()
+        self.result = _finish_shard(self.run, self.shard, self.inputs)
+        return cli.EXIT_OK
+
+    def commit(self) -> int | None:
+        """The model's manifest and run.json; outputs of files no longer listed go."""
+        run = self.run
+        if run.missing:
+            return self.merge_incomplete()
+        run.old = self.departed  # what the folder held before: outputs of files no longer listed
+        run.remove_departed(self.audio_rows)
+        write_embedding_manifest(run.model_dir, run.rows)
+        _write_model_run_json(run, self.load_seconds, self.embed_seconds)
+        if run.merging:
+            shards.remove_fragments(run.model_dir)
+            logger.info(
+                "%s: merged the shards' embeddings into %s",
+                self.name,
+                run.model_dir / "manifest.csv",
+            )
+        r = run.result
         logger.info(
-            "%s: merged the shards' embeddings into %s", name, run.model_dir / "manifest.csv"
-        )
-    r = run.result
-    logger.info(
-        "%s: %d embedded, %d unchanged, %d failed, %d removed -> %s",
-        name, r.n_ok, r.n_skipped, r.n_failed, r.n_removed, run.model_dir,
-    )  # fmt: skip
-    return r
+            "%s: %d embedded, %d unchanged, %d failed, %d removed -> %s",
+            self.name, r.n_ok, r.n_skipped, r.n_failed, r.n_removed, run.model_dir,
+        )  # fmt: skip
+        return None
 
 
 def _open_model(
     name: str, settings: EmbedSettings, inputs: str
 ) -> tuple[ModelRun, dict[str, dict[str, str]]] | ModelResult:
-    """Claim the model's folder, load the model and read its earlier rows (in a merge, its
-    shards' rows); the run and what the folder held before, or the result of a model that
-    does not run."""
+    """Load the model and read its earlier rows (in a merge, its shards' rows); the run and
+    what the folder held before, or the result of a model that does not run."""
     model_dir, shard = settings.model_dirs[name], settings.shard
-    refused = cli.claim_output_folder(
-        model_dir,
-        owner=f"embeddings:{name}",
-        option=f"--{name}-dir",
-        inputs=[("--input-dir", settings.input_dir, "audio_conversion")],
-        shard=shard,
-    )
-    if refused is not None:
-        return ModelResult(name, available=False, reason=REFUSED, load_failed=True)
     merging = shard is None and shards.has_fragments(model_dir)
     embedder = _load(name, settings, shard=shard)
     if isinstance(embedder, ModelResult):

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import argparse
 import logging
-import time
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from perceptual_audio.audio_io import AUDIO_EXTENSIONS
 from perceptual_audio.errors import PerceptualAudioError
@@ -38,6 +37,7 @@ from perceptual_audio.manifest import ManifestRow, read_manifest, write_manifest
 from perceptual_audio.stages import cli, work
 from perceptual_audio.stages import convert_items as conversion
 from perceptual_audio.stages.convert_items import ConvertJob, ConvertSettings, conversion_settings
+from perceptual_audio.stages.skeleton import StageRun, run_stage
 
 logger = logging.getLogger(__name__)
 
@@ -157,79 +157,121 @@ def plan_import(ratings: Sequence[Rating], input_root: Path, test_path: Path) ->
 
 def run_import(settings: ConvertSettings) -> int:
     """Stage 1 with ``--listening-test``: convert exactly the table's files; exit status."""
-    t0 = time.perf_counter()
-    output_root = Path(settings.output)
-    plan = _read_test(settings)
-    if isinstance(plan, int):
-        return plan
-    output_root.mkdir(parents=True, exist_ok=True)
-    remove_stale_temporaries(output_root)
-    try:
-        old = read_manifest(output_root)
-    except PerceptualAudioError as e:
-        logger.error("%s", e)
-        return cli.EXIT_FAILED
-    old_by_path = {r.path: r for r in old if r.kind == "clean" or is_imported(r)}
-    kept_stage2 = [r for r in old if r.kind == "degraded" and not is_imported(r)]
-    jobs, failures = _jobs(settings, plan)
-    rows: dict[str, ManifestRow] = {}
-    todo = []
-    for job in jobs:
-        prev = old_by_path.get(job.rel_output)
-        if not settings.force and prev is not None and _import_up_to_date(prev, job, output_root):
-            rows[job.rel_output] = prev
-        else:
-            todo.append(job)
-    skipped = len(rows)
-    outcomes = work.parallel_map(
-        conversion.convert_file,
-        todo,
-        workers=settings.workers,
-        desc="converting",
-        quiet=settings.quiet,
-    )
-    for oc in outcomes:
-        if oc.ok:
-            rows[oc.item.rel_output] = oc.value
-        else:
-            failures.append((oc.item.source, oc.error))
-    clean_rows = [rows[p] for p in plan.clean.values() if p in rows]
-    imported_rows, kept_ratings = _rated_rows(plan, rows, clean_rows)
-    removed = _commit(settings, old_by_path, clean_rows, imported_rows, kept_stage2, kept_ratings)
-    for src, msg in dict.fromkeys(failures):
-        logger.error("%s", msg if src in msg else f"{src}: {msg}")
-    counts = {
-        "references": len(clean_rows),
-        "rated_files": len(imported_rows),
-        "ratings": len(kept_ratings),
-        "ratings_skipped_no_audio": plan.n_skipped,
-        "converted": sum(o.ok for o in outcomes),
-        "skipped": skipped,
-        "failed": len(failures),
-        "removed": removed,
-    }
-    cli.write_run_json(
-        output_root,
-        stage=conversion.STAGE,
-        settings=settings,
-        params={
-            **conversion.conversion_settings(settings.sr),
-            "listening_test": str(settings.listening_test),
-            "rating_scale": list(settings.rating_scale),
-        },
-        timings={"total": round(time.perf_counter() - t0, 3)},
-        extra={"counts": counts, "failures": [{"file": s, "error": m} for s, m in failures]},
-    )
-    cli.stage_summary(  # the closing line every stage prints
-        "audio_conversion",
-        t0,
-        f"listening test {settings.listening_test}: {len(clean_rows)} references, "
-        f"{len(imported_rows)} rated files, {len(kept_ratings)} ratings "
-        f"({plan.n_skipped} without audio skipped); converted {counts['converted']}, "
-        f"skipped {skipped} (up to date), failed {len(failures)}, removed {removed} stale "
-        f"-> {output_root / MANIFEST_NAME}",
-    )
-    return cli.EXIT_FAILED if failures else cli.EXIT_OK
+    return run_stage(_Import(settings))
+
+
+@dataclass
+class _Import(StageRun[ConvertSettings]):
+    """The import in the stage skeleton: the table's references and rated files converted."""
+
+    stage: ClassVar[str] = "audio_conversion"
+    desc: ClassVar[str] = "converting"
+    do_item: ClassVar = conversion.convert_file
+
+    test: _ImportPlan | None = None
+    old_by_path: dict[str, ManifestRow] = field(default_factory=dict)
+    kept_stage2: list[ManifestRow] = field(default_factory=list)
+    rows: dict[str, ManifestRow] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def output_root(self) -> Path:
+        return Path(self.settings.output)
+
+    def check(self) -> int | None:
+        test = _read_test(self.settings)
+        if isinstance(test, int):
+            return test
+        self.test = test
+        return None
+
+    def claim(self) -> int | None:
+        return cli.claim_output_folder(
+            self.output_root,
+            owner=conversion.STAGE,
+            option="--output",
+            inputs=[("--input", self.settings.input, None)],
+        )
+
+    def read(self) -> int | None:
+        self.output_root.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(self.output_root)
+        try:
+            old = read_manifest(self.output_root)
+        except PerceptualAudioError as e:
+            logger.error("%s", e)
+            return cli.EXIT_FAILED
+        self.old_by_path = {r.path: r for r in old if r.kind == "clean" or is_imported(r)}
+        self.kept_stage2 = [r for r in old if r.kind == "degraded" and not is_imported(r)]
+        return None
+
+    def plan(self) -> int | None:
+        jobs, self.failures = _jobs(self.settings, self.test)
+        for job in jobs:
+            prev = self.old_by_path.get(job.rel_output)
+            if (
+                not self.settings.force
+                and prev is not None
+                and _import_up_to_date(prev, job, self.output_root)
+            ):
+                self.rows[job.rel_output] = prev
+            else:
+                self.todo.append(job)
+        self.counts["skipped"] = len(self.rows)
+        return None
+
+    def collect(self, outcomes: list[work.Outcome]) -> None:
+        for oc in outcomes:
+            if oc.ok:
+                self.rows[oc.item.rel_output] = oc.value
+            else:
+                self.failures.append((oc.item.source, oc.error))
+
+    def commit(self) -> int | None:
+        settings, plan, rows, failures = self.settings, self.test, self.rows, self.failures
+        clean_rows = [rows[p] for p in plan.clean.values() if p in rows]
+        imported_rows, kept_ratings = _rated_rows(plan, rows, clean_rows)
+        removed = _commit(
+            settings, self.old_by_path, clean_rows, imported_rows, self.kept_stage2, kept_ratings
+        )
+        for src, msg in dict.fromkeys(failures):
+            logger.error("%s", msg if src in msg else f"{src}: {msg}")
+        self.counts = {
+            "references": len(clean_rows),
+            "rated_files": len(imported_rows),
+            "ratings": len(kept_ratings),
+            "ratings_skipped_no_audio": plan.n_skipped,
+            "converted": self.written,
+            "skipped": self.counts["skipped"],
+            "failed": len(failures),
+            "removed": removed,
+        }
+        cli.write_run_json(
+            self.output_root,
+            stage=conversion.STAGE,
+            settings=settings,
+            params={
+                **conversion.conversion_settings(settings.sr),
+                "listening_test": str(settings.listening_test),
+                "rating_scale": list(settings.rating_scale),
+            },
+            timings={"total": round(self.elapsed, 3)},
+            extra={
+                "counts": self.counts,
+                "failures": [{"file": s, "error": m} for s, m in failures],
+            },
+        )
+        return None
+
+    def summary(self) -> str:
+        c = self.counts
+        return (
+            f"listening test {self.settings.listening_test}: {c['references']} references, "
+            f"{c['rated_files']} rated files, {c['ratings']} ratings "
+            f"({c['ratings_skipped_no_audio']} without audio skipped); converted "
+            f"{c['converted']}, skipped {c['skipped']} (up to date), failed {c['failed']}, "
+            f"removed {c['removed']} stale -> {self.output_root / MANIFEST_NAME}"
+        )
 
 
 def _read_test(settings: ConvertSettings) -> _ImportPlan | int:

@@ -43,9 +43,9 @@ import logging
 import os
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from perceptual_audio import listening, metrics, options, stats
 from perceptual_audio.embedding_manifest import (
@@ -61,7 +61,7 @@ from perceptual_audio.results import (
     PAIR_METRICS_NAME,
     write_pair_table,
 )
-from perceptual_audio.stages import cli, shards
+from perceptual_audio.stages import cli, shards, work
 from perceptual_audio.stages.score_plan import (
     METRICS_VERSION,
     STAGE,
@@ -77,6 +77,7 @@ from perceptual_audio.stages.score_tables import load_ratings, write_statistics
 from perceptual_audio.stages.scoring import (
     model_metric_names,
 )
+from perceptual_audio.stages.skeleton import StageRun, run_stage
 
 logger = logging.getLogger(__name__)
 
@@ -272,9 +273,9 @@ def _select(settings: ScoreSettings) -> tuple[list[str], list[str]] | int:
     return [m for m in wanted if set(model_metric_names(m)) & set(selected)], selected
 
 
-def _sources(settings: ScoreSettings, wanted: list[str]) -> dict[str, ModelSource] | int:
-    """Claim the results folder and read the wanted models' folders (or an exit status)."""
-    refused = cli.claim_output_folder(
+def _claim(settings: ScoreSettings, wanted: list[str]) -> int | None:
+    """Check and lock the results folder (None), or the exit status of a refusal."""
+    return cli.claim_output_folder(
         settings.results_dir,
         owner=STAGE,
         option="--results-dir",
@@ -284,8 +285,10 @@ def _sources(settings: ScoreSettings, wanted: list[str]) -> dict[str, ModelSourc
         ],
         shard=settings.shard,
     )
-    if refused is not None:
-        return refused
+
+
+def _sources(settings: ScoreSettings, wanted: list[str]) -> dict[str, ModelSource] | int:
+    """The wanted models' folders (or the usage exit status)."""
     try:
         sources = {m: discover_model(m, settings.model_dirs[m]) for m in wanted}
     except (FolderConflictError, SchemaError) as e:
@@ -322,64 +325,140 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 @dataclass
-class _Study:
-    """What a run scores: the manifest's rows, the models, the columns and the plan."""
+class _Scoring(StageRun[ScoreSettings]):
+    """Stage 3 in the stage skeleton: what a run scores (the manifest's rows, the models, the
+    columns), its plan, and what it found."""
 
-    rows: list[Any]
-    ratings: Any
-    wanted: list[str]
-    available: list[str]
-    sources: dict[str, ModelSource]
-    cols: ColumnPlan
-    merging: bool
-    identity: tuple[str, str, dict[str, Any]]
-    previous: Mapping[str, dict[str, str]]
+    stage: ClassVar[str] = "calculate_metrics"
+
+    rows: list[Any] = field(default_factory=list)
+    ratings: Any = None
+    wanted: list[str] = field(default_factory=list)
+    selected: list[str] = field(default_factory=list)
+    available: list[str] = field(default_factory=list)
+    sources: dict[str, ModelSource] = field(default_factory=dict)
+    cols: ColumnPlan | None = None
+    merging: bool = False
+    identity: tuple[str, str, dict[str, Any]] = ("", "", {})
+    previous: Mapping[str, dict[str, str]] = field(default_factory=dict)
+    pairs: WorkPlan | None = None
+    input_failures: dict[str, int] = field(default_factory=dict)
+    cell_failures: dict[str, int] = field(default_factory=dict)
+    score_seconds: float = 0.0
+
+    def check(self) -> int | None:
+        """The study, its ratings and the models and metrics asked for (nothing written)."""
+        # Read by metrics.model_embedder in this process and in the workers.
+        os.environ[metrics.MODEL_DEVICE_ENV] = self.settings.device
+        study = _read_study(self.settings)
+        if isinstance(study, int):
+            return study
+        self.rows, self.ratings = study
+        selection = _select(self.settings)
+        if isinstance(selection, int):
+            return selection
+        self.wanted, self.selected = selection
+        return None
+
+    def claim(self) -> int | None:
+        return _claim(self.settings, self.wanted)
+
+    def read(self) -> int | None:
+        """The models' folders and what earlier runs (or the shards) computed."""
+        settings = self.settings
+        sources = _sources(settings, self.wanted)
+        if isinstance(sources, int):
+            return sources
+        self.sources = sources
+        self.available = [m for m in self.wanted if sources[m].available]
+        self.cols = ColumnPlan.of(settings, self.available, self.selected)
+        self.merging = settings.shard is None and (
+            settings.merge_shards or shards.has_fragments(settings.results_dir)
+        )
+        self.identity = shard_identity(self.cols, self.available, settings.audio_dir, sources)
+        previous = earlier_results(settings, settings.shard, self.merging, self.identity)
+        if isinstance(previous, int):
+            return previous
+        self.previous = previous
+        return None
+
+    def plan(self) -> int | None:
+        """Every pair's cells: reused, to compute, or (a merge) taken from the shards."""
+        settings = self.settings
+        clean = {r.path: r for r in self.rows if r.kind == "clean"}
+        degraded = sorted((r for r in self.rows if r.kind == "degraded"), key=lambda r: r.path)
+        degraded += restored_pairs(self.rows)  # scored against their clean file like degraded
+        if settings.shard is not None:
+            degraded = [r for r in degraded if settings.shard.owns(r.source)]
+        self.pairs = plan = plan_work(
+            settings.audio_dir, degraded, clean, self.cols, self.sources, self.available,
+            self.previous,
+        )  # fmt: skip
+        logger.info(
+            "%d pairs: %d to score, %d fully reused from %s; %d clean files to score alone",
+            len(plan.table),
+            plan.computed,
+            plan.reused,
+            f"the {shards.SHARDS_DIR} fragments"
+            if self.merging
+            else settings.results_dir / PAIR_METRICS_NAME,
+            sum(1 for g in plan.clean_needed.values() if g),
+        )
+        if not self.merging:
+            return None
+        n_shards = shards.fragment_shards(settings.results_dir)[0].count
+        input_failures = merge_plan(plan, self.previous, n_shards)
+        if isinstance(input_failures, str):
+            logger.error(
+                "cannot merge the shards of %s: %s; rerun those shards. Nothing merged",
+                settings.results_dir,
+                input_failures,
+            )
+            return cli.EXIT_FAILED
+        self.input_failures = input_failures
+        return None
+
+    def work(self) -> list[work.Outcome]:
+        """Compute the plan's cells (score_plan: pairs in isolated workers; a merge computes
+        nothing)."""
+        t = time.perf_counter()
+        if not self.merging:
+            self.input_failures = score_plan(self.pairs, self.settings)
+        self.score_seconds = time.perf_counter() - t
+        return []
+
+    def finish_shard(self) -> int:
+        plan, cols = self.pairs, self.cols
+        return finish_shard(
+            self.settings.results_dir, self.settings.shard, plan.table,
+            cols.table_columns(self.available), cols.value_columns, self.identity,
+            self.input_failures, plan, self.t0,
+        )  # fmt: skip
+
+    def commit(self) -> int | None:
+        self.cell_failures = _write_results(self)
+        return None
+
+    def summary(self) -> str:
+        n_failed = sum(self.cell_failures.values())
+        n_input = sum(self.input_failures.values())
+        return (
+            f"wrote {self.settings.results_dir}: {len(self.pairs.table)} pairs, "
+            f"{len(self.cols.value_columns)} metrics, {n_failed} failed cells ({n_input} for "
+            "missing, unreadable or stale inputs); models: " + (", ".join(self.available) or "none")
+        )
+
+    def exit_status(self) -> int:
+        if sum(self.input_failures.values()):
+            return cli.EXIT_FAILED
+        if len(self.available) < len(self.wanted):
+            return cli.EXIT_MODELS_UNAVAILABLE
+        return cli.EXIT_OK
 
 
 def run(settings: ScoreSettings) -> int:
     """Stage 3 with its settings; returns the exit status."""
-    # Read by metrics.model_embedder in this process and in the workers.
-    os.environ[metrics.MODEL_DEVICE_ENV] = settings.device
-    t_start = time.perf_counter()
-    study = _prepare(settings)
-    if isinstance(study, int):
-        return study
-    clean = {r.path: r for r in study.rows if r.kind == "clean"}
-    degraded = sorted((r for r in study.rows if r.kind == "degraded"), key=lambda r: r.path)
-    degraded += restored_pairs(study.rows)  # scored against their clean file like degraded ones
-    if settings.shard is not None:
-        degraded = [r for r in degraded if settings.shard.owns(r.source)]
-    plan = plan_work(
-        settings.audio_dir,
-        degraded,
-        clean,
-        study.cols,
-        study.sources,
-        study.available,
-        study.previous,
-    )
-    logger.info(
-        "%d pairs: %d to score, %d fully reused from %s; %d clean files to score alone",
-        len(plan.table),
-        plan.computed,
-        plan.reused,
-        f"the {shards.SHARDS_DIR} fragments"
-        if study.merging
-        else settings.results_dir / PAIR_METRICS_NAME,
-        sum(1 for g in plan.clean_needed.values() if g),
-    )
-    t_score = time.perf_counter()
-    input_failures = _fill(settings, study, plan)
-    if isinstance(input_failures, int):
-        return input_failures
-    score_seconds = time.perf_counter() - t_score
-    columns = study.cols.table_columns(study.available)
-    if settings.shard is not None:
-        return finish_shard(
-            settings.results_dir, settings.shard, plan.table, columns,
-            study.cols.value_columns, study.identity, input_failures, plan, t_start,
-        )  # fmt: skip
-    return _write_results(settings, study, plan, columns, input_failures, t_start, score_seconds)
+    return run_stage(_Scoring(settings))
 
 
 def restored_pairs(rows: Sequence[Any]) -> list[Any]:
@@ -388,61 +467,10 @@ def restored_pairs(rows: Sequence[Any]) -> list[Any]:
     return sorted(out, key=lambda r: r.path)
 
 
-def _prepare(settings: ScoreSettings) -> _Study | int:
-    """Read the study, select models and metrics, claim the folder, find what may be reused
-    (or an exit status, nothing written)."""
-    study = _read_study(settings)
-    if isinstance(study, int):
-        return study
-    rows, study_ratings = study
-    selection = _select(settings)
-    if isinstance(selection, int):
-        return selection
-    wanted, selected = selection
-    sources = _sources(settings, wanted)
-    if isinstance(sources, int):
-        return sources
-    available = [m for m in wanted if sources[m].available]
-    cols = ColumnPlan.of(settings, available, selected)
-    merging = settings.shard is None and (
-        settings.merge_shards or shards.has_fragments(settings.results_dir)
-    )
-    identity = shard_identity(cols, available, settings.audio_dir, sources)
-    previous = earlier_results(settings, settings.shard, merging, identity)
-    if isinstance(previous, int):
-        return previous
-    return _Study(
-        rows, study_ratings, wanted, available, sources, cols, merging, identity, previous
-    )
-
-
-def _fill(settings: ScoreSettings, study: _Study, plan: WorkPlan) -> dict[str, int] | int:
-    """Compute the plan's cells (or, in a merge, take them from the shards); the input
-    failures per metric, or the exit status of a merge that cannot be made."""
-    if not study.merging:
-        return score_plan(plan, settings)
-    n_shards = shards.fragment_shards(settings.results_dir)[0].count
-    input_failures = merge_plan(plan, study.previous, n_shards)
-    if isinstance(input_failures, str):
-        logger.error(
-            "cannot merge the shards of %s: %s; rerun those shards. Nothing merged",
-            settings.results_dir,
-            input_failures,
-        )
-        return cli.EXIT_FAILED
-    return input_failures
-
-
-def _write_results(
-    settings: ScoreSettings,
-    study: _Study,
-    plan: WorkPlan,
-    columns: list[str],
-    input_failures: dict[str, int],
-    t_start: float,
-    score_seconds: float,
-) -> int:
-    """pair_metrics.csv, the statistics and run.json; the closing line and exit status."""
+def _write_results(study: _Scoring) -> dict[str, int]:
+    """pair_metrics.csv, the statistics and run.json; the failed cells per metric."""
+    settings, plan = study.settings, study.pairs
+    columns = study.cols.table_columns(study.available)
     table, value_cols, results_dir = plan.table, study.cols.value_columns, settings.results_dir
     if study.ratings is not None:
         for r in table:
@@ -477,8 +505,8 @@ def _write_results(
             "correlation_interval": "percentile cluster bootstrap over clean recordings",
         },
         timings={
-            "total": time.perf_counter() - t_start,
-            "scoring": score_seconds,
+            "total": study.elapsed,
+            "scoring": study.score_seconds,
             "statistics": time.perf_counter() - t_stats,
         },
         extra={
@@ -488,7 +516,7 @@ def _write_results(
             "pairs_scored": plan.computed,
             "pairs_reused": plan.reused,
             "failures": failures,
-            "input_failures": input_failures,
+            "input_failures": study.input_failures,
             "level_order": order,
             "listening": listening_info,
             "metric_sample_rates_hz": _metric_rates(study.rows, value_cols, settings.pesq_nb_rate),
@@ -497,19 +525,7 @@ def _write_results(
     )
     if study.merging:
         shards.remove_fragments(results_dir)
-    n_failed, n_input = sum(failures.values()), sum(input_failures.values())
-    cli.stage_summary(
-        "calculate_metrics",
-        t_start,
-        f"wrote {results_dir}: {len(table)} pairs, {len(value_cols)} metrics, {n_failed} "
-        f"failed cells ({n_input} for missing, unreadable or stale inputs); models: "
-        + (", ".join(study.available) or "none"),
-    )
-    if n_input:
-        return cli.EXIT_FAILED
-    if len(study.available) < len(study.wanted):
-        return cli.EXIT_MODELS_UNAVAILABLE
-    return cli.EXIT_OK
+    return failures
 
 
 def metrics_record(columns: Sequence[str], rows: Sequence[Any]) -> dict[str, Any]:
