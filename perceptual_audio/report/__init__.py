@@ -66,9 +66,9 @@ from perceptual_audio.report.loading import (
     StudyResults,
     describe_parameters,
     load_results,
-    read_pair_metrics,
     shorten,
 )
+from perceptual_audio.report.loading_tables import read_pair_metrics
 from perceptual_audio.report.render import (
     figure_data_uri,
     render_html,
