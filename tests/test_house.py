@@ -22,7 +22,6 @@ LONG_MODULES: dict[str, str] = {}
 LONG_FUNCTIONS: dict[str, str] = {
     "report/plots_listeners.py:listener_forest_plot": "one figure",
     "report/plots_families.py:severity_curves": "one figure",
-    "report/findings.py:monotonicity_findings": "the findings in words",
     "report/tables.py:setup_blocks": "the Setup section",
     "report/audio.py:select_examples": "the Listen section's choice of pairs",
     "stages/visualize.py:figure_plan": "the figure list",

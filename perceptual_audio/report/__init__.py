@@ -48,7 +48,6 @@ from perceptual_audio.report.findings import (
     family_findings,
     judges,
     lookup_correlation,
-    monotonicity_findings,
     rate_notes,
     reference_tracking_findings,
     strength_word,
@@ -69,6 +68,7 @@ from perceptual_audio.report.loading import (
     shorten,
 )
 from perceptual_audio.report.loading_tables import read_pair_metrics
+from perceptual_audio.report.monotonicity import monotonicity_findings
 from perceptual_audio.report.render import (
     figure_data_uri,
     render_html,

@@ -23,7 +23,6 @@ from perceptual_audio.report.findings import (
     family_agreement_table,
     family_findings,
     judges,
-    monotonicity_findings,
     rate_notes,
     reference_tracking_findings,
 )
@@ -37,6 +36,7 @@ from perceptual_audio.report.listeners import (
 from perceptual_audio.report.loading import (
     StudyResults,
 )
+from perceptual_audio.report.monotonicity import monotonicity_findings
 from perceptual_audio.report.tables import (
     full_correlation_table,
     reference_correlation_table,
