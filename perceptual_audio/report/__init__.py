@@ -48,7 +48,6 @@ from perceptual_audio.report.findings import (
     family_findings,
     judges,
     lookup_correlation,
-    monotonicity_findings,
     rate_notes,
     reference_tracking_findings,
     strength_word,
@@ -66,9 +65,10 @@ from perceptual_audio.report.loading import (
     StudyResults,
     describe_parameters,
     load_results,
-    read_pair_metrics,
     shorten,
 )
+from perceptual_audio.report.loading_tables import read_pair_metrics
+from perceptual_audio.report.monotonicity import monotonicity_findings
 from perceptual_audio.report.render import (
     figure_data_uri,
     render_html,

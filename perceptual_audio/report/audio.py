@@ -128,6 +128,30 @@ def select_examples(results: StudyResults, n: int = DEFAULT_EXAMPLES) -> list[Ex
     if not metrics:
         return []
     pct = quality_percentiles(pairs, metrics)
+    typical = _typical_examples(results, metrics, pct)
+    n_disagree = max(1, n // 4)
+    disagree = _listener_disagreements(pairs, pct)
+    if len(metrics) >= 2:
+        disagree += _metric_disagreements(pairs, pct, taken=disagree, limit=n_disagree)
+    chosen = disagree[:n_disagree]
+    for ex in typical:
+        twin = next((e for e in chosen if e.row.name == ex.row.name), None)
+        if twin is not None:  # one player for both reasons
+            twin.why += " It is also the typical pair of its condition."
+        else:
+            chosen.append(ex)
+    ranks = quality_ranks(pairs, metrics)
+    counts = {m: int(pairs[m].replace([np.inf, -np.inf], np.nan).notna().sum()) for m in metrics}
+    for ex in chosen:
+        ex.ranks = {m: _rank_text(ranks.at[ex.row.name, m], counts[m]) for m in metrics}
+    return chosen[:n]
+
+
+def _typical_examples(
+    results: StudyResults, metrics: list[str], pct: pd.DataFrame
+) -> list[Example]:
+    """Per condition, the pair whose headline scores are closest to the condition's median."""
+    pairs = results.pairs
     typical: list[Example] = []
     for fam, lev in results.conditions:
         idx = pairs.index[(pairs["family"] == fam) & (pairs["level"] == lev)]
@@ -145,66 +169,68 @@ def select_examples(results: StudyResults, n: int = DEFAULT_EXAMPLES) -> list[Ex
                 pct.loc[best].to_dict(),
             )
         )
-    disagree: list[Example] = []
+    return typical
+
+
+def _listener_disagreements(pairs: pd.DataFrame, pct: pd.DataFrame) -> list[Example]:
+    """The two pairs a metric ranks furthest from the listeners (with ratings of 3 or more
+    pairs; else none)."""
     if (
-        RATING_COLUMN in pairs.columns
-        and pd.to_numeric(pairs[RATING_COLUMN], errors="coerce").notna().sum() >= 3
+        RATING_COLUMN not in pairs.columns
+        or pd.to_numeric(pairs[RATING_COLUMN], errors="coerce").notna().sum() < 3
     ):
-        ratings = pd.to_numeric(pairs[RATING_COLUMN], errors="coerce").rank(pct=True)
-        gap = pct.sub(ratings, axis=0).abs()
-        worst = gap.max(axis=1).dropna().sort_values(ascending=False)
-        for i in worst.index[:2]:
-            m = gap.loc[i].idxmax()
-            disagree.append(
-                Example(
-                    "listeners disagree",
-                    f"{metric_info(m).label} ranks this pair {_ordinal(pct.at[i, m])} of the "
-                    f"study, the listeners {_ordinal(ratings[i])} (mean rating "
-                    f"{fmt(pairs.at[i, RATING_COLUMN], 1)}).",
-                    pairs.loc[i],
-                    {**pct.loc[i].to_dict(), "listeners": float(ratings[i])},
-                )
+        return []
+    ratings = pd.to_numeric(pairs[RATING_COLUMN], errors="coerce").rank(pct=True)
+    gap = pct.sub(ratings, axis=0).abs()
+    worst = gap.max(axis=1).dropna().sort_values(ascending=False)
+    out = []
+    for i in worst.index[:2]:
+        m = gap.loc[i].idxmax()
+        out.append(
+            Example(
+                "listeners disagree",
+                f"{metric_info(m).label} ranks this pair {_ordinal(pct.at[i, m])} of the "
+                f"study, the listeners {_ordinal(ratings[i])} (mean rating "
+                f"{fmt(pairs.at[i, RATING_COLUMN], 1)}).",
+                pairs.loc[i],
+                {**pct.loc[i].to_dict(), "listeners": float(ratings[i])},
             )
-    if len(metrics) >= 2:
-        spread = (pct.max(axis=1) - pct.min(axis=1)).dropna().sort_values(ascending=False)
-        seen: set[tuple[str, str, str]] = set()
-        for i in spread.index:
-            if len([e for e in disagree if e.kind == "metrics disagree"]) >= max(1, n // 4):
-                break
-            if any(e.row.name == i for e in disagree):
-                continue
-            hi, lo = pct.loc[i].idxmax(), pct.loc[i].idxmin()
-            # Variety: one pair per recording and disagreeing metric pair.
-            key = (pairs.at[i, "reference_path"], hi, lo)
-            if key in seen:
-                continue
-            seen.add(key)
-            rk = quality_ranks(pairs, [hi, lo])
-            disagree.append(
-                Example(
-                    "metrics disagree",
-                    f"{metric_info(hi).label} ranks this pair "
-                    f"{_rank_text(rk.at[i, hi], int(pairs[hi].notna().sum()))}, "
-                    f"{metric_info(lo).label} "
-                    f"{_rank_text(rk.at[i, lo], int(pairs[lo].notna().sum()))} "
-                    "(1st = closest to clean).",
-                    pairs.loc[i],
-                    pct.loc[i].to_dict(),
-                )
+        )
+    return out
+
+
+def _metric_disagreements(
+    pairs: pd.DataFrame, pct: pd.DataFrame, *, taken: list[Example], limit: int
+) -> list[Example]:
+    """Up to ``limit`` pairs the headline metrics rank furthest apart, not already ``taken``;
+    for variety one pair per recording and disagreeing metric pair."""
+    spread = (pct.max(axis=1) - pct.min(axis=1)).dropna().sort_values(ascending=False)
+    seen: set[tuple[str, str, str]] = set()
+    out: list[Example] = []
+    for i in spread.index:
+        if len(out) >= limit:
+            break
+        if any(e.row.name == i for e in taken):
+            continue
+        hi, lo = pct.loc[i].idxmax(), pct.loc[i].idxmin()
+        key = (pairs.at[i, "reference_path"], hi, lo)
+        if key in seen:
+            continue
+        seen.add(key)
+        rk = quality_ranks(pairs, [hi, lo])
+        out.append(
+            Example(
+                "metrics disagree",
+                f"{metric_info(hi).label} ranks this pair "
+                f"{_rank_text(rk.at[i, hi], int(pairs[hi].notna().sum()))}, "
+                f"{metric_info(lo).label} "
+                f"{_rank_text(rk.at[i, lo], int(pairs[lo].notna().sum()))} "
+                "(1st = closest to clean).",
+                pairs.loc[i],
+                pct.loc[i].to_dict(),
             )
-    k = min(len(disagree), max(1, n // 4))
-    chosen = disagree[:k]
-    for ex in typical:
-        twin = next((e for e in chosen if e.row.name == ex.row.name), None)
-        if twin is not None:  # one player for both reasons
-            twin.why += " It is also the typical pair of its condition."
-        else:
-            chosen.append(ex)
-    ranks = quality_ranks(pairs, metrics)
-    counts = {m: int(pairs[m].replace([np.inf, -np.inf], np.nan).notna().sum()) for m in metrics}
-    for ex in chosen:
-        ex.ranks = {m: _rank_text(ranks.at[ex.row.name, m], counts[m]) for m in metrics}
-    return chosen[:n]
+        )
+    return out
 
 
 # -- audio ------------------------------------------------------------------------------------

@@ -27,7 +27,6 @@ from perceptual_audio.report.vocabulary import (
     fmt_n,
     judge_metrics,
     metric_info,
-    metric_sort_key,
     primary_neural_metrics,
 )
 
@@ -409,119 +408,10 @@ def family_agreement_table(results: StudyResults) -> Table:
     )
 
 
-def _leaders(ranked: pd.Series) -> list[str]:
-    """Index labels tied with the first value of a descending series (to 1e-12)."""
-    return [k for k, v in ranked.items() if abs(v - ranked.iloc[0]) <= 1e-12]
-
-
 def and_list(names: Any) -> str:
     """``a``, ``a and b``, ``a, b and c``."""
     names = list(names)
     return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
-
-
-def monotonicity_findings(results: StudyResults) -> tuple[list[str], pd.DataFrame, pd.DataFrame]:
-    """Sentences and tables from ``monotonicity.csv``.
-
-    Reads the rows with ``step == "all"`` (pooled over the steps of a family): ``fraction_right``
-    (share of recording-steps that move the right way) and ``fraction_monotone`` (share of
-    recordings that move the right way at every step).
-
-    Returns
-    -------
-    sentences : list of str
-    right : pd.DataFrame
-        metric x family table of ``fraction_right`` plus a ``mean over families`` column.
-    monotone : pd.DataFrame
-        The same for ``fraction_monotone`` (empty when the column is absent).
-    """
-    mono = results.monotonicity
-    empty = pd.DataFrame()
-    if mono is None or mono.empty:
-        return (
-            [
-                "Monotonicity was not computed (monotonicity.csv is missing or has no rows; "
-                "it needs at least two levels in a family)."
-            ],
-            empty,
-            empty,
-        )
-    if not {"family", "metric", "fraction_right"} <= set(mono.columns):
-        return (
-            [
-                f"monotonicity.csv has columns {list(mono.columns)}; expected family, metric, "
-                "fraction_right (rerun calculate_metrics.py), so it is not summarised."
-            ],
-            empty,
-            empty,
-        )
-    m = mono.copy()
-    m["family"] = m["family"].astype(str)
-    if "step" in m.columns:
-        pooled = m[m["step"].astype(str) == "all"]
-        m = pooled if not pooled.empty else m
-    m = m[m["metric"].isin(results.metrics)]
-
-    def pivot(col: str) -> pd.DataFrame:
-        if col not in m.columns or m.empty:
-            return pd.DataFrame()
-        vals = m.assign(**{col: pd.to_numeric(m[col], errors="coerce")})
-        table = vals.pivot_table(
-            index="metric", columns="family", values=col, aggfunc="mean", dropna=False
-        )
-        table = table.reindex(
-            index=sorted(table.index, key=metric_sort_key),
-            columns=[f for f in results.families if f in table.columns],
-        )
-        table["mean over families"] = table.mean(axis=1)
-        return table
-
-    right, monotone = pivot("fraction_right"), pivot("fraction_monotone")
-    out = []
-    overall = (
-        right["mean over families"].dropna().sort_values(ascending=False)
-        if not right.empty
-        else pd.Series(dtype=float)
-    )
-    if overall.empty:
-        return (
-            ["No metric has enough values at two consecutive levels to judge monotonicity."],
-            right,
-            monotone,
-        )
-    top = _leaders(overall)
-    out.append(
-        (
-            "The metric that most often moves the right way at each step up in severity is "
-            if len(top) == 1
-            else f"The {len(top)} metrics that most often move the right way at each step up "
-            "in severity are tied: "
-        )
-        + f"{and_list(metric_info(x).label for x in top)}: {100 * overall.iloc[0]:.0f}% of "
-        "recording-steps, averaged over families."
-    )
-    neural = overall[[x for x in overall.index if metric_info(x).neural]]
-    if not neural.empty:
-        best = _leaders(neural)
-        out.append(
-            f"Among the neural metrics, {and_list(metric_info(x).label for x in best)} "
-            + ("is the most monotonic" if len(best) == 1 else "tie as the most monotonic")
-            + f" ({100 * neural.iloc[0]:.0f}% of recording-steps move the right way)."
-        )
-    weak = []
-    for metric, row in right.drop(columns="mean over families").iterrows():
-        for fam, v in row.items():
-            if pd.notna(v) and v < 0.8:
-                weak.append(f"{metric_info(metric).label} on {fam} ({100 * v:.0f}%)")
-    if weak:
-        out.append(
-            "Below 80% (the metric often fails to rank the severities of a family): "
-            + "; ".join(weak)
-            + "."
-        )
-    else:
-        out.append("Every metric moves the right way at 80% or more of the steps in every family.")
-    return out, right, monotone
 
 
 def failure_summary(results: StudyResults) -> tuple[list[str], list[list[Any]], list[list[Any]]]:

@@ -15,30 +15,23 @@ import numpy as np
 import pandas as pd
 
 from perceptual_audio import metrics as _metrics
-from perceptual_audio import results as results_format
 from perceptual_audio import stats
 from perceptual_audio.errors import PerceptualAudioError, SchemaError
-from perceptual_audio.listening import (
-    AGREEMENT_COLUMNS,
-    AGREEMENT_NAME,
-    CEILING,
-    PAIR_RATING_COLUMNS,
+from perceptual_audio.report.loading_tables import (
+    read_correlation_table,
+    read_listener_agreement,
+    read_monotonicity_table,
+    read_study_pairs,
+    read_summary_table,
 )
 from perceptual_audio.report.vocabulary import (
     metric_info,
-    metric_sort_key,
     one_line_reason,
     study_models,
 )
 from perceptual_audio.results import (
-    CORRELATION_KEY_COLUMNS,
-    CORRELATIONS_NAME,
-    MONOTONICITY_NAME,
     PAIR_METRICS_NAME,
     RUN_JSON_NAME,
-    SUMMARY_NAME,
-    read_correlations,
-    read_summary,
 )
 
 logger = logging.getLogger(__name__)
@@ -151,15 +144,6 @@ class StudyResults:
             if math.isnan(n):
                 n = get(col)
         return get(f"{metric}_mean"), get(f"{metric}_ci_low"), get(f"{metric}_ci_high"), n
-
-
-def read_pair_metrics(path: str | os.PathLike) -> tuple[pd.DataFrame, list[str]]:
-    """:func:`perceptual_audio.results.read_pair_metrics` without the listening-test ratings
-    (the truth, not metrics), its metric columns in report order (:func:`metric_sort_key`)."""
-    frame, metrics = results_format.read_pair_metrics(path, not_metrics=_rating_columns())
-    if "kind" in frame.columns:  # restored pairs belong to the loss audit, not the study
-        frame = frame[frame["kind"].fillna("degraded") != "restored"].reset_index(drop=True)
-    return frame, sorted(metrics, key=metric_sort_key)
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -413,50 +397,11 @@ def load_results(
             f"--results-dir {results_dir}: no such folder; run "
             f"calculate_metrics.py --results-dir {results_dir} first."
         )
-    notes: list[str] = []
-    pair_path = results_dir / PAIR_METRICS_NAME
-    if not pair_path.exists():
-        raise PerceptualAudioError(
-            f"{pair_path}: not found; expected the table written by "
-            "calculate_metrics.py. Run stage 3 first."
-        )
-    pairs, metrics = read_pair_metrics(pair_path)
-    n_not_applied = 0
-    if "degradation_applied" in pairs.columns:  # as in stage 3's statistics
-        keep = pairs["degradation_applied"].astype(str).str.lower() != "false"
-        n_not_applied = int((~keep).sum())
-        pairs = pairs[keep].reset_index(drop=True)
-    if pairs.empty:
-        raise SchemaError(
-            f"{pair_path}: has a header but no rows; expected one row per "
-            "clean/degraded pair. Check stage 2 produced degraded files."
-        )
-
-    summary_path = results_dir / SUMMARY_NAME
-    if not summary_path.exists():
-        raise PerceptualAudioError(
-            f"{summary_path}: not found; expected the per-degradation "
-            "summary written by calculate_metrics.py. Rerun stage 3."
-        )
-    summary = read_summary(summary_path)
-
-    corr_path = results_dir / CORRELATIONS_NAME
-    if corr_path.exists():
-        correlations = read_correlations(corr_path)
-    else:
-        notes.append(f"{CORRELATIONS_NAME} is missing from {results_dir}: no correlation findings.")
-        correlations = pd.DataFrame(columns=list(CORRELATION_KEY_COLUMNS))
-    mono_path = results_dir / MONOTONICITY_NAME
-    monotonicity = pd.DataFrame()
-    if mono_path.exists():
-        try:
-            monotonicity = pd.read_csv(mono_path, dtype={"family": str, "metric": str})
-        except (pd.errors.ParserError, pd.errors.EmptyDataError) as e:
-            notes.append(f"{mono_path} is unreadable ({e}); monotonicity is not reported.")
-    else:
-        notes.append(
-            f"{MONOTONICITY_NAME} is missing from {results_dir}: monotonicity is not reported."
-        )
+    notes: list[str] = []  # in the order the report shows them
+    pairs, metrics, n_not_applied = read_study_pairs(results_dir)
+    summary = read_summary_table(results_dir)
+    correlations = read_correlation_table(results_dir, notes)
+    monotonicity = read_monotonicity_table(results_dir, notes)
     run = _read_json(results_dir / RUN_JSON_NAME)
     if n_not_applied:
         notes.append(
@@ -464,13 +409,81 @@ def load_results(
             "'degraded' file equals the clean one) are left out of the figures and statistics; "
             f"they are listed in {PAIR_METRICS_NAME}."
         )
-
     families = list(dict.fromkeys(pairs["family"].tolist()))
-    level_order = _level_order(pairs, families, run)
+    audio_folder, degradations, audio_info = _read_audio_folder(results_dir, audio_dir, run)
+    models = _model_statuses(results_dir, run, model_dirs, metrics, pairs)
+    metrics = _without_unavailable_models(models, metrics, notes)
+    if not metrics:
+        raise SchemaError(
+            f"{results_dir / PAIR_METRICS_NAME}: no metric has a value; "
+            "expected at least pesq_wb or stoi."
+        )
+    inputs = _setup_facts(results_dir, pairs, run, audio_folder, audio_info, notes)
+    return StudyResults(
+        results_dir=results_dir,
+        pairs=pairs,
+        metrics=metrics,
+        summary=summary,
+        correlations=correlations,
+        monotonicity=monotonicity,
+        run=run,
+        families=families,
+        level_order=_level_order(pairs, families, run),
+        models=models,
+        degradations=degradations,
+        inputs=inputs,
+        notes=notes,
+        listening=read_listener_agreement(results_dir, metrics, notes),
+    )
 
-    recorded_audio = str(audio_dir) if audio_dir is not None else _run_argument(run, "audio_dir")
-    audio_folder = _locate(recorded_audio, results_dir, "test_audio")
-    degradations, audio_info = _read_degradations(audio_folder)
+
+def _read_audio_folder(
+    results_dir: Path, audio_dir: str | os.PathLike | None, run: dict[str, Any]
+) -> tuple[str, pd.DataFrame, dict[str, Any]]:
+    """The audio folder of stages 1-2 (as given, else as recorded in run.json, else
+    ``<results parent>/test_audio``) in words, with its degradations and facts
+    (:func:`_read_degradations`)."""
+    recorded = str(audio_dir) if audio_dir is not None else _run_argument(run, "audio_dir")
+    folder = _locate(recorded, results_dir, "test_audio")
+    degradations, info = _read_degradations(folder)
+    return (str(folder) if folder else (recorded or "not found")), degradations, info
+
+
+def _setup_facts(
+    results_dir: Path,
+    pairs: pd.DataFrame,
+    run: dict[str, Any],
+    audio_folder: str,
+    audio_info: dict[str, Any],
+    notes: list[str],
+) -> dict[str, Any]:
+    """:attr:`StudyResults.inputs`: the facts of the setup section; a note when run.json
+    cannot say how the metrics were computed."""
+    if not run:
+        notes.append(
+            f"{results_dir / RUN_JSON_NAME} is missing or unreadable: the setup section "
+            "cannot say how the metrics were computed."
+        )
+    return {
+        "results_dir": str(results_dir),
+        "audio_dir": audio_folder,
+        "n_pairs": len(pairs),
+        "n_references": int(pairs["reference_path"].nunique()),
+        "metrics_command": " ".join(map(str, run.get("command", []))) if run else "",
+        "metrics_finished_at": run.get("finished_at", "") if run else "",
+        **audio_info,
+    }
+
+
+def _model_statuses(
+    results_dir: Path,
+    run: dict[str, Any],
+    model_dirs: dict[str, str | os.PathLike] | None,
+    metrics: list[str],
+    pairs: pd.DataFrame,
+) -> list[ModelStatus]:
+    """The status of every study model, from its embedding folder (given in ``model_dirs``,
+    else as recorded in run.json, else ``<results parent>/<model>_embeddings``)."""
     models = []
     run_models = run.get("models") if isinstance(run.get("models"), dict) else {}
     for name in study_models():
@@ -488,6 +501,13 @@ def load_results(
             status.available = False
             status.reason = str(recorded_model.get("reason") or status.reason)
         models.append(status)
+    return models
+
+
+def _without_unavailable_models(
+    models: Sequence[ModelStatus], metrics: list[str], notes: list[str]
+) -> list[str]:
+    """``metrics`` without the columns of unavailable models, with a note for each such model."""
     for m in models:
         if not m.available:
             notes.append(
@@ -497,62 +517,4 @@ def load_results(
             # Columns of a model its stage called unavailable (stale values of an older run)
             # are not reported either: the report would contradict its own note.
             metrics = [c for c in metrics if metric_info(c).model != m.name]
-    if not metrics:
-        raise SchemaError(f"{pair_path}: no metric has a value; expected at least pesq_wb or stoi.")
-
-    inputs = {
-        "results_dir": str(results_dir),
-        "audio_dir": str(audio_folder) if audio_folder else (recorded_audio or "not found"),
-        "n_pairs": len(pairs),
-        "n_references": int(pairs["reference_path"].nunique()),
-        "metrics_command": " ".join(map(str, run.get("command", []))) if run else "",
-        "metrics_finished_at": run.get("finished_at", "") if run else "",
-        **audio_info,
-    }
-    if not run:
-        notes.append(
-            f"{results_dir / RUN_JSON_NAME} is missing or unreadable: the setup section "
-            "cannot say how the metrics were computed."
-        )
-    return StudyResults(
-        results_dir=results_dir,
-        pairs=pairs,
-        metrics=metrics,
-        summary=summary,
-        correlations=correlations,
-        monotonicity=monotonicity,
-        run=run,
-        families=families,
-        level_order=level_order,
-        models=models,
-        degradations=degradations,
-        inputs=inputs,
-        notes=notes,
-        listening=_read_listener_agreement(results_dir, metrics, notes),
-    )
-
-
-def _rating_columns() -> tuple[str, ...]:
-
-    return PAIR_RATING_COLUMNS
-
-
-def _read_listener_agreement(
-    results_dir: Path, metrics: Sequence[str], notes: list[str]
-) -> pd.DataFrame | None:
-
-    path = results_dir / AGREEMENT_NAME
-    if not path.exists():
-        return None
-    try:
-        frame = pd.read_csv(path, dtype={"metric": str, "level": str, "note": str})
-    except (pd.errors.ParserError, pd.errors.EmptyDataError) as e:
-        notes.append(f"{path} is unreadable ({e}); agreement with listeners is not reported.")
-        return None
-
-    if "note" not in frame:  # written before stage 3 explained its empty cells
-        frame["note"] = ""
-    frame["note"] = frame["note"].fillna("").astype(str)
-    results_format.require_columns(path, frame, AGREEMENT_COLUMNS)
-    # Metrics the report dropped (unavailable models) are not ranked either.
-    return frame[frame["metric"].isin([*metrics, CEILING])].reset_index(drop=True)
+    return metrics

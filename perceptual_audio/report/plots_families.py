@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
@@ -192,52 +194,11 @@ def severity_curves(
         ax.set_visible(False)
     depth = max((len(level_order.get(f, [])) for f in families), default=1)
     for ax, metric in zip(axes.flat, metrics, strict=False):
-        info = metric_info(metric)
-        all_means = []
-        for fam in families:
-            levels = list(level_order.get(fam, []))
-            vals = np.array(
-                [summary_values(summary, fam, lv, metric) for lv in levels], dtype=float
-            ).reshape(-1, 3)
-            if vals.size == 0:
-                continue
-            mean, lo, hi = vals[:, 0], vals[:, 1], vals[:, 2]
-            all_means.append(mean)
-            ranks = np.arange(1, len(levels) + 1)
-            err = np.vstack(
-                [
-                    np.where(np.isnan(lo), 0, np.clip(mean - lo, 0, None)),
-                    np.where(np.isnan(hi), 0, np.clip(hi - mean, 0, None)),
-                ]
-            )
-            ax.errorbar(
-                ranks,
-                mean,
-                yerr=err,
-                marker="o",
-                color=colors[fam],
-                linewidth=1.6,
-                capsize=2,
-                elinewidth=0.8,
-                label=f"{fam} ({' > '.join(levels)})" if len(levels) < 5 else fam,
-            )
-        finite = np.concatenate(all_means) if all_means else np.array([])
-        finite = finite[np.isfinite(finite)]
-        span = (
-            f"means span {fmt_value(finite.min())} to {fmt_value(finite.max())}"
-            if finite.size
-            else "no values"
-        )
-        ax.set_title(
-            f"{info.label} ({'higher' if info.higher_is_better else 'lower'} = closer to "
-            f"clean)\n{span}",
-            fontsize=9,
-        )
-        ax.set_xticks(np.arange(1, depth + 1))
-        ax.set_xlim(0.7, depth + 0.3)
-        ax.set_xlabel("severity rank of the level (1 = least severe)", fontsize=8)
-        ax.set_ylabel(info.axis_label, fontsize=8)
-        ax.grid(True, alpha=0.3)
+        means = [
+            _severity_curve(ax, summary, metric, fam, list(level_order.get(fam, [])), colors[fam])
+            for fam in families
+        ]
+        _severity_axes(ax, metric, [m for m in means if m is not None], depth)
     if metrics:
         handles, labels = axes.flat[0].get_legend_handles_labels()
         fig.legend(
@@ -256,6 +217,59 @@ def severity_curves(
         12,
     )
     return fig
+
+
+def _severity_curve(
+    ax: Axes, summary: pd.DataFrame, metric: str, family: str, levels: list[str], color: Any
+) -> np.ndarray | None:
+    """One family's line: ``metric``'s mean at each severity rank with its 95% CI as error
+    bars; returns the means (None when the family has no levels)."""
+    vals = np.array(
+        [summary_values(summary, family, lv, metric) for lv in levels], dtype=float
+    ).reshape(-1, 3)
+    if vals.size == 0:
+        return None
+    mean, lo, hi = vals[:, 0], vals[:, 1], vals[:, 2]
+    err = np.vstack(
+        [
+            np.where(np.isnan(lo), 0, np.clip(mean - lo, 0, None)),
+            np.where(np.isnan(hi), 0, np.clip(hi - mean, 0, None)),
+        ]
+    )
+    ax.errorbar(
+        np.arange(1, len(levels) + 1),
+        mean,
+        yerr=err,
+        marker="o",
+        color=color,
+        linewidth=1.6,
+        capsize=2,
+        elinewidth=0.8,
+        label=f"{family} ({' > '.join(levels)})" if len(levels) < 5 else family,
+    )
+    return mean
+
+
+def _severity_axes(ax: Axes, metric: str, means: list[np.ndarray], depth: int) -> None:
+    """Title (with the span of the means), severity-rank x axis and the metric's y label."""
+    info = metric_info(metric)
+    finite = np.concatenate(means) if means else np.array([])
+    finite = finite[np.isfinite(finite)]
+    span = (
+        f"means span {fmt_value(finite.min())} to {fmt_value(finite.max())}"
+        if finite.size
+        else "no values"
+    )
+    ax.set_title(
+        f"{info.label} ({'higher' if info.higher_is_better else 'lower'} = closer to "
+        f"clean)\n{span}",
+        fontsize=9,
+    )
+    ax.set_xticks(np.arange(1, depth + 1))
+    ax.set_xlim(0.7, depth + 0.3)
+    ax.set_xlabel("severity rank of the level (1 = least severe)", fontsize=8)
+    ax.set_ylabel(info.axis_label, fontsize=8)
+    ax.grid(True, alpha=0.3)
 
 
 def fmt_value(x: float) -> str:

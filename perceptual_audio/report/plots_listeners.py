@@ -12,6 +12,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
@@ -23,6 +24,11 @@ from perceptual_audio.report import plots  # sets the Agg backend and the font t
 from perceptual_audio.report.vocabulary import METHOD_NAME, METHOD_SYMBOL, metric_info
 
 logger = logging.getLogger(__name__)
+
+
+#: Colours of the forest plot (colour-blind safe): neural metrics, then the others.
+NEURAL_COLOR = "#0072B2"
+OTHER_COLOR = "#D55E00"
 
 
 def listener_forest_plot(
@@ -60,71 +66,89 @@ def listener_forest_plot(
         layout="constrained",
     )
     for ax, level in zip(axes[0], levels, strict=True):
-        rk = ranked(agreement, level, method).iloc[::-1]
-        names = list(rk["metric"])
-        ys = np.arange(len(names))
-        vals = np.array([oriented(m, v) for m, v in zip(names, rk[method], strict=True)])
-        cis = [
-            oriented_ci(m, lo, hi)
-            for m, lo, hi in zip(
-                names, rk[f"{method}_ci_low"], rk[f"{method}_ci_high"], strict=True
-            )
-        ]
-        ceil = agreement[(agreement["level"] == level) & (agreement["metric"] == CEILING)]
-        if not ceil.empty and np.isfinite(ceil[method].iloc[0]):
-            c = ceil.iloc[0]
-            lo, hi = c[f"{method}_ci_low"], c[f"{method}_ci_high"]
-            if np.isfinite(lo) and np.isfinite(hi):
-                ax.axvspan(lo, hi, color="0.85", label="listener ceiling, 95% CI")
-            ax.axvline(
-                c[method],
-                color="0.4",
-                linestyle="--",
-                linewidth=1,
-                label="listener ceiling (split-half)",
-            )
-        for y, v, (lo, hi), m in zip(ys, vals, cis, names, strict=True):
-            neural = metric_info(m).neural
-            color = "#0072B2" if neural else "#D55E00"
-            if np.isfinite(lo) and np.isfinite(hi):
-                ax.plot([lo, hi], [y, y], color=color, linewidth=1.6)
-            ax.plot([v], [y], "o", color=color, markersize=5)
-        label_of = labels or {}
-        ax.set_yticks(ys)
-        ax.set_yticklabels(
-            [
-                label_of.get(m, metric_info(m).label)
-                + ("" if metric_info(m).higher_is_better else " (−)")
-                for m in names
-            ],
-            fontsize=8,
-        )
-        ax.axvline(0, color="black", linewidth=0.6)
-        ax.set_xlim(-1.05, 1.05)
-        ax.set_xlabel(
-            f"{METHOD_NAME[method]} {METHOD_SYMBOL[method]} with the rating (right = agrees more)"
-        )
-        n = int(rk["n"].max()) if len(rk) else 0
-        ceiling_text = (
-            f", ceiling {ceil[method].iloc[0]:.2f}"
-            if not ceil.empty and np.isfinite(ceil[method].iloc[0])
-            else ""
-        )
-        ax.set_title(
-            f"{'file' if level == 'file' else 'condition (system)'} level, n = {n}{ceiling_text}",
-            fontsize=10,
-        )
-        ax.grid(True, axis="x", alpha=0.3)
-        handles = [
-            Line2D([], [], color="#0072B2", marker="o", label="neural metric"),
-            Line2D([], [], color="#D55E00", marker="o", label="classic / reference metric"),
-        ]
-        h, _ = ax.get_legend_handles_labels()
-    fig.legend(handles=h + handles, loc="outside lower center", ncols=4, fontsize=8)
+        _forest_panel(ax, agreement, level, method, labels or {})
+    ceiling_handles, _ = axes[0][-1].get_legend_handles_labels()
+    handles = [
+        Line2D([], [], color=NEURAL_COLOR, marker="o", label="neural metric"),
+        Line2D([], [], color=OTHER_COLOR, marker="o", label="classic / reference metric"),
+    ]
+    fig.legend(handles=ceiling_handles + handles, loc="outside lower center", ncols=4, fontsize=8)
     plots.suptitle(
         fig, "Agreement of every metric with the listeners (95% bootstrap CI over stimuli)", 11
     )
     return fig
+
+
+def _forest_panel(
+    ax: Axes, agreement: pd.DataFrame, level: str, method: str, label_of: Mapping[str, str]
+) -> None:
+    """One level's panel: the listeners' ceiling behind each metric's oriented coefficient
+    with its CI, best at the top."""
+    rk = ranked(agreement, level, method).iloc[::-1]
+    names = list(rk["metric"])
+    ceiling = _ceiling_row(agreement, level, method)
+    if ceiling is not None:
+        _draw_ceiling(ax, ceiling, method)
+    _draw_metrics(ax, rk, method)
+    ax.set_yticks(np.arange(len(names)))
+    ax.set_yticklabels(
+        [
+            label_of.get(m, metric_info(m).label)
+            + ("" if metric_info(m).higher_is_better else " (−)")
+            for m in names
+        ],
+        fontsize=8,
+    )
+    ax.axvline(0, color="black", linewidth=0.6)
+    ax.set_xlim(-1.05, 1.05)
+    ax.set_xlabel(
+        f"{METHOD_NAME[method]} {METHOD_SYMBOL[method]} with the rating (right = agrees more)"
+    )
+    n = int(rk["n"].max()) if len(rk) else 0
+    ceiling_text = f", ceiling {ceiling[method]:.2f}" if ceiling is not None else ""
+    ax.set_title(
+        f"{'file' if level == 'file' else 'condition (system)'} level, n = {n}{ceiling_text}",
+        fontsize=10,
+    )
+    ax.grid(True, axis="x", alpha=0.3)
+
+
+def _ceiling_row(agreement: pd.DataFrame, level: str, method: str) -> pd.Series | None:
+    """The listeners' ceiling row at ``level``; None when absent or without a ``method``
+    value."""
+    rows = agreement[(agreement["level"] == level) & (agreement["metric"] == CEILING)]
+    if rows.empty or not np.isfinite(rows[method].iloc[0]):
+        return None
+    return rows.iloc[0]
+
+
+def _draw_ceiling(ax: Axes, ceiling: pd.Series, method: str) -> None:
+    """The ceiling as a dashed line, its 95% CI as a grey band (when finite)."""
+    lo, hi = ceiling[f"{method}_ci_low"], ceiling[f"{method}_ci_high"]
+    if np.isfinite(lo) and np.isfinite(hi):
+        ax.axvspan(lo, hi, color="0.85", label="listener ceiling, 95% CI")
+    ax.axvline(
+        ceiling[method],
+        color="0.4",
+        linestyle="--",
+        linewidth=1,
+        label="listener ceiling (split-half)",
+    )
+
+
+def _draw_metrics(ax: Axes, rk: pd.DataFrame, method: str) -> None:
+    """Each metric (row ``y`` of ``rk``) as a dot at its oriented coefficient with its CI."""
+    names = list(rk["metric"])
+    vals = [oriented(m, v) for m, v in zip(names, rk[method], strict=True)]
+    cis = [
+        oriented_ci(m, lo, hi)
+        for m, lo, hi in zip(names, rk[f"{method}_ci_low"], rk[f"{method}_ci_high"], strict=True)
+    ]
+    for y, v, (lo, hi), m in zip(np.arange(len(names)), vals, cis, names, strict=True):
+        color = NEURAL_COLOR if metric_info(m).neural else OTHER_COLOR
+        if np.isfinite(lo) and np.isfinite(hi):
+            ax.plot([lo, hi], [y, y], color=color, linewidth=1.6)
+        ax.plot([v], [y], "o", color=color, markersize=5)
 
 
 def rating_scatter_figure(pairs: pd.DataFrame, metrics: Sequence[str]) -> Figure:

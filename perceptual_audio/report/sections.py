@@ -6,6 +6,8 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
+import pandas as pd
+
 from perceptual_audio.report import content as report_content
 from perceptual_audio.report.elements import (
     Bullets,
@@ -21,7 +23,6 @@ from perceptual_audio.report.findings import (
     family_agreement_table,
     family_findings,
     judges,
-    monotonicity_findings,
     rate_notes,
     reference_tracking_findings,
 )
@@ -35,6 +36,7 @@ from perceptual_audio.report.listeners import (
 from perceptual_audio.report.loading import (
     StudyResults,
 )
+from perceptual_audio.report.monotonicity import monotonicity_findings
 from perceptual_audio.report.tables import (
     full_correlation_table,
     reference_correlation_table,
@@ -67,6 +69,55 @@ def build_report(
     ``listen``: the blocks of the audio-examples section
     (:func:`perceptual_audio.report.audio.audio_examples_blocks`), shown after the key findings.
     """
+    notes = _notes(results)
+    findings = correlation_findings(results) + reference_tracking_findings(results)
+    per_family = (
+        family_findings(results)
+        if not results.correlations.empty and results.neural_metrics
+        else []
+    )
+    mono_sentences, mono_right, mono_monotone = monotonicity_findings(results)
+
+    sections = [glance_section(results)]
+    sections += [Section("Notes", notes)] if notes else []
+    listener_key, listener_blocks = listener_section(results, figures)
+    figures = [f for f in figures if f.group != LISTENER_FIGURE_GROUP]
+    content_findings, content_blocks = report_content.content_breakdown(results)
+    groups = (
+        ("Listeners", listener_key),
+        ("Against the " + ("reference panel" if _has_panel(results) else "classics"), findings),
+        ("By content type", content_findings),
+        ("By degradation family", per_family[-1:]),
+        ("Monotonicity", mono_sentences[:2]),
+    )
+    sections.append(
+        Section(
+            "Key findings",
+            [Bullets(items, title=title, fold=True) for title, items in groups if items],
+        )
+    )
+    if loss_audit:  # report.loss_audit.loss_audit_blocks
+        sections.append(Section("Loss audit", list(loss_audit)))
+    if listener_blocks:  # with ratings, the report leads with the listeners
+        sections.append(Section("Agreement with listeners", listener_blocks))
+    if listen:
+        sections.append(Section("Listen", list(listen)))
+    sections.append(_setup_section(results))
+    sections.append(
+        Section("Sample Results", [sample_results_table(results), summary_table(results)])
+    )
+    sections.append(_correlation_section(results, findings, per_family))
+    if content_blocks:
+        sections.append(Section("By content type", content_blocks))
+    sections.append(_monotonicity_section(mono_sentences, mono_right, mono_monotone))
+    sections.append(_failures_section(results))
+    if figures:
+        sections.append(Section("Figures", list(figures)))
+    return sections
+
+
+def _notes(results: StudyResults) -> list[Paragraph]:
+    """The Notes section: the loader's notes, then what makes the statistics weak or empty."""
     notes = [Paragraph(n, note=True) for n in results.notes]
     n_rec = int(results.pairs["reference_path"].nunique())
     min_rec = min_recordings_for_ci()
@@ -100,70 +151,46 @@ def build_report(
                 note=True,
             )
         )
-    notes += [Paragraph(n, note=True) for n in rate_notes(results)]
-    findings = correlation_findings(results) + reference_tracking_findings(results)
-    per_family = (
-        family_findings(results)
-        if not results.correlations.empty and results.neural_metrics
-        else []
-    )
-    mono_sentences, mono_right, mono_monotone = monotonicity_findings(results)
-    fail_sentences, fail_metric_rows, fail_pair_rows = failure_summary(results)
+    return notes + [Paragraph(n, note=True) for n in rate_notes(results)]
 
-    sections = [glance_section(results)]
-    sections += [Section("Notes", notes)] if notes else []
-    listener_key, listener_blocks = listener_section(results, figures)
-    figures = [f for f in figures if f.group != LISTENER_FIGURE_GROUP]
-    content_findings, content_blocks = report_content.content_breakdown(results)
-    groups = (
-        ("Listeners", listener_key),
-        ("Against the " + ("reference panel" if _has_panel(results) else "classics"), findings),
-        ("By content type", content_findings),
-        ("By degradation family", per_family[-1:]),
-        ("Monotonicity", mono_sentences[:2]),
-    )
-    sections.append(
-        Section(
-            "Key findings",
-            [Bullets(items, title=title, fold=True) for title, items in groups if items],
-        )
-    )
-    if loss_audit:  # report.loss_audit.loss_audit_blocks
-        sections.append(Section("Loss audit", list(loss_audit)))
-    if listener_blocks:  # with ratings, the report leads with the listeners
-        sections.append(Section("Agreement with listeners", listener_blocks))
-    if listen:
-        sections.append(Section("Listen", list(listen)))
+
+def _setup_section(results: StudyResults) -> Section:
+    """Inputs, degradations and models, then the metrics' rates and the panel's sources."""
     rates = metric_rate_table(results)
     panel = panel_sources_table(results)
-    sections.append(
-        Section(
-            "Setup",
-            setup_blocks(results)
-            + ([rates] if rates.rows else [])
-            + ([panel] if panel is not None else []),
-        )
+    return Section(
+        "Setup",
+        setup_blocks(results)
+        + ([rates] if rates.rows else [])
+        + ([panel] if panel is not None else []),
     )
-    sections.append(
-        Section("Sample Results", [sample_results_table(results), summary_table(results)])
-    )
-    corr_blocks: list[Any] = [Bullets(findings + per_family), reference_correlation_table(results)]
+
+
+def _correlation_section(
+    results: StudyResults, findings: list[str], per_family: list[str]
+) -> Section:
+    """The correlation findings in words, then the tables behind them."""
+    blocks: list[Any] = [Bullets(findings + per_family), reference_correlation_table(results)]
     if per_family and len(results.families) > 1:
-        corr_blocks.append(family_agreement_table(results))
+        blocks.append(family_agreement_table(results))
     if not results.correlations.empty:
-        corr_blocks.append(full_correlation_table(results))
-    sections.append(Section("Correlation findings", corr_blocks))
-    if content_blocks:
-        sections.append(Section("By content type", content_blocks))
-    mono_blocks: list[Any] = [Bullets(mono_sentences)]
+        blocks.append(full_correlation_table(results))
+    return Section("Correlation findings", blocks)
+
+
+def _monotonicity_section(
+    sentences: list[str], right: pd.DataFrame, monotone: pd.DataFrame
+) -> Section:
+    """The monotonicity findings in words, then its metric x family tables."""
+    blocks: list[Any] = [Bullets(sentences)]
     for table, caption in (
         (
-            mono_right,
+            right,
             "Fraction of recording-steps whose score moves the right way at a step "
             "up in severity (1 = always)",
         ),
         (
-            mono_monotone,
+            monotone,
             "Fraction of recordings whose score moves the right way at every "
             "step of the family (1 = all)",
         ),
@@ -173,21 +200,23 @@ def build_report(
                 [metric_info(idx).marked_label, *[Cell(fmt(v, 2), v) for v in r]]
                 for idx, r in zip(table.index, table.to_numpy(dtype=float), strict=True)
             ]
-            mono_blocks.append(Table(caption, ["Metric", *[str(c) for c in table.columns]], rows))
-    sections.append(Section("Monotonicity", mono_blocks))
-    fail_blocks: list[Any] = [Paragraph(" ".join(fail_sentences))]
-    if fail_metric_rows:
-        fail_blocks.append(
-            Table("Failures per metric", ["Metric", "Failed", "Pairs", "Reasons"], fail_metric_rows)
+            blocks.append(Table(caption, ["Metric", *[str(c) for c in table.columns]], rows))
+    return Section("Monotonicity", blocks)
+
+
+def _failures_section(results: StudyResults) -> Section:
+    """Failures in words, per metric and per failed pair."""
+    sentences, metric_rows, pair_rows = failure_summary(results)
+    blocks: list[Any] = [Paragraph(" ".join(sentences))]
+    if metric_rows:
+        blocks.append(
+            Table("Failures per metric", ["Metric", "Failed", "Pairs", "Reasons"], metric_rows)
         )
-        fail_blocks.append(
+        blocks.append(
             Table(
-                "Failed pairs" + (" (first 200)" if len(fail_pair_rows) >= 200 else ""),
+                "Failed pairs" + (" (first 200)" if len(pair_rows) >= 200 else ""),
                 ["Degraded file", "Metric", "Reason"],
-                fail_pair_rows,
+                pair_rows,
             )
         )
-    sections.append(Section("Failures", fail_blocks))
-    if figures:
-        sections.append(Section("Figures", list(figures)))
-    return sections
+    return Section("Failures", blocks)

@@ -236,6 +236,20 @@ def _folded_reason(reason: str) -> Any:
 
 def setup_blocks(results: StudyResults) -> list[Any]:
     """Inputs, degradations with their parameters, models with weights hashes."""
+    params = (
+        results.run.get("parameters") if isinstance(results.run.get("parameters"), dict) else {}
+    )
+    blocks: list[Any] = [Bullets(_setup_lines(results))]
+    if params:
+        blocks.append(parameter_table(params))
+    blocks.append(_degradation_table(results))
+    blocks.append(_model_table(results))
+    return blocks
+
+
+def _setup_lines(results: StudyResults) -> list[str]:
+    """The inputs in words: folders, pairs, families and levels, the clean files, and the
+    commands of stages 2 and 3 (as far as they are known)."""
     inp = results.inputs
     lines = [
         f"Results folder: {inp['results_dir']}; audio folder: {inp['audio_dir']}.",
@@ -270,59 +284,49 @@ def setup_blocks(results: StudyResults) -> list[Any]:
             )
             + "."
         )
-    params = (
-        results.run.get("parameters") if isinstance(results.run.get("parameters"), dict) else {}
-    )
-    blocks: list[Any] = [Bullets(lines)]
-    if params:
-        blocks.append(parameter_table(params))
-    if not results.degradations.empty:
-        rows = []
-        for fam, lev in results.conditions:
-            hit = results.degradations[
-                (results.degradations["family"] == fam) & (results.degradations["level"] == lev)
-            ]
-            if hit.empty:
-                rows.append([condition_label(fam, lev), "not in the audio manifest", ""])
-            else:
-                rows.append(
-                    [
-                        condition_label(fam, lev),
-                        hit.iloc[0]["parameters"],
-                        int(hit.iloc[0]["n_files"]),
-                    ]
-                )
-        blocks.append(
-            Table(
-                "Degradations and their parameters (from the audio manifest)",
-                ["Degradation", "Parameters", "Files"],
-                rows,
+    return lines
+
+
+def _degradation_table(results: StudyResults) -> Table | Paragraph:
+    """Each condition's parameters and file count from the audio manifest (or why not)."""
+    if results.degradations.empty:
+        return Paragraph(
+            "The audio manifest (test_audio/manifest.csv) was not found, so "
+            "the degradation parameters cannot be listed."
+        )
+    rows = []
+    for fam, lev in results.conditions:
+        hit = results.degradations[
+            (results.degradations["family"] == fam) & (results.degradations["level"] == lev)
+        ]
+        if hit.empty:
+            rows.append([condition_label(fam, lev), "not in the audio manifest", ""])
+        else:
+            rows.append(
+                [condition_label(fam, lev), hit.iloc[0]["parameters"], int(hit.iloc[0]["n_files"])]
             )
-        )
-    else:
-        blocks.append(
-            Paragraph(
-                "The audio manifest (test_audio/manifest.csv) was not found, so "
-                "the degradation parameters cannot be listed."
-            )
-        )
-    model_rows = []
-    for m in results.models:
-        model_rows.append(
-            [
-                m.display,
-                "yes" if m.available else "no (skipped)",
-                m.variant or "",
-                m.weights_sha256 or "",
-                "" if m.n_embeddings is None else m.n_embeddings,
-                _folded_reason(m.reason) if m.reason and not m.available else "",
-            ]
-        )
-    blocks.append(
-        Table(
-            "Embedding models",
-            ["Model", "Available", "Variant", "Weights sha256", "Embeddings", "Why skipped"],
-            model_rows,
-        )
+    return Table(
+        "Degradations and their parameters (from the audio manifest)",
+        ["Degradation", "Parameters", "Files"],
+        rows,
     )
-    return blocks
+
+
+def _model_table(results: StudyResults) -> Table:
+    """The embedding models: available or why skipped, variant, weights hash, embeddings."""
+    rows = [
+        [
+            m.display,
+            "yes" if m.available else "no (skipped)",
+            m.variant or "",
+            m.weights_sha256 or "",
+            "" if m.n_embeddings is None else m.n_embeddings,
+            _folded_reason(m.reason) if m.reason and not m.available else "",
+        ]
+        for m in results.models
+    ]
+    return Table(
+        "Embedding models",
+        ["Model", "Available", "Variant", "Weights sha256", "Embeddings", "Why skipped"],
+        rows,
+    )

@@ -37,22 +37,18 @@ from perceptual_audio.errors import PerceptualAudioError
 from perceptual_audio.files import sha256_file, write_text_if_changed
 from perceptual_audio.report import (
     HTML_REPORT_NAME,
-    LISTENER_FIGURE_GROUP,
     TEXT_REPORT_NAME,
     FigureBlock,
     StudyResults,
     build_report,
-    headline_metrics,
-    judges,
     load_results,
     loss_audit,
-    metric_info,
-    primary_neural_metrics,
     render_html,
     render_text,
 )
 from perceptual_audio.report import audio as report_audio
 from perceptual_audio.report import content as report_content
+from perceptual_audio.report.figure_plan import figure_plan
 from perceptual_audio.report.listening_export import export_listening_test
 from perceptual_audio.results import (
     CORRELATIONS_NAME,
@@ -93,6 +89,16 @@ def build_parser() -> argparse.ArgumentParser:
         "holds the folder; 2 bad command line (also: a --results-dir without pair_metrics.csv, "
         "an --output-dir of another stage); 130 interrupted.",
     )
+    _add_folder_arguments(parser)
+    _add_figure_arguments(parser)
+    _add_audio_arguments(parser)
+    _add_study_arguments(parser)
+    cli.add_common_arguments(parser, workers=False)
+    return parser
+
+
+def _add_folder_arguments(parser: argparse.ArgumentParser) -> None:
+    """--results-dir and --output-dir."""
     parser.add_argument(
         "--results-dir",
         type=Path,
@@ -108,6 +114,10 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="where figures and reports go (default: <results-dir>/visualizations)",
     )
+
+
+def _add_figure_arguments(parser: argparse.ArgumentParser) -> None:
+    """The figure files: formats and resolution."""
     parser.add_argument(
         "--figure-format",
         "--format",
@@ -125,6 +135,10 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_DPI,
         help="resolution of PNG figures, dots per inch",
     )
+
+
+def _add_audio_arguments(parser: argparse.ArgumentParser) -> None:
+    """The audio folder (setup section, players) and the players of report.html."""
     parser.add_argument(
         "--audio-dir",
         type=Path,
@@ -150,6 +164,10 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="MB",
         help="size budget of the embedded audio in report.html, megabytes",
     )
+
+
+def _add_study_arguments(parser: argparse.ArgumentParser) -> None:
+    """The per-content breakdown and the listening-test export."""
     parser.add_argument(
         "--content-types",
         type=Path,
@@ -168,8 +186,6 @@ def build_parser() -> argparse.ArgumentParser:
         "reference, 3.5 kHz anchor, degraded, each restoration; see "
         "scripts/mushra_to_long.py --webmushra for the results)",
     )
-    cli.add_common_arguments(parser, workers=False)
-    return parser
 
 
 def _input_files(results: StudyResults) -> list[Path]:
@@ -205,139 +221,6 @@ def inputs_digest(results: StudyResults, params: dict[str, Any]) -> str:
         h.update(f.name.encode())
         h.update(sha256_file(f).encode())
     return h.hexdigest()
-
-
-GROUP_SCATTER = "Neural metrics against the judges (the reference panel, else PESQ-WB and STOI)"
-GROUP_HEATMAP = "Correlations among all metrics"
-GROUP_DEGRADATION = "Metrics by degradation"
-GROUP_FAMILY = "One degradation family at a time"
-
-
-def figure_plan(results: StudyResults) -> list[tuple[str, str, str, Any]]:
-    """``(file stem, group, caption, builder)`` of every figure to draw, in report order.
-
-    ``builder`` is a zero-argument callable returning a matplotlib Figure; plots is imported
-    here, lazily, so that ``--help`` stays fast.
-    """
-    from perceptual_audio.report import plots, plots_families  # deferred: matplotlib
-
-    pairs = results.pairs.replace([float("inf"), float("-inf")], float("nan"))
-    summary, corr = results.summary, results.correlations
-    families, order = results.families, results.level_order
-    plan: list[tuple[str, str, str, Any]] = listener_figure_plan(results, pairs)
-    refs = judges(results)
-    neural = [m for m in results.neural_metrics if pairs[m].notna().any()]
-    if refs:
-        for m in neural:
-            plan.append(
-                (
-                    f"scatter_{m}",
-                    GROUP_SCATTER,
-                    f"{metric_info(m).label} against "
-                    + " and ".join(metric_info(r).label for r in refs)
-                    + ": one point per pair, colour = family, marker = level; the legend "
-                    "gives Pearson and Spearman with 95% CI and n.",
-                    lambda m=m: plots.scatter_figure(
-                        pairs,
-                        neural_metric=m,
-                        references=refs,
-                        families=families,
-                        level_order=order,
-                        correlations=corr,
-                    ),
-                )
-            )
-    for method in ("pearson", "spearman"):
-        plan.append(
-            (
-                f"heatmap_{method}",
-                GROUP_HEATMAP,
-                f"{method.capitalize()} correlation between every pair of metrics over all pairs.",
-                lambda method=method: plots.correlation_heatmap(
-                    pairs, results.analysed_metrics, method=method
-                ),
-            )
-        )
-    plan.append(
-        (
-            "bars_by_degradation",
-            GROUP_DEGRADATION,
-            "Mean of every metric per degradation family and level, with 95% CI error bars. "
-            "Where bars from 0 would hide the differences (cosine similarities near 1), the "
-            "y axis is chosen from the data and the panel says so.",
-            lambda: plots_families.bar_chart(
-                summary, results.metrics, families=families, level_order=order
-            ),
-        )
-    )
-    plan.append(
-        (
-            "severity_curves",
-            GROUP_DEGRADATION,
-            "Every metric against the severity of the degradation, one line per family, on "
-            "its own raw scale with 95% CIs (small multiples: each panel has its own y range, "
-            "and its title gives the span of the means).",
-            lambda: plots_families.severity_curves(
-                summary, results.metrics, families=families, level_order=order
-            ),
-        )
-    )
-    primary = [m for m in primary_neural_metrics(results.metrics) if m in neural]
-    if len(families) > 1 and refs and primary:
-        for fam in families:
-            plan.append(
-                (
-                    f"family_{fam}",
-                    GROUP_FAMILY,
-                    f"Family '{fam}' only: headline neural metrics against "
-                    + " and ".join(metric_info(r).label for r in refs)
-                    + ", by level, with this family's correlations.",
-                    lambda fam=fam: plots_families.family_small_multiples(
-                        pairs,
-                        family=fam,
-                        neural_metrics=primary,
-                        references=refs,
-                        level_order=order,
-                        correlations=corr,
-                    ),
-                )
-            )
-    return plan
-
-
-def listener_figure_plan(results: StudyResults, pairs: Any) -> list[tuple[str, str, str, Any]]:
-    """The listener figures (forest plot, headline metrics against the rating); [] without
-    ratings. They are shown in the report's listener section."""
-
-    agreement = results.listening
-    if agreement is None or agreement.empty:
-        return []
-    ranked = listening.ranked(agreement, listening.LEVEL_FILE)
-    top = [m for m in ranked["metric"] if m in results.metrics][:2]
-    headline = list(dict.fromkeys([*top, *headline_metrics(results.metrics)]))
-    headline = [m for m in headline if m in results.metrics and pairs[m].notna().any()]
-    return [
-        (
-            "listener_forest",
-            LISTENER_FIGURE_GROUP,
-            "Every metric's Pearson r with the mean listener rating, file and condition level, "
-            "95% bootstrap CI over stimuli; grey band: the listeners' split-half ceiling.",
-            lambda: _listener_figures().listener_forest_plot(agreement),
-        ),
-        (
-            "listener_scatter",
-            LISTENER_FIGURE_GROUP,
-            "Headline metrics against the mean listener rating, one point per rated file, "
-            "colour = condition.",
-            lambda: _listener_figures().rating_scatter_figure(pairs, headline),
-        ),
-    ]
-
-
-def _listener_figures() -> Any:
-    from perceptual_audio.report import plots_listeners  # deferred: matplotlib
-
-    return plots_listeners
 
 
 def _export_listening_test(results: StudyResults, out_dir: Path) -> int | None:
