@@ -1,8 +1,10 @@
-"""Stage 2 entry point: degradations first, then embeddings.
+"""Stage 2 entry point: degradations first, then restorations, then embeddings.
 
 ``extract_embeddings.py`` = :mod:`perceptual_audio.stages.degrade` (writes
-``test_audio/degraded/...``) followed by :mod:`perceptual_audio.stages.embed` (writes
-``<model>_embeddings/...``). ``--models none`` runs only the degradation half.
+``test_audio/degraded/...``), :mod:`perceptual_audio.stages.restore` (``--restore``: writes
+``test_audio/restored/...``), then :mod:`perceptual_audio.stages.embed` (writes
+``<model>_embeddings/...``). ``--models none`` runs no embeddings. With ``--shard K/N`` each
+half does its shard's part; a run without it merges the three in that order.
 """
 
 from __future__ import annotations

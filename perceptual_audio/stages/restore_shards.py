@@ -37,6 +37,7 @@ class RestoreSettings(Protocol):
     max_files: int | None
     seed: int
     device: str
+    workers: int
 
 
 logger = logging.getLogger(__name__)
@@ -121,6 +122,7 @@ def finish_shard(
             },
             "unavailable_losses": unavailable,
             "failures": [{"file": w, "error": m} for w, m in failures],
+            "torch_threads": settings.workers,
         },
     )
     logger.info(
@@ -142,6 +144,8 @@ class MergeInputs:
         self.rows: dict[str, ManifestRow] = {}
         self.failed: dict[str, str] = {}
         unavailable: set[str] = set()
+        #: Each shard's torch threads (``--workers``): float32 rounding depends on them.
+        self.threads = {f.shard.index: f.record.get("torch_threads") for f in fragments}
         for frag in fragments:
             self.rows.update((r.path, r) for r in read_manifest(frag.path(MANIFEST_NAME)))
             for f in frag.record.get("failures", []):
@@ -171,7 +175,7 @@ def merge_inputs(
             f"{','.join(settings.losses)}, or merge without --restore. Nothing merged"
         )
     words = settings_words(settings)
-    return MergeInputs(
+    merge = MergeInputs(
         shards.collect(
             folder,
             stage=STAGE,
@@ -181,6 +185,13 @@ def merge_inputs(
             described=words,
         )
     )
+    if len(set(merge.threads.values())) > 1:
+        logger.warning(
+            "restorations: the shards ran with different torch thread counts (%s): float32 "
+            "rounding may differ from one unsharded run; give every shard the same --workers",
+            ", ".join(f"shard {k}: {t}" for k, t in sorted(merge.threads.items())),
+        )
+    return merge
 
 
 def missing_message(folder: Path, missing: Iterable[tuple[str, str]], count: int) -> str:
