@@ -145,10 +145,12 @@ def test_max_files_restores_the_first_recordings_of_each_level(tmp_path):
     for name in ("b", "a", "c"):
         write_audio(tmp_path / "in" / f"{name}.wav", speechlike(0.5, 120, seed=2), SR)
     audio = tmp_path / "test_audio"
-    assert conversion.main(["--input", str(tmp_path / "in"), "--output", str(audio), "-q"]) == 0
+    argv = ["--input", str(tmp_path / "in"), "--output", str(audio), "--workers", "1", "-q"]
+    assert conversion.main(argv) == 0
     rc = extract_stage.main(
         ["--input-dir", str(audio), "--degradations", "noise:high,noise:low", "--models",
-         "none", "--restore", "l1", "--restore-max-files", "2", "--restore-steps", "2", "-q"]
+         "none", "--restore", "l1", "--restore-max-files", "2", "--restore-steps", "2",
+         "--workers", "1", "-q"]
     )  # fmt: skip
     assert rc == 0
     restored = sorted(r.path for r in read_manifest(audio) if r.kind == "restored")
@@ -167,7 +169,8 @@ def _study(tmp_path, names: str = "abcd") -> tuple:
     for i, name in enumerate(names):
         write_audio(tmp_path / "in" / f"{name}.wav", speechlike(1.0, 110 + 20 * i, seed=i), SR)
     audio = tmp_path / "stage1"
-    assert conversion.main(["--input", str(tmp_path / "in"), "--output", str(audio), "-q"]) == 0
+    argv = ["--input", str(tmp_path / "in"), "--output", str(audio), "--workers", "1", "-q"]
+    assert conversion.main(argv) == 0
     return audio
 
 
@@ -251,7 +254,6 @@ def test_restoration_shards_merge_into_the_unsharded_restorations(tmp_path, capl
         assert f"all,,,{judge},8,4," in audit, judge
 
 
-@pytest.mark.slow
 def test_an_interrupted_restoration_shard_is_named_and_keeps_what_it_finished(
     tmp_path, caplog, monkeypatch
 ):
@@ -306,3 +308,29 @@ def test_an_interrupted_restoration_shard_is_named_and_keeps_what_it_finished(
         f"restored/l1/noise/{lev}/{n}.wav" for lev in ("high", "low") for n in "abcd"
     ]
     assert (tmp_path / "fm" / "manifest.csv").read_text().count("\nrestored/") == 8
+
+
+def test_a_merge_needs_the_shards_restore_option(tmp_path, caplog):
+    audio = _study(tmp_path)
+    base = ["--input-dir", str(audio), "--degradations", "noise:high", "--models", "none"]
+    base += ["--workers", "1"]
+    l1 = ["--restore", "l1", "--restore-steps", "2"]
+    for k in (1, 2):
+        assert extract_stage.main([*base, "-q", "--shard", f"{k}/2"]) == 0
+    caplog.set_level(logging.INFO)
+    assert extract_stage.main([*base, *l1]) == 1
+    assert (
+        f"cannot merge the restorations: {audio / 'restored' / shards.SHARDS_DIR} holds no "
+        "fragments (the shards ran without --restore); run the shards with --restore l1, or "
+        "merge without --restore. Nothing merged"
+    ) in caplog.text
+    for k in (1, 2):
+        assert extract_stage.main([*base, *l1, "-q", "--shard", f"{k}/2"]) == 0
+    assert len(list((audio / "restored").rglob("*.wav"))) == 4
+    assert extract_stage.main([*base, "-q", "--shard", "1/2"]) == 0  # now --restore none
+    assert [p.name for p in (audio / "restored" / shards.SHARDS_DIR).iterdir()] == ["2-of-2"]
+    assert extract_stage.main([*base, "-q", "--shard", "2/2"]) == 0
+    assert extract_stage.main([*base, "-q"]) == 0  # the merge, --restore none like the shards
+    assert not list((audio / "restored").rglob("*.wav"))  # the shards' restorations went
+    assert not (audio / "restored" / shards.SHARDS_DIR).exists()
+    assert {r.kind for r in read_manifest(audio)} == {"clean", "degraded"}

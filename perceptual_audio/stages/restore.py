@@ -421,8 +421,8 @@ def _no_restorations(
         except shards.ShardMergeError as e:
             logger.error("%s", e)
             return cli.EXIT_FAILED
-    if any(r.kind == "restored" for r in rows):
-        removed = _remove_outputs(root, keep=set())
+    if any(r.kind == "restored" for r in rows) or (root / RESTORED_DIR).is_dir():
+        removed = _remove_outputs(root, keep=set())  # also what shards left unmerged
         replace_kind(root, "restored", [])
         logger.info("restorations: --restore none, removed %d earlier restorations", removed)
     return cli.EXIT_OK
