@@ -47,7 +47,6 @@ from perceptual_audio.errors import (
 from perceptual_audio.files import (
     remove_stale_temporaries,
 )
-from perceptual_audio.listening import is_imported
 from perceptual_audio.manifest import ManifestRow, read_manifest
 from perceptual_audio.stages import cli, shards, work
 from perceptual_audio.stages.embed_items import (
@@ -473,18 +472,14 @@ def _read_audio_rows(audio_dir: Path) -> list[ManifestRow] | int:
 def _shard_audio_rows(
     audio_dir: Path, shard: shards.Shard, rows: list[ManifestRow]
 ) -> list[ManifestRow] | int:
-    """The files of ``shard``, in manifest order: its clean files and the degraded files made
-    from them, those of its degradation fragment when this shard degraded them (the manifest
-    lists them only after the merge), else the manifest's."""
+    """The files of ``shard``, in manifest order: its clean files and the degraded and
+    restored files made from them, those of its fragments when this shard degraded (and
+    restored) them (the manifest lists them only after the merge), else the manifest's."""
     try:
-        fragment = shards.degraded_rows(audio_dir, shard)
+        rows = shards.with_fragments(audio_dir, shard, rows)
     except SchemaError as e:
         logger.error("%s", e)
         return cli.EXIT_FAILED
-    if fragment is not None:
-        fragment_paths = {r.path for r in fragment}
-        rows = [r for r in rows if r.kind == "clean" or r.path not in fragment_paths]
-        rows = [r for r in rows if r.kind == "clean" or is_imported(r)] + fragment
     mine = [r for r in rows if shard.owns(shards.group_of(r))]
     return sorted(mine, key=lambda r: (r.kind != "clean", r.path))
 

@@ -1,8 +1,10 @@
-"""Stage 2 entry point: degradations first, then embeddings.
+"""Stage 2 entry point: degradations first, then restorations, then embeddings.
 
 ``extract_embeddings.py`` = :mod:`perceptual_audio.stages.degrade` (writes
-``test_audio/degraded/...``) followed by :mod:`perceptual_audio.stages.embed` (writes
-``<model>_embeddings/...``). ``--models none`` runs only the degradation half.
+``test_audio/degraded/...``), :mod:`perceptual_audio.stages.restore` (``--restore``: writes
+``test_audio/restored/...``), then :mod:`perceptual_audio.stages.embed` (writes
+``<model>_embeddings/...``). ``--models none`` runs no embeddings. With ``--shard K/N`` each
+half does its shard's part; a run without it merges the three in that order.
 """
 
 from __future__ import annotations
@@ -11,9 +13,11 @@ import argparse
 import logging
 import sys
 import time
+from pathlib import Path
 
 from perceptual_audio.errors import PerceptualAudioError
-from perceptual_audio.stages import cli, embed_items, shards
+from perceptual_audio.layout import RESTORED_DIR
+from perceptual_audio.stages import cli, embed_items, restore_shards, shards
 from perceptual_audio.stages import degrade as degrade_stage
 from perceptual_audio.stages import embed as embed_stage
 from perceptual_audio.stages import restore as restore_stage
@@ -68,6 +72,24 @@ def check_embedding_options(args: argparse.Namespace) -> str | None:
     return None
 
 
+def _can_merge(folders: list[tuple[Path, str]]) -> bool:
+    """Whether every shard of every folder holding fragments is finished (else the problems
+    are logged); a merge with no fragments anywhere is an error."""
+    try:
+        if not any(shards.has_fragments(d) for d, _ in folders):
+            raise shards.ShardMergeError(
+                f"--merge-shards: no shard fragments in {folders[0][0]} or the model "
+                "folders; run the shards first (--shard K/N)"
+            )
+        for folder, what in folders:
+            if shards.has_fragments(folder):
+                shards.check_finished(folder, what=what)
+    except shards.ShardMergeError as e:
+        logger.error("%s", e)
+        return False
+    return True
+
+
 @cli.stage_entry("extract_embeddings.py")
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
@@ -84,40 +106,36 @@ def main(argv: list[str] | None = None) -> int:
     if refused is not None:
         return refused
     degraded_root = args.input_dir / degrade_stage.DEGRADED_DIR
+    restored_root = args.input_dir / RESTORED_DIR
     model_dirs = {
         m: embed_stage.model_dir_of(m, args) for m in embed_stage.parse_models(args.models)
     }
+    folders = [(degraded_root, degrade_stage.SHARD_COMMAND)]
+    folders += [(restored_root, restore_shards.shard_command(restore_settings))]
+    folders += [(d, embed_items.shard_command(m)) for m, d in model_dirs.items()]
     merging = args.shard is None and (
-        args.merge_shards
-        or any(shards.has_fragments(d) for d in [degraded_root, *model_dirs.values()])
+        args.merge_shards or any(shards.has_fragments(d) for d, _ in folders)
     )
-    if merging:  # every shard of every folder is finished, or nothing is merged
-        try:
-            folders = [(degraded_root, degrade_stage.SHARD_COMMAND)]
-            folders += [(d, embed_items.shard_command(m)) for m, d in model_dirs.items()]
-            if not any(shards.has_fragments(d) for d, _ in folders):
-                raise shards.ShardMergeError(
-                    f"--merge-shards: no shard fragments in {degraded_root} or the model "
-                    "folders; run the shards first (--shard K/N)"
-                )
-            for folder, what in folders:
-                if shards.has_fragments(folder):
-                    shards.check_finished(folder, what=what)
-        except shards.ShardMergeError as e:
-            logger.error("%s", e)
-            cli.stage_summary("extract_embeddings", t0, "exit status 1: nothing merged")
-            return cli.EXIT_FAILED
+    if merging and not _can_merge(folders):  # every shard of every folder is finished
+        cli.stage_summary("extract_embeddings", t0, "exit status 1: nothing merged")
+        return cli.EXIT_FAILED
     rc_degrade = degrade_stage.run_degradations(degrade_settings, keep_fragments=True)
-    if args.shard is None and not merging:  # restorations are not sharded (yet)
+    halves_merged = not merging or degrade_stage.merged(degrade_settings.input_dir)
+    if halves_merged:
         rc_degrade = combine_exit_codes(
-            rc_degrade, restore_stage.run_restorations(restore_settings, args.input_dir)
+            rc_degrade,
+            restore_stage.run_restorations(
+                restore_settings, args.input_dir, shard=args.shard, merging=merging
+            ),
         )
-    if merging and not degrade_stage.merged(degrade_settings.input_dir):
+        halves_merged = not merging or restore_shards.merged(args.input_dir)
+    if not halves_merged:
         rc_embed = cli.EXIT_FAILED  # the manifest does not list the shards' files
     else:
         rc_embed = embed_stage.run_embeddings(args)
         if merging and not any(shards.has_fragments(d) for d in model_dirs.values()):
-            shards.remove_fragments(degraded_root)  # both halves merged
+            shards.remove_fragments(degraded_root)  # every half merged
+            shards.remove_fragments(restored_root)
     rc = combine_exit_codes(rc_degrade, rc_embed)
     cli.stage_summary(
         "extract_embeddings", t0, f"exit status {rc} (degradations and embeddings: see above)"

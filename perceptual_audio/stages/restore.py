@@ -13,6 +13,9 @@ A rerun redoes only what changed: a restoration is up to date when its degraded 
 files, its settings (digest) and its own file's sha256 are what its row records. Losses whose
 model cannot be loaded are skipped with stage 2's one-line message (``<loss> skipped: ...``).
 Ctrl-C keeps the restorations already finished (their rows are written first).
+
+``--shard K/N`` restores the degraded files of the shard's recordings and writes its rows to
+a fragment that the merge takes (:mod:`perceptual_audio.stages.restore_shards`).
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ from perceptual_audio.listening import is_imported
 from perceptual_audio.manifest import ManifestRow, read_manifest, replace_kind
 from perceptual_audio.restoration import catalogue
 from perceptual_audio.restoration.optimise import DEFAULT_LR, DEFAULT_STEPS, MODES, restore
-from perceptual_audio.stages import cli, work
+from perceptual_audio.stages import cli, restore_shards, shards, work
 from perceptual_audio.stages.degrade_items import parse_selection
 from perceptual_audio.stages.embed_settings import model_options_of
 
@@ -200,11 +203,9 @@ def _parse_on(text: str, selected: list[tuple[str, str]]) -> list[tuple[str, str
 def check_options(args: argparse.Namespace, selected: list[tuple[str, str]]) -> str | None:
     """Why the restoration options cannot run (None: fine), before any work is done."""
     try:
-        settings = settings_from_args(args, selected)
+        settings_from_args(args, selected)
     except PerceptualAudioError as e:
         return str(e)
-    if settings is not None and getattr(args, "shard", None) is not None:
-        return "--restore with --shard: restorations are not sharded yet; run them unsharded"
     return None
 
 
@@ -225,9 +226,14 @@ class RestoreJob:
     digest: str
 
 
-def plan(rows: list[ManifestRow], settings: RestoreSettings) -> list[RestoreJob]:
-    """Every (loss, selected degraded file) job, loss by loss."""
+def plan(
+    rows: list[ManifestRow], settings: RestoreSettings, *, shard: shards.Shard | None = None
+) -> list[RestoreJob]:
+    """Every (loss, selected degraded file) job, loss by loss; with ``shard``, those of its
+    recordings only (``rows`` hold every clean file: ``--restore-max-files`` picks among
+    all of them, so a shard restores what the unsharded run restores of its recordings)."""
     clean = {r.path: r for r in rows if r.kind == "clean"}
+    first = set(sorted(clean)[: settings.max_files]) if settings.max_files is not None else None
     degraded = sorted(
         (
             r
@@ -236,16 +242,11 @@ def plan(rows: list[ManifestRow], settings: RestoreSettings) -> list[RestoreJob]
             and not is_imported(r)
             and r.source in clean
             and settings.selects(r)
+            and (first is None or r.source in first)  # the first N recordings of each level
+            and (shard is None or shard.owns(r.source))
         ),
         key=lambda r: r.path,
     )
-    if settings.max_files is not None:  # the first N recordings of each level
-        chosen = {}
-        for r in sorted(degraded, key=lambda r: (r.family, r.level, r.source)):
-            chosen.setdefault((r.family, r.level), [])
-            if len(chosen[(r.family, r.level)]) < settings.max_files:
-                chosen[(r.family, r.level)].append(r)
-        degraded = sorted((r for rs in chosen.values() for r in rs), key=lambda r: r.path)
     return [
         RestoreJob(
             loss=loss,
@@ -259,7 +260,7 @@ def plan(rows: list[ManifestRow], settings: RestoreSettings) -> list[RestoreJob]
     ]
 
 
-def _is_up_to_date(old: ManifestRow | None, job: RestoreJob, root: Path) -> bool:
+def is_up_to_date(old: ManifestRow | None, job: RestoreJob, root: Path) -> bool:
     if old is None or old.source != job.degraded.path:
         return False
     if old.source_sha256 != job.degraded.sha256:
@@ -327,37 +328,142 @@ def _build(loss: str, settings: RestoreSettings, sample_rate: int) -> Any:
         return None
 
 
-def run_restorations(settings: RestoreSettings | None, input_dir: Path) -> int:
-    """The restoration half of stage 2 (``settings`` None: ``--restore none``, which removes
-    earlier restorations); returns an exit status (0 ok or nothing asked, 1 some files failed
-    or the manifest is unreadable, 3 a loss was unavailable)."""
+@dataclass
+class _Run:
+    """One run of the restoration half: the jobs kept (up to date) and to do, and results."""
+
+    settings: RestoreSettings
+    root: Path
+    shard: shards.Shard | None
+    clean_rows: list[ManifestRow]
+    kept: list[ManifestRow] = field(default_factory=list)
+    todo: list[RestoreJob] = field(default_factory=list)
+    done: list[ManifestRow] = field(default_factory=list)
+    failures: list[tuple[str, str]] = field(default_factory=list)
+    unavailable: list[str] = field(default_factory=list)
+    merged_shards: int = 0
+
+    def save(self, rows: list[ManifestRow]) -> None:
+        """Keep ``rows`` as the restorations so far (Ctrl-C): the manifest's, or the shard's
+        fragment."""
+        if self.shard is not None:
+            restore_shards.save_fragment(self.root, self.shard, rows)
+        else:
+            replace_kind(self.root, "restored", rows)
+
+
+def run_restorations(
+    settings: RestoreSettings | None,
+    input_dir: Path,
+    *,
+    shard: shards.Shard | None = None,
+    merging: bool = False,
+) -> int:
+    """The restoration half of stage 2; returns an exit status (0 ok or nothing asked, 1 some
+    files failed, the manifest is unreadable or the shards cannot be merged, 3 a loss was
+    unavailable).
+
+    ``settings`` None: ``--restore none``, which removes earlier restorations. ``shard``: do
+    only that shard's restorations, rows to its fragment. ``merging``: take the shards'
+    fragments as the finished restorations (:mod:`perceptual_audio.stages.restore_shards`).
+    """
     t0 = time.perf_counter()
     root = Path(input_dir)
     try:
         rows = read_manifest(root)
+        seen = shards.with_fragments(root, shard, rows) if shard is not None else rows
     except PerceptualAudioError as e:  # an input failure, reported by the degradations too
         if settings is None:
             return cli.EXIT_OK  # nothing asked, nothing to clean up that can be read
         logger.error("%s", e)
         return cli.EXIT_FAILED
-    old = {r.path: r for r in rows if r.kind == "restored"}
     if settings is None:
-        if old:
-            removed = _remove_outputs(root, keep=set())
-            replace_kind(root, "restored", [])
-            logger.info("restorations: --restore none, removed %d earlier restorations", removed)
-        return cli.EXIT_OK
-    jobs = plan(rows, settings)
-    kept: list[ManifestRow] = []
-    todo: list[RestoreJob] = []
-    for job in jobs:
+        return _no_restorations(root, rows, shard=shard, merging=merging)
+    run = _Run(settings, root, shard, [r for r in rows if r.kind == "clean"])
+    if shard is not None:
+        old = restore_shards.old_rows(root, shard, rows)
+    else:
+        old = {r.path: r for r in rows if r.kind == "restored"}
+    try:
+        if merging:
+            old = _merge_old(run)
+    except shards.ShardMergeError as e:
+        logger.error("%s", e)
+        return cli.EXIT_FAILED
+    for job in plan(seen, settings, shard=shard):
         prev = old.get(job.output_rel)
-        if not settings.force and _is_up_to_date(prev, job, root):
-            kept.append(prev)
+        if (merging or not settings.force) and is_up_to_date(prev, job, root):
+            run.kept.append(prev)
         else:
-            todo.append(job)
-    done, failures, skipped_losses = _run_jobs(todo, settings, root, kept)
-    new_rows = kept + done
+            run.todo.append(job)
+    if merging and not _settle_merge(run, old):
+        return cli.EXIT_FAILED
+    _run_jobs(run)
+    if shard is not None:
+        return restore_shards.finish_shard(
+            root, shard, settings, run.clean_rows, run.kept + run.done,
+            failures=run.failures, unavailable=run.unavailable, written=len(run.done),
+        )  # fmt: skip
+    return _commit(run, t0)
+
+
+def _no_restorations(
+    root: Path, rows: list[ManifestRow], *, shard: shards.Shard | None, merging: bool
+) -> int:
+    """``--restore none``: a shard drops its fragment; otherwise earlier restorations go
+    (a merge first checks that the shards did not restore either)."""
+    if shard is not None:
+        restore_shards.drop_fragment(root, shard)
+        return cli.EXIT_OK
+    if merging:
+        try:
+            restore_shards.merge_inputs(root, None, [r for r in rows if r.kind == "clean"])
+        except shards.ShardMergeError as e:
+            logger.error("%s", e)
+            return cli.EXIT_FAILED
+    if any(r.kind == "restored" for r in rows) or (root / RESTORED_DIR).is_dir():
+        removed = _remove_outputs(root, keep=set())  # also what shards left unmerged
+        replace_kind(root, "restored", [])
+        logger.info("restorations: --restore none, removed %d earlier restorations", removed)
+    return cli.EXIT_OK
+
+
+def _merge_old(run: _Run) -> dict[str, ManifestRow]:
+    """The merge's earlier results: the fragments' rows (their failures and unavailable losses
+    are kept on ``run`` for :func:`_settle_merge`); raises ShardMergeError."""
+    merge = restore_shards.merge_inputs(run.root, run.settings, run.clean_rows)
+    run.merged_shards = merge.count
+    run.failures = [(w, m) for w, m in merge.failed.items()]
+    run.unavailable = merge.unavailable
+    return merge.rows
+
+
+def _settle_merge(run: _Run, old: dict[str, ManifestRow]) -> bool:
+    """A merge computes nothing: what no fragment holds up to date must have failed in its
+    shard or belong to an unavailable loss; else it is named by shard (False: nothing merged)."""
+    failed = dict(run.failures)
+    missing = [j for j in run.todo if j.output_rel not in failed and j.loss not in run.unavailable]
+    if missing:
+        logger.error(
+            "%s",
+            restore_shards.missing_message(
+                run.root / RESTORED_DIR,
+                ((j.clean.path, j.output_rel) for j in missing),
+                run.merged_shards,
+            ),
+        )
+        return False
+    todo = {j.output_rel for j in run.todo}
+    run.failures = [(w, m) for w, m in run.failures if w in todo]
+    run.todo = []
+    return True
+
+
+def _commit(run: _Run, t0: float) -> int:
+    """Write the manifest's restored rows and ``restored/run.json``; remove what no row
+    lists; a merge says so (stage 2 removes the fragments once the embeddings merged)."""
+    settings, root = run.settings, run.root
+    new_rows = run.kept + run.done
     _remove_outputs(root, keep={r.path for r in new_rows})
     replace_kind(root, "restored", new_rows)
     cli.write_run_json(
@@ -370,40 +476,42 @@ def run_restorations(settings: RestoreSettings | None, input_dir: Path) -> int:
                 "restore_on": [f"{f}:{lv}" if lv else f for f, lv in settings.on or ()] or "all",
                 "max_files": settings.max_files},
         timings={"total": round(time.perf_counter() - t0, 3)},
-        extra={"counts": {"written": len(done), "skipped": len(kept), "failed": len(failures)},
-               "unavailable_losses": skipped_losses,
-               "failures": [{"file": w, "error": m} for w, m in failures]},
+        extra={"counts": {"written": len(run.done), "skipped": len(run.kept),
+                          "failed": len(run.failures)},
+               "unavailable_losses": run.unavailable,
+               "failures": [{"file": w, "error": m} for w, m in run.failures],
+               "merged_shards": run.merged_shards},
     )  # fmt: skip
+    if run.merged_shards:
+        logger.info(
+            "restorations: merged %d shards into %s", run.merged_shards, root / "manifest.csv"
+        )
     logger.info(
         "restorations: wrote %d, skipped %d (up to date), failed %d -> %s",
-        len(done), len(kept), len(failures), root / RESTORED_DIR,
+        len(run.done), len(run.kept), len(run.failures), root / RESTORED_DIR,
     )  # fmt: skip
-    if failures:
+    if run.failures:
         return cli.EXIT_FAILED
-    return cli.EXIT_MODELS_UNAVAILABLE if skipped_losses else cli.EXIT_OK
+    return cli.EXIT_MODELS_UNAVAILABLE if run.unavailable else cli.EXIT_OK
 
 
-def _run_jobs(
-    todo: list[RestoreJob],
-    settings: RestoreSettings,
-    root: Path,
-    kept: list[ManifestRow],
-) -> tuple[list[ManifestRow], list[tuple[str, str]], list[str]]:
-    """Run the jobs loss by loss in this process (torch threads: ``--workers``)."""
+def _run_jobs(run: _Run) -> None:
+    """Run ``run.todo`` loss by loss in this process (torch threads: ``--workers``); Ctrl-C
+    keeps what finished (:meth:`_Run.save`)."""
+    if not run.todo:
+        return
     import torch  # deferred: heavy, and only restorations need it here
 
-    done: list[ManifestRow] = []
-    failures: list[tuple[str, str]] = []
-    unavailable: list[str] = []
+    settings = run.settings
     threads_before = torch.get_num_threads()
     if settings.workers:
         torch.set_num_threads(int(settings.workers))
     try:
-        for loss in dict.fromkeys(j.loss for j in todo):
-            mine = [j for j in todo if j.loss == loss]
+        for loss in dict.fromkeys(j.loss for j in run.todo):
+            mine = [j for j in run.todo if j.loss == loss]
             loss_fn = _build(loss, settings, mine[0].degraded.sample_rate)
             if loss_fn is None:
-                unavailable.append(loss)
+                run.unavailable.append(loss)
                 continue
             seconds = [max(float(j.degraded.duration), 1e-3) for j in mine]
             for job in work.progress(
@@ -414,16 +522,15 @@ def _run_jobs(
                 weights=seconds,
             ):
                 try:
-                    done.append(restore_file(job, loss_fn, settings, root))
+                    run.done.append(restore_file(job, loss_fn, settings, run.root))
                 except (PerceptualAudioError, OSError, RuntimeError) as e:
-                    failures.append((job.output_rel, f"{job.output_rel}: {e}"))
+                    run.failures.append((job.output_rel, f"{job.output_rel}: {e}"))
                     logger.error("%s: %s", job.output_rel, e)
     except KeyboardInterrupt:  # keep what finished
-        replace_kind(root, "restored", kept + done)
+        run.save(run.kept + run.done)
         raise
     finally:
         torch.set_num_threads(threads_before)
-    return done, failures, unavailable
 
 
 def _remove_outputs(root: Path, *, keep: set[str]) -> int:

@@ -31,7 +31,14 @@ from typing import Any
 
 from perceptual_audio.errors import PerceptualAudioError
 from perceptual_audio.files import atomic_write_json, live_lock
-from perceptual_audio.layout import DEGRADED_DIR, MANIFEST_NAME, RECORD_NAME, SHARDS_DIR
+from perceptual_audio.layout import (
+    DEGRADED_DIR,
+    MANIFEST_NAME,
+    RECORD_NAME,
+    RESTORED_DIR,
+    SHARDS_DIR,
+)
+from perceptual_audio.listening import is_imported
 from perceptual_audio.manifest import ManifestRow, read_manifest
 
 #: Bumped when the fragment layout changes.
@@ -386,3 +393,25 @@ def degraded_rows(audio_dir: str | os.PathLike, shard: Shard) -> list[ManifestRo
     embeddings (a shard embeds the files it degraded)."""
     path = shard.fragment_dir(Path(audio_dir) / DEGRADED_DIR) / MANIFEST_NAME
     return read_manifest(path) if path.is_file() else None
+
+
+def restored_rows(audio_dir: str | os.PathLike, shard: Shard) -> list[ManifestRow] | None:
+    """The restored rows shard ``shard`` wrote to its fragment of ``<audio_dir>/restored/``
+    (``--restore``; listed by the audio manifest only after the merge); None: no such
+    fragment."""
+    path = shard.fragment_dir(Path(audio_dir) / RESTORED_DIR) / MANIFEST_NAME
+    return read_manifest(path) if path.is_file() else None
+
+
+def with_fragments(
+    audio_dir: str | os.PathLike, shard: Shard, rows: list[ManifestRow]
+) -> list[ManifestRow]:
+    """The audio manifest's ``rows`` as shard ``shard`` sees them: when it degraded files
+    (its fragment of ``degraded/`` exists), its degraded and restored rows are those of its
+    fragments (none restored without a ``restored/`` fragment: it ran ``--restore none``);
+    clean and imported rows stay. Every shard's rows, not only its own."""
+    degraded = degraded_rows(audio_dir, shard)
+    if degraded is None:
+        return list(rows)
+    kept = [r for r in rows if r.kind == "clean" or is_imported(r)]
+    return kept + degraded + (restored_rows(audio_dir, shard) or [])
