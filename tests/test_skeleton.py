@@ -103,6 +103,7 @@ STAGE_MODULES = {
     "convert.py": "_Conversion",
     "listening_import.py": "_Import",
     "degrade.py": "_Run",
+    "restore.py": "_Run",
     "embed.py": "_ModelEmbedding",
     "score.py": "_Scoring",
     "visualize.py": "_Report",

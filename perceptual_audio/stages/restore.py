@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,6 +38,7 @@ from perceptual_audio.restoration.optimise import DEFAULT_LR, DEFAULT_STEPS, MOD
 from perceptual_audio.stages import cli, restore_shards, shards, work
 from perceptual_audio.stages.degrade_items import parse_selection
 from perceptual_audio.stages.embed_settings import model_options_of
+from perceptual_audio.stages.skeleton import StageRun, run_stage
 
 logger = logging.getLogger(__name__)
 
@@ -329,19 +329,24 @@ def _build(loss: str, settings: RestoreSettings, sample_rate: int) -> Any:
 
 
 @dataclass
-class _Run:
-    """One run of the restoration half: the jobs kept (up to date) and to do, and results."""
+class _Run(StageRun[RestoreSettings]):
+    """The restoration half in the stage skeleton: the jobs kept (up to date) and to do, and
+    what they gave. Its items run in this process, loss by loss (torch threads: --workers)."""
 
-    settings: RestoreSettings
-    root: Path
-    shard: shards.Shard | None
-    clean_rows: list[ManifestRow]
+    root: Path = Path()
+    in_shard: shards.Shard | None = None
+    merging: bool = False
+    clean_rows: list[ManifestRow] = field(default_factory=list)
+    seen: list[ManifestRow] = field(default_factory=list)
+    old: dict[str, ManifestRow] = field(default_factory=dict)
     kept: list[ManifestRow] = field(default_factory=list)
-    todo: list[RestoreJob] = field(default_factory=list)
     done: list[ManifestRow] = field(default_factory=list)
-    failures: list[tuple[str, str]] = field(default_factory=list)
     unavailable: list[str] = field(default_factory=list)
     merged_shards: int = 0
+
+    @property
+    def shard(self) -> shards.Shard | None:
+        return self.in_shard
 
     def save(self, rows: list[ManifestRow]) -> None:
         """Keep ``rows`` as the restorations so far (Ctrl-C): the manifest's, or the shard's
@@ -350,6 +355,54 @@ class _Run:
             restore_shards.save_fragment(self.root, self.shard, rows)
         else:
             replace_kind(self.root, "restored", rows)
+
+    def read(self) -> int | None:
+        """The manifest (a shard's view includes its fragments) and the earlier restorations
+        (a merge: the shards')."""
+        root, shard = self.root, self.shard
+        try:
+            rows = read_manifest(root)
+            self.seen = shards.with_fragments(root, shard, rows) if shard is not None else rows
+        except PerceptualAudioError as e:  # an input failure, reported by the degradations too
+            logger.error("%s", e)
+            return cli.EXIT_FAILED
+        self.clean_rows = [r for r in rows if r.kind == "clean"]
+        if shard is not None:
+            self.old = restore_shards.old_rows(root, shard, rows)
+        else:
+            self.old = {r.path: r for r in rows if r.kind == "restored"}
+        if self.merging:
+            try:
+                self.old = _merge_old(self)
+            except shards.ShardMergeError as e:
+                logger.error("%s", e)
+                return cli.EXIT_FAILED
+        return None
+
+    def plan(self) -> int | None:
+        settings = self.settings
+        for job in plan(self.seen, settings, shard=self.shard):
+            prev = self.old.get(job.output_rel)
+            if (self.merging or not settings.force) and is_up_to_date(prev, job, self.root):
+                self.kept.append(prev)
+            else:
+                self.todo.append(job)
+        if self.merging and not _settle_merge(self, self.old):
+            return cli.EXIT_FAILED
+        return None
+
+    def work(self) -> list[work.Outcome]:
+        _run_jobs(self)
+        return []
+
+    def finish_shard(self) -> int:
+        return restore_shards.finish_shard(
+            self.root, self.shard, self.settings, self.clean_rows, self.kept + self.done,
+            failures=self.failures, unavailable=self.unavailable, written=len(self.done),
+        )  # fmt: skip
+
+    def commit(self) -> int | None:
+        return _commit(self)
 
 
 def run_restorations(
@@ -367,44 +420,14 @@ def run_restorations(
     only that shard's restorations, rows to its fragment. ``merging``: take the shards'
     fragments as the finished restorations (:mod:`perceptual_audio.stages.restore_shards`).
     """
-    t0 = time.perf_counter()
     root = Path(input_dir)
-    try:
-        rows = read_manifest(root)
-        seen = shards.with_fragments(root, shard, rows) if shard is not None else rows
-    except PerceptualAudioError as e:  # an input failure, reported by the degradations too
-        if settings is None:
-            return cli.EXIT_OK  # nothing asked, nothing to clean up that can be read
-        logger.error("%s", e)
-        return cli.EXIT_FAILED
     if settings is None:
+        try:
+            rows = read_manifest(root)
+        except PerceptualAudioError:  # nothing asked, nothing to clean up that can be read
+            return cli.EXIT_OK
         return _no_restorations(root, rows, shard=shard, merging=merging)
-    run = _Run(settings, root, shard, [r for r in rows if r.kind == "clean"])
-    if shard is not None:
-        old = restore_shards.old_rows(root, shard, rows)
-    else:
-        old = {r.path: r for r in rows if r.kind == "restored"}
-    try:
-        if merging:
-            old = _merge_old(run)
-    except shards.ShardMergeError as e:
-        logger.error("%s", e)
-        return cli.EXIT_FAILED
-    for job in plan(seen, settings, shard=shard):
-        prev = old.get(job.output_rel)
-        if (merging or not settings.force) and is_up_to_date(prev, job, root):
-            run.kept.append(prev)
-        else:
-            run.todo.append(job)
-    if merging and not _settle_merge(run, old):
-        return cli.EXIT_FAILED
-    _run_jobs(run)
-    if shard is not None:
-        return restore_shards.finish_shard(
-            root, shard, settings, run.clean_rows, run.kept + run.done,
-            failures=run.failures, unavailable=run.unavailable, written=len(run.done),
-        )  # fmt: skip
-    return _commit(run, t0)
+    return run_stage(_Run(settings, root=root, in_shard=shard, merging=merging))
 
 
 def _no_restorations(
@@ -459,7 +482,7 @@ def _settle_merge(run: _Run, old: dict[str, ManifestRow]) -> bool:
     return True
 
 
-def _commit(run: _Run, t0: float) -> int:
+def _commit(run: _Run) -> int:
     """Write the manifest's restored rows and ``restored/run.json``; remove what no row
     lists; a merge says so (stage 2 removes the fragments once the embeddings merged)."""
     settings, root = run.settings, run.root
@@ -475,7 +498,7 @@ def _commit(run: _Run, t0: float) -> int:
                 "steps": settings.steps, "lr": settings.lr,
                 "restore_on": [f"{f}:{lv}" if lv else f for f, lv in settings.on or ()] or "all",
                 "max_files": settings.max_files},
-        timings={"total": round(time.perf_counter() - t0, 3)},
+        timings={"total": round(run.elapsed, 3)},
         extra={"counts": {"written": len(run.done), "skipped": len(run.kept),
                           "failed": len(run.failures)},
                "unavailable_losses": run.unavailable,
