@@ -8,6 +8,7 @@ MP3 and AIFF. Resampling uses soxr at very high quality.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import re
@@ -156,7 +157,7 @@ def resample(y: np.ndarray, sr_in: int, sr_out: int, *, quality: str = SOXR_QUAL
     quality : str
         soxr quality recipe (``"VHQ"``, ``"HQ"``, ...).
     """
-    import soxr
+    import soxr  # deferred: only a rate change needs the resampler
 
     if sr_in <= 0 or sr_out <= 0:
         raise ParameterError(f"sample rates must be positive, got sr_in={sr_in}, sr_out={sr_out}")
@@ -197,9 +198,7 @@ def resample_resampy02(y: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
     sr_in, sr_out : int
         Input and output rates in Hz.
     """
-    import functools
-
-    import resampy
+    import resampy  # deferred: numba-compiled, slow to import; only the models' front ends use it
 
     if sr_in <= 0 or sr_out <= 0:
         raise ParameterError(f"sample rates must be positive, got sr_in={sr_in}, sr_out={sr_out}")
@@ -228,7 +227,7 @@ def save_wav(path: str | os.PathLike, y: np.ndarray, sample_rate: int) -> None:
     than libsndfile so that the bytes are deterministic (libsndfile adds a PEAK chunk with a
     timestamp to float WAVs): the same samples always give the same file and sha256.
     """
-    from scipy.io import wavfile
+    from scipy.io import wavfile  # deferred: scipy is slow to import; only writing needs it
 
     y = np.asarray(y, dtype=np.float32)
     if y.ndim != 1:

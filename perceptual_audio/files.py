@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import datetime as dt
 import hashlib
 import json
 import logging
@@ -439,6 +440,4 @@ def check_not_locked(folder: str | os.PathLike, *, option: str) -> None:
 
 
 def _now() -> str:
-    import datetime as dt
-
     return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")

@@ -30,7 +30,7 @@ from perceptual_audio.layout import (  # noqa: F401 (the table's names, re-expor
 )
 
 if TYPE_CHECKING:
-    import pandas as pd
+    import pandas as pd  # deferred: pandas is slow to import; stage-3 workers never need it
 
 logger = logging.getLogger(__name__)
 
@@ -105,7 +105,7 @@ def read_previous_pairs(path: Path) -> dict[str, dict[str, str]]:
 def read_pair_table(path: str | os.PathLike) -> pd.DataFrame:
     """``pair_metrics.csv`` exactly as written: values float (empty cells NaN), text columns
     (:func:`is_text_column`) str."""
-    import pandas as pd
+    import pandas as pd  # deferred: pandas is slow to import; stage-3 workers never need it
 
     with open(path, newline="", encoding="utf-8") as f:
         header = next(csv.reader(f))
@@ -120,7 +120,7 @@ def read_pair_table(path: str | os.PathLike) -> pd.DataFrame:
 
 # -- checked readers (stage 4) -----------------------------------------------------------------
 def _read_csv(path: Path, *, text_columns: Sequence[str]) -> pd.DataFrame:
-    import pandas as pd
+    import pandas as pd  # deferred: pandas is slow to import; stage-3 workers never need it
 
     try:
         frame = pd.read_csv(path, dtype={c: str for c in text_columns}, keep_default_na=True)
@@ -170,7 +170,7 @@ def read_pair_metrics(
     SchemaError
         If the leading columns are not :data:`LEADING_COLUMNS` or no metric column exists.
     """
-    import pandas as pd
+    import pandas as pd  # deferred: pandas is slow to import; stage-3 workers never need it
 
     path = Path(path)
     frame = _read_csv(path, text_columns=(*LEADING_COLUMNS, *RATING_TEXT_COLUMNS))
@@ -205,7 +205,7 @@ def read_summary(path: str | os.PathLike) -> pd.DataFrame:
     SchemaError
         If ``family``/``level`` or every ``*_mean`` column is missing.
     """
-    import pandas as pd
+    import pandas as pd  # deferred: pandas is slow to import; stage-3 workers never need it
 
     path = Path(path)
     frame = _read_csv(path, text_columns=SUMMARY_KEY_COLUMNS)
@@ -229,7 +229,7 @@ def read_correlations(path: str | os.PathLike) -> pd.DataFrame:
     SchemaError
         If the key columns or every ``<method>_r`` column is missing.
     """
-    import pandas as pd
+    import pandas as pd  # deferred: pandas is slow to import; stage-3 workers never need it
 
     path = Path(path)
     frame = _read_csv(path, text_columns=CORRELATION_KEY_COLUMNS)

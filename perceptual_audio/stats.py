@@ -269,7 +269,7 @@ def correlate(
         ``n``, ``n_recordings``, and per method ``<m>`` (coefficient), ``<m>_p``,
         ``<m>_ci_low``, ``<m>_ci_high``.
     """
-    from scipy import stats
+    from scipy import stats  # deferred: scipy.stats is slow to import
 
     if not 0 < confidence < 1:
         raise ParameterError(f"confidence must be in (0, 1), got {confidence}")
@@ -392,7 +392,7 @@ def mean_ci(
     (mean, ci_low, ci_high, n)
         The interval is NaN with fewer than 2 values.
     """
-    from scipy import stats
+    from scipy import stats  # deferred: scipy.stats is slow to import
 
     v = np.asarray(values, dtype=np.float64)
     v = v[np.isfinite(v)]

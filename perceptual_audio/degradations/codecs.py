@@ -94,7 +94,7 @@ def mp3_compression_level(sample_rate: int, bitrate_kbps: int) -> float:
 
 
 def _mp3_roundtrip(x: np.ndarray, sample_rate: int, bitrate_kbps: int) -> tuple[np.ndarray, int]:
-    import soundfile as sf
+    import soundfile as sf  # deferred: only the codec families encode through libsndfile
 
     buf = io.BytesIO()
     try:
@@ -246,7 +246,7 @@ def opus(
         ``achieved_kbps`` (whole file, Ogg headers and framing included) and
         ``payload_kbps`` (Opus audio packets only: the codec's own bitrate).
     """
-    import soundfile as sf
+    import soundfile as sf  # deferred: only the codec families encode through libsndfile
 
     x = as_signal(x)
     kbps = float(params["bitrate_kbps"])
@@ -304,7 +304,7 @@ def gsm(
     params : mapping
         ``passes`` (count of encode/decode cycles).
     """
-    import pedalboard
+    import pedalboard  # deferred: heavy (JUCE); only this family needs it
 
     x = as_signal(x)
     y = x

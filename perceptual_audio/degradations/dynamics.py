@@ -56,7 +56,7 @@ def compress(
     Silent input is returned unchanged (no level to set the threshold against). A DC offset is
     removed before the compressor and added back unchanged after it.
     """
-    import pedalboard
+    import pedalboard  # deferred: heavy (JUCE); only this family needs it
 
     x = as_signal(x)
     if is_silent(x):

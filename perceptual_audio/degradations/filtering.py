@@ -121,7 +121,7 @@ def reverb(
         Receives ``rir_samples``, ``direct_gain`` and the RIR's measured
         ``rt60_seconds_measured`` and ``drr_db_measured``.
     """
-    from scipy.signal import fftconvolve
+    from scipy.signal import fftconvolve  # deferred: scipy.signal is slow to import
 
     x = as_signal(x)
     rir = synthetic_rir(

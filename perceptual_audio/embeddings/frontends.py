@@ -170,7 +170,7 @@ def mel_filterbank(
     -------
     torch.Tensor [shape=(n_fft // 2 + 1, n_mels), dtype=float32]
     """
-    import librosa
+    import librosa  # deferred: librosa is slow to import (numba)
 
     fb = librosa.filters.mel(
         sr=sample_rate, n_fft=n_fft, n_mels=n_mels, fmin=fmin_hz, fmax=fmax_hz, htk=htk, norm=norm

@@ -247,7 +247,7 @@ class OpenL3Network(nn.Module):
 
 # -- conversion ----------------------------------------------------------------------------
 def _open_hdf5(path: Path):
-    import h5py
+    import h5py  # deferred: only converting the official Keras weights needs it
 
     with open(path, "rb") as f:
         magic = f.read(2)

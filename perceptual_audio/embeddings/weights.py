@@ -216,7 +216,7 @@ def combined_sha256(digests: Sequence[str]) -> str:
 
 # -- download ------------------------------------------------------------------------------
 def _tqdm_progress(desc: str) -> tuple[ProgressCallback, Callable[[], None]]:
-    from tqdm import tqdm
+    from tqdm import tqdm  # deferred: only a download shows a bar
 
     bar = tqdm(desc=desc, unit="B", unit_scale=True, unit_divisor=1024, leave=False)
 

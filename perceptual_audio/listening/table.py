@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import csv
 import io
 import logging
@@ -162,8 +163,6 @@ def norm_path(path: str) -> str:
 
 def parse_rating_scale(text: str) -> tuple[float, float]:
     """``"0:100"`` -> (0.0, 100.0); argparse type of ``--rating-scale``."""
-    import argparse
-
     low, sep, high = text.partition(":")
     try:
         lo, hi = float(low), float(high)

@@ -93,6 +93,7 @@ def pesq_score(
         Silence, too short (< 0.25 s), longer than :data:`PESQ_MAX_SECONDS`, or no utterance
         detected by PESQ.
     """
+    # deferred: metric package, loaded by the process that scores it
     from pesq import PesqError, pesq
 
     if mode not in ("wb", "nb"):
@@ -150,7 +151,7 @@ def stoi_score(
         Silence, or fewer than 30 frames (about 0.4 s of non-silent audio) remain after
         pystoi drops silent frames; pystoi itself would then return 1e-5 with only a warning.
     """
-    from pystoi import stoi
+    from pystoi import stoi  # deferred: metric package, loaded by the process that scores it
 
     name = "ESTOI" if extended else "STOI"
     reference = as_signal(reference, "reference")
@@ -361,7 +362,7 @@ def extra_metric_value(
     model: str, name: str, reference: dict[str, np.ndarray], degraded: dict[str, np.ndarray]
 ) -> float:
     """Extra metric ``name`` of ``model`` from the two files' extra arrays (by name)."""
-    import torch
+    import torch  # deferred: heavy; only model metrics need it
 
     with torch.no_grad():  # no_grad, not inference_mode: a model may cache tensors it later
         # differentiates through (the loss)

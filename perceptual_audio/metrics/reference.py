@@ -92,6 +92,7 @@ def _prepare_pair(
 def _visqol_api(mode: str, speech_model: str) -> Any:
     """A created ``visqol.VisqolApi`` per (mode, speech model), once per process."""
     try:
+        # deferred: metric package, loaded by the process that scores it
         from visqol import VisqolApi
     except ImportError as e:
         raise _Unavailable(f"ViSQOL needs visqol-python ({e})") from None
@@ -172,7 +173,7 @@ def visqol_score(
 @functools.lru_cache(maxsize=1)
 def _pyohrli() -> Any:
     try:
-        import zimtohrli
+        import zimtohrli  # deferred: metric package, loaded by the process that scores it
     except ImportError as e:
         raise _Unavailable(f"Zimtohrli needs the zimtohrli package ({e})") from None
     z = zimtohrli.Pyohrli()
@@ -212,7 +213,7 @@ def zimtohrli_distance(
 
 def zimtohrli_mos(distance: float) -> float:
     """Zimtohrli's own MOS mapping of a distance (``zimtohrli.mos_from_zimtohrli``), 1-5."""
-    import zimtohrli
+    import zimtohrli  # deferred: metric package, loaded by the process that scores it
 
     if not math.isfinite(distance):
         raise ValueError(f"Zimtohrli distance must be finite, got {distance}")
@@ -230,8 +231,8 @@ class _DnsmosModel:
 
     def __init__(self) -> None:
         try:
-            import onnxruntime as ort
-            from speechmos import dnsmos
+            import onnxruntime as ort  # deferred: heavy; only DNSMOS needs it
+            from speechmos import dnsmos  # deferred: metric package (imports onnxruntime)
         except ImportError as e:
             raise _Unavailable(f"DNSMOS needs speechmos and onnxruntime ({e})") from None
         folder = os.path.join(os.path.dirname(os.path.abspath(dnsmos.__file__)), "dnsmos_models")
@@ -322,7 +323,7 @@ def limit_threads() -> None:
     """One thread for numba's parallel loops (ViSQOL): reproducible sums, and worker
     processes that do not compete for the cores."""
     try:
-        import numba
+        import numba  # deferred: slow to import; only this metric needs it
 
         numba.set_num_threads(1)
     except Exception:  # numba absent or its threading layer already fixed

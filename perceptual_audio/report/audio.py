@@ -245,7 +245,7 @@ def middle_clip(y: np.ndarray, sr: int, seconds: float = CLIP_SECONDS) -> tuple[
 
 def encode_mp3(y: np.ndarray, sr: int, *, quality: float = MP3_QUALITY) -> tuple[bytes, int]:
     """MP3 bytes of a mono float signal (resampled to the next rate MP3 carries if needed)."""
-    import soundfile as sf
+    import soundfile as sf  # deferred: only the Listen section reads audio
 
     rate = next((r for r in MP3_RATES if r >= sr), MP3_RATES[-1])
     if rate != sr:

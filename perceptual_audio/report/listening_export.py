@@ -47,7 +47,7 @@ AUDIO_SUBDIR = "configs/resources/audio"
 
 def low_pass_anchor(y: np.ndarray, sample_rate: int) -> np.ndarray:
     """The 3.5 kHz low-pass anchor of ``y`` (zero phase)."""
-    from scipy.signal import butter, sosfiltfilt
+    from scipy.signal import butter, sosfiltfilt  # deferred: scipy.signal is slow to import
 
     if sample_rate / 2 <= ANCHOR_CUTOFF_HZ:
         return y.copy()
@@ -133,7 +133,7 @@ def config_yaml(test_trials: list[dict]) -> str:
 
 def export_listening_test(pairs: pd.DataFrame, audio_dir: Path, out_dir: Path) -> int:
     """Write the test to ``out_dir``; returns the number of trials."""
-    import soundfile as sf
+    import soundfile as sf  # deferred: only an export writes audio
 
     test_trials = trials(pairs)
     rows = []

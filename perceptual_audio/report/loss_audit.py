@@ -92,7 +92,7 @@ def _draw(ax: Any, losses: list[str], judges: list[str], values: np.ndarray, nor
 
 def heatmap_figure(audit: pd.DataFrame, judges: list[str]) -> Any:
     """Losses x judges over every restored pair; colour = mean change / the judge's largest."""
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # deferred: matplotlib is slow to import
 
     overall = audit[audit["scope"] == "all"]
     losses, values, norm = _grid(overall, judges)
@@ -107,7 +107,7 @@ def heatmap_figure(audit: pd.DataFrame, judges: list[str]) -> Any:
 
 def families_figure(audit: pd.DataFrame, judges: list[str]) -> Any:
     """One small heatmap per degradation family (colour only)."""
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # deferred: matplotlib is slow to import
 
     fam = audit[audit["scope"] == "family"]
     families = sorted(fam["family"].unique())

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -66,8 +67,6 @@ MIN_POINTS_FOR_FIT = 3
 
 def suptitle(fig: Figure, text: str, fontsize: float) -> None:
     """Figure title wrapped to the figure's width (a cut-off title is unreadable)."""
-    import textwrap
-
     chars = max(30, int(fig.get_figwidth() * 72 / (0.55 * fontsize)))
     fig.suptitle(textwrap.fill(text, chars), fontsize=fontsize)
 

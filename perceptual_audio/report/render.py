@@ -8,6 +8,7 @@ import html
 import logging
 import os
 import re
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -34,8 +35,6 @@ logger = logging.getLogger(__name__)
 # -- text ---------------------------------------------------------------------------------------
 def _wrap(text: str, width: int = 100, indent: str = "") -> str:
     """Wrap each line of ``text`` (its own line breaks are kept)."""
-    import textwrap
-
     lines = []
     for i, line in enumerate(text.splitlines() or [""]):
         lines.append(

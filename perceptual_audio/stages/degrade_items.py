@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -102,8 +103,6 @@ def _levels_from_file(path: Path) -> list[deg.Level]:
         if path.suffix.lower() == ".json":
             data = json.loads(path.read_text(encoding="utf-8"))
         else:
-            import tomllib
-
             data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (ValueError, OSError) as e:
         raise ParameterError(f"--degradations file {path}: cannot parse it ({e})") from None

@@ -62,7 +62,7 @@ def check_embedding_options(args: argparse.Namespace) -> str | None:
         return folders
     device = str(getattr(args, "device", "cpu") or "cpu")
     if models and device.startswith("cuda"):
-        import torch
+        import torch  # deferred: heavy; only the embeddings and restorations need it
 
         if not torch.cuda.is_available():
             return (

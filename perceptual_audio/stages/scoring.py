@@ -90,6 +90,7 @@ def single_threaded_blas() -> Iterator[None]:
     Parallelism comes from worker processes instead. No-op when threadpoolctl is absent.
     """
     try:
+        # optional package: absent, BLAS threads stay as they are
         from threadpoolctl import threadpool_limits
     except ImportError:
         yield
@@ -109,6 +110,7 @@ def _limit_worker_blas() -> None:
     _WORKER_LIMITED = True
     limit_threads()
     try:
+        # optional package: absent, BLAS threads stay as they are
         from threadpoolctl import threadpool_limits
     except ImportError:
         return

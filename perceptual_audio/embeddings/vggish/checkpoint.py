@@ -59,6 +59,7 @@ def _numpy_safe_globals() -> list[Any]:
     ``numpy.core.multiarray``; NumPy 2 names it ``numpy._core.multiarray``: allow both.
     """
     try:
+        # NumPy 2 (its private name is what the pickle names)
         from numpy._core.multiarray import _reconstruct
     except ImportError:  # NumPy 1.x
         from numpy.core.multiarray import _reconstruct  # type: ignore[no-redef]

@@ -307,7 +307,7 @@ class VGGishEmbedder(Embedder):
         if sr <= 0:
             raise ParameterError(f"vggish.embed: sr must be a positive rate in Hz, got {sr}")
         if self.resampler == "resampy":
-            import resampy
+            import resampy  # deferred: numba-compiled, slow to import
 
             return resampy.resample(x, sr, self.sample_rate, filter="kaiser_best").astype(
                 np.float32
