@@ -85,3 +85,20 @@ def test_facades_export_public_names_only():
                     if isinstance(e, ast.Constant) and str(e.value).startswith("_")
                 ]
     assert private == []
+
+
+def test_every_function_level_import_says_why_it_is_deferred():
+    """A function-level import only defers a heavy or optional package, with the reason in a
+    comment on the statement or the line above; anything else belongs at the top."""
+    silent = []
+    for p in _modules():
+        src = p.read_text().splitlines()
+        for fn in ast.walk(ast.parse("\n".join(src))):
+            if not isinstance(fn, ast.FunctionDef | ast.AsyncFunctionDef):
+                continue
+            for node in ast.walk(fn):
+                if isinstance(node, ast.Import | ast.ImportFrom):
+                    text = "\n".join(src[node.lineno - 2 : node.end_lineno])
+                    if "#" not in text:
+                        silent.append(f"{_rel(p)}:{node.lineno}: {src[node.lineno - 1].strip()}")
+    assert silent == [], "function-level imports without a reason:\n" + "\n".join(silent)

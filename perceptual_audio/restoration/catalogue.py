@@ -12,6 +12,7 @@ Each :class:`LossSpec` names the stage-3 metric column that measures what the lo
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -217,8 +218,6 @@ def build_loss(
 
 def _make_embedder(model: str, options: dict[str, Any]):
     """Instantiate ``model`` with the options its constructor takes (others dropped)."""
-    import inspect
-
     cls = model_class(model)
     params = inspect.signature(cls.__init__).parameters
     takes_kwargs = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import importlib.metadata
 import importlib.util
 import io
@@ -192,8 +193,6 @@ def read_verified_weights(
     WeightsVerificationError
         If its sha256 differs, or it does not hold a ``state`` dict.
     """
-    import hashlib
-
     path = Path(path)
     if not path.is_file():
         raise WeightsUnavailableError(
@@ -225,7 +224,7 @@ def build_model() -> torch.nn.Module:
     """``cdpam.models.FINnet`` with the hyper-parameters of ``cdpam.CDPAM.__init__`` (random
     weights; :func:`load_model` fills them)."""
     try:
-        from cdpam.models import FINnet
+        from cdpam.models import FINnet  # deferred: optional package (installed --no-deps)
     except ModuleNotFoundError as e:
         raise WeightsUnavailableError(
             f"cdpam: cannot import the model definition ({e}); install "
