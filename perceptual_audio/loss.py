@@ -94,6 +94,10 @@ class _PerceptualLoss(nn.Module):
         self.sample_rate = int(sample_rate)
         self.reduction = reduction
         self.resampler = Resampler(self.sample_rate, embedder.sample_rate)
+        #: Reuse the reference's features while the same reference comes back (see
+        #: :meth:`_reference_state`); False recomputes them on every call.
+        self.cache_reference = True
+        self._cached: tuple[torch.Tensor, Any] | None = None
         for module in self._model_modules():
             module.eval()
             module.requires_grad_(False)
@@ -116,6 +120,7 @@ class _PerceptualLoss(nn.Module):
 
     def _apply(self, fn, recurse=True):  # type: ignore[override]
         super()._apply(fn, recurse)
+        self._cached = None
         for module in self._model_modules():
             module._apply(fn)
         new_device = self.resampler.kernel.device
@@ -137,7 +142,8 @@ class _PerceptualLoss(nn.Module):
     def _prepare(
         self, estimate: torch.Tensor, reference: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, bool]:
-        """Check shapes, make (B, n), resample both to the model rate."""
+        """Check shapes, make (B, n); resample the estimate to the model rate (the reference
+        is resampled by :meth:`_reference_state`)."""
         for label, x in (("estimate", estimate), ("reference", reference)):
             if not torch.is_tensor(x):
                 raise ParameterError(
@@ -160,7 +166,35 @@ class _PerceptualLoss(nn.Module):
         single = estimate.ndim == 1
         if single:
             estimate, reference = estimate[None], reference[None]
-        return self.resampler(estimate), self.resampler(reference), single
+        return self.resampler(estimate), reference, single
+
+    def _reference_state(self, reference: torch.Tensor, compute) -> Any:
+        """``compute(resampled reference)``, cached while the same reference comes back.
+
+        An optimiser calls the loss with one fixed reference at every step; its features do
+        not depend on the estimate, so they are computed once, without autograd, and reused
+        while the next reference equals the cached one exactly (``torch.equal``: same shape,
+        dtype, device and values; an O(n) comparison, negligible beside the model). A
+        reference that requires a gradient is never cached (its gradient is wanted).
+        """
+        if reference.requires_grad:
+            return compute(self.resampler(reference))
+        if not self.cache_reference:
+            with torch.no_grad():
+                return compute(self.resampler(reference))
+        hit = self._cached
+        if (
+            hit is not None
+            and hit[0].shape == reference.shape
+            and hit[0].dtype == reference.dtype
+            and hit[0].device == reference.device
+            and torch.equal(hit[0], reference)
+        ):
+            return hit[1]
+        with torch.no_grad():
+            state = compute(self.resampler(reference))
+        self._cached = (reference.detach().clone(), state)
+        return state
 
     def _reduce(self, per_item: torch.Tensor, single: bool) -> torch.Tensor:
         if self.reduction == "mean":
@@ -174,14 +208,6 @@ class _PerceptualLoss(nn.Module):
             f"model={self.embedder.name}, sample_rate={self.sample_rate}, "
             f"model_rate={self.embedder.sample_rate}, reduction={self.reduction}"
         )
-
-
-def _run(fn, x: torch.Tensor):
-    """Run ``fn(x)``; without autograd bookkeeping when ``x`` needs no gradient (saves memory)."""
-    if x.requires_grad:
-        return fn(x)
-    with torch.no_grad():
-        return fn(x)
 
 
 def _unit(x: torch.Tensor, dim: int) -> torch.Tensor:
@@ -216,7 +242,9 @@ class EmbeddingLoss(_PerceptualLoss):
     Notes
     -----
     Both waveforms go through the same model, so frames are aligned by construction. When the
-    reference does not require a gradient it is embedded under ``torch.no_grad()``.
+    reference does not require a gradient it is embedded under ``torch.no_grad()``, once: its
+    embeddings are reused while the same reference comes back (an optimiser's fixed target;
+    ``cache_reference = False`` turns this off).
     """
 
     def __init__(
@@ -260,7 +288,7 @@ class EmbeddingLoss(_PerceptualLoss):
         """
         est, ref, single = self._prepare(estimate, reference)
         e = self.embedder.forward(est)
-        r = _run(self.embedder.forward, ref)
+        r = self._reference_state(ref, self.embedder.forward)
         if e.shape != r.shape or e.ndim != 3:
             raise ParameterError(
                 f"EmbeddingLoss: {self.embedder.name}.forward gave embeddings of shapes "
@@ -307,6 +335,9 @@ class DeepFeatureLoss(_PerceptualLoss):
     The channel axis is 2 for OpenL3/VGGish features (B, T, C, ...) and 1 for CDPAM's (B, C, n)
     (each model's ``feature_channel_axis``; 2-D tensors (B, C) always use axis 1).
     LPIPS learns a weight per channel on human judgements; here channels weigh equally.
+    A reference that needs no gradient has its unit-normalised activations computed once
+    under ``torch.no_grad()`` and reused while the same reference comes back
+    (``cache_reference = False`` turns this off).
     """
 
     def __init__(
@@ -385,18 +416,24 @@ class DeepFeatureLoss(_PerceptualLoss):
             )
         return {name: feats[name] for name in self.layers}
 
-    def _layer_distance(self, a: torch.Tensor, b: torch.Tensor, name: str) -> torch.Tensor:
-        if a.shape != b.shape:
-            raise ParameterError(
-                f"DeepFeatureLoss: layer {name!r} gave shapes {tuple(a.shape)} and {tuple(b.shape)}"
-            )
+    def _axis(self, a: torch.Tensor, name: str) -> int:
+        """The channel axis of a layer's activation ``a``."""
         axis = 1 if a.ndim == 2 else self.channel_axis
         if not 0 < axis < a.ndim:
             raise ParameterError(
                 f"DeepFeatureLoss: channel axis {axis} does not fit layer {name!r} of shape "
                 f"{tuple(a.shape)}"
             )
-        sq = (_unit(a, axis) - _unit(b.to(a.dtype), axis)).pow(2).sum(axis)  # (B, ...)
+        return axis
+
+    def _layer_distance(self, a: torch.Tensor, b: torch.Tensor, name: str) -> torch.Tensor:
+        """``b`` is the reference's activation, already unit-normalised."""
+        if a.shape != b.shape:
+            raise ParameterError(
+                f"DeepFeatureLoss: layer {name!r} gave shapes {tuple(a.shape)} and {tuple(b.shape)}"
+            )
+        axis = self._axis(a, name)
+        sq = (_unit(a, axis) - b.to(a.dtype)).pow(2).sum(axis)  # (B, ...)
         return sq.reshape(sq.shape[0], -1).mean(-1)
 
     def forward(self, estimate: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
@@ -414,13 +451,17 @@ class DeepFeatureLoss(_PerceptualLoss):
         """
         est, ref, single = self._prepare(estimate, reference)
         fa = self._features(est)
-        fb = _run(self._features, ref)
+        fb = self._reference_state(ref, self._unit_features)
         assert self.layer_weights is not None  # set by _features
         total = None
         for name, weight in self.layer_weights.items():
             d = weight * self._layer_distance(fa[name], fb[name], name)
             total = d if total is None else total + d
         return self._reduce(total, single)
+
+    def _unit_features(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The chosen layers' activations, unit-normalised along the channel axis."""
+        return {name: _unit(a, self._axis(a, name)) for name, a in self._features(x).items()}
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, layers={self.layers}"

@@ -45,7 +45,9 @@ relative change of the embeddings). The default ``encoder="fast"``
 (:mod:`perceptual_audio.embeddings.cdpam.encoder`: BatchNorm folded, decimation as strides,
 only the acoustic half of the last block, FFT convolutions) computes the same function to
 float32 rounding (frames ~1e-6, clip embedding ~4e-7, distance ~5e-7 relative) at 2.6x less
-CPU time per audio second (docs/performance.md).
+CPU time per audio second (docs/performance.md). :meth:`CDPAMEmbedder.features` (the
+deep-feature loss's activations) runs the same fast encoder unstrided, so that every block's
+output before decimation exists: 3x faster than the loop for 1 s of audio.
 
 The package: :mod:`.checkpoint` (facts, weights), :mod:`.preprocess` (NumPy path),
 :mod:`.encoder` (the fast encoder), :mod:`.embedder` (:class:`CDPAMEmbedder`).

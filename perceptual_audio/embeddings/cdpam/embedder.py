@@ -53,6 +53,13 @@ from perceptual_audio.errors import (
 logger = logging.getLogger(__name__)
 
 
+def _window_sums(core: torch.Tensor, bounds: torch.Tensor) -> torch.Tensor:
+    """Sums of ``core`` (B, C, P) over positions [lo, hi) per row of ``bounds`` (T, 2), in
+    float64: (B, T, C). Empty windows (lo == hi) sum to 0."""
+    csum = F.pad(torch.cumsum(core.to(torch.float64), dim=2), (1, 0))  # (B, C, P + 1)
+    return (csum[:, :, bounds[:, 1]] - csum[:, :, bounds[:, 0]]).transpose(1, 2)
+
+
 # -- the embedder ------------------------------------------------------------------------------
 @register
 class CDPAMEmbedder(LearnedDistance, Embedder):
@@ -160,8 +167,8 @@ class CDPAMEmbedder(LearnedDistance, Embedder):
         self.round_to_int16 = bool(round_to_int16)
         self.chunk_seconds = chunk_seconds
         self.encoder = encoder
-        # (channel slice start, stop) -> FastEncoder, built on first use.
-        self._fast_encoders: dict[tuple[int, int], Any] = {}
+        # (channel slice start, stop, strided) -> FastEncoder, built on first use.
+        self._fast_encoders: dict[tuple[int, int, bool], Any] = {}
         if weights_path is None and weights_dir is not None:
             name = Path(WEIGHTS_RELATIVE_PATH).name
             for candidate in (Path(weights_dir) / name, Path(weights_dir) / self.name / name):
@@ -293,6 +300,21 @@ class CDPAMEmbedder(LearnedDistance, Embedder):
             return pooled[..., ACOUSTIC_DIM:]
         return pooled
 
+    def _fast_encoder(self, channels: tuple[int, int], *, strided: bool = True) -> FastEncoder:
+        """The :class:`FastEncoder` of the last block's ``channels`` (built on first use)."""
+        key = (*channels, strided)
+        fast = self._fast_encoders.get(key)
+        if fast is None:
+            algorithm = "fft" if self.encoder == "fast" and self.device.type == "cpu" else "direct"
+            fast = FastEncoder(
+                self.model.base_encoder,
+                out_channels=slice(*channels),
+                algorithm=algorithm,
+                strided=strided,
+            )
+            self._fast_encoders[key] = fast
+        return fast
+
     def _encode(self, x: torch.Tensor, *, acoustic_only: bool) -> torch.Tensor:
         """Encoder feature map (B, C, ceil(n / 16)) of (B, n) int16-scaled audio.
 
@@ -303,25 +325,16 @@ class CDPAMEmbedder(LearnedDistance, Embedder):
             h, _ = self._encoder_blocks(x)
             return h
         channels = (0, ACOUSTIC_DIM) if acoustic_only else (0, ENCODER_DIM)
-        fast = self._fast_encoders.get(channels)
-        if fast is None:
-            algorithm = "fft" if self.encoder == "fast" and self.device.type == "cpu" else "direct"
-            fast = FastEncoder(
-                self.model.base_encoder, out_channels=slice(*channels), algorithm=algorithm
-            )
-            self._fast_encoders[channels] = fast
-        return fast(x)
+        return self._fast_encoder(channels)(x)
 
-    def _frame_position_bounds(self, n_samples: int) -> list[tuple[int, int]]:
-        """Per frame, the feature-map positions [lo, hi) whose sample 16 j is in the window."""
+    def _frame_position_bounds(self, n_samples: int) -> torch.Tensor:
+        """Per frame, the feature-map positions [lo, hi) whose sample 16 j is in the window:
+        an int64 tensor (T, 2)."""
         n_positions = -(-n_samples // DOWNSAMPLING)
-        bounds = []
-        for t in range(self.n_frames(n_samples)):
-            start = t * self.hop_samples
-            lo = -(-start // DOWNSAMPLING)
-            hi = min(n_positions, -(-(start + self.window_samples) // DOWNSAMPLING))
-            bounds.append((lo, hi))
-        return bounds
+        starts = torch.arange(self.n_frames(n_samples), dtype=torch.int64) * self.hop_samples
+        lo = -torch.div(-starts, DOWNSAMPLING, rounding_mode="floor")
+        hi = -torch.div(-(starts + self.window_samples), DOWNSAMPLING, rounding_mode="floor")
+        return torch.stack([lo, hi.clamp_max(n_positions)], dim=1)
 
     def _pooled_pass(
         self, x: torch.Tensor, *, frames: bool = True
@@ -330,6 +343,10 @@ class CDPAMEmbedder(LearnedDistance, Embedder):
 
         x : (B, n) int16-scaled audio. Returns frames (B, T, C) or None, clip (B, C), with
         C = 512 (acoustic half only) when nothing else is needed, else 1024.
+
+        Window sums come from a float64 running sum of each chunk's feature map, read at
+        every window's bounds at once (no loop over frames; differences of float64 sums
+        rounded once to float32, so no less accurate than summing each window).
         """
         acoustic_only = not frames or self.part == "acoustic"
         n = x.shape[-1]
@@ -339,8 +356,8 @@ class CDPAMEmbedder(LearnedDistance, Embedder):
             spans = [(0, n)]
         else:
             spans = [(c0, min(n, c0 + chunk)) for c0 in range(0, n, chunk)]
-        bounds = self._frame_position_bounds(n) if frames else []
-        frame_parts: list[list[torch.Tensor]] = [[] for _ in bounds]
+        bounds = self._frame_position_bounds(n).to(x.device) if frames else None
+        window_sums: torch.Tensor | None = None
         total: torch.Tensor | None = None
         for c0, c1 in spans:
             a = max(0, c0 - CHUNK_MARGIN_SAMPLES)
@@ -351,22 +368,17 @@ class CDPAMEmbedder(LearnedDistance, Embedder):
             core = h[:, :, off : off + (j1 - j0)]
             s = torch.sum(core, dim=2)
             total = s if total is None else total + s
-            for t, (lo, hi) in enumerate(bounds):
-                lo_c, hi_c = max(lo, j0), min(hi, j1)
-                if lo_c < hi_c:
-                    frame_parts[t].append(torch.sum(core[:, :, lo_c - j0 : hi_c - j0], dim=2))
+            if bounds is not None:
+                part = _window_sums(core, bounds.clamp(j0, j1) - j0)
+                window_sums = part if window_sums is None else window_sums + part
         assert total is not None
         # cdpam: torch.sum(x, dim=2) / x.shape[2]
         clip = total / n_positions
-        if not frames:
+        if bounds is None:
             return None, clip
-        out = torch.stack(
-            [
-                sum(parts[1:], parts[0]) / (hi - lo)
-                for parts, (lo, hi) in zip(frame_parts, bounds, strict=True)
-            ],
-            dim=1,
-        )
+        assert window_sums is not None
+        counts = (bounds[:, 1] - bounds[:, 0]).to(torch.float64)
+        out = (window_sums / counts[:, None]).to(core.dtype)  # (B, T, C)
         return out, clip
 
     def _windowed_pass(self, x: torch.Tensor) -> torch.Tensor:
@@ -447,9 +459,16 @@ class CDPAMEmbedder(LearnedDistance, Embedder):
             Conv-BatchNorm-LeakyReLU block before decimation, shape (B, C, n_i) with C = 64,
             64, 64, 128, ..., 1024 and n_i = ceil(n / 2**(i // 4)); ``"pooled"``, the (B, 1024)
             clip mean. Whole-clip pass (no chunking): keep clips short.
+
+        The encoder is the package's loop when ``encoder="reference"``, else
+        :meth:`FastEncoder.activations` (unstrided: every block's whole output; folded
+        BatchNorm, FFT convolutions on the CPU), the same activations to float32 rounding.
         """
         x = self._check_batch(waveform, "features") * INT16_SCALE
-        h, acts = self._encoder_blocks(x, keep=True)
+        if self.encoder == "reference":
+            h, acts = self._encoder_blocks(x, keep=True)
+        else:
+            h, acts = self._fast_encoder((0, ENCODER_DIM), strided=False).activations(x)
         acts["pooled"] = torch.sum(h, dim=2) / h.shape[2]
         if layers is None:
             return acts

@@ -57,6 +57,7 @@ class _Block:
     bias: torch.Tensor  # (Cout,)
     stride: int
     taps: int  # kernel length seen by the FFT (15, or 8 for a stride-2 block in phases)
+    decimate: bool = False  # unstrided encoder: keep every other sample after this block
 
 
 def _fold(conv: torch.nn.Conv1d, bn: torch.nn.BatchNorm1d) -> tuple[torch.Tensor, torch.Tensor]:
@@ -145,6 +146,11 @@ class FastEncoder:
         Channels of the last block to compute (``slice(0, 512)``: the acoustic half).
     algorithm : {"fft", "direct"}
         FFT convolution from block :data:`FFT_FROM_BLOCK` on, or direct convolutions only.
+    strided : bool
+        True: decimation as strides (change 2). False: every block computes its whole output
+        and the time axis is halved after it by ``[..., ::2]``, as the package does: what
+        :meth:`activations` needs (the deep-feature loss compares each block's output before
+        decimation).
     """
 
     def __init__(
@@ -154,11 +160,13 @@ class FastEncoder:
         out_channels: slice = slice(None),
         algorithm: str = "fft",
         fft_size: int = FFT_SIZE,
+        strided: bool = True,
     ) -> None:
         if algorithm not in ALGORITHMS:
             raise ValueError(f"algorithm must be one of {ALGORITHMS}, got {algorithm!r}")
         self.algorithm = algorithm
         self.fft_size = fft_size
+        self.strided = bool(strided)
         n_blocks = base_encoder.num_layers
         device = base_encoder.encoder[0].weight.device
         self.blocks: list[_Block] = []
@@ -166,7 +174,8 @@ class FastEncoder:
             w, b = _fold(base_encoder.encoder[i], base_encoder.ebatch[i])
             if i == n_blocks - 1:
                 w, b = w[out_channels], b[out_channels]
-            stride = 2 if (i + 1) % BLOCKS_PER_DECIMATION == 0 else 1
+            decimates = (i + 1) % BLOCKS_PER_DECIMATION == 0
+            stride = 2 if decimates and self.strided else 1
             if algorithm == "fft" and i >= FFT_FROM_BLOCK:
                 if stride == 2:
                     # y[m] = sum_k w[k] xp[2m + k] = sum_q w[2q] xe[m + q] + w[2q + 1] xo[m + q]
@@ -182,27 +191,49 @@ class FastEncoder:
                     block.bias.to(device),
                     block.stride,
                     block.taps,
+                    decimates and not self.strided,
                 )
             )
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """(B, n) int16-scaled audio -> feature map (B, C, ceil(n / 16)), as the package's loop."""
-        h = x[:, None, :]
-        for blk in self.blocks:
-            if blk.kind == "direct":
-                h = _conv_per_item(h, blk)
-            elif blk.stride == 1:
-                h = fft_correlate_valid(
-                    F.pad(h, (PADDING, PADDING)), blk.weight, blk.taps, self.fft_size
-                )
-                h = h + blk.bias[:, None]
-            else:
-                length = h.shape[-1]
-                n_out = -(-length // 2)
-                # Pad to 2 (n_out + taps) samples: PADDING zeros in front, the rest behind.
-                hp = F.pad(h, (PADDING, 2 * (n_out + blk.taps) - length - PADDING))
-                phases = torch.cat([hp[:, :, 0::2], hp[:, :, 1::2]], dim=1)
-                h = fft_correlate_valid(phases, blk.weight, blk.taps, self.fft_size)
-                h = h[..., :n_out] + blk.bias[:, None]
-            h = F.leaky_relu(h, LEAKY_SLOPE)
+        h, _ = self._run(x, keep=False)
         return h
+
+    def activations(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The feature map and every block's output before decimation, ``"layer00"`` ...
+        ``"layer15"`` (B, C_i, ceil(n / 2**(i // 4))), as the package's loop computes them.
+
+        Needs ``strided=False`` (a strided block never computes the samples it drops).
+        """
+        if self.strided:
+            raise ValueError("FastEncoder.activations needs strided=False")
+        return self._run(x, keep=True)
+
+    def _run(self, x: torch.Tensor, *, keep: bool) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        h = x[:, None, :]
+        acts: dict[str, torch.Tensor] = {}
+        for i, blk in enumerate(self.blocks):
+            h = F.leaky_relu(self._block(h, blk), LEAKY_SLOPE)
+            if keep:
+                acts[f"layer{i:02d}"] = h
+            if blk.decimate:
+                h = h[:, :, ::2]
+        return h, acts
+
+    def _block(self, h: torch.Tensor, blk: _Block) -> torch.Tensor:
+        """One folded Conv+BN block (before the LeakyReLU)."""
+        if blk.kind == "direct":
+            return _conv_per_item(h, blk)
+        if blk.stride == 1:
+            out = fft_correlate_valid(
+                F.pad(h, (PADDING, PADDING)), blk.weight, blk.taps, self.fft_size
+            )
+            return out + blk.bias[:, None]
+        length = h.shape[-1]
+        n_out = -(-length // 2)
+        # Pad to 2 (n_out + taps) samples: PADDING zeros in front, the rest behind.
+        hp = F.pad(h, (PADDING, 2 * (n_out + blk.taps) - length - PADDING))
+        phases = torch.cat([hp[:, :, 0::2], hp[:, :, 1::2]], dim=1)
+        out = fft_correlate_valid(phases, blk.weight, blk.taps, self.fft_size)
+        return out[..., :n_out] + blk.bias[:, None]
