@@ -38,6 +38,7 @@ def study(tmp_path_factory):
     return root
 
 
+@pytest.mark.slow  # the study fixture runs stages 1-3 with restorations (3 s)
 def test_restored_pairs_are_scored_and_kept_out_of_the_statistics(study):
     pairs = pd.read_csv(study / "results" / "pair_metrics.csv")
     assert sorted(pairs["kind"].unique()) == ["degraded", "restored"]
@@ -66,6 +67,7 @@ def _independent(pairs: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index(["loss", "judge"]).sort_index()
 
 
+@pytest.mark.slow  # the study fixture runs stages 1-3 with restorations (3 s)
 def test_loss_audit_equals_an_independent_computation(study):
     pairs = pd.read_csv(study / "results" / "pair_metrics.csv")
     audit = pd.read_csv(study / "results" / "loss_audit.csv")
@@ -84,6 +86,7 @@ def test_loss_audit_equals_an_independent_computation(study):
     assert (overall.loc[(slice(None), "si_sdr"), "fraction_improved"] == 1.0).all()
 
 
+@pytest.mark.slow  # the study fixture runs stages 1-3 with restorations (3 s)
 def test_the_report_has_a_loss_audit_section_after_the_key_findings(study):
     from perceptual_audio.stages import visualize as visualize_stage
 
@@ -106,6 +109,7 @@ def test_the_report_has_a_loss_audit_section_after_the_key_findings(study):
     assert "restored: sisdr" in html
 
 
+@pytest.mark.slow  # each stage-3 run spawns its worker process (2-5 s)
 def test_webmushra_export_and_results_round_trip(study, tmp_path):
     import csv
     import subprocess

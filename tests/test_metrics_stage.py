@@ -333,6 +333,7 @@ def test_rerun_reuses_and_recomputes_only_new_cells(tmp_path, monkeypatch):
 
 
 # -- failures ----------------------------------------------------------------------------------
+@pytest.mark.slow  # each stage-3 run spawns its worker process (2-5 s)
 def test_failures_are_nan_with_status_never_dropped(tmp_path):
     audio, rows = make_dataset(tmp_path, n_recordings=2, silent=True)
     write_model(tmp_path, "openl3", audio, rows, skip=("degraded/noise/low/speech/r1.wav",))
@@ -364,6 +365,7 @@ def test_failures_are_nan_with_status_never_dropped(tmp_path):
     assert (s["n_pairs"] == 2).all() and (s["pesq_wb_n"] == 1).all()
 
 
+@pytest.mark.slow  # each stage-3 run spawns its worker process (2-5 s)
 def test_undefined_measurements_do_not_fail_the_run(tmp_path):
     audio, rows = make_dataset(tmp_path, n_recordings=2, silent=True)
     write_model(tmp_path, "openl3", audio, rows)
@@ -372,6 +374,7 @@ def test_undefined_measurements_do_not_fail_the_run(tmp_path):
     assert run_json["failures"]["stoi"] == 3 and run_json["input_failures"] == {}
 
 
+@pytest.mark.slow  # each stage-3 run spawns its worker process (2-5 s)
 def test_missing_embedding_is_retried_on_rerun(tmp_path):
     audio, rows = make_dataset(tmp_path, n_recordings=1)
     write_model(tmp_path, "openl3", audio, rows, skip=("degraded/noise/high/speech/r0.wav",))
@@ -384,6 +387,7 @@ def test_missing_embedding_is_retried_on_rerun(tmp_path):
     assert run_json["pairs_scored"] == 1  # rewritten but identical files keep their keys
 
 
+@pytest.mark.slow  # each stage-3 run spawns its worker process (2-5 s)
 def test_stale_embedding_is_reported(tmp_path):
     audio, rows = make_dataset(tmp_path, n_recordings=1)
     write_model(tmp_path, "openl3", audio, rows)
@@ -419,6 +423,7 @@ def test_bad_command_line_exits_2(tmp_path):
 
 
 # -- reference numbers through the whole stage ----------------------------------------------
+@pytest.mark.slow  # each stage-3 run spawns its worker process (2-5 s)
 def test_stage_reproduces_pesq_reference(tmp_path, shared_data):
     folder = shared_data / "pesq_reference"
     if not folder.is_dir():
@@ -465,6 +470,7 @@ def test_stage_reproduces_pesq_reference(tmp_path, shared_data):
 
 
 # -- CDPAM ---------------------------------------------------------------------------------------
+@pytest.mark.slow  # each stage-3 run spawns its worker process (2-5 s)
 def test_cdpam_distance_from_stored_clip_embeddings(tmp_path):
     pytest.importorskip("cdpam")
     from perceptual_audio.embeddings.cdpam import CDPAMEmbedder
@@ -490,6 +496,7 @@ def test_cdpam_distance_from_stored_clip_embeddings(tmp_path):
         assert row["cdpam_distance"] == pytest.approx(expected, rel=1e-6)
 
 
+@pytest.mark.slow  # each stage-3 run spawns its worker process (2-5 s)
 def test_pairs_whose_degradation_was_not_applied_stay_out_of_the_statistics(tmp_path):
     audio, rows = make_dataset(tmp_path, n_recordings=2)
     # As stage 2 records a silent input: left unchanged, flagged, applied false.
@@ -543,6 +550,7 @@ def _segfault(ref, deg, sr, settings):
     os.kill(os.getpid(), signal.SIGSEGV)
 
 
+@pytest.mark.slow  # every crashed pair is rescored one metric group per process (~40 s)
 def test_a_metric_that_crashes_loses_only_its_cells(tmp_path, monkeypatch, caplog):
     """A native crash (here SI-SDR's process killed by SIGSEGV, as PESQ's C library does on a
     long pair) fails that metric of the pair, named with the likely cause; every other cell is

@@ -60,6 +60,7 @@ def test_assignment_is_a_stable_hash_of_the_clean_path():
     assert {p: shards.shard_index(p, 4) for p in paths[:200]} == before
 
 
+@pytest.mark.slow  # runs the scripts' --help in subprocesses (5 s)
 def test_stage_3_and_4_cli_offer_the_shard_options():
     for script in ("extract_embeddings.py", "calculate_metrics.py"):
         out = subprocess.run(
