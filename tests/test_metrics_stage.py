@@ -243,6 +243,33 @@ def test_pair_table_columns_and_values(first_run):
     assert row["openl3_l2"] == metrics.frame_l2(e_ref, e_deg)
 
 
+def test_compare_results_script_finds_the_one_changed_cell(first_run, tmp_path, capsys):
+    """scripts/compare_results.py (how refactors check 'outputs unchanged'): a folder equals
+    itself; one changed SI-SDR cell is the only difference, named with its pair."""
+    import importlib.util
+
+    from conftest import REPO_ROOT
+
+    spec = importlib.util.spec_from_file_location(
+        "compare_results", REPO_ROOT / "scripts" / "compare_results.py"
+    )
+    compare = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(compare)
+    root, *_ = first_run
+    before = root / "results"
+    assert compare.main([str(before), str(before)]) == 0
+    after = tmp_path / "after"
+    shutil.copytree(before, after)
+    df = pd.read_csv(after / "pair_metrics.csv")
+    df.loc[0, "si_sdr"] += 1e-9
+    df.to_csv(after / "pair_metrics.csv", index=False)
+    capsys.readouterr()
+    assert compare.main([str(before), str(after)]) == 1
+    out = capsys.readouterr().out
+    assert f"DIFF si_sdr: [('{df.loc[0, 'degraded_path']}'" in out
+    assert ", 1 differ" in out.splitlines()[0]
+
+
 def test_scores_fall_with_severity_and_tables_follow(first_run):
     root, _, _ = first_run
     res = root / "results"
