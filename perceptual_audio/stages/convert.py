@@ -44,6 +44,7 @@ from perceptual_audio.stages.convert_items import (
     STAGE,
     ConvertJob,
     ConvertSettings,
+    claim_output,
     conversion_settings,
     convert_file,
     prune_empty_dirs,
@@ -129,12 +130,7 @@ class _Conversion(StageRun[ConvertSettings]):
         return None
 
     def claim(self) -> int | None:
-        return cli.claim_output_folder(
-            self.settings.output,
-            owner=STAGE,
-            option="--output",
-            inputs=[("--input", self.settings.input, None)],
-        )
+        return claim_output(self.settings)
 
     def read(self) -> int | None:
         remove_stale_temporaries(self.settings.output)

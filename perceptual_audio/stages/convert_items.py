@@ -144,3 +144,14 @@ class ConvertSettings(cli.StageSettings):
     sr: int = 16000
     listening_test: Path | None = None
     rating_scale: tuple[float, float] = DEFAULT_RATING_SCALE
+
+
+def claim_output(settings: ConvertSettings) -> int | None:
+    """Check and lock stage 1's ``--output`` folder, for a conversion and a listening-test
+    import alike (None), or the exit status of a refusal."""
+    return cli.claim_output_folder(
+        settings.output,
+        owner=STAGE,
+        option="--output",
+        inputs=[("--input", settings.input, None)],
+    )

@@ -174,13 +174,7 @@ def selection_words(levels: list[deg.Level], seed: int) -> dict[str, Any]:
 def merged(input_dir: Path) -> bool:
     """Whether the audio manifest lists every row of the degradation fragments (a merge of
     the degradation half succeeded, or there was nothing to merge)."""
-    root = Path(input_dir)
-    listed = {r.path: r for r in read_manifest(root)}
-    return all(
-        listed.get(r.path) == r
-        for shard in shards.fragment_shards(root / DEGRADED_DIR)
-        for r in shards.degraded_rows(root, shard) or ()
-    )
+    return shards.fragments_merged(input_dir, DEGRADED_DIR)
 
 
 def _merge_inputs(

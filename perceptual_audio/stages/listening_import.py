@@ -186,12 +186,7 @@ class _Import(StageRun[ConvertSettings]):
         return None
 
     def claim(self) -> int | None:
-        return cli.claim_output_folder(
-            self.output_root,
-            owner=conversion.STAGE,
-            option="--output",
-            inputs=[("--input", self.settings.input, None)],
-        )
+        return conversion.claim_output(self.settings)
 
     def read(self) -> int | None:
         self.output_root.mkdir(parents=True, exist_ok=True)

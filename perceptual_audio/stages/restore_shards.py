@@ -207,9 +207,4 @@ def missing_message(folder: Path, missing: Iterable[tuple[str, str]], count: int
 def merged(root: Path) -> bool:
     """Whether the audio manifest lists every row of the restoration fragments (their merge
     succeeded, or there was nothing to merge)."""
-    listed = {r.path: r for r in read_manifest(root)}
-    return all(
-        listed.get(r.path) == r
-        for shard in shards.fragment_shards(root / RESTORED_DIR)
-        for r in shards.restored_rows(root, shard) or ()
-    )
+    return shards.fragments_merged(root, RESTORED_DIR)

@@ -386,21 +386,38 @@ def remove_fragments(folder: str | os.PathLike) -> None:
         shutil.rmtree(root)
 
 
-def degraded_rows(audio_dir: str | os.PathLike, shard: Shard) -> list[ManifestRow] | None:
-    """The degraded rows shard ``shard`` wrote to its fragment of ``<audio_dir>/degraded/``
-    (the audio manifest lists them only after the merge); None: no such fragment. Read by
-    both halves of stage 2: the degradations (a rerun shard keeps its work) and the
-    embeddings (a shard embeds the files it degraded)."""
-    path = shard.fragment_dir(Path(audio_dir) / DEGRADED_DIR) / MANIFEST_NAME
+def fragment_rows(
+    audio_dir: str | os.PathLike, folder: str, shard: Shard
+) -> list[ManifestRow] | None:
+    """The rows shard ``shard`` wrote to its fragment of ``<audio_dir>/<folder>/`` (the audio
+    manifest lists them only after the merge); None: no such fragment."""
+    path = shard.fragment_dir(Path(audio_dir) / folder) / MANIFEST_NAME
     return read_manifest(path) if path.is_file() else None
+
+
+def fragments_merged(audio_dir: str | os.PathLike, folder: str) -> bool:
+    """Whether the audio manifest lists every row of ``<audio_dir>/<folder>/``'s fragments
+    (their merge succeeded, or there was nothing to merge)."""
+    root = Path(audio_dir)
+    listed = {r.path: r for r in read_manifest(root)}
+    return all(
+        listed.get(r.path) == r
+        for shard in fragment_shards(root / folder)
+        for r in fragment_rows(root, folder, shard) or ()
+    )
+
+
+def degraded_rows(audio_dir: str | os.PathLike, shard: Shard) -> list[ManifestRow] | None:
+    """The degraded rows shard ``shard`` wrote to its fragment of ``<audio_dir>/degraded/``;
+    None: no such fragment. Read by both halves of stage 2: the degradations (a rerun shard
+    keeps its work) and the embeddings (a shard embeds the files it degraded)."""
+    return fragment_rows(audio_dir, DEGRADED_DIR, shard)
 
 
 def restored_rows(audio_dir: str | os.PathLike, shard: Shard) -> list[ManifestRow] | None:
     """The restored rows shard ``shard`` wrote to its fragment of ``<audio_dir>/restored/``
-    (``--restore``; listed by the audio manifest only after the merge); None: no such
-    fragment."""
-    path = shard.fragment_dir(Path(audio_dir) / RESTORED_DIR) / MANIFEST_NAME
-    return read_manifest(path) if path.is_file() else None
+    (``--restore``); None: no such fragment."""
+    return fragment_rows(audio_dir, RESTORED_DIR, shard)
 
 
 def with_fragments(
